@@ -1,0 +1,179 @@
+"""Feed catalog and province reference, loaded from data files and validated at start-up."""
+
+from __future__ import annotations
+
+import csv
+import itertools
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from functools import cache
+from importlib import resources
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+from controlroom.errors import CatalogError
+
+NATIONAL = "00"  # province code of national feeds; never a province
+
+
+@dataclass(frozen=True, slots=True)
+class Category:
+    id: str
+    name_vi: str
+    name_en: str
+
+
+@dataclass(frozen=True, slots=True)
+class Feed:
+    id: str
+    category: str
+    name_vi: str
+    name_en: str
+    source: str
+    unit: str
+    kind: Literal["counter", "gauge"]
+    scope: Literal["provincial", "national"]
+    dims: dict[str, tuple[str, ...]]
+    cadence_s: float
+    valid_min: float
+    valid_max: float
+    sim: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def topic(self) -> str:
+        return f"feeds.{self.id}"
+
+    def dim_combinations(self) -> list[dict[str, str]]:
+        """Every series' dims of this feed (one empty dict when the feed has no dims)."""
+        names = sorted(self.dims)
+        return [dict(zip(names, values, strict=True)) for values in itertools.product(*(self.dims[n] for n in names))]
+
+
+@dataclass(frozen=True, slots=True)
+class Province:
+    code: str
+    name_vi: str
+    name_en: str
+    kind: str
+    lat: float
+    lon: float
+    legacy_codes: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Catalog:
+    categories: dict[str, Category]
+    feeds: dict[str, Feed]
+    provinces: dict[str, Province]
+    legacy_to_current: dict[str, str]
+
+    def feed_for_topic(self, topic: str) -> Feed | None:
+        return self.feeds.get(topic[6:]) if topic.startswith("feeds.") else None
+
+    def current_province(self, code: str) -> str | None:
+        """Map a current or legacy (pre-2025) province code to the current code; None when unknown."""
+        if code in self.provinces:
+            return code
+        return self.legacy_to_current.get(code)
+
+    def series_provinces(self, feed: Feed) -> list[str]:
+        return [NATIONAL] if feed.scope == "national" else sorted(self.provinces)
+
+    def iter_series(self) -> Iterator[tuple[Feed, str, dict[str, str]]]:
+        """Every expected series: (feed, province, dims)."""
+        for feed in self.feeds.values():
+            for province in self.series_provinces(feed):
+                for dims in feed.dim_combinations():
+                    yield feed, province, dims
+
+    @property
+    def topics(self) -> list[str]:
+        return [f.topic for f in self.feeds.values()]
+
+
+def _parse_feed(raw: dict[str, Any], categories: dict[str, Category]) -> Feed:
+    where = f"feed {raw.get('id', '?')!r}"
+    try:
+        lo, hi = (float(v) for v in raw["valid"])
+        feed = Feed(
+            id=str(raw["id"]),
+            category=str(raw["category"]),
+            name_vi=str(raw["name_vi"]),
+            name_en=str(raw["name_en"]),
+            source=str(raw["source"]),
+            unit=str(raw["unit"]),
+            kind=raw["kind"],
+            scope=raw["scope"],
+            dims={str(k): tuple(str(v) for v in vals) for k, vals in (raw.get("dims") or {}).items()},
+            cadence_s=float(raw["cadence_s"]),
+            valid_min=lo,
+            valid_max=hi,
+            sim=dict(raw.get("sim") or {}),
+        )
+    except KeyError as exc:
+        raise CatalogError(f"{where}: missing field {exc.args[0]!r}") from exc
+    except (TypeError, ValueError) as exc:
+        raise CatalogError(f"{where}: {exc}") from exc
+    if feed.kind not in ("counter", "gauge"):
+        raise CatalogError(f"{where}: kind must be counter or gauge, not {feed.kind!r}")
+    if feed.scope not in ("provincial", "national"):
+        raise CatalogError(f"{where}: scope must be provincial or national, not {feed.scope!r}")
+    if feed.category not in categories:
+        raise CatalogError(f"{where}: unknown category {feed.category!r}")
+    if feed.cadence_s <= 0 or lo >= hi:
+        raise CatalogError(f"{where}: cadence must be > 0 and valid range min < max")
+    if not feed.id.replace("_", "").isalnum():
+        raise CatalogError(f"{where}: id may hold only letters, digits and '_' (it names a topic)")
+    return feed
+
+
+def parse_catalog(feeds_doc: dict[str, Any], provinces_rows: list[dict[str, str]]) -> Catalog:
+    """Pure: build and validate a Catalog from parsed documents."""
+    categories = {str(c["id"]): Category(str(c["id"]), str(c["name_vi"]), str(c["name_en"]))
+                  for c in feeds_doc.get("categories", [])}
+    feeds: dict[str, Feed] = {}
+    for raw in feeds_doc.get("feeds", []):
+        feed = _parse_feed(raw, categories)
+        if feed.id in feeds:
+            raise CatalogError(f"feed {feed.id!r} is defined twice")
+        feeds[feed.id] = feed
+    provinces: dict[str, Province] = {}
+    legacy: dict[str, str] = {}
+    for row in provinces_rows:
+        code = row["code"].strip()
+        if code == NATIONAL:
+            raise CatalogError("province code 00 is reserved for national feeds")
+        legacy_codes = tuple(c.strip() for c in row["merged_from_legacy_codes"].split(";") if c.strip())
+        provinces[code] = Province(code, row["name_vi"], row["name_en"], row["kind"],
+                                   float(row["center_lat"]), float(row["center_lon"]), legacy_codes)
+        for old in legacy_codes:
+            if old in legacy and legacy[old] != code:
+                raise CatalogError(f"legacy province code {old} is claimed by {legacy[old]} and {code}")
+            legacy[old] = code
+    for old, new in legacy.items():
+        if old in provinces and old != new:
+            raise CatalogError(f"legacy code {old} maps to {new} but is also a current province code")
+    return Catalog(categories, feeds, provinces, legacy)
+
+
+def _data_file(name: str) -> Path:
+    return Path(str(resources.files("controlroom") / "data" / name))
+
+
+def load_catalog(feeds_path: Path | None = None, provinces_path: Path | None = None) -> Catalog:
+    feeds_path = feeds_path or _data_file("feeds.yaml")
+    provinces_path = provinces_path or _data_file("provinces.csv")
+    try:
+        feeds_doc = yaml.safe_load(feeds_path.read_text(encoding="utf-8"))
+        with provinces_path.open(encoding="utf-8", newline="") as fh:
+            rows = list(csv.DictReader(fh))
+    except (OSError, yaml.YAMLError) as exc:
+        raise CatalogError(f"cannot read catalog: {exc}") from exc
+    return parse_catalog(feeds_doc, rows)
+
+
+@cache
+def default_catalog() -> Catalog:
+    return load_catalog()

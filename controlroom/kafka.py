@@ -1,0 +1,57 @@
+"""Kafka I/O helpers shared by producers, worker, sinks and API (aiokafka)."""
+
+from __future__ import annotations
+
+import asyncio
+
+from aiokafka import AIOKafkaProducer
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import KafkaConnectionError, TopicAlreadyExistsError
+
+from controlroom.catalog import Catalog
+from controlroom.errors import StartupError
+from controlroom.schema import AGG_TOPIC, DLQ_TOPIC, LATE_TOPIC
+from controlroom.settings import Settings
+
+
+def all_topics(catalog: Catalog) -> list[str]:
+    return [*catalog.topics, DLQ_TOPIC, LATE_TOPIC, AGG_TOPIC]
+
+
+def make_producer(settings: Settings, **extra: object) -> AIOKafkaProducer:
+    """Producer per the delivery rules: acks=all, idempotent where the broker supports it."""
+    compression = None if settings.kafka_compression == "none" else settings.kafka_compression
+    return AIOKafkaProducer(
+        bootstrap_servers=settings.kafka_bootstrap,
+        acks="all",
+        enable_idempotence=settings.kafka_idempotence,
+        compression_type=compression,
+        linger_ms=5,
+        max_batch_size=1 << 20,
+        **extra,
+    )
+
+
+async def ensure_topics(settings: Settings, topics: list[str], *, timeout_s: float = 30.0) -> None:
+    """Create missing topics with the configured partition count. Clear error when no broker answers."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap, request_timeout_ms=10_000)
+    deadline = asyncio.get_running_loop().time() + timeout_s
+    while True:
+        try:
+            await admin.start()
+            break
+        except KafkaConnectionError as exc:
+            if asyncio.get_running_loop().time() > deadline:
+                raise StartupError(f"no Kafka broker answers at {settings.kafka_bootstrap}") from exc
+            await asyncio.sleep(0.5)
+    try:
+        existing = set(await admin.list_topics())
+        new = [NewTopic(t, num_partitions=settings.topic_partitions, replication_factor=1)
+               for t in topics if t not in existing]
+        if new:
+            try:
+                await admin.create_topics(new)
+            except TopicAlreadyExistsError:
+                pass  # another process created it first: fine
+    finally:
+        await admin.close()

@@ -1,0 +1,215 @@
+"""The wire formats every process shares, and the one validation path for readings.
+
+A reading on topic ``feeds.<feed>`` (key = province code), plain JSON:
+    {"event_id": "…", "feed": "water_level", "province": "01", "ts": "2026-11-22T10:00:00Z",
+     "value": 412.5, "dims": {"station": "s1"}, "source": "hydro-station-01"}
+``ts`` is ISO 8601 with a timezone, or epoch milliseconds (a number).
+
+Validation is a pure function of the bytes, the catalog and a reference time. Kafka consumers use
+the message's own timestamp as that reference, so every consumer of a topic reaches the same verdict.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+
+from controlroom.catalog import NATIONAL, Catalog
+
+TOPIC_PREFIX = "feeds."
+DLQ_TOPIC = "feeds.dlq"
+LATE_TOPIC = "feeds.late"
+AGG_TOPIC = "agg.1m"
+
+MAX_ID_LEN = 128
+MAX_DIM_LEN = 64
+MAX_SOURCE_LEN = 128
+
+# Rejection reasons (the `reason` column of dead letters)
+MALFORMED = "malformed"
+MISSING_FIELD = "missing_field"
+WRONG_TYPE = "wrong_type"
+UNKNOWN_FEED = "unknown_feed"
+FEED_TOPIC_MISMATCH = "feed_topic_mismatch"
+UNKNOWN_PROVINCE = "unknown_province"
+SCOPE_MISMATCH = "scope_mismatch"
+UNKNOWN_DIM = "unknown_dim"
+OUT_OF_RANGE = "out_of_range"
+IN_FUTURE = "in_future"
+BAD_TIMESTAMP = "bad_timestamp"
+
+REQUIRED = ("event_id", "feed", "province", "ts", "value")
+
+
+@dataclass(frozen=True, slots=True)
+class Reading:
+    event_id: str
+    feed: str
+    province: str  # current (post-2025) code, or "00" for national feeds
+    ts_ms: int
+    value: float
+    dims: dict[str, str]
+    source: str
+    province_original: str  # as sent; differs from `province` when a legacy code was mapped
+
+    @property
+    def dims_key(self) -> str:
+        return dims_key(self.dims)
+
+
+@dataclass(frozen=True, slots=True)
+class Rejection:
+    reason: str
+    field: str
+    detail: str
+
+    def message(self) -> str:
+        return f"{self.field}: {self.detail}" if self.field else self.detail
+
+
+def dims_key(dims: dict[str, str]) -> str:
+    """Canonical text of a dims map: sorted k=v joined by ','; '' when empty."""
+    return ",".join(f"{k}={dims[k]}" for k in sorted(dims)) if dims else ""
+
+
+def series_key(feed: str, province: str, dkey: str) -> str:
+    return f"{feed}|{province}|{dkey}"
+
+
+def parse_ts(raw: Any) -> int | None:
+    """Epoch milliseconds from ISO 8601 text with a timezone, or from a number of epoch ms."""
+    if isinstance(raw, bool):
+        return None
+    if isinstance(raw, int | float):
+        return int(raw) if math.isfinite(raw) else None
+    if isinstance(raw, str):
+        try:
+            dt = datetime.fromisoformat(raw.replace("Z", "+00:00") if raw.endswith("Z") else raw)
+        except ValueError:
+            return None
+        if dt.tzinfo is None:
+            return None
+        return int(dt.timestamp() * 1000)
+    return None
+
+
+def ms_to_iso(ms: int) -> str:
+    return datetime.fromtimestamp(ms / 1000, tz=UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def validate(doc: Any, catalog: Catalog, *, ref_ms: int, max_future_ms: int,
+             topic_feed: str | None = None) -> Reading | Rejection:
+    """Check one decoded reading. `ref_ms` is "now" for the future check; `topic_feed` the feed its topic names."""
+    if not isinstance(doc, dict):
+        return Rejection(MALFORMED, "", f"a reading must be a JSON object, not {type(doc).__name__}")
+    for name in REQUIRED:
+        if name not in doc:
+            return Rejection(MISSING_FIELD, name, "is required")
+    event_id, feed_id, province, value = doc["event_id"], doc["feed"], doc["province"], doc["value"]
+    if not isinstance(event_id, str) or not event_id or len(event_id) > MAX_ID_LEN:
+        return Rejection(WRONG_TYPE, "event_id", f"must be a non-empty string of at most {MAX_ID_LEN} chars")
+    if not isinstance(feed_id, str):
+        return Rejection(WRONG_TYPE, "feed", "must be a string")
+    feed = catalog.feeds.get(feed_id)
+    if feed is None:
+        return Rejection(UNKNOWN_FEED, "feed", f"unknown feed {feed_id[:64]!r}")
+    if topic_feed is not None and topic_feed != feed_id:
+        return Rejection(FEED_TOPIC_MISMATCH, "feed", f"feed {feed_id!r} sent on the topic of {topic_feed!r}")
+    if not isinstance(province, str):
+        return Rejection(WRONG_TYPE, "province", "must be a string such as \"01\"")
+    if feed.scope == "national":
+        if province != NATIONAL:
+            return Rejection(SCOPE_MISMATCH, "province", f"national feed {feed_id} takes province 00")
+        current = NATIONAL
+    else:
+        mapped = catalog.current_province(province)
+        if mapped is None:
+            return Rejection(UNKNOWN_PROVINCE, "province", f"unknown province code {province[:16]!r}")
+        current = mapped
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return Rejection(WRONG_TYPE, "value", "must be a number")
+    value = float(value)
+    if not math.isfinite(value):
+        return Rejection(WRONG_TYPE, "value", "must be finite")
+    if not feed.valid_min <= value <= feed.valid_max:
+        return Rejection(OUT_OF_RANGE, "value",
+                         f"{value:g} outside [{feed.valid_min:g}, {feed.valid_max:g}] {feed.unit}")
+    ts_ms = parse_ts(doc["ts"])
+    if ts_ms is None:
+        return Rejection(BAD_TIMESTAMP, "ts", "must be ISO 8601 with a timezone, or epoch milliseconds")
+    if ts_ms > ref_ms + max_future_ms:
+        return Rejection(IN_FUTURE, "ts", f"{(ts_ms - ref_ms) / 1000:.0f} s in the future "
+                                          f"(limit {max_future_ms / 1000:.0f} s)")
+    raw_dims = doc.get("dims") or {}
+    if not isinstance(raw_dims, dict):
+        return Rejection(WRONG_TYPE, "dims", "must be an object of strings")
+    dims: dict[str, str] = {}
+    for k, v in raw_dims.items():
+        if k not in feed.dims:
+            return Rejection(UNKNOWN_DIM, f"dims.{k}"[:80], f"feed {feed_id} has dims {sorted(feed.dims)}")
+        if not isinstance(v, str) or not v or len(v) > MAX_DIM_LEN:
+            return Rejection(WRONG_TYPE, f"dims.{k}", f"must be a non-empty string of at most {MAX_DIM_LEN} chars")
+        dims[k] = v
+    source = doc.get("source", "")
+    if not isinstance(source, str) or len(source) > MAX_SOURCE_LEN:
+        return Rejection(WRONG_TYPE, "source", f"must be a string of at most {MAX_SOURCE_LEN} chars")
+    return Reading(event_id, feed_id, current, ts_ms, value, dims, source, province)
+
+
+def decode_and_validate(raw: bytes | None, catalog: Catalog, *, ref_ms: int, max_future_ms: int,
+                        topic_feed: str | None = None) -> Reading | Rejection:
+    try:
+        doc = orjson.loads(raw or b"")
+    except orjson.JSONDecodeError as exc:
+        return Rejection(MALFORMED, "", f"not valid JSON: {exc.msg}")
+    return validate(doc, catalog, ref_ms=ref_ms, max_future_ms=max_future_ms, topic_feed=topic_feed)
+
+
+def reading_to_wire(r: Reading) -> dict[str, Any]:
+    return {"event_id": r.event_id, "feed": r.feed, "province": r.province_original, "ts": r.ts_ms,
+            "value": r.value, "dims": r.dims, "source": r.source}
+
+
+# --- Messages the pipeline emits (all plain JSON) -------------------------------------------------
+
+def dead_letter(rejection: Rejection, payload: bytes | None, *, source_topic: str, partition: int,
+                offset: int, received_ms: int, dlq_id: str | None = None) -> dict[str, Any]:
+    """A dead letter. Its id is the source position when it came from Kafka, so a replay dedupes."""
+    text = (payload or b"")[:65536].decode("utf-8", errors="replace")
+    return {
+        "dlq_id": dlq_id or f"{source_topic}:{partition}:{offset}",
+        "reason": rejection.reason,
+        "field": rejection.field,
+        "detail": rejection.detail,
+        "payload": text,
+        "source_topic": source_topic,
+        "source_partition": partition,
+        "source_offset": offset,
+        "received_ms": received_ms,
+    }
+
+
+def window_message(*, feed: str, province: str, dims: dict[str, str], window_start_ms: int, window_s: int,
+                   count: int, total: float, vmin: float, vmax: float, last: float, last_ts_ms: int,
+                   closed_ms: int) -> dict[str, Any]:
+    """A closed 1-minute window on topic agg.1m. (feed, province, dims_key, window_start) is its identity."""
+    return {
+        "feed": feed, "province": province, "dims": dims, "dims_key": dims_key(dims),
+        "window_start": window_start_ms, "window_end": window_start_ms + window_s * 1000,
+        "count": count, "sum": total, "min": vmin, "max": vmax, "avg": total / count if count else 0.0,
+        "last": last, "last_ts": last_ts_ms, "closed_ms": closed_ms,
+    }
+
+
+def late_message(r: Reading, *, source_topic: str, partition: int, offset: int, watermark_ms: int,
+                 detected_ms: int) -> dict[str, Any]:
+    """A valid reading that arrived after its window closed: stored raw, counted here, not aggregated."""
+    return {
+        "event_id": r.event_id, "feed": r.feed, "province": r.province, "dims": r.dims, "ts": r.ts_ms,
+        "value": r.value, "watermark": watermark_ms, "source_topic": source_topic,
+        "source_partition": partition, "source_offset": offset, "detected_ms": detected_ms,
+    }

@@ -1,0 +1,65 @@
+"""One frozen settings object per process, built in main() from the environment (never at import)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(frozen=True, env_prefix="", extra="ignore", case_sensitive=False)
+
+    # Kafka. Embedded `make up` starts Tansu and sets these for its children.
+    kafka_bootstrap: str = "127.0.0.1:9092"
+    kafka_idempotence: bool = True  # real Kafka: yes; Tansu has no InitProducerId, so `up` turns it off
+    kafka_compression: Literal["none", "gzip", "lz4", "snappy", "zstd"] = "lz4"
+    topic_partitions: int = 4
+    broker_port: int = 9092  # the embedded broker's port
+
+    # ClickHouse: chdb:///abs/path, chdb://relative/path, or http(s)://user:pass@host:8123/db
+    clickhouse_url: SecretStr = SecretStr("chdb://./data/warehouse")
+    clickhouse_database: str = "controlroom"
+
+    # API (in embedded mode the sink runs inside the API process: one owner of the chDB path)
+    api_host: str = "127.0.0.1"
+    api_port: int = 8000
+    embedded_sink: bool | None = None  # None: on when CLICKHOUSE_URL is chdb://
+
+    data_dir: Path = Path("./data")
+
+    # Validation and windows
+    window_s: int = 60
+    allowed_lateness_s: float = 10.0
+    idle_advance_after_s: float = 5.0  # a partition quiet this long lets its watermark follow the clock
+    max_future_s: float = 300.0
+
+    # Micro-batches
+    stream_batch_max: int = 10_000
+    stream_batch_within_s: float = 0.2
+    sink_batch_rows: int = 50_000
+    sink_flush_interval_s: float = 1.0
+
+    # Simulator
+    sim_seed: int = 42
+    sim_rate: float = 1.0
+
+    streams_app_id: str = "controlroom-streams"
+    sink_group_id: str = "controlroom-sink"
+
+    log_level: str = "info"
+    log_format: Literal["auto", "json", "console"] = "auto"
+
+    @property
+    def is_embedded_clickhouse(self) -> bool:
+        return self.clickhouse_url.get_secret_value().startswith("chdb://")
+
+    @property
+    def sink_in_api(self) -> bool:
+        return self.is_embedded_clickhouse if self.embedded_sink is None else self.embedded_sink
+
+
+def load_settings(**overrides: object) -> Settings:
+    return Settings(**overrides)  # type: ignore[arg-type]  # pydantic validates the overrides
