@@ -1,0 +1,59 @@
+"""Shared fixtures: a real Tansu broker, settings pointing at it, a chDB warehouse in a temp folder."""
+
+from __future__ import annotations
+
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from controlroom.broker import free_port, start_tansu
+from controlroom.catalog import Catalog, default_catalog
+from controlroom.settings import Settings
+
+OUTPUT = Path(__file__).parent / "output"
+
+
+@pytest.fixture(scope="session")
+def catalog() -> Catalog:
+    return default_catalog()
+
+
+@pytest.fixture(scope="session")
+def output_dir() -> Path:
+    OUTPUT.mkdir(exist_ok=True)
+    return OUTPUT
+
+
+@pytest.fixture()
+def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A fresh Tansu broker (memory storage) per test: returns its bootstrap address."""
+    port = free_port()
+    log = tmp_path_factory.mktemp("tansu") / "tansu.log"
+    proc = start_tansu(port, log)
+    try:
+        yield f"127.0.0.1:{port}"
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+@pytest.fixture()
+def make_settings(tmp_path: Path):  # type: ignore[no-untyped-def]
+    """Settings for a test: temp data dir and chDB path; pass overrides such as kafka_bootstrap."""
+
+    def factory(**overrides: object) -> Settings:
+        base: dict[str, object] = {
+            "data_dir": tmp_path / "data",
+            "clickhouse_url": f"chdb://{tmp_path / 'warehouse'}",
+            "kafka_idempotence": False,  # Tansu has no InitProducerId
+            "log_format": "console",
+        }
+        base.update(overrides)
+        return Settings(**base)  # type: ignore[arg-type]
+
+    return factory
