@@ -1,0 +1,169 @@
+"""The streams worker (Faust): validate → window → emit. Logic lives in pure modules; this wires it.
+
+Per micro-batch (`take_events`): decode and validate each message (one reading, or a JSON array
+of readings from a batched source), send rejects to feeds.dlq with the reason, absorb valid
+readings into 1-minute windows (one changelog write per touched window), report late readings
+on feeds.late. A timer closes windows whose end passed the watermark, publishes them on agg.1m,
+waits until they are acknowledged, and only then forgets them.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import defaultdict
+from typing import Any
+
+import faust
+import orjson
+
+from controlroom.catalog import Catalog
+from controlroom.logs import get_logger
+from controlroom.schema import (
+    AGG_TOPIC,
+    DLQ_TOPIC,
+    LATE_TOPIC,
+    Reading,
+    Rejection,
+    dead_letter,
+    late_message,
+    validate,
+    window_message,
+)
+from controlroom.settings import Settings
+from streams.windows import WindowEngine
+
+log = get_logger("streams")
+
+CHANGELOG_TABLE = "windows"
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+def decode_message(raw: bytes | None, catalog: Catalog, *, ref_ms: int, max_future_ms: int,
+                   topic_feed: str | None) -> list[Reading | Rejection]:
+    """One Kafka message → verdicts: a JSON object is one reading, a JSON array carries several."""
+    try:
+        doc = orjson.loads(raw or b"")
+    except orjson.JSONDecodeError as exc:
+        return [Rejection("malformed", "", f"not valid JSON: {exc.msg}")]
+    docs = doc if isinstance(doc, list) else [doc]
+    return [validate(d, catalog, ref_ms=ref_ms, max_future_ms=max_future_ms, topic_feed=topic_feed)
+            for d in docs]
+
+
+class Counters:
+    def __init__(self) -> None:
+        self.messages = 0
+        self.readings = 0
+        self.rejected = 0
+        self.late = 0
+        self.duplicates = 0
+        self.replayed = 0
+        self.windows_closed = 0
+
+    def as_dict(self) -> dict[str, int]:
+        return dict(vars(self))
+
+
+def build_app(settings: Settings, catalog: Catalog) -> faust.App:
+    app = faust.App(
+        settings.streams_app_id,
+        broker=f"kafka://{settings.kafka_bootstrap}",
+        store="memory://",  # state is rebuilt from the changelog topic on start
+        value_serializer="raw",
+        key_serializer="raw",
+        topic_partitions=settings.topic_partitions,
+        datadir=str(settings.data_dir / "faust"),
+        web_enabled=False,
+        # On Tansu a group join waits about session_timeout/2: keep it short.
+        broker_session_timeout=6.0,
+        broker_heartbeat_interval=1.0,
+        broker_rebalance_timeout=6.0,
+        consumer_auto_offset_reset="earliest",
+        producer_acks=-1,
+        producer_linger_ms=5,
+        producer_max_batch_size=1 << 20,
+        stream_buffer_maxsize=max(4096, settings.stream_batch_max * 2),
+        broker_commit_every=settings.stream_batch_max,
+    )
+    source = app.topic(*catalog.topics, value_serializer="raw", key_serializer="raw")
+    table = app.Table(CHANGELOG_TABLE, default=None, partitions=settings.topic_partitions,
+                      key_serializer="raw", value_serializer="raw")
+    max_future_ms = int(settings.max_future_s * 1000)
+    counters = Counters()
+
+    def persist(partition: int, key: bytes, value: bytes | None) -> None:
+        table.send_changelog(partition, key, value)
+
+    engine = WindowEngine(table.data, persist, size_ms=settings.window_s * 1000,
+                          lateness_ms=int(settings.allowed_lateness_s * 1000),
+                          idle_ms=int(settings.idle_advance_after_s * 1000))
+
+    async def send(topic: str, key: bytes | None, value: dict[str, Any]) -> Any:
+        return await app.producer.send(topic, key, orjson.dumps(value), None, None, None)
+
+    @app.agent(source)
+    async def process(stream: faust.StreamT) -> None:
+        async for events in stream.take_events(settings.stream_batch_max,
+                                               within=settings.stream_batch_within_s):
+            wall = now_ms()
+            per_tp: dict[tuple[str, int], list[tuple[int, Reading]]] = defaultdict(list)
+            for event in events:
+                msg = event.message
+                feed = catalog.feed_for_topic(msg.topic)
+                ref_ms = round(msg.timestamp * 1000)  # the broker's timestamp: same verdict as the sink
+                verdicts = decode_message(msg.value, catalog, ref_ms=ref_ms, max_future_ms=max_future_ms,
+                                          topic_feed=feed.id if feed else None)
+                counters.messages += 1
+                for i, v in enumerate(verdicts):
+                    if isinstance(v, Reading):
+                        per_tp[(msg.topic, msg.partition)].append((msg.offset, v))
+                        continue
+                    counters.rejected += 1
+                    suffix = f":{i}" if len(verdicts) > 1 else ""
+                    dlq = dead_letter(v, msg.value, source_topic=msg.topic, partition=msg.partition,
+                                      offset=msg.offset, received_ms=wall,
+                                      dlq_id=f"{msg.topic}:{msg.partition}:{msg.offset}{suffix}")
+                    await send(DLQ_TOPIC, msg.key, dlq)
+            for (topic, partition), records in per_tp.items():
+                counters.readings += len(records)
+                result = engine.apply(topic, partition, records, wall)
+                counters.late += len(result.late)
+                counters.duplicates += result.duplicates
+                counters.replayed += result.skipped_replayed
+                for late in result.late:
+                    await send(LATE_TOPIC, late.reading.province.encode(),
+                               late_message(late.reading, source_topic=topic, partition=partition,
+                                            offset=late.offset, watermark_ms=late.watermark_ms,
+                                            detected_ms=wall))
+
+    @app.timer(0.5)
+    async def close_windows() -> None:
+        if not app.tables.recovery.completed.is_set():
+            return  # windows are only complete once the changelog has been replayed
+        wall = now_ms()
+        engine.advance_idle(wall)
+        due = engine.due_windows()
+        if not due:
+            return
+        futures = []
+        for _key, _partition, w in due:
+            message = window_message(
+                feed=w.feed, province=w.province, dims=w.dims, window_start_ms=w.window_start_ms,
+                window_s=settings.window_s, count=w.agg.count, total=w.agg.total, vmin=w.agg.vmin,
+                vmax=w.agg.vmax, last=w.agg.last, last_ts_ms=w.agg.last_ts, closed_ms=wall)
+            futures.append(await send(AGG_TOPIC, w.province.encode(), message))
+        for fut in futures:
+            await fut  # durable on agg.1m before the window is forgotten
+        for key, partition, _w in due:
+            engine.forget(key, partition)
+        counters.windows_closed += len(due)
+
+    @app.timer(10.0)
+    async def report() -> None:
+        log.info("streams progress", open_windows=engine.open_windows(), **counters.as_dict())
+
+    app.conf.controlroom_counters = counters  # for tests and the benchmark
+    return app

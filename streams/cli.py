@@ -1,0 +1,29 @@
+"""`controlroom worker`: run the streams worker."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+
+from controlroom.catalog import default_catalog
+from controlroom.kafka import all_topics, ensure_topics
+from controlroom.settings import Settings
+
+
+def run_worker(settings: Settings, args: argparse.Namespace) -> int:
+    import faust
+
+    from streams.app import build_app
+
+    catalog = default_catalog()
+    # Create topics with our partition count before Faust declares them with its own defaults.
+    asyncio.run(ensure_topics(settings, all_topics(catalog)))
+    app = build_app(settings, catalog)
+    worker = faust.Worker(app, loglevel=settings.log_level.upper(), quiet=True, redirect_stdouts=False)
+    worker.execute_from_commandline()  # returns via SystemExit when stopped (SIGINT/SIGTERM)
+    return 0
+
+
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser("worker", help="run the streams worker (validate, window, dead-letter)")
+    p.set_defaults(func=run_worker)
