@@ -90,7 +90,7 @@ def build_app(settings: Settings, catalog: Catalog) -> faust.App:
     )
     source = app.topic(*catalog.topics, value_serializer="raw", key_serializer="raw")
     table = app.Table(CHANGELOG_TABLE, default=None, partitions=settings.topic_partitions,
-                      key_serializer="raw", value_serializer="raw")
+                      key_type=bytes, value_type=bytes)  # bytes ⇒ raw serializers
     max_future_ms = int(settings.max_future_s * 1000)
     counters = Counters()
 

@@ -18,8 +18,11 @@ def run_worker(settings: Settings, args: argparse.Namespace) -> int:
     catalog = default_catalog()
     # Create topics with our partition count before Faust declares them with its own defaults.
     asyncio.run(ensure_topics(settings, all_topics(catalog)))
+    (settings.data_dir / "faust").mkdir(parents=True, exist_ok=True)
     app = build_app(settings, catalog)
-    worker = faust.Worker(app, loglevel=settings.log_level.upper(), quiet=True, redirect_stdouts=False)
+    # Faust narrates every service start at INFO: keep its own logs at WARN unless debugging.
+    level = "DEBUG" if settings.log_level.lower() == "debug" else "WARN"
+    worker = faust.Worker(app, loglevel=level, quiet=True, redirect_stdouts=False)
     worker.execute_from_commandline()  # returns via SystemExit when stopped (SIGINT/SIGTERM)
     return 0
 
