@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 
 from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
@@ -49,9 +50,7 @@ async def ensure_topics(settings: Settings, topics: list[str], *, timeout_s: flo
         new = [NewTopic(t, num_partitions=settings.topic_partitions, replication_factor=1)
                for t in topics if t not in existing]
         if new:
-            try:
+            with contextlib.suppress(TopicAlreadyExistsError):  # another process created it first: fine
                 await admin.create_topics(new)
-            except TopicAlreadyExistsError:
-                pass  # another process created it first: fine
     finally:
         await admin.close()

@@ -173,6 +173,7 @@ class WindowEngine:
         for offset, r in records:
             if offset <= guard:
                 result.skipped_replayed += 1
+                self.recent.seen(r.event_id)  # so a later duplicate of it is still recognised
                 continue
             start = r.ts_ms - r.ts_ms % size
             end = start + size
@@ -187,6 +188,7 @@ class WindowEngine:
                     key_offsets[key] = stored_off
                 if offset <= stored_off:
                     result.skipped_replayed += 1  # absorbed before a restart; its changelog survived
+                    self.recent.seen(r.event_id)
                     continue
                 if self.recent.seen(r.event_id):
                     result.duplicates += 1

@@ -153,3 +153,12 @@ def test_state_round_trips_through_bytes() -> None:
     back, dims = WindowAgg.decode(agg.encode({"station": "s1"}))
     assert back == agg and dims == {"station": "s1"}
     assert engine().partition_state("t", 0).watermark_ms == NO_TIME
+
+
+def test_duplicate_of_a_replayed_reading_is_still_dropped() -> None:
+    """After a restart the original is skipped by the replay guard; its later duplicate must not count."""
+    store: dict[bytes, bytes] = {}
+    engine(store).apply("t", 0, [(0, reading(T0 + 1_000, 1, "a"))], 0)
+    again = engine(store)  # new process: empty memory of recent ids
+    res = again.apply("t", 0, [(0, reading(T0 + 1_000, 1, "a")), (1, reading(T0 + 1_000, 1, "a"))], 0)
+    assert (res.applied, res.skipped_replayed, res.duplicates) == (0, 1, 1)
