@@ -195,10 +195,16 @@ def dead_letter(rejection: Rejection, payload: bytes | None, *, source_topic: st
 
 def window_message(*, feed: str, province: str, dims: dict[str, str], window_start_ms: int, window_s: int,
                    count: int, total: float, vmin: float, vmax: float, last: float, last_ts_ms: int,
-                   closed_ms: int) -> dict[str, Any]:
-    """A closed 1-minute window on topic agg.1m. (feed, province, dims_key, window_start) is its identity."""
+                   closed_ms: int, source_partition: int) -> dict[str, Any]:
+    """A closed 1-minute window on topic agg.1m; identity (feed, province, dims_key, window_start, source_partition).
+
+    One series normally lives in one partition (key = province). A reading keyed by a legacy code can
+    land in another partition: that partition closes its own partial window, and readers sum the
+    partials (count, sum; min of min, max of max), so nothing replaces anything.
+    """
     return {
         "feed": feed, "province": province, "dims": dims, "dims_key": dims_key(dims),
+        "source_partition": source_partition,
         "window_start": window_start_ms, "window_end": window_start_ms + window_s * 1000,
         "count": count, "sum": total, "min": vmin, "max": vmax, "avg": total / count if count else 0.0,
         "last": last, "last_ts": last_ts_ms, "closed_ms": closed_ms,

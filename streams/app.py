@@ -149,11 +149,12 @@ def build_app(settings: Settings, catalog: Catalog) -> faust.App:
         if not due:
             return
         futures = []
-        for _key, _partition, w in due:
+        for _key, partition, w in due:
             message = window_message(
                 feed=w.feed, province=w.province, dims=w.dims, window_start_ms=w.window_start_ms,
                 window_s=settings.window_s, count=w.agg.count, total=w.agg.total, vmin=w.agg.vmin,
-                vmax=w.agg.vmax, last=w.agg.last, last_ts_ms=w.agg.last_ts, closed_ms=wall)
+                vmax=w.agg.vmax, last=w.agg.last, last_ts_ms=w.agg.last_ts, closed_ms=wall,
+                source_partition=partition)
             futures.append(await send(AGG_TOPIC, w.province.encode(), message))
         for fut in futures:
             await fut  # durable on agg.1m before the window is forgotten

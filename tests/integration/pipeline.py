@@ -1,0 +1,50 @@
+"""Helpers to run the real pipeline in tests: worker subprocess, in-process sink, polling."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from controlroom.settings import Settings
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def settings_env(settings: Settings) -> dict[str, str]:
+    """The environment a child process needs to rebuild the same Settings."""
+    env = dict(os.environ)
+    for name, value in settings.model_dump().items():
+        raw = value.get_secret_value() if hasattr(value, "get_secret_value") else value
+        if raw is not None:
+            env[name.upper()] = str(raw).lower() if isinstance(raw, bool) else str(raw)
+    return env
+
+
+def start_worker(settings: Settings, log_path: Path) -> subprocess.Popen[bytes]:
+    return subprocess.Popen([sys.executable, "-m", "controlroom.cli", "worker"], env=settings_env(settings),
+                            cwd=ROOT, stdout=log_path.open("ab"), stderr=subprocess.STDOUT)
+
+
+async def wait_for(check: Callable[[], Any], timeout_s: float = 90.0, what: str = "condition") -> Any:
+    """Poll `check` (sync, run in a thread) until it returns a truthy value."""
+    deadline = time.monotonic() + timeout_s
+    last: Any = None
+    while time.monotonic() < deadline:
+        last = await asyncio.to_thread(check)
+        if last:
+            return last
+        await asyncio.sleep(0.5)
+    raise AssertionError(f"timed out after {timeout_s:.0f} s waiting for {what}; last value: {last!r}")
+
+
+def reading(event_id: str, feed: str, province: str, ts_ms: int, value: float, **dims: str) -> bytes:
+    return orjson.dumps({"event_id": event_id, "feed": feed, "province": province, "ts": ts_ms,
+                         "value": value, "dims": dims, "source": "test"})
