@@ -13,10 +13,10 @@ from pathlib import Path
 
 import pytest
 from aiokafka import AIOKafkaProducer
+
 from sinks.migrate import migrate
 from sinks.warehouse import open_warehouse
 from sinks.writer import SinkWriter
-
 from tests.integration.pipeline import reading, start_worker, wait_for
 
 pytestmark = pytest.mark.integration
