@@ -169,6 +169,17 @@ def decode_and_validate(raw: bytes | None, catalog: Catalog, *, ref_ms: int, max
     return validate(doc, catalog, ref_ms=ref_ms, max_future_ms=max_future_ms, topic_feed=topic_feed)
 
 
+def decode_message(raw: bytes | None, catalog: Catalog, *, ref_ms: int, max_future_ms: int,
+                   topic_feed: str | None) -> list[Reading | Rejection]:
+    """One Kafka message → verdicts: a JSON object is one reading, a JSON array carries several."""
+    try:
+        doc = orjson.loads(raw or b"")
+    except orjson.JSONDecodeError as exc:
+        return [Rejection(MALFORMED, "", f"not valid JSON: {exc.msg}")]
+    docs = doc if isinstance(doc, list) and doc else [doc]
+    return [validate(d, catalog, ref_ms=ref_ms, max_future_ms=max_future_ms, topic_feed=topic_feed) for d in docs]
+
+
 def reading_to_wire(r: Reading) -> dict[str, Any]:
     return {"event_id": r.event_id, "feed": r.feed, "province": r.province_original, "ts": r.ts_ms,
             "value": r.value, "dims": r.dims, "source": r.source}

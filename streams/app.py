@@ -23,10 +23,9 @@ from controlroom.schema import (
     DLQ_TOPIC,
     LATE_TOPIC,
     Reading,
-    Rejection,
     dead_letter,
+    decode_message,
     late_message,
-    validate,
     window_message,
 )
 from controlroom.settings import Settings
@@ -39,18 +38,6 @@ CHANGELOG_TABLE = "windows"
 
 def now_ms() -> int:
     return int(time.time() * 1000)
-
-
-def decode_message(raw: bytes | None, catalog: Catalog, *, ref_ms: int, max_future_ms: int,
-                   topic_feed: str | None) -> list[Reading | Rejection]:
-    """One Kafka message → verdicts: a JSON object is one reading, a JSON array carries several."""
-    try:
-        doc = orjson.loads(raw or b"")
-    except orjson.JSONDecodeError as exc:
-        return [Rejection("malformed", "", f"not valid JSON: {exc.msg}")]
-    docs = doc if isinstance(doc, list) else [doc]
-    return [validate(d, catalog, ref_ms=ref_ms, max_future_ms=max_future_ms, topic_feed=topic_feed)
-            for d in docs]
 
 
 class Counters:

@@ -106,12 +106,12 @@ async def test_known_readings_give_exact_results_across_a_worker_crash(
         ("w6", "01", "01", 3 * MIN, 90.0),
     ]
     # partial windows of one series from two partitions are summed, as every reader does
-    aggs = q("SELECT feed, province, dims_key, toUnixTimestamp64Milli(window_start) AS ws, sum(count) AS count, "
-             "sum(sum) AS sum, min(min) AS min, max(max) AS max, sum(sum) / sum(count) AS avg, "
-             "argMax(last, last_ts) AS last FROM DB.agg_1m FINAL "
+    aggs = q("SELECT feed, province, dims_key, toUnixTimestamp64Milli(window_start) AS ws, sum(count) AS n, "
+             "sum(sum) AS total, min(min) AS lo, max(max) AS hi, total / n AS mean, "
+             "argMax(last, last_ts) AS latest FROM DB.agg_1m FINAL "
              "GROUP BY feed, province, dims_key, window_start ORDER BY feed, province, ws")
-    assert [(a["feed"], a["province"], a["dims_key"], int(a["ws"]) - T0, int(a["count"]), a["sum"], a["min"],
-             a["max"], a["avg"], a["last"]) for a in aggs] == [
+    assert [(a["feed"], a["province"], a["dims_key"], int(a["ws"]) - T0, int(a["n"]), a["total"], a["lo"],
+             a["hi"], a["mean"], a["latest"]) for a in aggs] == [
         ("hotline_calls", "08", "line=113", 0, 1, 4.0, 4.0, 4.0, 4.0, 4.0),
         ("hotline_calls", "79", "line=113", 0, 2, 10.0, 3.0, 7.0, 5.0, 3.0),
         ("hotline_calls", "79", "line=113", MIN, 1, 9.0, 9.0, 9.0, 9.0, 9.0),

@@ -8,8 +8,7 @@ import orjson
 import pytest
 
 from controlroom.catalog import Catalog
-from controlroom.schema import Reading, Rejection, decode_and_validate, dims_key, parse_ts, validate
-from streams.app import decode_message
+from controlroom.schema import Reading, Rejection, decode_and_validate, decode_message, dims_key, parse_ts, validate
 
 NOW = 1_795_000_000_000
 GOOD: dict[str, Any] = {"event_id": "e1", "feed": "water_level", "province": "01", "ts": NOW - 1000,

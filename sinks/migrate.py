@@ -1,0 +1,108 @@
+"""Versioned SQL migrations (sinks/migrations/NNNN_name.sql), applied once each, in order.
+
+Every statement is `IF NOT EXISTS`, so a migration cut short (crash between two statements) is
+simply applied again. Only the database and the bookkeeping table are created here: they must
+exist before we can read which versions are applied.
+"""
+
+from __future__ import annotations
+
+import re
+from importlib import resources
+
+import pyarrow as pa
+
+from controlroom.catalog import Catalog
+from controlroom.logs import get_logger
+from sinks.warehouse import Warehouse, check_identifier
+
+log = get_logger("migrate")
+
+_NAME = re.compile(r"^(\d{4})_[A-Za-z0-9_]+\.sql$")
+
+
+def migration_files() -> list[tuple[str, str]]:
+    """(version, sql) sorted by version; a file not named NNNN_name.sql is an error, not skipped."""
+    folder = resources.files("sinks") / "migrations"
+    out: list[tuple[str, str]] = []
+    for entry in folder.iterdir():
+        if not entry.name.endswith(".sql"):
+            continue
+        m = _NAME.match(entry.name)
+        if m is None:
+            raise ValueError(f"migration file {entry.name!r} must be named NNNN_name.sql")
+        out.append((m.group(1), entry.read_text(encoding="utf-8")))
+    out.sort()
+    versions = [v for v, _ in out]
+    if len(set(versions)) != len(versions):
+        raise ValueError(f"two migration files share a version: {versions}")
+    return out
+
+
+def split_statements(sql: str) -> list[str]:
+    """Statements end with ';' at a line end; '--' comment lines are dropped."""
+    body = "\n".join(line for line in sql.splitlines() if not line.strip().startswith("--"))
+    return [s.strip().rstrip(";").strip() for s in re.split(r";[ \t]*(?:\n|$)", body) if s.strip().rstrip(";").strip()]
+
+
+def render(sql: str, db: str) -> str:
+    return sql.replace("{db}", check_identifier(db))
+
+
+def migrate(warehouse: Warehouse, catalog: Catalog) -> list[str]:
+    """Apply pending migrations; return the versions applied now. Then refresh the reference tables."""
+    db = check_identifier(warehouse.database)
+    warehouse.command(f"CREATE DATABASE IF NOT EXISTS {db}")
+    warehouse.command(f"CREATE TABLE IF NOT EXISTS {db}.schema_migrations "
+                      f"(version String, applied_at DateTime64(3, 'UTC') DEFAULT now64(3, 'UTC')) "
+                      f"ENGINE = ReplacingMergeTree ORDER BY version")
+    done = {str(r["version"]) for r in warehouse.query(f"SELECT version FROM {db}.schema_migrations")}
+    applied: list[str] = []
+    for version, sql in migration_files():
+        if version in done:
+            continue
+        for statement in split_statements(render(sql, db)):
+            warehouse.command(statement)
+        # recorded only after every statement succeeded: a failed migration is retried next start
+        warehouse.insert_arrow(f"{db}.schema_migrations", pa.table({"version": [version]}))
+        applied.append(version)
+        log.info("migration applied", version=version)
+    refresh_reference(warehouse, catalog)
+    return applied
+
+
+def reference_tables(catalog: Catalog) -> dict[str, pa.Table]:
+    """Pure: the catalog as Arrow tables for categories, feeds and provinces."""
+    cats = list(catalog.categories.values())
+    feeds = list(catalog.feeds.values())
+    provs = list(catalog.provinces.values())
+    return {
+        "categories": pa.table({"id": [c.id for c in cats], "name_vi": [c.name_vi for c in cats],
+                                "name_en": [c.name_en for c in cats]}),
+        "feeds": pa.table({
+            "id": [f.id for f in feeds], "category": [f.category for f in feeds],
+            "name_vi": [f.name_vi for f in feeds], "name_en": [f.name_en for f in feeds],
+            "source": [f.source for f in feeds], "unit": [f.unit for f in feeds], "kind": [f.kind for f in feeds],
+            "scope": [f.scope for f in feeds],
+            "cadence_s": pa.array([f.cadence_s for f in feeds], pa.float64()),
+            "valid_min": pa.array([f.valid_min for f in feeds], pa.float64()),
+            "valid_max": pa.array([f.valid_max for f in feeds], pa.float64()),
+            "dims": pa.array([[(k, list(v)) for k, v in f.dims.items()] for f in feeds],
+                             pa.map_(pa.string(), pa.list_(pa.string()))),
+        }),
+        "provinces": pa.table({
+            "code": [p.code for p in provs], "name_vi": [p.name_vi for p in provs],
+            "name_en": [p.name_en for p in provs], "kind": [p.kind for p in provs],
+            "lat": pa.array([p.lat for p in provs], pa.float64()),
+            "lon": pa.array([p.lon for p in provs], pa.float64()),
+            "legacy_codes": pa.array([list(p.legacy_codes) for p in provs], pa.list_(pa.string())),
+        }),
+    }
+
+
+def refresh_reference(warehouse: Warehouse, catalog: Catalog) -> None:
+    """Reference tables mirror the catalog files: replaced whole at every start (a retired feed disappears)."""
+    db = check_identifier(warehouse.database)
+    for name, table in reference_tables(catalog).items():
+        warehouse.command(f"TRUNCATE TABLE IF EXISTS {db}.{name}")
+        warehouse.insert_arrow(f"{db}.{name}", table)

@@ -1,0 +1,268 @@
+"""One small interface over ClickHouse: embedded chDB (chdb://path) or a server (http(s)://…) via clickhouse-connect.
+
+Everything above this module (migrations, sink, API) speaks only `Warehouse`, so both run modes share
+one code path. Query parameters use ClickHouse `{name:Type}` placeholders on both backends: the values
+never become SQL text, so they cannot inject. The URL may hold a password: it is never logged or put in
+an error message.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import threading
+from collections.abc import Mapping, Sequence
+from datetime import UTC, date, datetime
+from pathlib import Path
+from typing import Any, Protocol
+from urllib.parse import unquote, urlsplit
+
+import pyarrow as pa
+
+from controlroom.errors import ConfigError, WarehouseError
+from controlroom.settings import Settings
+
+_IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_TABLE = re.compile(r"^(?:[A-Za-z_][A-Za-z0-9_]*\.)?[A-Za-z_][A-Za-z0-9_]*$")
+
+
+class Warehouse(Protocol):
+    database: str
+
+    def command(self, sql: str) -> None: ...
+
+    def query(self, sql: str, params: dict[str, Any] | None = None) -> list[dict[str, Any]]: ...
+
+    def insert_arrow(self, table: str, data: pa.Table, dedup_token: str | None = None) -> None: ...
+
+    def close(self) -> None: ...
+
+
+# --- pure helpers (unit-tested) ---------------------------------------------------------------------
+
+def check_identifier(name: str) -> str:
+    """A database name is spliced into SQL, so it must be a plain identifier."""
+    if not _IDENT.match(name):
+        raise ConfigError(f"not a valid ClickHouse identifier: {name[:64]!r}")
+    return name
+
+
+def qualify(table: str, database: str) -> str:
+    """`t` → `db.t`; `db.t` stays. Only plain identifiers pass: a table name is spliced into SQL."""
+    if not _TABLE.match(table):
+        raise WarehouseError(f"not a valid table name: {table[:64]!r}")
+    return table if "." in table else f"{database}.{table}"
+
+
+_QUOTE_ESCAPES = {"\\": "\\\\", "'": "\\'", "\n": "\\n", "\r": "\\r", "\t": "\\t", "\0": "\\0"}
+_TSV_ESCAPES = {"\\": "\\\\", "\n": "\\n", "\r": "\\r", "\t": "\\t", "\0": "\\0"}
+
+
+def quote_string(value: str) -> str:
+    """A ClickHouse string literal: every quote and backslash escaped, so the value cannot end the literal."""
+    return "'" + "".join(_QUOTE_ESCAPES.get(ch, ch) for ch in value) + "'"
+
+
+def _dt_text(value: datetime | date) -> str:
+    if isinstance(value, datetime):
+        if value.tzinfo is not None:
+            value = value.astimezone(UTC)
+        return value.strftime("%Y-%m-%d %H:%M:%S.") + f"{value.microsecond // 1000:03d}"
+    return value.isoformat()
+
+
+def literal(value: Any) -> str:
+    """A Python value as a ClickHouse SQL literal (strings quoted and escaped; lists as arrays)."""
+    if value is None:
+        return "NULL"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            return "nan" if math.isnan(value) else ("inf" if value > 0 else "-inf")
+        return repr(value)
+    if isinstance(value, str):
+        return quote_string(value)
+    if isinstance(value, datetime | date):
+        return quote_string(_dt_text(value))
+    if isinstance(value, Mapping):
+        return "{" + ", ".join(f"{literal(k)}: {literal(v)}" for k, v in value.items()) + "}"
+    if isinstance(value, Sequence) and not isinstance(value, bytes | bytearray):
+        return "[" + ", ".join(literal(v) for v in value) + "]"
+    raise WarehouseError(f"unsupported query parameter type {type(value).__name__}")
+
+
+def param_text(value: Any) -> str:
+    """A parameter value in the text form ClickHouse parses for `{name:Type}` (as HTTP `param_x=` carries it).
+
+    Scalars are in TSV-escaped form (the server unescapes, then parses as the placeholder's type);
+    arrays, maps and tuples are in quoted-literal form. Either way the value is data, never SQL.
+    """
+    if value is None:
+        return "\\N"
+    if isinstance(value, bool):
+        return "1" if value else "0"
+    if isinstance(value, str):
+        return "".join(_TSV_ESCAPES.get(ch, ch) for ch in value)
+    if isinstance(value, datetime | date):
+        return _dt_text(value)
+    if isinstance(value, int | float):
+        return literal(value)
+    return literal(value)
+
+
+def _rows_from_arrow(table: pa.Table) -> list[dict[str, Any]]:
+    rows = table.to_pylist()
+    maps = [f.name for f in table.schema if pa.types.is_map(f.type)]
+    if maps:  # Arrow gives a Map as [(k, v)]; clickhouse-connect gives a dict: answer alike on both
+        for row in rows:
+            for name in maps:
+                if row[name] is not None:
+                    row[name] = dict(row[name])
+    return rows
+
+
+def _settings_clause(dedup_token: str | None) -> str:
+    return "" if dedup_token is None else f" SETTINGS insert_deduplication_token = {quote_string(dedup_token)}"
+
+
+# --- embedded chDB ----------------------------------------------------------------------------------
+
+class ChdbWarehouse:
+    """chDB session on a path. One lock around every call: the API calls from many threads."""
+
+    def __init__(self, path: str, database: str) -> None:
+        from chdb import session  # imported here: server-mode processes need not load the engine
+
+        self.database = check_identifier(database)
+        self.path = path
+        self._lock = threading.Lock()
+        Path(path).mkdir(parents=True, exist_ok=True)
+        try:
+            self._session: Any = session.Session(path)
+        except Exception as exc:  # chDB raises plain RuntimeError; the path lock is the usual cause
+            raise WarehouseError(f"cannot open chDB warehouse (is another process using it?): {exc}") from exc
+
+    def _run(self, sql: str, fmt: str = "Arrow", params: dict[str, Any] | None = None) -> Any:
+        if self._session is None:
+            raise WarehouseError("warehouse is closed")
+        try:
+            if params:
+                return self._session.query(sql, fmt, params={k: param_text(v) for k, v in params.items()})
+            return self._session.query(sql, fmt)
+        except WarehouseError:
+            raise
+        except Exception as exc:
+            raise WarehouseError(f"chDB: {exc}") from exc
+
+    def command(self, sql: str) -> None:
+        with self._lock:
+            self._run(sql, "CSV")
+
+    def query(self, sql: str, params: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+        import chdb
+
+        with self._lock:
+            res = self._run(sql, "Arrow", params)
+            try:
+                table = chdb.to_arrowTable(res)
+            except Exception as exc:
+                raise WarehouseError(f"chDB: cannot read the result: {exc}") from exc
+        return _rows_from_arrow(table)
+
+    def insert_arrow(self, table: str, data: pa.Table, dedup_token: str | None = None) -> None:
+        target = qualify(table, self.database)
+        cols = ", ".join(f"`{c}`" for c in data.column_names)  # by name: the Arrow column order need not match
+        # chDB's Python() table function finds the object by name in the calling frames: a local here.
+        cr_arrow_batch = data  # noqa: F841  # read by chDB through Python(cr_arrow_batch)
+        sql = (f"INSERT INTO {target} ({cols}){_settings_clause(dedup_token)} "
+               f"SELECT {cols} FROM Python(cr_arrow_batch)")
+        with self._lock:
+            self._run(sql, "CSV")
+
+    def close(self) -> None:
+        with self._lock:
+            if self._session is not None:
+                try:
+                    self._session.close()
+                finally:
+                    self._session = None
+
+
+# --- ClickHouse server ------------------------------------------------------------------------------
+
+class ServerWarehouse:
+    """ClickHouse server over HTTP(S) with clickhouse-connect. Its client is not thread-safe: one lock."""
+
+    def __init__(self, url: str, default_database: str) -> None:
+        import clickhouse_connect
+
+        parts = urlsplit(url)
+        db_from_path = parts.path.strip("/")
+        self.database = check_identifier(unquote(db_from_path) if db_from_path else default_database)
+        secure = parts.scheme == "https"
+        self._lock = threading.Lock()
+        try:
+            self._client: Any = clickhouse_connect.get_client(
+                host=parts.hostname or "localhost",
+                port=parts.port or (8443 if secure else 8123),
+                username=unquote(parts.username or "default"),
+                password=unquote(parts.password or ""),
+                secure=secure,
+                # the database may not exist before the first migration: connect to `default`
+                database="default",
+                connect_timeout=5,
+                send_receive_timeout=60,
+            )
+        except Exception as exc:
+            # the driver's message can quote the URL: name only the host
+            raise WarehouseError(f"cannot connect to ClickHouse at {parts.hostname}:{parts.port}: "
+                                 f"{type(exc).__name__}") from None
+
+    def command(self, sql: str) -> None:
+        with self._lock:
+            try:
+                self._client.command(sql)
+            except Exception as exc:
+                raise WarehouseError(f"ClickHouse: {exc}") from exc
+
+    def query(self, sql: str, params: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+        with self._lock:
+            try:
+                result = self._client.query(sql, parameters=params or None)
+                return list(result.named_results())
+            except Exception as exc:
+                raise WarehouseError(f"ClickHouse: {exc}") from exc
+
+    def insert_arrow(self, table: str, data: pa.Table, dedup_token: str | None = None) -> None:
+        target = qualify(table, self.database)
+        database, name = target.split(".", 1)
+        settings = {"insert_deduplication_token": dedup_token} if dedup_token is not None else None
+        with self._lock:
+            try:
+                self._client.insert_arrow(name, data, database=database, settings=settings)
+            except Exception as exc:
+                raise WarehouseError(f"ClickHouse insert into {target}: {exc}") from exc
+
+    def close(self) -> None:
+        with self._lock:
+            self._client.close()
+
+
+def chdb_path(url: str) -> str:
+    """chdb:///abs/path → /abs/path; chdb://relative/path → relative/path."""
+    rest = url[len("chdb://"):]
+    if not rest:
+        raise ConfigError("CLICKHOUSE_URL chdb:// needs a path, e.g. chdb://./data/warehouse")
+    return rest
+
+
+def open_warehouse(settings: Settings) -> Warehouse:
+    url = settings.clickhouse_url.get_secret_value()
+    if url.startswith("chdb://"):
+        return ChdbWarehouse(chdb_path(url), settings.clickhouse_database)
+    if url.startswith(("http://", "https://")):
+        return ServerWarehouse(url, settings.clickhouse_database)
+    raise ConfigError("CLICKHOUSE_URL must start with chdb://, http:// or https://")
