@@ -53,6 +53,7 @@ def start_tansu(port: int, log_path: Path | None = None) -> subprocess.Popen[byt
         [binary, "broker", "--listener-url", url, "--advertised-listener-url", url,
          "--storage-engine", "memory://tansu/"],
         stdout=out, stderr=subprocess.STDOUT,
+        start_new_session=True,  # Ctrl-C reaches the supervisor only; the broker stops last, on purpose
     )
     if not wait_for_port(port, 10.0):
         proc.kill()
