@@ -10,7 +10,7 @@ from controlroom.catalog import default_catalog
 from controlroom.settings import Settings
 
 
-def run_migrate(settings: Settings, args: argparse.Namespace) -> int:
+def run_migrate(settings: Settings) -> int:
     from sinks.migrate import migrate
     from sinks.warehouse import open_warehouse
 
@@ -19,18 +19,18 @@ def run_migrate(settings: Settings, args: argparse.Namespace) -> int:
         applied = migrate(wh, default_catalog())
     finally:
         wh.close()
-    print("applied: " + (", ".join(applied) if applied else "nothing (up to date)"))
+    print(f"database {wh.database}: applied " + (", ".join(applied) if applied else "nothing (up to date)"))
     return 0
 
 
-def run_sink(settings: Settings, args: argparse.Namespace) -> int:
+def run_sink(settings: Settings) -> int:
     from sinks.migrate import migrate
     from sinks.warehouse import open_warehouse
     from sinks.writer import SinkWriter
 
-    if settings.sink_in_api:
-        print("note: with chdb:// the API process runs the sink (one process owns the warehouse); "
-              "run this only when the API is not running, or set EMBEDDED_SINK=false for the API.")
+    if settings.is_embedded_clickhouse:
+        print("note: with a chdb:// warehouse the API process normally runs the sink (one process owns the "
+              "chDB path); run this only while no API is running, or use a ClickHouse server.")
     catalog = default_catalog()
     wh = open_warehouse(settings)
 
@@ -38,7 +38,7 @@ def run_sink(settings: Settings, args: argparse.Namespace) -> int:
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, stop.set)
+            loop.add_signal_handler(sig, stop.set)  # finish the batch in hand, then stop
         await SinkWriter(settings, catalog, wh).run(stop)
 
     try:
@@ -50,7 +50,7 @@ def run_sink(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    sub.add_parser("migrate", help="apply ClickHouse migrations and refresh reference tables").set_defaults(
-        func=run_migrate)
-    sub.add_parser("sink", help="run the Kafka → ClickHouse sink on its own (server mode)").set_defaults(
-        func=run_sink)
+    p = sub.add_parser("migrate", help="apply ClickHouse migrations and refresh the reference tables")
+    p.set_defaults(func=lambda settings, args: run_migrate(settings))
+    p = sub.add_parser("sink", help="run the Kafka → ClickHouse sink on its own (server mode) until SIGINT/SIGTERM")
+    p.set_defaults(func=lambda settings, args: run_sink(settings))

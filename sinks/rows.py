@@ -1,24 +1,37 @@
-"""Pure conversion of Kafka records into Arrow tables, one per target table. No I/O."""
+"""Pure conversion of Kafka records into Arrow tables, one per target table. No I/O.
+
+Readings are validated with the same function as the streams worker, against the message's own
+timestamp, so both reach the same verdict: the sink writes the valid ones, the worker dead-letters
+the others (the sink only counts them). The worker's own topics (agg.1m, feeds.dlq, feeds.late)
+should hold only well-formed messages; one that is not is counted as malformed and skipped rather
+than stopping the sink.
+"""
 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable
-from dataclasses import dataclass
+import struct
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
 import pyarrow as pa
 
 from controlroom.catalog import Catalog
-from controlroom.schema import AGG_TOPIC, DLQ_TOPIC, LATE_TOPIC, Reading, decode_message
+from controlroom.schema import AGG_TOPIC, DLQ_TOPIC, LATE_TOPIC, Reading, decode_message, dims_key
 
 TS = pa.timestamp("ms", tz="UTC")
 DIMS = pa.map_(pa.string(), pa.string())
 
+READINGS, AGG, DEAD, LATE = "readings", "agg_1m", "dead_letters", "late_readings"
+TABLES = (READINGS, AGG, DEAD, LATE)
+
 
 @dataclass(frozen=True, slots=True)
 class Record:
+    """The part of a Kafka record the sink needs (aiokafka ConsumerRecord → this, so tests need no broker)."""
+
     topic: str
     partition: int
     offset: int
@@ -26,126 +39,196 @@ class Record:
     value: bytes | None
 
 
+@dataclass
+class Converted:
+    tables: dict[str, pa.Table]  # only the targets that had records in the batch
+    rejected: int = 0  # invalid readings: the worker dead-letters them
+    malformed: int = 0  # unreadable messages on the worker's own topics
+    malformed_at: list[tuple[str, int, int]] = field(default_factory=list)  # (topic, partition, offset)
+
+
 def target_of(topic: str) -> str:
     """Which table a topic's records go to."""
-    return {AGG_TOPIC: "agg_1m", DLQ_TOPIC: "dead_letters", LATE_TOPIC: "late_readings"}.get(topic, "readings")
+    return {AGG_TOPIC: AGG, DLQ_TOPIC: DEAD, LATE_TOPIC: LATE}.get(topic, READINGS)
 
 
-def readings_table(records: Iterable[Record], catalog: Catalog, *, max_future_ms: int,
-                   ingested_ms: int) -> tuple[pa.Table, int]:
-    """Valid readings as rows; returns (table, rejected). Rejects are the worker's to dead-letter."""
-    cols: dict[str, list[Any]] = {k: [] for k in (
-        "event_id", "feed", "province", "province_original", "ts", "value", "dims", "dims_key", "source",
-        "kafka_topic", "kafka_partition", "kafka_offset")}
-    rejected = 0
+SCHEMAS: dict[str, pa.Schema] = {
+    READINGS: pa.schema([
+        ("event_id", pa.string()), ("feed", pa.string()), ("province", pa.string()),
+        ("province_original", pa.string()), ("ts", TS), ("value", pa.float64()), ("dims", DIMS),
+        ("dims_key", pa.string()), ("source", pa.string()), ("ingested_at", TS), ("kafka_topic", pa.string()),
+        ("kafka_partition", pa.uint32()), ("kafka_offset", pa.uint64()),
+    ]),
+    AGG: pa.schema([
+        ("feed", pa.string()), ("province", pa.string()), ("dims", DIMS), ("dims_key", pa.string()),
+        ("source_partition", pa.uint32()), ("window_start", TS), ("window_end", TS), ("count", pa.uint64()),
+        ("sum", pa.float64()), ("min", pa.float64()), ("max", pa.float64()), ("avg", pa.float64()),
+        ("last", pa.float64()), ("last_ts", TS), ("closed_at", TS),
+    ]),
+    DEAD: pa.schema([
+        ("dlq_id", pa.string()), ("reason", pa.string()), ("field", pa.string()), ("detail", pa.string()),
+        ("payload", pa.string()), ("feed", pa.string()), ("source_topic", pa.string()),
+        ("source_partition", pa.uint32()), ("source_offset", pa.int64()), ("received_at", TS),
+        ("kafka_offset", pa.uint64()),
+    ]),
+    LATE: pa.schema([
+        ("event_id", pa.string()), ("feed", pa.string()), ("province", pa.string()), ("dims", DIMS),
+        ("dims_key", pa.string()), ("ts", TS), ("value", pa.float64()), ("watermark", TS),
+        ("source_topic", pa.string()), ("source_partition", pa.uint32()), ("source_offset", pa.int64()),
+        ("detected_at", TS),
+    ]),
+}
+
+
+def _table(name: str, rows: list[tuple[Any, ...]]) -> pa.Table:
+    schema = SCHEMAS[name]
+    columns = list(zip(*rows, strict=True)) if rows else [() for _ in schema]
+    return pa.table([pa.array(col, f.type) for col, f in zip(columns, schema, strict=True)], schema=schema)
+
+
+# --- field readers: raise ValueError on a wrong type, so a bad message is skipped, not half-written ----
+
+def _str(d: dict[str, Any], k: str, default: str | None = None) -> str:
+    v = d.get(k, default)
+    if not isinstance(v, str):
+        raise ValueError(k)
+    return v
+
+
+def _int(d: dict[str, Any], k: str, default: int | None = None) -> int:
+    v = d.get(k, default)
+    if isinstance(v, bool) or not isinstance(v, int) or not -(1 << 63) <= v < 1 << 63:
+        raise ValueError(k)
+    return v
+
+
+def _uint(d: dict[str, Any], k: str, default: int | None = None) -> int:
+    v = _int(d, k, default)
+    if v < 0:
+        raise ValueError(k)
+    return v
+
+
+def _num(d: dict[str, Any], k: str) -> float:
+    v = d.get(k)
+    if isinstance(v, bool) or not isinstance(v, int | float):
+        raise ValueError(k)
+    return float(v)
+
+
+def _dims(d: dict[str, Any]) -> dict[str, str]:
+    v = d.get("dims") or {}
+    if not isinstance(v, dict) or not all(isinstance(x, str) for x in v.values()):
+        raise ValueError("dims")
+    return v
+
+
+def _docs(value: bytes | None) -> list[dict[str, Any]]:
+    """A worker message is one JSON object (an array of objects is accepted too)."""
+    doc = orjson.loads(value or b"")
+    docs = doc if isinstance(doc, list) else [doc]
+    if not docs or not all(isinstance(d, dict) for d in docs):
+        raise ValueError("not a JSON object")
+    return docs
+
+
+def _agg_row(rec: Record, d: dict[str, Any], catalog: Catalog) -> tuple[Any, ...]:
+    dims = _dims(d)
+    return (_str(d, "feed"), _str(d, "province"), list(dims.items()), dims_key(dims),
+            _uint(d, "source_partition", 0), _int(d, "window_start"), _int(d, "window_end"), _uint(d, "count"),
+            _num(d, "sum"), _num(d, "min"), _num(d, "max"), _num(d, "avg"), _num(d, "last"),
+            _int(d, "last_ts"), _int(d, "closed_ms"))
+
+
+def feed_of_dead_letter(d: dict[str, Any], catalog: Catalog) -> str:
+    """Best effort: the feed its source topic names, else the payload's `feed` when it is a known feed, else ''."""
+    topic = d.get("source_topic")
+    feed = catalog.feed_for_topic(topic) if isinstance(topic, str) else None
+    if feed is not None:
+        return feed.id
+    payload = d.get("payload")
+    try:
+        doc = orjson.loads(payload) if isinstance(payload, str) and payload else None
+    except orjson.JSONDecodeError:
+        return ""
+    if isinstance(doc, list) and doc:
+        doc = doc[0]
+    name = doc.get("feed") if isinstance(doc, dict) else None
+    return name if isinstance(name, str) and name in catalog.feeds else ""  # never an unbounded garbage value
+
+
+def _dead_row(rec: Record, d: dict[str, Any], catalog: Catalog) -> tuple[Any, ...]:
+    return (_str(d, "dlq_id"), _str(d, "reason"), _str(d, "field", ""), _str(d, "detail", ""),
+            _str(d, "payload", ""), feed_of_dead_letter(d, catalog), _str(d, "source_topic", ""),
+            _uint(d, "source_partition", 0), _int(d, "source_offset", -1),
+            _int(d, "received_ms", rec.timestamp_ms), rec.offset)
+
+
+def _late_row(rec: Record, d: dict[str, Any], catalog: Catalog) -> tuple[Any, ...]:
+    dims = _dims(d)
+    return (_str(d, "event_id"), _str(d, "feed"), _str(d, "province"), list(dims.items()), dims_key(dims),
+            _int(d, "ts"), _num(d, "value"), _int(d, "watermark"), _str(d, "source_topic"),
+            _uint(d, "source_partition"), _int(d, "source_offset"), _int(d, "detected_ms"))
+
+
+_WORKER_ROWS: dict[str, Callable[[Record, dict[str, Any], Catalog], tuple[Any, ...]]] = {
+    AGG: _agg_row, DEAD: _dead_row, LATE: _late_row,
+}
+
+
+def convert(records: Iterable[Record], catalog: Catalog, *, max_future_ms: int, ingested_ms: int) -> Converted:
+    """Records (any topics, any order) → one Arrow table per target table that had records."""
+    rows: dict[str, list[tuple[Any, ...]]] = {}
+    out = Converted(tables={})
     for rec in records:
-        feed = catalog.feed_for_topic(rec.topic)
-        verdicts = decode_message(rec.value, catalog, ref_ms=rec.timestamp_ms, max_future_ms=max_future_ms,
-                                  topic_feed=feed.id if feed else None)
-        for v in verdicts:
-            if not isinstance(v, Reading):
-                rejected += 1
-                continue
-            cols["event_id"].append(v.event_id)
-            cols["feed"].append(v.feed)
-            cols["province"].append(v.province)
-            cols["province_original"].append(v.province_original)
-            cols["ts"].append(v.ts_ms)
-            cols["value"].append(v.value)
-            cols["dims"].append(list(v.dims.items()))
-            cols["dims_key"].append(v.dims_key)
-            cols["source"].append(v.source)
-            cols["kafka_topic"].append(rec.topic)
-            cols["kafka_partition"].append(rec.partition)
-            cols["kafka_offset"].append(rec.offset)
-    n = len(cols["event_id"])
-    table = pa.table({
-        **{k: cols[k] for k in ("event_id", "feed", "province", "province_original")},
-        "ts": pa.array(cols["ts"], TS), "value": pa.array(cols["value"], pa.float64()),
-        "dims": pa.array(cols["dims"], DIMS), "dims_key": cols["dims_key"], "source": cols["source"],
-        "ingested_at": pa.array([ingested_ms] * n, TS), "kafka_topic": cols["kafka_topic"],
-        "kafka_partition": pa.array(cols["kafka_partition"], pa.uint32()),
-        "kafka_offset": pa.array(cols["kafka_offset"], pa.uint64()),
-    })
-    return table, rejected
-
-
-def _docs(records: Iterable[Record]) -> list[tuple[Record, dict[str, Any]]]:
-    out = []
-    for rec in records:
+        target = target_of(rec.topic)
+        bucket = rows.setdefault(target, [])
+        if target == READINGS:
+            feed = catalog.feed_for_topic(rec.topic)
+            verdicts = decode_message(rec.value, catalog, ref_ms=rec.timestamp_ms, max_future_ms=max_future_ms,
+                                      topic_feed=feed.id if feed else None)
+            for v in verdicts:
+                if not isinstance(v, Reading):
+                    out.rejected += 1
+                    continue
+                bucket.append((v.event_id, v.feed, v.province, v.province_original, v.ts_ms, v.value,
+                               list(v.dims.items()), v.dims_key, v.source, ingested_ms, rec.topic,
+                               rec.partition, rec.offset))
+            continue
+        make = _WORKER_ROWS[target]
         try:
-            doc = orjson.loads(rec.value or b"")
-        except orjson.JSONDecodeError:
-            continue  # our own topics carry only what our worker wrote; nothing else to keep
-        if isinstance(doc, dict):
-            out.append((rec, doc))
+            bucket.extend([make(rec, d, catalog) for d in _docs(rec.value)])
+        except (ValueError, TypeError, OverflowError):  # orjson.JSONDecodeError is a ValueError
+            out.malformed += 1
+            out.malformed_at.append((rec.topic, rec.partition, rec.offset))
+    out.tables = {name: _table(name, r) for name, r in rows.items()}
     return out
 
 
-def agg_table(records: Iterable[Record]) -> pa.Table:
-    docs = [d for _, d in _docs(records)]
-    return pa.table({
-        "feed": [d["feed"] for d in docs], "province": [d["province"] for d in docs],
-        "dims": pa.array([list(d["dims"].items()) for d in docs], DIMS),
-        "dims_key": [d["dims_key"] for d in docs],
-        "source_partition": pa.array([d.get("source_partition", 0) for d in docs], pa.uint32()),
-        "window_start": pa.array([d["window_start"] for d in docs], TS),
-        "window_end": pa.array([d["window_end"] for d in docs], TS),
-        "count": pa.array([d["count"] for d in docs], pa.uint64()),
-        **{k: pa.array([float(d[k]) for d in docs], pa.float64()) for k in ("sum", "min", "max", "avg", "last")},
-        "last_ts": pa.array([d["last_ts"] for d in docs], TS),
-        "closed_at": pa.array([d["closed_ms"] for d in docs], TS),
-    })
-
-
-def _feed_of_dead_letter(doc: dict[str, Any], catalog: Catalog) -> str:
-    feed = catalog.feed_for_topic(doc.get("source_topic", ""))
-    if feed:
-        return feed.id
-    try:
-        payload = orjson.loads(doc.get("payload", ""))
-    except orjson.JSONDecodeError:
-        return ""
-    name = payload.get("feed") if isinstance(payload, dict) else None
-    return name if isinstance(name, str) and name in catalog.feeds else ""
-
-
-def dead_letters_table(records: Iterable[Record], catalog: Catalog) -> pa.Table:
-    pairs = _docs(records)
-    docs = [d for _, d in pairs]
-    return pa.table({
-        "dlq_id": [d["dlq_id"] for d in docs], "reason": [d["reason"] for d in docs],
-        "field": [d.get("field", "") for d in docs], "detail": [d.get("detail", "") for d in docs],
-        "payload": [d.get("payload", "") for d in docs], "feed": [_feed_of_dead_letter(d, catalog) for d in docs],
-        "source_topic": [d.get("source_topic", "") for d in docs],
-        "source_partition": pa.array([d.get("source_partition", 0) for d in docs], pa.uint32()),
-        "source_offset": pa.array([d.get("source_offset", -1) for d in docs], pa.int64()),
-        "received_at": pa.array([d.get("received_ms", r.timestamp_ms) for r, d in pairs], TS),
-        "kafka_offset": pa.array([r.offset for r, _ in pairs], pa.uint64()),
-    })
-
-
-def late_table(records: Iterable[Record]) -> pa.Table:
-    docs = [d for _, d in _docs(records)]
-    return pa.table({
-        "event_id": [d["event_id"] for d in docs], "feed": [d["feed"] for d in docs],
-        "province": [d["province"] for d in docs], "dims": pa.array([list(d["dims"].items()) for d in docs], DIMS),
-        "dims_key": [",".join(f"{k}={d['dims'][k]}" for k in sorted(d["dims"])) for d in docs],
-        "ts": pa.array([d["ts"] for d in docs], TS), "value": pa.array([float(d["value"]) for d in docs]),
-        "watermark": pa.array([d["watermark"] for d in docs], TS),
-        "source_topic": [d["source_topic"] for d in docs],
-        "source_partition": pa.array([d["source_partition"] for d in docs], pa.uint32()),
-        "source_offset": pa.array([d["source_offset"] for d in docs], pa.int64()),
-        "detected_at": pa.array([d["detected_ms"] for d in docs], TS),
-    })
-
-
-def dedup_token(table: str, records: Iterable[Record]) -> str:
-    """Deterministic per batch: the offset range of each topic-partition in it."""
-    ranges: dict[tuple[str, int], list[int]] = {}
+def offset_ranges(records: Iterable[Record]) -> dict[tuple[str, int], tuple[int, int]]:
+    ranges: dict[tuple[str, int], tuple[int, int]] = {}
     for r in records:
-        lo_hi = ranges.setdefault((r.topic, r.partition), [r.offset, r.offset])
-        lo_hi[0] = min(lo_hi[0], r.offset)
-        lo_hi[1] = max(lo_hi[1], r.offset)
+        lo, hi = ranges.get((r.topic, r.partition), (r.offset, r.offset))
+        ranges[(r.topic, r.partition)] = (min(lo, r.offset), max(hi, r.offset))
+    return ranges
+
+
+def dedup_token(table: str, records: Sequence[Record]) -> str:
+    """Deterministic per batch: `table:` + each topic-partition's offset range + a digest of the records.
+
+    The same records delivered again give the same token, so ClickHouse drops the repeat. The digest
+    (message timestamps and bytes) keeps a different batch that reuses offsets — the embedded broker
+    starts again from offset 0 after a restart — from being taken for a repeat and silently dropped.
+    """
+    ranges = offset_ranges(records)
+    h = hashlib.blake2b(digest_size=12)
+    pack = struct.Struct("<iqqq").pack
+    for r in sorted(records, key=lambda r: (r.topic, r.partition, r.offset)):
+        value = r.value or b""
+        h.update(r.topic.encode())  # fixed-size header with the length: no two batches hash alike by framing
+        h.update(pack(r.partition, r.offset, r.timestamp_ms, len(value)))
+        h.update(value)
     parts = ",".join(f"{t}-{p}-{lo}-{hi}" for (t, p), (lo, hi) in sorted(ranges.items()))
-    return f"{table}:{hashlib.sha256(parts.encode()).hexdigest()}"  # compact: a batch may span 100 partitions
+    if len(parts) > 512:  # a batch can span 100+ partitions: keep the token short, still deterministic
+        parts = hashlib.blake2b(parts.encode(), digest_size=16).hexdigest()
+    return f"{table}:{parts}:{h.hexdigest()}"

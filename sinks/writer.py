@@ -2,17 +2,21 @@
 
 Raw readings come straight from feeds.<feed> (validated with the same function as the worker,
 against the message's own timestamp, so both agree); dead letters, late readings and closed
-windows come from the worker's topics. One insert per table per flush, with a dedup token.
+windows come from the worker's topics. One insert per table per flush, each with a deterministic
+dedup token, and the offsets of a flush are committed only once every insert of it succeeded.
+A crash therefore re-reads at most the last uncommitted flush; re-inserting it is a no-op
+(same token) or collapses by the ReplacingMergeTree identity.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
-from collections import defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
+from aiokafka.errors import KafkaError
 
 from controlroom.catalog import Catalog
 from controlroom.errors import WarehouseError
@@ -20,19 +24,49 @@ from controlroom.kafka import all_topics, ensure_topics
 from controlroom.logs import get_logger
 from controlroom.settings import Settings
 from sinks import rows
+from sinks.rows import Record
 from sinks.warehouse import Warehouse
 
 log = get_logger("sink")
 
+MAX_BACKOFF_S = 30.0
+
 
 @dataclass
 class SinkStats:
-    rows: dict[str, int] = field(default_factory=lambda: defaultdict(int))
-    batches: int = 0
-    rejected: int = 0  # invalid readings skipped here (dead-lettered by the worker)
-    last_flush_s: float | None = None
-    last_flush_monotonic: float | None = None
+    rows: dict[str, int] = field(default_factory=lambda: dict.fromkeys(rows.TABLES, 0))  # rows inserted per table
+    records: int = 0  # Kafka records written and committed
+    batches: int = 0  # flushes that completed (inserts + commit)
+    rejected: int = 0  # invalid readings skipped here (the worker dead-letters them)
+    malformed: int = 0  # unreadable messages on the worker's topics, skipped
+    failed_inserts: int = 0
+    last_flush_s: float | None = None  # duration of the last completed flush
+    last_flush_monotonic: float | None = None  # time.monotonic() when it completed
     last_error: str | None = None
+    committed: dict[str, int] = field(default_factory=dict)  # "topic:partition" → next offset to read
+
+
+def _ranges_text(records: Sequence[Record]) -> dict[str, str]:
+    return {f"{t}:{p}": f"{lo}-{hi}" for (t, p), (lo, hi) in sorted(rows.offset_ranges(records).items())}
+
+
+def _commit_offsets(records: Sequence[Record]) -> dict[TopicPartition, int]:
+    return {TopicPartition(t, p): hi + 1 for (t, p), (_lo, hi) in rows.offset_ranges(records).items()}
+
+
+class _DropRevoked(ConsumerRebalanceListener):  # type: ignore[misc]  # aiokafka is untyped
+    """Buffered records of a partition we lose are dropped: uncommitted, so its next owner reads them again."""
+
+    def __init__(self, writer: SinkWriter) -> None:
+        self.writer = writer
+
+    async def on_partitions_revoked(self, revoked: list[TopicPartition]) -> None:
+        gone = {(tp.topic, tp.partition) for tp in revoked}
+        if gone:
+            self.writer._pending = [r for r in self.writer._pending if (r.topic, r.partition) not in gone]
+
+    async def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
+        log.info("sink partitions assigned", partitions=len(assigned))
 
 
 class SinkWriter:
@@ -41,88 +75,149 @@ class SinkWriter:
         self.catalog = catalog
         self.wh = warehouse
         self.stats = SinkStats()
-        self._buffer: list[rows.Record] = []
+        self._pending: list[Record] = []
+        self._max_future_ms = int(settings.max_future_s * 1000)
+
+    # --- blocking part: conversion and inserts (run in a worker thread) ---------------------------
+
+    def write(self, records: Sequence[Record], done: set[str] | None = None) -> dict[str, int]:
+        """Insert one batch: one insert per target table, each with the batch's dedup token.
+
+        Blocking; safe to call again with the same records (the tokens repeat). `done` holds the
+        tables already written by an earlier attempt of this batch; each success is added to it.
+        Returns rows written per table by this call.
+        """
+        done = set() if done is None else done
+        by_target: dict[str, list[Record]] = {}
+        for r in records:
+            by_target.setdefault(rows.target_of(r.topic), []).append(r)
+        conv = rows.convert(records, self.catalog, max_future_ms=self._max_future_ms,
+                            ingested_ms=int(time.time() * 1000))
+        if conv.malformed:
+            log.warning("skipped unreadable messages", count=conv.malformed, first=list(conv.malformed_at[:5]))
+        written: dict[str, int] = {}
+        failed: dict[str, Exception] = {}
+        for target, table in conv.tables.items():
+            if target in done:
+                continue
+            try:
+                if table.num_rows:
+                    token = rows.dedup_token(target, by_target[target])
+                    self.wh.insert_arrow(f"{self.wh.database}.{target}", table, token)
+            except Exception as exc:  # try the other tables anyway: a healthy table keeps moving
+                failed[target] = exc
+                log.error("insert failed", table=target, rows=table.num_rows, error=f"{type(exc).__name__}: {exc}",
+                          offsets=_ranges_text(by_target[target]))
+                continue
+            done.add(target)
+            written[target] = table.num_rows
+            self.stats.rows[target] = self.stats.rows.get(target, 0) + table.num_rows
+        if "readings" in written:  # counted once per batch, when its readings were written
+            self.stats.rejected += conv.rejected
+        self.stats.malformed += conv.malformed if written else 0
+        if failed:
+            first = next(iter(failed.values()))
+            raise WarehouseError(f"insert into {', '.join(sorted(failed))} failed: {first}") from first
+        return written
+
+    # --- the loop -----------------------------------------------------------------------------------
 
     def _consumer(self) -> AIOKafkaConsumer:
         return AIOKafkaConsumer(
-            *all_topics(self.catalog),
             bootstrap_servers=self.settings.kafka_bootstrap,
             group_id=self.settings.sink_group_id,
             enable_auto_commit=False,
             auto_offset_reset="earliest",
             # On Tansu a group join waits about session_timeout/2: keep it short.
             session_timeout_ms=6000, heartbeat_interval_ms=1000, rebalance_timeout_ms=6000,
-            max_poll_records=self.settings.sink_batch_rows,
+            max_poll_records=max(self.settings.sink_batch_rows, 1000),
             fetch_max_bytes=64 << 20, max_partition_fetch_bytes=8 << 20,
         )
 
+    def _due(self, last_flush: float) -> bool:
+        if not self._pending:
+            return False
+        if time.monotonic() - last_flush >= self.settings.sink_flush_interval_s:
+            return True
+        counts: dict[str, int] = {}
+        for r in self._pending:
+            t = rows.target_of(r.topic)
+            counts[t] = counts.get(t, 0) + 1
+        return max(counts.values()) >= self.settings.sink_batch_rows
+
     async def run(self, stop: asyncio.Event) -> None:
-        await ensure_topics(self.settings, all_topics(self.catalog))
+        """Consume, flush, commit until `stop` is set; then flush what is buffered and return. Never raises
+        on a warehouse failure: it retries with backoff, keeping the batch and the offsets uncommitted."""
+        topics = all_topics(self.catalog)
+        await ensure_topics(self.settings, topics)
         consumer = self._consumer()
+        consumer.subscribe(topics, listener=_DropRevoked(self))
         await consumer.start()
-        log.info("sink started", topics=len(all_topics(self.catalog)))
+        log.info("sink started", topics=len(topics), group=self.settings.sink_group_id)
         last_flush = time.monotonic()
         try:
             while not stop.is_set():
-                polled = await consumer.getmany(timeout_ms=200, max_records=self.settings.sink_batch_rows)
+                try:
+                    polled = await consumer.getmany(timeout_ms=200, max_records=self.settings.sink_batch_rows)
+                except KafkaError as exc:  # broker gone for a moment: keep the buffer, try again
+                    log.warning("poll failed", error=repr(exc))
+                    await asyncio.sleep(1.0)
+                    continue
                 for tp, recs in polled.items():
-                    self._buffer.extend(rows.Record(tp.topic, tp.partition, r.offset, r.timestamp, r.value)
-                                        for r in recs)
-                due = time.monotonic() - last_flush >= self.settings.sink_flush_interval_s
-                if self._buffer and (due or len(self._buffer) >= self.settings.sink_batch_rows):
-                    await self._flush_and_commit(consumer, stop)
+                    self._pending.extend(Record(tp.topic, tp.partition, r.offset, r.timestamp, r.value) for r in recs)
+                if self._due(last_flush):
+                    await self._flush(consumer, stop)
                     last_flush = time.monotonic()
-            if self._buffer:
-                await self._flush_and_commit(consumer, stop, final=True)
+                elif not self._pending:
+                    last_flush = time.monotonic()  # the interval counts from the first buffered record
+            if self._pending:
+                await self._flush(consumer, stop, attempts=3)
         finally:
             await consumer.stop()
-            log.info("sink stopped", rows=dict(self.stats.rows))
+            log.info("sink stopped", rows=dict(self.stats.rows), batches=self.stats.batches)
 
-    async def _flush_and_commit(self, consumer: AIOKafkaConsumer, stop: asyncio.Event, final: bool = False) -> None:
-        batch, self._buffer = self._buffer, []
-        backoff = 0.5
-        while True:
-            try:
-                await asyncio.to_thread(self.write, batch)
-                break
-            except WarehouseError as exc:
-                self.stats.last_error = str(exc)[:300]
-                log.error("insert failed; will retry", error=str(exc)[:300], records=len(batch))
-                if stop.is_set() and final:
-                    return  # not committed: the next start reads these records again
-                await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, 8.0)
-        offsets: dict[TopicPartition, int] = {}
-        for r in batch:
-            tp = TopicPartition(r.topic, r.partition)
-            offsets[tp] = max(offsets.get(tp, 0), r.offset + 1)
-        await consumer.commit(offsets)
-
-    def write(self, batch: list[rows.Record]) -> dict[str, int]:
-        """Insert one batch: one insert per target table. Blocking; safe to repeat (dedup)."""
+    async def _flush(self, consumer: AIOKafkaConsumer, stop: asyncio.Event, attempts: int | None = None) -> bool:
+        """Write the buffered batch, retrying with backoff; commit its offsets only when all of it is written."""
+        batch = self._pending
+        self._pending = []
+        done: set[str] = set()
         started = time.monotonic()
-        by_target: dict[str, list[rows.Record]] = defaultdict(list)
-        for r in batch:
-            by_target[rows.target_of(r.topic)].append(r)
-        written: dict[str, int] = {}
-        db = self.wh.database
-        for target, recs in by_target.items():
-            if target == "readings":
-                table, rejected = rows.readings_table(
-                    recs, self.catalog, max_future_ms=int(self.settings.max_future_s * 1000),
-                    ingested_ms=int(time.time() * 1000))
-                self.stats.rejected += rejected
-            elif target == "agg_1m":
-                table = rows.agg_table(recs)
-            elif target == "dead_letters":
-                table = rows.dead_letters_table(recs, self.catalog)
-            else:
-                table = rows.late_table(recs)
-            self.wh.insert_arrow(f"{db}.{target}", table, rows.dedup_token(target, recs))
-            written[target] = table.num_rows
-        for target, n in written.items():
-            self.stats.rows[target] += n
+        backoff, tries = 0.5, 0
+        while True:
+            tries += 1
+            try:
+                await asyncio.to_thread(self.write, batch, done)
+                break
+            except Exception as exc:  # any failure keeps the batch: retried, never committed past
+                self.stats.failed_inserts += 1
+                self.stats.last_error = f"{type(exc).__name__}: {str(exc)[:300]}"
+                log.warning("batch kept for retry", error=self.stats.last_error, attempt=tries,
+                            tables_done=sorted(done), records=len(batch), retry_in_s=backoff)
+                if (attempts is not None and tries >= attempts) or (stop.is_set() and attempts is None):
+                    # not committed: the next start reads these records again
+                    self._pending = batch + self._pending
+                    return False
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, MAX_BACKOFF_S)
+        await self._commit(consumer, batch)
+        self.stats.records += len(batch)
         self.stats.batches += 1
         self.stats.last_flush_s = round(time.monotonic() - started, 4)
         self.stats.last_flush_monotonic = time.monotonic()
-        return written
+        self.stats.last_error = None
+        return True
+
+    async def _commit(self, consumer: AIOKafkaConsumer, batch: Sequence[Record]) -> None:
+        assigned = consumer.assignment()
+        offsets = {tp: off for tp, off in _commit_offsets(batch).items() if tp in assigned}
+        if not offsets:
+            return
+        try:
+            await consumer.commit(offsets)
+        except KafkaError as exc:
+            # e.g. a rebalance took the partitions: the rows are written; whoever reads them again
+            # writes them again, and the dedup token / ReplacingMergeTree identity keeps one copy
+            log.warning("commit failed after a successful insert", error=repr(exc), offsets=_ranges_text(batch))
+            return
+        for tp, off in offsets.items():
+            self.stats.committed[f"{tp.topic}:{tp.partition}"] = off

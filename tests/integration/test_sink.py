@@ -1,0 +1,314 @@
+"""The sink on real parts: Tansu broker, aiokafka, chDB. Exact rows, idempotent redelivery, offsets after inserts."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+import pytest
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+
+from controlroom.catalog import Catalog
+from controlroom.kafka import all_topics, ensure_topics
+from controlroom.schema import OUT_OF_RANGE, Reading, Rejection, dead_letter, late_message, window_message
+from controlroom.settings import Settings
+from sinks.migrate import migrate
+from sinks.rows import Record
+from sinks.warehouse import Warehouse, open_warehouse
+from sinks.writer import SinkWriter
+from tests.integration.pipeline import reading, wait_for
+
+pytestmark = pytest.mark.integration
+
+T0 = 1_767_225_600_000  # 2026-01-01T00:00:00Z
+MSG_TS = T0 + 10_000  # every message's Kafka timestamp: the reference of the future check
+
+
+def dt(ms: int) -> datetime:
+    return datetime.fromtimestamp(ms / 1000, tz=UTC)
+
+
+Msg = tuple[str, bytes | None, bytes]
+
+
+async def publish(bootstrap: str, messages: list[Msg]) -> list[tuple[int, int]]:
+    """Send in order (lz4, as producers do); return each message's (partition, offset)."""
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", compression_type="lz4")
+    await producer.start()
+    try:
+        out = []
+        for topic, key, value in messages:
+            md = await producer.send_and_wait(topic, value, key=key, timestamp_ms=MSG_TS)
+            out.append((md.partition, md.offset))
+        return out
+    finally:
+        await producer.stop()
+
+
+async def committed_offsets(bootstrap: str, settings: Settings, catalog: Catalog) -> dict[str, int]:
+    """The sink group's committed offsets as the broker has them (OffsetFetch; the group is not joined)."""
+    topics, partitions = all_topics(catalog), settings.topic_partitions
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=settings.sink_group_id,
+                                enable_auto_commit=False)
+    await consumer.start()
+    try:
+        out = {}
+        for topic in topics:
+            for p in range(partitions):
+                off = await consumer.committed(TopicPartition(topic, p))
+                if off is not None and off >= 0:
+                    out[f"{topic}:{p}"] = off
+        return out
+    finally:
+        await consumer.stop()
+
+
+def expected_commits(topics: list[str], positions: list[tuple[int, int]]) -> dict[str, int]:
+    out: dict[str, int] = {}
+    for topic, (partition, offset) in zip(topics, positions, strict=True):
+        key = f"{topic}:{partition}"
+        out[key] = max(out.get(key, 0), offset + 1)
+    return out
+
+
+async def read_back(bootstrap: str, topic: str, n: int, partitions: int) -> list[Record]:
+    """The records of a topic as the sink sees them, read without a group (nothing is committed)."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None, auto_offset_reset="earliest")
+    await consumer.start()
+    try:
+        consumer.assign([TopicPartition(topic, p) for p in range(partitions)])
+        out: list[Record] = []
+        for _ in range(100):
+            for tp, recs in (await consumer.getmany(timeout_ms=200)).items():
+                out.extend(Record(tp.topic, tp.partition, r.offset, r.timestamp, r.value) for r in recs)
+            if len(out) >= n:
+                return out
+        raise AssertionError(f"read {len(out)} of {n} records back")
+    finally:
+        await consumer.stop()
+
+
+def q(wh: Warehouse, sql: str, params: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+    return wh.query(sql.replace("DB.", f"{wh.database}."), params)
+
+
+def count(wh: Warehouse, table: str, final: bool = True) -> int:
+    return int(q(wh, f"SELECT count() AS n FROM DB.{table}{' FINAL' if final else ''}")[0]["n"])
+
+
+@pytest.fixture()
+def warehouse(make_settings) -> Any:  # type: ignore[no-untyped-def]
+    wh = open_warehouse(make_settings())
+    yield wh
+    wh.close()
+
+
+async def run_writer(writer: SinkWriter, until: Any, what: str, timeout_s: float = 60.0) -> None:
+    stop = asyncio.Event()
+    task = asyncio.create_task(writer.run(stop))
+    try:
+        await wait_for(lambda: task.done() or until(), timeout_s=timeout_s, what=what)
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 30)  # raises here if the writer itself failed
+
+
+# --- migrations and parameters ---------------------------------------------------------------------
+
+def test_migrations_are_idempotent_and_fill_reference_tables(warehouse: Warehouse, catalog: Catalog) -> None:
+    first = migrate(warehouse, catalog)
+    assert first == ["0001", "0002"]
+    assert migrate(warehouse, catalog) == []  # second run applies nothing
+    assert [r["version"] for r in q(warehouse, "SELECT version FROM DB.schema_migrations FINAL ORDER BY version")] \
+        == ["0001", "0002"]
+    tables = {r["name"] for r in q(warehouse, "SELECT name FROM system.tables WHERE database = {db:String}",
+                                   {"db": warehouse.database})}
+    assert {"readings", "agg_1m", "dead_letters", "late_readings", "categories", "feeds", "provinces",
+            "schema_migrations"} <= tables
+    # refreshed, not appended to, on every run
+    assert count(warehouse, "feeds", final=False) == 25
+    assert count(warehouse, "provinces", final=False) == 34
+    assert count(warehouse, "categories", final=False) == len(catalog.categories)
+    wl = q(warehouse, "SELECT * FROM DB.feeds WHERE id = {id:String}", {"id": "water_level"})
+    assert wl == [{"id": "water_level", "category": "regional_local", "name_vi": "Mực nước sông",
+                   "name_en": "River water level", "source": "hydrological stations", "unit": "cm", "kind": "gauge",
+                   "scope": "provincial", "cadence_s": 60.0, "valid_min": -500.0, "valid_max": 3000.0,
+                   "dims": {"station": ["s1", "s2"]}}]
+    assert q(warehouse, "SELECT legacy_codes FROM DB.provinces WHERE code = '08'") == [{"legacy_codes": ["02", "08"]}]
+
+
+NASTY = ["it's", "a\\' OR 1=1 --", "x\ny\tz\r", "\\", "'; DROP TABLE controlroom.feeds; --", "{id:String}", "ữ"]
+
+
+def test_query_parameters_are_data_never_sql(warehouse: Warehouse, catalog: Catalog) -> None:
+    migrate(warehouse, catalog)
+    for value in NASTY:
+        assert q(warehouse, "SELECT {v:String} AS v", {"v": value}) == [{"v": value}]
+        assert q(warehouse, "SELECT count() AS n FROM DB.feeds WHERE id = {v:String}", {"v": value}) == [{"n": 0}]
+    assert q(warehouse, "SELECT {v:Array(String)} AS v", {"v": NASTY}) == [{"v": NASTY}]
+    assert q(warehouse, "SELECT count() AS n FROM DB.feeds WHERE has({ids:Array(String)}, id)",
+             {"ids": ["gold_price", "' OR 1=1 --"]}) == [{"n": 1}]
+    assert count(warehouse, "feeds", final=False) == 25  # nothing was dropped
+    got = q(warehouse, "SELECT {t:DateTime64(3, 'UTC')} AS t, {n:Int64} AS n", {"t": dt(T0 + 123), "n": -5})
+    assert got == [{"t": dt(T0 + 123), "n": -5}]
+
+
+# --- the writer --------------------------------------------------------------------------------------
+
+def messages() -> list[Msg]:
+    agg = window_message(feed="hotline_calls", province="79", dims={"line": "113"}, window_start_ms=T0, window_s=60,
+                         count=2, total=10.0, vmin=3.0, vmax=7.0, last=3.0, last_ts_ms=T0 + 35_000,
+                         closed_ms=T0 + 200_000, source_partition=1)
+    late_r = Reading("w-late", "water_level", "01", T0 + 30_000, 999.0, {"station": "s1"}, "test", "01")
+    late = late_message(late_r, source_topic="feeds.water_level", partition=2, offset=17,
+                        watermark_ms=T0 + 170_000, detected_ms=T0 + 180_000)
+    bad = reading("bad-range", "water_level", "01", T0 + 2_000, 99_999, station="s1")
+    dlq = dead_letter(Rejection(OUT_OF_RANGE, "value", "99999 outside [-500, 3000] cm"), bad,
+                      source_topic="feeds.water_level", partition=3, offset=4, received_ms=T0 + 9_000)
+    pair = orjson.dumps([orjson.loads(reading("w3", "water_level", "01", T0 + 3_000, 105.0, station="s2")),
+                         orjson.loads(reading("bad-in-array", "water_level", "01", T0, 1e9, station="s2"))])
+    return [
+        ("feeds.water_level", b"01", reading("w1", "water_level", "01", T0 + 1_000, 100.0, station="s1")),
+        ("feeds.water_level", b"01", reading("w2", "water_level", "01", T0 + 2_000, 110.5, station="s1")),
+        ("feeds.hotline_calls", b"02", reading("h3", "hotline_calls", "02", T0 + 5_000, 4, line="113")),  # legacy
+        ("feeds.water_level", b"01", pair),
+        ("feeds.water_level", b"01", bad),  # rejected: not written here (the worker dead-letters it)
+        ("feeds.water_level", b"01", b"{not json"),
+        ("agg.1m", b"79", orjson.dumps(agg)),
+        ("feeds.dlq", b"01", orjson.dumps(dlq)),
+        ("feeds.late", b"01", orjson.dumps(late)),
+    ]
+
+
+async def test_writer_writes_exact_rows_and_commits_what_it_wrote(
+        broker: str, make_settings, catalog: Catalog) -> None:  # type: ignore[no-untyped-def]
+    settings: Settings = make_settings(kafka_bootstrap=broker, sink_flush_interval_s=0.3)
+    wh = open_warehouse(settings)
+    try:
+        migrate(wh, catalog)
+        await ensure_topics(settings, all_topics(catalog))
+        msgs = messages()
+        pos = await publish(broker, msgs)
+        at = {i: p for i, p in enumerate(pos)}
+        writer = SinkWriter(settings, catalog, wh)
+        await run_writer(writer, lambda: writer.stats.records >= len(msgs), "all records written and committed")
+
+        raw = q(wh, "SELECT * EXCEPT ingested_at FROM DB.readings FINAL ORDER BY event_id")
+        assert raw == [
+            {"event_id": "h3", "feed": "hotline_calls", "province": "08", "province_original": "02",
+             "ts": dt(T0 + 5_000), "value": 4.0, "dims": {"line": "113"}, "dims_key": "line=113", "source": "test",
+             "kafka_topic": "feeds.hotline_calls", "kafka_partition": at[2][0], "kafka_offset": at[2][1]},
+            {"event_id": "w1", "feed": "water_level", "province": "01", "province_original": "01", "ts": dt(T0 + 1_000),
+             "value": 100.0, "dims": {"station": "s1"}, "dims_key": "station=s1", "source": "test",
+             "kafka_topic": "feeds.water_level", "kafka_partition": at[0][0], "kafka_offset": at[0][1]},
+            {"event_id": "w2", "feed": "water_level", "province": "01", "province_original": "01", "ts": dt(T0 + 2_000),
+             "value": 110.5, "dims": {"station": "s1"}, "dims_key": "station=s1", "source": "test",
+             "kafka_topic": "feeds.water_level", "kafka_partition": at[1][0], "kafka_offset": at[1][1]},
+            {"event_id": "w3", "feed": "water_level", "province": "01", "province_original": "01", "ts": dt(T0 + 3_000),
+             "value": 105.0, "dims": {"station": "s2"}, "dims_key": "station=s2", "source": "test",
+             "kafka_topic": "feeds.water_level", "kafka_partition": at[3][0], "kafka_offset": at[3][1]},
+        ]
+        ingested = q(wh, "SELECT min(ingested_at) AS lo, max(ingested_at) AS hi FROM DB.readings")[0]
+        assert datetime.now(UTC).timestamp() - ingested["lo"].timestamp() < 120
+        assert q(wh, "SELECT * FROM DB.agg_1m FINAL") == [{
+            "feed": "hotline_calls", "province": "79", "dims": {"line": "113"}, "dims_key": "line=113",
+            "source_partition": 1, "window_start": dt(T0), "window_end": dt(T0 + 60_000), "count": 2, "sum": 10.0,
+            "min": 3.0, "max": 7.0, "avg": 5.0, "last": 3.0, "last_ts": dt(T0 + 35_000),
+            "closed_at": dt(T0 + 200_000)}]
+        assert q(wh, "SELECT * FROM DB.dead_letters FINAL") == [{
+            "dlq_id": "feeds.water_level:3:4", "reason": "out_of_range", "field": "value",
+            "detail": "99999 outside [-500, 3000] cm", "payload": msgs[4][2].decode(), "feed": "water_level",
+            "source_topic": "feeds.water_level", "source_partition": 3, "source_offset": 4,
+            "received_at": dt(T0 + 9_000), "kafka_offset": at[7][1]}]
+        assert q(wh, "SELECT * FROM DB.late_readings FINAL") == [{
+            "event_id": "w-late", "feed": "water_level", "province": "01", "dims": {"station": "s1"},
+            "dims_key": "station=s1", "ts": dt(T0 + 30_000), "value": 999.0, "watermark": dt(T0 + 170_000),
+            "source_topic": "feeds.water_level", "source_partition": 2, "source_offset": 17,
+            "detected_at": dt(T0 + 180_000)}]
+
+        assert writer.stats.rows == {"readings": 4, "agg_1m": 1, "dead_letters": 1, "late_readings": 1}
+        assert writer.stats.rejected == 3  # out of range, malformed, the bad element of the array
+        assert writer.stats.last_flush_s is not None and writer.stats.last_error is None
+        # committed offsets are exactly the end of what was written, per topic-partition
+        want = expected_commits([m[0] for m in msgs], pos)
+        assert writer.stats.committed == want
+        assert await committed_offsets(broker, settings, catalog) == want
+    finally:
+        wh.close()
+
+
+async def test_same_batch_twice_and_restart_from_uncommitted_offsets_write_no_duplicate(
+        broker: str, make_settings, catalog: Catalog) -> None:  # type: ignore[no-untyped-def]
+    settings: Settings = make_settings(kafka_bootstrap=broker, sink_flush_interval_s=0.3)
+    wh = open_warehouse(settings)
+    try:
+        migrate(wh, catalog)
+        await ensure_topics(settings, all_topics(catalog))
+        n = 500
+        msgs: list[Msg] = [("feeds.water_level", f"{p:02d}".encode(),
+                            reading(f"e{i}", "water_level", "01", T0 + i, float(i), station="s1"))
+                           for i, p in zip(range(n), [1, 4, 8, 11] * n, strict=False)]
+        pos = await publish(broker, msgs)
+        records = await read_back(broker, "feeds.water_level", n, settings.topic_partitions)
+
+        writer = SinkWriter(settings, catalog, wh)
+        # a crash after the insert, before the commit: the same batch is delivered and written again
+        assert writer.write(records) == {"readings": n}
+        assert writer.write(records) == {"readings": n}
+        assert count(wh, "readings", final=False) == n  # the dedup token dropped the repeat outright
+        assert count(wh, "readings") == n
+
+        # nothing was committed: a new writer re-reads everything from the start
+        assert await committed_offsets(broker, settings, catalog) == {}
+        writer2 = SinkWriter(settings, catalog, wh)
+        await run_writer(writer2, lambda: writer2.stats.records >= n, "re-read records written and committed")
+        assert count(wh, "readings") == n  # no duplicate (FINAL collapses a differently cut batch)
+        ids = q(wh, "SELECT groupUniqArray(event_id) AS ids, count() AS c FROM DB.readings FINAL")[0]
+        assert sorted(ids["ids"]) == sorted(f"e{i}" for i in range(n)) and ids["c"] == n  # and none missing
+        plain = count(wh, "readings", final=False)
+        assert plain in (n, 2 * n)  # n when the re-read batch matched the first one exactly
+        want = expected_commits([m[0] for m in msgs], pos)
+        assert writer2.stats.committed == want
+        assert await committed_offsets(broker, settings, catalog) == want
+    finally:
+        wh.close()
+
+
+async def test_insert_failure_keeps_batch_and_offsets_until_it_succeeds(
+        broker: str, make_settings, catalog: Catalog) -> None:  # type: ignore[no-untyped-def]
+    settings: Settings = make_settings(kafka_bootstrap=broker, sink_flush_interval_s=0.2)
+    wh = open_warehouse(settings)
+    try:
+        migrate(wh, catalog)
+        await ensure_topics(settings, all_topics(catalog))
+        msgs: list[Msg] = [("feeds.water_level", b"01", reading(f"f{i}", "water_level", "01", T0 + i, 1.0,
+                                                                  station="s1")) for i in range(50)]
+        msgs.append(("feeds.dlq", b"01", orjson.dumps(dead_letter(
+            Rejection(OUT_OF_RANGE, "value", "x"), b"{}", source_topic="feeds.water_level", partition=0, offset=1,
+            received_ms=T0))))
+        pos = await publish(broker, msgs)
+        wh.command(f"RENAME TABLE {wh.database}.readings TO {wh.database}.readings_away")  # a real insert failure
+        writer = SinkWriter(settings, catalog, wh)
+        stop = asyncio.Event()
+        task = asyncio.create_task(writer.run(stop))
+        try:
+            await wait_for(lambda: writer.stats.failed_inserts >= 2, timeout_s=60, what="failed, retried inserts")
+            assert not task.done()  # it keeps retrying, it does not crash
+            assert writer.stats.last_error is not None and "readings" in writer.stats.last_error
+            assert "chdb://" not in writer.stats.last_error
+            assert writer.stats.committed == {} and await committed_offsets(broker, settings, catalog) == {}
+            assert writer.stats.rows["dead_letters"] == 1  # written once; not re-inserted by the retries
+            await asyncio.to_thread(wh.command, f"RENAME TABLE {wh.database}.readings_away TO {wh.database}.readings")
+            await wait_for(lambda: writer.stats.records >= len(msgs), timeout_s=60, what="the retried batch")
+        finally:
+            stop.set()
+            await asyncio.wait_for(task, 30)
+        assert count(wh, "readings", final=False) == 50 and count(wh, "readings") == 50
+        assert count(wh, "dead_letters", final=False) == 1
+        assert writer.stats.rows == {"readings": 50, "agg_1m": 0, "dead_letters": 1, "late_readings": 0}
+        assert writer.stats.last_error is None
+        assert await committed_offsets(broker, settings, catalog) == expected_commits([m[0] for m in msgs], pos)
+    finally:
+        wh.close()
