@@ -46,6 +46,15 @@ class Settings(BaseSettings):
     sim_seed: int = 42
     sim_rate: float = 1.0
 
+    # Security (issue #3)
+    ingest_max_readings: int = 10_000  # per POST /ingest
+    ingest_max_bytes: int = 8 << 20  # request body limit (after gzip: also checked decompressed)
+    rate_limit_per_s: float = 20.0  # requests per second per API key, bursts up to rate_limit_burst
+    rate_limit_burst: float = 40.0
+    query_max_rows: int = 10_000  # POST /query: ClickHouse stops past these
+    query_max_seconds: float = 10.0
+    cors_origins: str = ""  # comma-separated; empty = CORS off
+
     streams_app_id: str = "controlroom-streams"
     sink_group_id: str = "controlroom-sink"
 
