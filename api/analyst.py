@@ -63,10 +63,10 @@ class AnalystQueries:
 
             path = url[len("chdb://"):]
             opts = "&".join(f"{k}={v}" for k, v in limits.items())
-            self._conn: Any = chdb.connect(f"{path}?{opts}&database={self.database}"
-                                           f"&output_format_json_quote_64bit_integers=0")
-            # EXPLAIN's own output must not count against the row limit: a second read-only connection
-            self._explain_conn: Any = chdb.connect(f"{path}?readonly=1&database={self.database}")
+            self._connect = chdb.connect
+            self._query_dsn = f"{path}?{opts}&database={self.database}&output_format_json_quote_64bit_integers=0"
+            # EXPLAIN's own output must not count against the row limit: its own read-only connection
+            self._explain_dsn = f"{path}?readonly=1&database={self.database}"
             self._server = None
         else:
             from sinks.warehouse import ServerWarehouse
@@ -77,9 +77,14 @@ class AnalystQueries:
     def _raw(self, sql: str, fmt: str, *, explain: bool = False) -> bytes:
         try:
             if self._server is None:
+                # A fresh connection per query (about 3 ms): after a failed query chDB hands the next
+                # query on the same connection the failed one's partial output too.
                 with self._lock:
-                    res = (self._explain_conn if explain else self._conn).query(sql, fmt)
-                return bytes(res.bytes())
+                    conn = self._connect(self._explain_dsn if explain else self._query_dsn)
+                    try:
+                        return bytes(conn.query(sql, fmt).bytes())
+                    finally:
+                        conn.close()
             client = self._server._client  # the same HTTP client; settings apply to this query only
             limits = {"readonly": 1} if explain else self._limits
             return bytes(client.raw_query(sql, settings=limits, fmt=fmt))
@@ -105,10 +110,7 @@ class AnalystQueries:
         return QueryResult([c["name"] for c in doc.get("meta", [])], doc.get("data", []))
 
     def close(self) -> None:
-        if self._server is None:
-            self._conn.close()
-            self._explain_conn.close()
-        else:
+        if self._server is not None:
             self._server.close()
 
 

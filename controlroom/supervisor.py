@@ -67,17 +67,19 @@ def _wait_healthy(url: str, children: list[Child], timeout_s: float) -> None:
     raise StartupError(f"the API did not answer {url} within {timeout_s:.0f} s")
 
 
-def banner(settings: Settings, bootstrap: str, embedded_broker: bool) -> str:
+def banner(settings: Settings, bootstrap: str, embedded_broker: bool, admin_key: str | None) -> str:
     api = f"http://{settings.api_host}:{settings.api_port}"
     warehouse = "embedded chDB" if settings.is_embedded_clickhouse else "ClickHouse server"
     return "\n".join([
         "",
         "Control Room is up.",
-        f"  overview  {api}/overview    (live figures: 25 feeds, 7 categories, 34 provinces)",
+        f"  overview  {api}/overview    (live figures: 25 feeds, 7 categories, 34 provinces; needs a key)",
         f"  series    {api}/series?feed=water_level&province=01",
         f"  API docs  {api}/docs",
         f"  Kafka     {bootstrap}{' (embedded Tansu, memory storage)' if embedded_broker else ''}",
         f"  warehouse {warehouse}, data in {settings.data_dir}",
+        *([f"  admin key {admin_key}", f"            (new at every `make up`, also in {settings.data_dir}/admin.key; "
+           "send it as 'Authorization: Bearer <key>')"] if admin_key else []),
         "Publish one reading yourself:",
         "  echo '{\"event_id\":\"demo-1\",\"feed\":\"water_level\",\"province\":\"01\","
         "\"ts\":\"'$(date -u +%FT%TZ)'\",\"value\":420,\"dims\":{\"station\":\"s1\"},\"source\":\"kcat\"}' \\",
@@ -112,11 +114,19 @@ def run_up(settings: Settings, args: argparse.Namespace) -> int:
     signal.signal(signal.SIGTERM, on_signal)
     try:
         asyncio.run(ensure_topics(effective, all_topics(default_catalog())))
+        admin_key = None
+        if settings.is_embedded_clickhouse:  # chDB is free until the API opens it: make a local admin key
+            from api.keys_cli import bootstrap_admin_key
+
+            admin_key = bootstrap_admin_key(settings)
+            key_file = settings.data_dir / "admin.key"
+            key_file.touch(mode=0o600)
+            key_file.write_text(admin_key + "\n")
         children.append(_spawn("api", ["api"], env))
         _wait_healthy(f"http://{settings.api_host}:{settings.api_port}/healthz", children, 60.0)
         children.append(_spawn("worker", ["worker"], env))
         children.append(_spawn("simulator", ["simulate"], env))
-        print(banner(settings, bootstrap, embedded_broker), file=sys.stderr, flush=True)
+        print(banner(settings, bootstrap, embedded_broker, admin_key), file=sys.stderr, flush=True)
         while not stopping:
             for child in children:
                 if child.proc.poll() is not None:

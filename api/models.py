@@ -1,0 +1,157 @@
+"""Response models: they document the API at /docs and are serialised straight to JSON by pydantic-core."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class SinkHealth(BaseModel):
+    running: bool
+    rows: dict[str, int] = Field(description="rows written per table since start")
+    last_flush_s: float | None = Field(description="seconds since the last flush; null before the first")
+    error: str | None = None
+
+
+class Health(BaseModel):
+    status: Literal["ok", "degraded"]
+    warehouse: Literal["ok", "error"]
+    sink: SinkHealth | None = Field(description="the embedded sink; null when it runs in its own process")
+
+
+class CategoryOut(BaseModel):
+    id: str
+    name_vi: str
+    name_en: str
+
+
+class FeedOut(BaseModel):
+    id: str
+    category: str
+    category_name_vi: str
+    category_name_en: str
+    name_vi: str
+    name_en: str
+    source: str
+    unit: str
+    kind: Literal["counter", "gauge"]
+    scope: Literal["provincial", "national"]
+    dims: dict[str, list[str]]
+    cadence_s: float
+    valid_min: float
+    valid_max: float
+    topic: str
+    series: int = Field(description="expected series: provinces × dim combinations")
+
+
+class FeedsOut(BaseModel):
+    categories: list[CategoryOut]
+    feeds: list[FeedOut]
+
+
+class ProvinceOut(BaseModel):
+    code: str
+    name_vi: str
+    name_en: str
+    kind: str
+    lat: float
+    lon: float
+    legacy_codes: list[str]
+
+
+class Point(BaseModel):
+    t: str = Field(description="bucket start, ISO 8601 UTC")
+    count: int
+    sum: float
+    min: float
+    max: float
+    avg: float
+    last: float
+    value: float = Field(description="sum for counters, avg for gauges")
+
+
+class SeriesOut(BaseModel):
+    model_config = ConfigDict(populate_by_name=True)
+
+    feed: str
+    province: str | None = Field(description="current province code; null = all provinces together")
+    unit: str
+    kind: Literal["counter", "gauge"]
+    source: Literal["raw", "agg"]
+    step: int
+    from_: str = Field(alias="from", description="range start (aligned down to the step), inclusive")
+    to: str = Field(description="range end (aligned up to the step), exclusive")
+    dims: dict[str, list[str]]
+    points: list[Point]
+
+
+class Stats5m(BaseModel):
+    count: int
+    sum: float
+    avg: float | None
+    min: float | None
+    max: float | None
+
+
+class OverviewFeed(BaseModel):
+    id: str
+    name_vi: str
+    name_en: str
+    category: str
+    unit: str
+    kind: Literal["counter", "gauge"]
+    cadence_s: float
+    series_expected: int
+    series_reporting: int
+    series_silent: int
+    last_ts: str | None
+    latest_value: float | None = Field(description="latest reading of each reporting series: summed for "
+                                                   "counters, averaged for gauges")
+    last_5m: Stats5m
+
+
+class OverviewCategory(BaseModel):
+    id: str
+    name_vi: str
+    name_en: str
+    feeds: list[str]
+    feeds_reporting: int
+    series_reporting: int
+    series_silent: int
+
+
+class OverviewProvince(BaseModel):
+    code: str
+    name_vi: str
+    name_en: str
+    lat: float
+    lon: float
+    feeds_reporting: int
+    series_reporting: int
+    series_silent: int
+    last_ts: str | None
+
+
+class Totals(BaseModel):
+    feeds: int
+    feeds_reporting: int
+    categories: int
+    categories_reporting: int
+    provinces: int
+    provinces_reporting: int
+    series_expected: int
+    series_reporting: int
+    series_silent: int
+    series_unexpected: int = Field(description="reporting series the catalog does not list (e.g. partial dims)")
+    readings_5m: int
+    dead_letters_5m: int
+    late_5m: int
+
+
+class Overview(BaseModel):
+    generated_at: str
+    totals: Totals
+    categories: list[OverviewCategory]
+    feeds: list[OverviewFeed]
+    provinces: list[OverviewProvince]

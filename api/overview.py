@@ -1,0 +1,137 @@
+"""Pure assembly of /overview from the latest reading of each series (one row per series).
+
+A series is reporting when its last reading is within STALE_CADENCES × its feed's cadence of now;
+every other expected series (catalog.iter_series) is silent, including one never seen. Reporting and
+silent counts cover expected series only, so reporting + silent = expected everywhere; series the
+catalog does not list (e.g. a reading with partial dims) are counted apart as `series_unexpected`,
+while their readings still count in the figures (they are real readings).
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass
+from typing import Any
+
+from controlroom.catalog import Catalog, Feed
+from controlroom.schema import dims_key, ms_to_iso
+
+STALE_CADENCES = 3
+RECENT_MS = 300_000  # the "last 5 minutes" figures
+
+
+def lookback_ms(catalog: Catalog) -> int:
+    """How far back /overview reads: the longest time a series may be quiet and still be reporting."""
+    return int(max(f.cadence_s for f in catalog.feeds.values()) * STALE_CADENCES * 1000)
+
+
+@dataclass(frozen=True, slots=True)
+class SeriesLatest:
+    feed: str
+    province: str
+    dims_key: str
+    last_ms: int
+    last_value: float
+    n_recent: int
+    total_recent: float
+    lo_recent: float | None
+    hi_recent: float | None
+
+    @classmethod
+    def from_row(cls, row: dict[str, Any]) -> SeriesLatest:
+        lo, hi = row.get("lo_recent"), row.get("hi_recent")
+        return cls(str(row["feed"]), str(row["province"]), str(row["dims_key"]), int(row["last_ms"]),
+                   float(row["last_value"]), int(row["n_recent"]), float(row["total_recent"]),
+                   None if lo is None else float(lo), None if hi is None else float(hi))
+
+
+def is_reporting(feed: Feed, last_ms: int | None, now_ms: int) -> bool:
+    return last_ms is not None and last_ms >= now_ms - feed.cadence_s * STALE_CADENCES * 1000
+
+
+def _iso(ms: int | None) -> str | None:
+    return None if ms is None else ms_to_iso(ms)
+
+
+def build_overview(catalog: Catalog, rows: list[SeriesLatest], *, now_ms: int, dead_letters_recent: int,
+                   late_recent: int) -> dict[str, Any]:
+    seen = {(r.feed, r.province, r.dims_key): r for r in rows}
+    expected = {(f.id, p, dims_key(d)) for f, p, d in catalog.iter_series()}
+
+    feed_expected: dict[str, int] = defaultdict(int)
+    feed_reporting: dict[str, int] = defaultdict(int)
+    prov_expected: dict[str, int] = defaultdict(int)
+    prov_reporting: dict[str, int] = defaultdict(int)
+    prov_feeds: dict[str, set[str]] = defaultdict(set)
+    for feed_id, province, dkey in expected:
+        feed_expected[feed_id] += 1
+        prov_expected[province] += 1
+        row = seen.get((feed_id, province, dkey))
+        if row is not None and is_reporting(catalog.feeds[feed_id], row.last_ms, now_ms):
+            feed_reporting[feed_id] += 1
+            prov_reporting[province] += 1
+            prov_feeds[province].add(feed_id)
+
+    by_feed: dict[str, list[SeriesLatest]] = defaultdict(list)
+    prov_last: dict[str, int] = {}
+    unexpected = 0
+    for r in rows:
+        if r.feed not in catalog.feeds:
+            continue  # a feed retired from the catalog: not on the wall
+        by_feed[r.feed].append(r)
+        prov_last[r.province] = max(prov_last.get(r.province, r.last_ms), r.last_ms)
+        if (r.feed, r.province, r.dims_key) not in expected and is_reporting(catalog.feeds[r.feed], r.last_ms, now_ms):
+            unexpected += 1
+
+    feeds_out = []
+    for f in catalog.feeds.values():
+        frows = by_feed.get(f.id, [])
+        live = [r.last_value for r in frows if is_reporting(f, r.last_ms, now_ms)]
+        latest = (sum(live) if f.kind == "counter" else sum(live) / len(live)) if live else None
+        n = sum(r.n_recent for r in frows)
+        total = sum(r.total_recent for r in frows)
+        los = [r.lo_recent for r in frows if r.lo_recent is not None]
+        his = [r.hi_recent for r in frows if r.hi_recent is not None]
+        feeds_out.append({
+            "id": f.id, "name_vi": f.name_vi, "name_en": f.name_en, "category": f.category, "unit": f.unit,
+            "kind": f.kind, "cadence_s": f.cadence_s, "series_expected": feed_expected[f.id],
+            "series_reporting": feed_reporting[f.id], "series_silent": feed_expected[f.id] - feed_reporting[f.id],
+            "last_ts": _iso(max((r.last_ms for r in frows), default=None)), "latest_value": latest,
+            "last_5m": {"count": n, "sum": total, "avg": total / n if n else None,
+                        "min": min(los, default=None), "max": max(his, default=None)},
+        })
+
+    categories_out = []
+    for c in catalog.categories.values():
+        ids = [f.id for f in catalog.feeds.values() if f.category == c.id]
+        rep = sum(feed_reporting[i] for i in ids)
+        categories_out.append({
+            "id": c.id, "name_vi": c.name_vi, "name_en": c.name_en, "feeds": ids,
+            "feeds_reporting": sum(1 for i in ids if feed_reporting[i]),
+            "series_reporting": rep, "series_silent": sum(feed_expected[i] for i in ids) - rep,
+        })
+
+    provinces_out = [{
+        "code": p.code, "name_vi": p.name_vi, "name_en": p.name_en, "lat": p.lat, "lon": p.lon,
+        "feeds_reporting": len(prov_feeds[p.code]), "series_reporting": prov_reporting[p.code],
+        "series_silent": prov_expected[p.code] - prov_reporting[p.code], "last_ts": _iso(prov_last.get(p.code)),
+    } for p in catalog.provinces.values()]
+
+    series_reporting = sum(feed_reporting.values())
+    return {
+        "generated_at": ms_to_iso(now_ms),
+        "totals": {
+            "feeds": len(catalog.feeds), "feeds_reporting": sum(1 for v in feed_reporting.values() if v),
+            "categories": len(catalog.categories),
+            "categories_reporting": sum(1 for c in categories_out if c["feeds_reporting"]),
+            "provinces": len(catalog.provinces),
+            "provinces_reporting": sum(1 for code in catalog.provinces if prov_feeds[code]),
+            "series_expected": len(expected), "series_reporting": series_reporting,
+            "series_silent": len(expected) - series_reporting, "series_unexpected": unexpected,
+            "readings_5m": sum(r.n_recent for r in rows if r.feed in catalog.feeds),
+            "dead_letters_5m": dead_letters_recent, "late_5m": late_recent,
+        },
+        "categories": categories_out,
+        "feeds": feeds_out,
+        "provinces": provinces_out,
+    }

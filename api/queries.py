@@ -1,0 +1,129 @@
+"""SQL the API runs, as pure builders returning (sql, params).
+
+Every value a caller supplies travels as a ClickHouse `{name:Type}` parameter; only the database
+name (from settings, checked to be an identifier) and the builder's own fixed fragments are spliced
+into the text. Parameters are scalars (String, Int64) only, because scalar binding behaves the same
+on clickhouse-connect and chDB (chDB wants array parameters pre-formatted as SQL text).
+
+Column aliases never reuse a column name (`any(ts) AS ev_ts`, not `AS ts`): ClickHouse lets
+aliases shadow columns in WHERE, which would turn a filter into an aggregate.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+Params = dict[str, Any]
+Source = Literal["raw", "agg"]
+
+_IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+def _db(database: str) -> str:
+    if not _IDENT.match(database):  # settings, not user input, but it is spliced in: refuse anything odd
+        raise ValueError(f"database name {database!r} is not a plain identifier")
+    return database
+
+
+def _ms(param: str) -> str:
+    return f"fromUnixTimestamp64Milli({{{param}:Int64}}, 'UTC')"
+
+
+@dataclass(frozen=True, slots=True)
+class SeriesQuery:
+    """A validated /series request: current province code (None = all), aligned [from, to) in epoch ms."""
+
+    feed: str
+    province: str | None
+    from_ms: int
+    to_ms: int
+    step_s: int
+    dims: dict[str, tuple[str, ...]] = field(default_factory=dict)  # key -> accepted values (OR); keys AND
+    source: Source = "raw"
+
+
+def _filters(q: SeriesQuery, ts_col: str, params: Params) -> list[str]:
+    where = ["feed = {feed:String}", f"{ts_col} >= {_ms('from_ms')}", f"{ts_col} < {_ms('to_ms')}"]
+    params.update(feed=q.feed, from_ms=q.from_ms, to_ms=q.to_ms)
+    if q.province is not None:
+        where.append("province = {province:String}")
+        params["province"] = q.province
+    for i, key in enumerate(sorted(q.dims)):
+        names = []
+        for j, value in enumerate(q.dims[key]):
+            params[f"dim{i}_v{j}"] = value
+            names.append(f"{{dim{i}_v{j}:String}}")
+        params[f"dim{i}_key"] = key
+        where.append(f"dims[{{dim{i}_key:String}}] IN ({', '.join(names)})")
+    return where
+
+
+def series_sql(database: str, q: SeriesQuery) -> tuple[str, Params]:
+    """Buckets of `step_s` aligned to the epoch; rows: t (ms), n, total, lo, hi, last_value.
+
+    raw: readings deduplicated by event_id (a re-sent reading counts once, whatever merges have run).
+    agg: closed 1-minute windows; one window may be split in partials (one per source partition), so
+    partials are summed, never replaced (see controlroom.schema.window_message).
+    """
+    db = _db(database)
+    params: Params = {"step_ms": q.step_s * 1000}
+    if q.source == "raw":
+        where = " AND ".join(_filters(q, "ts", params))
+        sql = (
+            "SELECT intDiv(toUnixTimestamp64Milli(ev_ts), {step_ms:Int64}) * {step_ms:Int64} AS t, "
+            "count() AS n, sum(ev_value) AS total, min(ev_value) AS lo, max(ev_value) AS hi, "
+            "argMax(ev_value, (ev_ts, event_id)) AS last_value "
+            "FROM ("
+            # duplicates of one event are byte-identical re-sends, so any() of each column is exact
+            "SELECT event_id, any(ts) AS ev_ts, any(value) AS ev_value "
+            f"FROM {db}.readings WHERE {where} GROUP BY event_id"
+            ") GROUP BY t ORDER BY t"
+        )
+    else:
+        where = " AND ".join(_filters(q, "window_start", params))
+        sql = (
+            "SELECT intDiv(toUnixTimestamp64Milli(window_start), {step_ms:Int64}) * {step_ms:Int64} AS t, "
+            "sum(count) AS n, sum(sum) AS total, min(min) AS lo, max(max) AS hi, "
+            "argMax(last, (last_ts, province, dims_key)) AS last_value "
+            f"FROM {db}.agg_1m FINAL WHERE {where} GROUP BY t ORDER BY t"
+        )
+    return sql, params
+
+
+def overview_series_sql(database: str, since_ms: int, recent_ms: int) -> tuple[str, Params]:
+    """Latest reading of every series seen since `since_ms`, plus its deduplicated stats since `recent_ms`.
+
+    Rows: feed, province, dims_key, last_ms, last_value, n_recent, total_recent, lo_recent, hi_recent
+    (lo/hi are NULL when the series has no reading since `recent_ms`).
+    """
+    db = _db(database)
+    recent = f"ev_ts >= {_ms('recent_ms')}"
+    sql = (
+        "SELECT ev_feed AS feed, ev_province AS province, ev_dims_key AS dims_key, "
+        "toUnixTimestamp64Milli(max(ev_ts)) AS last_ms, argMax(ev_value, (ev_ts, event_id)) AS last_value, "
+        f"countIf({recent}) AS n_recent, sumIf(ev_value, {recent}) AS total_recent, "
+        f"minIfOrNull(ev_value, {recent}) AS lo_recent, maxIfOrNull(ev_value, {recent}) AS hi_recent "
+        "FROM ("
+        "SELECT feed AS ev_feed, event_id, any(province) AS ev_province, any(dims_key) AS ev_dims_key, "
+        "any(ts) AS ev_ts, any(value) AS ev_value "
+        f"FROM {db}.readings WHERE ts >= {_ms('since_ms')} GROUP BY feed, event_id"
+        ") GROUP BY feed, province, dims_key"
+    )
+    return sql, {"since_ms": since_ms, "recent_ms": recent_ms}
+
+
+def quality_counts_sql(database: str, since_ms: int) -> tuple[str, Params]:
+    """Dead letters and late readings received since `since_ms`, each counted once by its identity."""
+    db = _db(database)
+    sql = (
+        f"SELECT (SELECT uniqExact(dlq_id) FROM {db}.dead_letters WHERE received_at >= {_ms('since_ms')}) "
+        "AS dead_letters, "
+        f"(SELECT uniqExact(event_id) FROM {db}.late_readings WHERE detected_at >= {_ms('since_ms')}) AS late"
+    )
+    return sql, {"since_ms": since_ms}
+
+
+def ping_sql() -> tuple[str, Params]:
+    return "SELECT 1 AS ok", {}
