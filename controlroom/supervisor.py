@@ -80,10 +80,10 @@ def banner(settings: Settings, bootstrap: str, embedded_broker: bool, admin_key:
         f"  warehouse {warehouse}, data in {settings.data_dir}",
         *([f"  admin key {admin_key}", f"            (new at every `make up`, also in {settings.data_dir}/admin.key; "
            "send it as 'Authorization: Bearer <key>')"] if admin_key else []),
-        "Publish one reading yourself:",
+        "Publish one reading yourself (on real Kafka, kcat -P takes the same -b -t -k):",
         "  echo '{\"event_id\":\"demo-1\",\"feed\":\"water_level\",\"province\":\"01\","
-        "\"ts\":\"'$(date -u +%FT%TZ)'\",\"value\":420,\"dims\":{\"station\":\"s1\"},\"source\":\"kcat\"}' \\",
-        f"    | kcat -P -b {bootstrap} -t feeds.water_level -k 01",
+        "\"ts\":\"'$(date -u +%FT%TZ)'\",\"value\":420,\"dims\":{\"station\":\"s1\"},\"source\":\"me\"}' \\",
+        f"    | .venv/bin/controlroom publish -b {bootstrap} -t feeds.water_level -k 01",
         "Ctrl-C stops everything; data stays in ClickHouse for the next `make up`.",
         "",
     ])

@@ -54,6 +54,29 @@ def run_replay(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def run_publish(settings: Settings, args: argparse.Namespace) -> int:
+    """kcat -P for the embedded broker: each stdin line is one message to one topic, with one key."""
+    from controlroom.kafka import make_producer
+
+    lines = [line.rstrip(b"\n") for line in sys.stdin.buffer if line.strip()]
+
+    async def main() -> None:
+        # one message at a time, each awaited: idempotence adds nothing, and Tansu does not support it
+        target = settings.model_copy(update={"kafka_bootstrap": args.broker or settings.kafka_bootstrap,
+                                             "kafka_idempotence": False})
+        producer = make_producer(target)
+        await producer.start()
+        try:
+            for line in lines:
+                await producer.send_and_wait(args.topic, line, key=args.key.encode() if args.key else None)
+        finally:
+            await producer.stop()
+
+    asyncio.run(main())
+    print(f"published {len(lines)} message(s) to {args.topic}", file=sys.stderr)
+    return 0
+
+
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("simulate", help="publish simulated readings for all 25 feeds")
     p.add_argument("--seed", type=int, default=None, help="RNG seed (default SIM_SEED, 42)")
@@ -67,3 +90,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     r.add_argument("file", help="one JSON reading per line")
     r.add_argument("--rate", type=float, default=None, help="lines per second (default: as fast as possible)")
     r.set_defaults(func=run_replay)
+    pub = sub.add_parser("publish", help="kcat -P style: publish each stdin line as one message")
+    pub.add_argument("-b", "--broker", default=None, help="bootstrap servers (default KAFKA_BOOTSTRAP)")
+    pub.add_argument("-t", "--topic", required=True)
+    pub.add_argument("-k", "--key", default=None, help="message key (the province code for feeds.*)")
+    pub.set_defaults(func=run_publish)

@@ -43,5 +43,5 @@ def test_up_exits_with_a_clear_message_when_a_port_is_taken(tmp_path: Path, take
 def test_help_lists_every_command(tmp_path: Path) -> None:
     result = run_cli(["--help"], base_env(tmp_path))
     assert result.returncode == 0
-    for command in ("up", "worker", "simulate", "replay", "sink", "migrate", "api"):
+    for command in ("up", "worker", "simulate", "replay", "publish", "sink", "migrate", "api", "keys"):
         assert command in result.stdout
