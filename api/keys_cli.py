@@ -48,9 +48,12 @@ def bootstrap_admin_key(settings: Settings) -> str:
 
 def run_keys(settings: Settings, args: argparse.Namespace) -> int:
     from api.keystore import AuditLog, KeyStore
+    from controlroom.catalog import default_catalog
+    from sinks.migrate import migrate
 
     wh = _open(settings)
     try:
+        migrate(wh, default_catalog())  # a fresh warehouse has no key table yet
         keys = KeyStore(wh)
         if args.action == "create":
             if not args.name or not args.role:

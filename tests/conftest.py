@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -13,6 +14,28 @@ from controlroom.catalog import Catalog, default_catalog
 from controlroom.settings import Settings
 
 OUTPUT = Path(__file__).parent / "output"
+SECRETS: set[str] = set()  # every API key the tests create; no log line may ever contain one
+
+
+def register_secret(token: str) -> None:
+    SECRETS.add(token)
+    SECRETS.add(token.split("_", 2)[-1])  # the secret part alone, too
+
+
+@pytest.fixture(autouse=True)
+def no_secret_in_logs(caplog: pytest.LogCaptureFixture, capfd: pytest.CaptureFixture[str]) -> Iterator[None]:
+    """After every test: nothing it logged or printed holds a secret it created."""
+    caplog.set_level("DEBUG")
+    yield
+    out, err = capfd.readouterr()
+    sys.stdout.write(out)  # hand it back to pytest's report
+    sys.stderr.write(err)
+    leaked = leaked_secrets(caplog.text + out + err)
+    assert not leaked, f"secrets found in log output: {leaked}"
+
+
+def leaked_secrets(text: str) -> list[str]:
+    return sorted(s[:16] + "…" for s in SECRETS if s and s in text)
 
 
 @pytest.fixture(scope="session")

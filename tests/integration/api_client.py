@@ -10,6 +10,7 @@ from fastapi.testclient import TestClient
 
 from api.app import create_app
 from controlroom.settings import Settings
+from tests.conftest import register_secret
 
 
 @dataclass
@@ -34,6 +35,7 @@ def api_client(settings: Settings) -> Iterator[tuple[TestClient, Keys]]:
 
         def make(role: str, **kw: object) -> str:
             key, _ = store.create(name=f"test-{role}", role=role, created_by="test", **kw)
+            register_secret(key.token)
             return key.token
 
         keys = Keys(make("viewer"), make("operator"), make("admin"), make("agency", agency="hydromet"),

@@ -10,6 +10,7 @@ import orjson
 import pytest
 from aiokafka import AIOKafkaConsumer
 
+from tests.conftest import register_secret
 from tests.integration.api_client import api_client
 
 pytestmark = pytest.mark.integration
@@ -57,6 +58,7 @@ def test_revocation_takes_effect_on_the_next_request(make_settings) -> None:  # 
         made = client.post("/admin/keys", json={"name": "temp", "role": "viewer"}, headers=keys.header("admin"))
         assert made.status_code == 201
         token, key_id = made.json()["key"], made.json()["key_id"]
+        register_secret(token)
         assert client.get("/feeds", headers={"Authorization": f"Bearer {token}"}).status_code == 200
         listed = client.get("/admin/keys", headers=keys.header("admin")).json()
         assert all("secret_hash" not in k and "key" not in k for k in listed)
