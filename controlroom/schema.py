@@ -230,3 +230,32 @@ def late_message(r: Reading, *, source_topic: str, partition: int, offset: int, 
         "value": r.value, "watermark": watermark_ms, "source_topic": source_topic,
         "source_partition": partition, "source_offset": offset, "detected_ms": detected_ms,
     }
+
+
+# --- Alerts (issue #4): one JSON event per state change, on topic `alerts` ---------------------
+ALERTS_TOPIC = "alerts"
+ALERT_EVENTS = ("pending", "firing", "resolved", "repeat", "acknowledged", "escalated")
+SEVERITIES = ("info", "warning", "critical")
+
+
+def fingerprint(rule_id: str, feed: str, province: str, dkey: str) -> str:
+    """One alert per (rule, feed, province, dims): a condition that stays true is one alert, not many."""
+    return f"{rule_id}|{feed}|{province}|{dkey}"
+
+
+def alert_message(*, fingerprint_: str, rule_id: str, rule_version: int, rule_type: str, severity: str,
+                  event: str, state: str, seq: int, feed: str, province: str, dims: dict[str, str],
+                  summary_vi: str, summary_en: str, value: float | None, evidence: dict[str, Any],
+                  starts_at_ms: int, ends_at_ms: int | None, event_at_ms: int,
+                  ack: dict[str, Any] | None = None, link: str = "") -> dict[str, Any]:
+    """An alert state change. `seq` grows by one per event of a fingerprint, so (alert_id, seq) is the
+    idempotency key every notification carries: a receiver can drop a repeat it has seen."""
+    import hashlib
+
+    return {
+        "alert_id": hashlib.sha256(fingerprint_.encode()).hexdigest()[:16], "fingerprint": fingerprint_,
+        "rule_id": rule_id, "rule_version": rule_version, "rule_type": rule_type, "severity": severity,
+        "event": event, "state": state, "seq": seq, "feed": feed, "province": province, "dims": dims,
+        "summary_vi": summary_vi, "summary_en": summary_en, "value": value, "evidence": evidence,
+        "starts_at": starts_at_ms, "ends_at": ends_at_ms, "event_at": event_at_ms, "ack": ack, "link": link,
+    }
