@@ -8,6 +8,7 @@ an error message.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import re
 import threading
@@ -166,7 +167,14 @@ class ChdbWarehouse:
         except WarehouseError:
             raise
         except Exception as exc:
+            self._drain()
             raise WarehouseError(f"chDB: {exc}") from exc
+
+    def _drain(self) -> None:
+        """chDB keeps a failed query's partial output and hands it to the next query on the session:
+        one throwaway query takes it, so the next real query gets only its own result."""
+        with contextlib.suppress(Exception):  # this query exists only to be discarded
+            self._session.query("SELECT 1", "CSV")
 
     def command(self, sql: str) -> None:
         with self._lock:

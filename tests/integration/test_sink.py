@@ -312,3 +312,19 @@ async def test_insert_failure_keeps_batch_and_offsets_until_it_succeeds(
         assert await committed_offsets(broker, settings, catalog) == expected_commits([m[0] for m in msgs], pos)
     finally:
         wh.close()
+
+
+def test_a_failed_query_does_not_spoil_the_next(make_settings) -> None:  # type: ignore[no-untyped-def]
+    """chDB hands a failed query's partial output to the next query on the session; the warehouse drains it."""
+    from controlroom.errors import WarehouseError
+    from sinks.warehouse import open_warehouse
+
+    wh = open_warehouse(make_settings())
+    try:
+        for bad in ("SELECT number FROM numbers(100000) SETTINGS max_result_rows = 10, result_overflow_mode = 'throw'",
+                    "SELECT throwIf(number = 70000) FROM numbers(100000)"):
+            with pytest.raises(WarehouseError):
+                wh.query(bad)
+            assert wh.query("SELECT 1 AS x") == [{"x": 1}]
+    finally:
+        wh.close()
