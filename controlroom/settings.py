@@ -56,6 +56,7 @@ class Settings(BaseSettings):
     cors_origins: str = ""  # comma-separated; empty = CORS off
 
     streams_app_id: str = "controlroom-streams"
+    streams_report_s: float = 10.0  # how often the worker logs its counters
     sink_group_id: str = "controlroom-sink"
 
     log_level: str = "info"

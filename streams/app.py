@@ -150,7 +150,7 @@ def build_app(settings: Settings, catalog: Catalog) -> faust.App:
             engine.forget(key, partition)
         counters.windows_closed += len(due)
 
-    @app.timer(10.0)
+    @app.timer(settings.streams_report_s)
     async def report() -> None:
         log.info("streams progress", open_windows=engine.open_windows(), **counters.as_dict())
 
