@@ -19,7 +19,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse
 
-from api import admin, ingest, queries, query
+from api import admin, alerts_stream, ingest, queries, query
 from api.analyst import AnalystQueries
 from api.auth import HardeningMiddleware, Security, require
 from api.keystore import AuditLog, KeyStore
@@ -106,10 +106,13 @@ def create_app(settings: Settings, catalog: Catalog | None = None) -> FastAPI:
                                           TokenBucket(settings.rate_limit_per_s, settings.rate_limit_burst))
             app.state.analyst = await asyncio.to_thread(AnalystQueries, settings)
             app.state.producer = None  # started on the first ingest: reads need no broker
+            app.state.alert_fanout = alerts_stream.AlertFanout(settings)
             app.state.producer_lock = asyncio.Lock()
             yield
         finally:
             stop.set()
+            if getattr(app.state, "alert_fanout", None) is not None:
+                await app.state.alert_fanout.close()
             if getattr(app.state, "producer", None) is not None:
                 await app.state.producer.stop()
             if getattr(app.state, "analyst", None) is not None:
@@ -133,7 +136,7 @@ def create_app(settings: Settings, catalog: Catalog | None = None) -> FastAPI:
     if origins:  # CORS stays off unless configured
         app.add_middleware(CORSMiddleware, allow_origins=origins, allow_methods=["GET", "POST", "PUT", "DELETE"],
                            allow_headers=["Authorization", "Content-Type", "X-API-Key"])
-    for router in (ingest.router, admin.router, query.router):
+    for router in (ingest.router, admin.router, query.router, alerts_stream.router):
         app.include_router(router)
 
     @app.exception_handler(ParamError)

@@ -1,0 +1,128 @@
+"""GET /alerts/stream: alert events live, as Server-Sent Events, for wall screens and scripts.
+
+One Kafka consumer per API process reads topic `alerts` from the end and fans each event out to
+every connected client's queue (no polling storm, however many screens are open). A slow client
+whose queue fills loses the oldest events and is told so, never the process's memory.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from typing import Annotated, Any
+
+import orjson
+from aiokafka import AIOKafkaConsumer
+from fastapi import APIRouter, Depends, Query, Request
+from fastapi.responses import StreamingResponse
+
+from api.auth import require
+from controlroom.logs import get_logger
+from controlroom.schema import ALERTS_TOPIC, SEVERITIES
+from controlroom.security import Principal
+from controlroom.settings import Settings
+
+log = get_logger("alerts.stream")
+router = APIRouter(tags=["alerts"])
+HEARTBEAT_S = 15.0
+QUEUE_SIZE = 1000
+
+
+class AlertFanout:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.clients: set[asyncio.Queue[dict[str, Any]]] = set()
+        self._task: asyncio.Task[None] | None = None
+        self.ready = asyncio.Event()  # set once the consumer is positioned at the end of the topic
+
+    def subscribe(self) -> asyncio.Queue[dict[str, Any]]:
+        queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue(QUEUE_SIZE)
+        self.clients.add(queue)
+        if self._task is None or self._task.done():
+            self._task = asyncio.create_task(self._consume(), name="alerts-fanout")
+        return queue
+
+    def unsubscribe(self, queue: asyncio.Queue[dict[str, Any]]) -> None:
+        self.clients.discard(queue)
+
+    def publish(self, event: dict[str, Any]) -> None:
+        for queue in list(self.clients):
+            if queue.full():  # a stalled screen: drop its oldest event rather than grow without bound
+                with contextlib.suppress(asyncio.QueueEmpty):
+                    queue.get_nowait()
+                    queue.put_nowait({"event": "dropped", "reason": "client too slow"})
+            with contextlib.suppress(asyncio.QueueFull):
+                queue.put_nowait(event)
+
+    async def _consume(self) -> None:
+        consumer = AIOKafkaConsumer(ALERTS_TOPIC, bootstrap_servers=self.settings.kafka_bootstrap, group_id=None,
+                                    auto_offset_reset="latest")
+        try:
+            await consumer.start()
+            await consumer.seek_to_end()
+            self.ready.set()
+            while self.clients:
+                batches = await consumer.getmany(timeout_ms=500)
+                for records in batches.values():
+                    for record in records:
+                        try:
+                            self.publish(orjson.loads(record.value))
+                        except orjson.JSONDecodeError:
+                            log.warning("undecodable alert event", offset=record.offset)
+        except Exception as exc:  # the broker went away: end the streams; clients reconnect (SSE retry)
+            log.error("alert stream consumer failed", error=str(exc)[:300])
+        finally:
+            self.ready.clear()
+            await consumer.stop()
+            for queue in list(self.clients):
+                with contextlib.suppress(asyncio.QueueFull):
+                    queue.put_nowait({"event": "closed"})
+
+    async def close(self) -> None:
+        self.clients.clear()
+        if self._task is not None:
+            await asyncio.wait([self._task], timeout=5)
+
+
+def _wanted(event: dict[str, Any], severity: str | None, feed: str | None, province: str | None) -> bool:
+    if event.get("event") in ("dropped", "closed"):
+        return True
+    if severity and SEVERITIES.index(event.get("severity", "info")) < SEVERITIES.index(severity):
+        return False
+    return (not feed or event.get("feed") == feed) and (not province or event.get("province") == province)
+
+
+def sse(event: dict[str, Any]) -> bytes:
+    kind = event.get("event", "message")
+    ident = f"id: {event['alert_id']}:{event['seq']}\n" if "alert_id" in event and "seq" in event else ""
+    return f"{ident}event: {kind}\ndata: ".encode() + orjson.dumps(event) + b"\n\n"
+
+
+@router.get("/alerts/stream", summary="Alert events live (Server-Sent Events)",
+            responses={200: {"content": {"text/event-stream": {}}}})
+async def alerts_stream(request: Request, _: Annotated[Principal, Depends(require("viewer"))],
+                        severity: Annotated[str | None, Query(pattern="^(info|warning|critical)$")] = None,
+                        feed: Annotated[str | None, Query(max_length=64)] = None,
+                        province: Annotated[str | None, Query(max_length=8)] = None) -> StreamingResponse:
+    fanout: AlertFanout = request.app.state.alert_fanout
+    queue = fanout.subscribe()
+
+    async def events() -> AsyncIterator[bytes]:
+        try:
+            yield b"retry: 3000\n: connected\n\n"
+            while True:
+                try:
+                    event = await asyncio.wait_for(queue.get(), HEARTBEAT_S)
+                except TimeoutError:
+                    yield b": heartbeat\n\n"  # keeps proxies from closing an idle stream
+                    continue
+                if _wanted(event, severity, feed, province):
+                    yield sse(event)
+                if event.get("event") == "closed":
+                    return
+        finally:
+            fanout.unsubscribe(queue)
+
+    return StreamingResponse(events(), media_type="text/event-stream",
+                             headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"})
