@@ -23,6 +23,7 @@ def run_worker(settings: Settings, args: argparse.Namespace) -> int:
     # Faust narrates every service start at INFO: keep its own logs at WARN unless debugging.
     level = "DEBUG" if settings.log_level.lower() == "debug" else "WARN"
     worker = faust.Worker(app, loglevel=level, quiet=True, redirect_stdouts=False)
+    worker.spinner = None  # the start-up spinner writes terminal escape codes into the merged log
     worker.execute_from_commandline()  # returns via SystemExit when stopped (SIGINT/SIGTERM)
     return 0
 
