@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from typing import Any
 
@@ -105,6 +107,18 @@ def warehouse(make_settings) -> Any:  # type: ignore[no-untyped-def]
     wh.close()
 
 
+@asynccontextmanager
+async def ready_warehouse(settings: Settings, catalog: Catalog) -> AsyncIterator[Warehouse]:
+    """A migrated warehouse and the project's topics, closed afterwards."""
+    wh = open_warehouse(settings)
+    try:
+        migrate(wh, catalog)
+        await ensure_topics(settings, all_topics(catalog))
+        yield wh
+    finally:
+        wh.close()
+
+
 async def run_writer(writer: SinkWriter, until: Any, what: str, timeout_s: float = 60.0) -> None:
     stop = asyncio.Event()
     task = asyncio.create_task(writer.run(stop))
@@ -185,10 +199,7 @@ def messages() -> list[Msg]:
 async def test_writer_writes_exact_rows_and_commits_what_it_wrote(
         broker: str, make_settings, catalog: Catalog) -> None:  # type: ignore[no-untyped-def]
     settings: Settings = make_settings(kafka_bootstrap=broker, sink_flush_interval_s=0.3)
-    wh = open_warehouse(settings)
-    try:
-        migrate(wh, catalog)
-        await ensure_topics(settings, all_topics(catalog))
+    async with ready_warehouse(settings, catalog) as wh:
         msgs = messages()
         pos = await publish(broker, msgs)
         at = {i: p for i, p in enumerate(pos)}
@@ -235,17 +246,12 @@ async def test_writer_writes_exact_rows_and_commits_what_it_wrote(
         want = expected_commits([m[0] for m in msgs], pos)
         assert writer.stats.committed == want
         assert await committed_offsets(broker, settings, catalog) == want
-    finally:
-        wh.close()
 
 
 async def test_same_batch_twice_and_restart_from_uncommitted_offsets_write_no_duplicate(
         broker: str, make_settings, catalog: Catalog) -> None:  # type: ignore[no-untyped-def]
     settings: Settings = make_settings(kafka_bootstrap=broker, sink_flush_interval_s=0.3)
-    wh = open_warehouse(settings)
-    try:
-        migrate(wh, catalog)
-        await ensure_topics(settings, all_topics(catalog))
+    async with ready_warehouse(settings, catalog) as wh:
         n = 500
         msgs: list[Msg] = [("feeds.water_level", f"{p:02d}".encode(),
                             reading(f"e{i}", "water_level", "01", T0 + i, float(i), station="s1"))
@@ -272,17 +278,12 @@ async def test_same_batch_twice_and_restart_from_uncommitted_offsets_write_no_du
         want = expected_commits([m[0] for m in msgs], pos)
         assert writer2.stats.committed == want
         assert await committed_offsets(broker, settings, catalog) == want
-    finally:
-        wh.close()
 
 
 async def test_insert_failure_keeps_batch_and_offsets_until_it_succeeds(
         broker: str, make_settings, catalog: Catalog) -> None:  # type: ignore[no-untyped-def]
     settings: Settings = make_settings(kafka_bootstrap=broker, sink_flush_interval_s=0.2)
-    wh = open_warehouse(settings)
-    try:
-        migrate(wh, catalog)
-        await ensure_topics(settings, all_topics(catalog))
+    async with ready_warehouse(settings, catalog) as wh:
         msgs: list[Msg] = [("feeds.water_level", b"01", reading(f"f{i}", "water_level", "01", T0 + i, 1.0,
                                                                   station="s1")) for i in range(50)]
         msgs.append(("feeds.dlq", b"01", orjson.dumps(dead_letter(
@@ -310,8 +311,6 @@ async def test_insert_failure_keeps_batch_and_offsets_until_it_succeeds(
         assert writer.stats.rows == {"readings": 50, "agg_1m": 0, "dead_letters": 1, "late_readings": 0}
         assert writer.stats.last_error is None
         assert await committed_offsets(broker, settings, catalog) == expected_commits([m[0] for m in msgs], pos)
-    finally:
-        wh.close()
 
 
 def test_a_failed_query_does_not_spoil_the_next(make_settings) -> None:  # type: ignore[no-untyped-def]
