@@ -180,11 +180,6 @@ def decode_message(raw: bytes | None, catalog: Catalog, *, ref_ms: int, max_futu
     return [validate(d, catalog, ref_ms=ref_ms, max_future_ms=max_future_ms, topic_feed=topic_feed) for d in docs]
 
 
-def reading_to_wire(r: Reading) -> dict[str, Any]:
-    return {"event_id": r.event_id, "feed": r.feed, "province": r.province_original, "ts": r.ts_ms,
-            "value": r.value, "dims": r.dims, "source": r.source}
-
-
 # --- Messages the pipeline emits (all plain JSON) -------------------------------------------------
 
 def dead_letter(rejection: Rejection, payload: bytes | None, *, source_topic: str, partition: int,

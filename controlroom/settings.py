@@ -70,6 +70,3 @@ class Settings(BaseSettings):
     def sink_in_api(self) -> bool:
         return self.is_embedded_clickhouse if self.embedded_sink is None else self.embedded_sink
 
-
-def load_settings(**overrides: object) -> Settings:
-    return Settings(**overrides)  # type: ignore[arg-type]  # pydantic validates the overrides
