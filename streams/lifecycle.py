@@ -1,0 +1,270 @@
+"""Alert lifecycle: conditions in, alert events out. Pure code, no Faust, Kafka or ClickHouse.
+
+Per fingerprint (rule, feed, province, dims) there is one alert:
+    (none) --active--> pending --held for_s--> firing --inactive--> resolved --active--> pending …
+with for_s = 0 going straight to firing. A pending alert whose condition stops holding resolves too
+(a "resolved" event, so the current-state table never keeps a stale pending row).
+
+Events (controlroom.schema.alert_message, plus one key, ``silenced``):
+- pending, firing, resolved: state changes;
+- firing again while firing: the severity rose (e.g. water level from alarm II to III); the alert keeps
+  the highest severity of its episode, so a level falling back does not flap;
+- acknowledged: who and a comment; stops repeats and escalation until the alert resolves;
+- repeat: a firing, unacknowledged alert not notified for repeat_interval_s;
+- escalated: critical and unacknowledged for escalate_after_s since it became critical; once per episode.
+``seq`` grows by one per event of a fingerprint, across episodes, so (alert_id, seq) never repeats.
+
+Silences: a silenced alert still changes state and its state-change events are emitted, marked
+``silenced: true`` (history and current state stay true; the notifier must not notify them). Pure
+notifications (repeat, escalated) are not emitted while silenced; their clocks keep running. When the
+silence ends (time or remove_silence), the next tick notifies what is due: a firing alert never notified
+outside a silence gets a "repeat" at once, an overdue escalation fires.
+
+Clocks: `apply` uses the condition's time, `tick` the caller's; every decision is a function of the
+inputs and the state, so a book restored from `snapshot()` emits exactly what the original would.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import orjson
+
+from controlroom.errors import ControlRoomError
+from controlroom.schema import SEVERITIES, alert_message
+from streams.evaluate import Condition
+
+SNAPSHOT_VERSION = 1
+SILENCE_FIELDS = ("fingerprint", "rule_id", "rule_type", "feed", "province", "severity")  # and dims.<name>
+
+
+class LifecycleError(ControlRoomError):
+    """An alert or silence request that cannot be honoured (unknown fingerprint, bad matcher…)."""
+
+
+@dataclass(slots=True)
+class AlertState:
+    fingerprint: str
+    rule_id: str
+    rule_version: int
+    rule_type: str
+    feed: str
+    province: str
+    dims: dict[str, str]
+    severity: str
+    state: str  # pending | firing | resolved
+    seq: int = 0
+    starts_at_ms: int = 0  # when the condition began to hold (start of pending)
+    fired_at_ms: int | None = None
+    ends_at_ms: int | None = None
+    critical_since_ms: int | None = None
+    value: float | None = None
+    evidence: dict[str, Any] = field(default_factory=dict)
+    summary_vi: str = ""
+    summary_en: str = ""
+    active: bool = False  # the latest condition seen
+    for_s: float = 0.0
+    repeat_interval_s: float | None = None
+    escalate_after_s: float | None = None
+    ack: dict[str, Any] | None = None
+    escalated: bool = False
+    notified_at_ms: int | None = None  # last unsilenced firing/repeat/escalated event of this episode
+    link: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Silence:
+    id: str
+    matchers: dict[str, str]
+    starts_ms: int
+    ends_ms: int
+
+    def covers(self, a: AlertState, now_ms: int) -> bool:
+        if not self.starts_ms <= now_ms < self.ends_ms:
+            return False
+        for name, want in self.matchers.items():
+            have = a.dims.get(name[5:]) if name.startswith("dims.") else getattr(a, name)
+            if have != want:
+                return False
+        return True
+
+
+def _sev_rank(severity: str) -> int:
+    return SEVERITIES.index(severity)
+
+
+class AlertBook:
+    def __init__(self) -> None:
+        self.alerts: dict[str, AlertState] = {}
+        self.silences: dict[str, Silence] = {}
+
+    # --- queries ----------------------------------------------------------------------------------
+
+    def get(self, fp: str) -> AlertState | None:
+        return self.alerts.get(fp)
+
+    def current(self) -> list[AlertState]:
+        """Alerts pending or firing."""
+        return [a for a in self.alerts.values() if a.state != "resolved"]
+
+    def is_silenced(self, a: AlertState, now_ms: int) -> bool:
+        return any(s.covers(a, now_ms) for s in self.silences.values())
+
+    # --- inputs -----------------------------------------------------------------------------------
+
+    def apply(self, c: Condition) -> list[dict[str, Any]]:
+        a = self.alerts.get(c.fingerprint)
+        at = c.at_ms
+        if not c.active:
+            if a is None or a.state == "resolved":
+                return []
+            self._update(a, c)
+            a.state, a.ends_at_ms = "resolved", at
+            events = [self._event(a, "resolved", at)]
+            a.ack, a.escalated, a.notified_at_ms, a.critical_since_ms = None, False, None, None
+            return events
+        if a is None:
+            a = AlertState(fingerprint=c.fingerprint, rule_id=c.rule.id, rule_version=c.rule.version,
+                           rule_type=c.rule.type, feed=c.feed, province=c.province, dims=dict(c.dims),
+                           severity=c.severity, state="resolved")
+            self.alerts[c.fingerprint] = a
+        if a.state == "resolved":  # a new episode
+            self._update(a, c)
+            a.severity = c.severity
+            a.starts_at_ms, a.fired_at_ms, a.ends_at_ms = at, None, None
+            if a.for_s > 0:
+                a.state = "pending"
+                return [self._event(a, "pending", at)]
+            return self._fire(a, at)
+        previous = a.severity
+        self._update(a, c)
+        if a.state == "pending":
+            a.severity = c.severity  # not notified yet: it simply follows the condition
+            if at - a.starts_at_ms >= a.for_s * 1000:
+                return self._fire(a, at)
+            return []
+        if _sev_rank(c.severity) > _sev_rank(previous):  # firing and worse than before: say so
+            a.severity = c.severity
+            a.evidence = {**a.evidence, "previous_severity": previous}
+            if c.severity == "critical":
+                a.critical_since_ms = at
+            return [self._notify(a, "firing", at)]
+        return []
+
+    def tick(self, now_ms: int) -> list[dict[str, Any]]:
+        """Time-driven transitions: pending → firing, repeats, escalations; expired silences are dropped."""
+        out: list[dict[str, Any]] = []
+        for sid in [sid for sid, s in self.silences.items() if s.ends_ms <= now_ms]:
+            del self.silences[sid]
+        for a in self.alerts.values():
+            if a.state == "pending" and a.active and now_ms - a.starts_at_ms >= a.for_s * 1000:
+                out.extend(self._fire(a, now_ms))
+                continue
+            if a.state != "firing" or a.ack is not None or self.is_silenced(a, now_ms):
+                continue
+            # never notified: it fired (or rose) inside a silence that is now over
+            repeat_due = a.notified_at_ms is None or (a.repeat_interval_s is not None
+                                                      and now_ms - a.notified_at_ms >= a.repeat_interval_s * 1000)
+            escalation_due = (a.severity == "critical" and a.escalate_after_s is not None and not a.escalated
+                              and a.critical_since_ms is not None
+                              and now_ms - a.critical_since_ms >= a.escalate_after_s * 1000)
+            if repeat_due:  # the first list hears again (or at last, after a silence)
+                out.append(self._notify(a, "repeat", now_ms))
+            if escalation_due:  # a different audience (the second list), so both may go out together
+                a.escalated = True
+                out.append(self._notify(a, "escalated", now_ms))
+        return out
+
+    def acknowledge(self, fp: str, by: str, comment: str, now_ms: int) -> list[dict[str, Any]]:
+        """Acknowledge a pending or firing alert: stops repeats and escalation for this episode.
+        Acknowledging again, or an alert that is resolved, changes nothing (no event)."""
+        a = self.alerts.get(fp)
+        if a is None:
+            raise LifecycleError(f"fingerprint: no alert {fp!r}")
+        if a.state == "resolved" or a.ack is not None:
+            return []
+        a.ack = {"by": by, "comment": comment, "at": now_ms}
+        return [self._event(a, "acknowledged", now_ms)]
+
+    def resolve_retired(self, rule_ids: Iterable[str], now_ms: int) -> list[dict[str, Any]]:
+        """Resolve open alerts whose rule is not among `rule_ids` (deleted or disabled, perhaps while the
+        worker was down: nothing else would ever end them)."""
+        keep = set(rule_ids)
+        out: list[dict[str, Any]] = []
+        for a in self.alerts.values():
+            if a.state != "resolved" and a.rule_id not in keep:
+                a.state, a.ends_at_ms, a.active = "resolved", now_ms, False
+                a.evidence = {**a.evidence, "resolved_by": {"reason": "rule removed"}}
+                out.append(self._event(a, "resolved", now_ms))
+                a.ack, a.escalated, a.notified_at_ms, a.critical_since_ms = None, False, None, None
+        return out
+
+    def add_silence(self, matchers: dict[str, str], starts_ms: int, ends_ms: int, id: str) -> Silence:
+        if not matchers:
+            raise LifecycleError("matchers: at least one matcher is required (a silence of everything is a mistake)")
+        for name, value in matchers.items():
+            if name not in SILENCE_FIELDS and not (name.startswith("dims.") and len(name) > 5):
+                raise LifecycleError(f"matchers.{name}: unknown field "
+                                     f"(allowed: {', '.join(SILENCE_FIELDS)}, dims.<name>)")
+            if not isinstance(value, str):
+                raise LifecycleError(f"matchers.{name}: must be a string")
+        if ends_ms <= starts_ms:
+            raise LifecycleError("ends_ms: must be after starts_ms")
+        s = Silence(id, dict(matchers), starts_ms, ends_ms)
+        self.silences[id] = s
+        return s
+
+    def remove_silence(self, id: str) -> bool:
+        """End a silence now; what it held back is notified by the next tick. False when unknown."""
+        return self.silences.pop(id, None) is not None
+
+    # --- internals --------------------------------------------------------------------------------
+
+    @staticmethod
+    def _update(a: AlertState, c: Condition) -> None:
+        r = c.rule
+        a.rule_version, a.for_s = r.version, r.for_s
+        a.repeat_interval_s, a.escalate_after_s = r.repeat_interval_s, r.escalate_after_s
+        a.active = c.active
+        if c.active or c.value is not None:
+            a.value = c.value
+        if c.active:  # keep the evidence of the alert itself; a resolve adds why it ended
+            a.evidence, a.summary_vi, a.summary_en = c.evidence, c.summary_vi, c.summary_en
+        else:
+            a.evidence = {**a.evidence, "resolved_by": c.evidence}
+
+    def _fire(self, a: AlertState, at: int) -> list[dict[str, Any]]:
+        a.state, a.fired_at_ms = "firing", at
+        a.critical_since_ms = at if a.severity == "critical" else None
+        return [self._notify(a, "firing", at)]
+
+    def _notify(self, a: AlertState, event: str, at: int) -> dict[str, Any]:
+        msg = self._event(a, event, at)
+        if not msg["silenced"]:
+            a.notified_at_ms = at
+        return msg
+
+    def _event(self, a: AlertState, event: str, at: int) -> dict[str, Any]:
+        a.seq += 1
+        msg = alert_message(
+            fingerprint_=a.fingerprint, rule_id=a.rule_id, rule_version=a.rule_version, rule_type=a.rule_type,
+            severity=a.severity, event=event, state=a.state, seq=a.seq, feed=a.feed, province=a.province,
+            dims=a.dims, summary_vi=a.summary_vi, summary_en=a.summary_en, value=a.value, evidence=a.evidence,
+            starts_at_ms=a.starts_at_ms, ends_at_ms=a.ends_at_ms, event_at_ms=at, ack=a.ack, link=a.link)
+        msg["silenced"] = self.is_silenced(a, at)
+        return msg
+
+    # --- persistence ------------------------------------------------------------------------------
+
+    def snapshot(self) -> bytes:
+        return orjson.dumps({"v": SNAPSHOT_VERSION, "alerts": [asdict(a) for a in self.alerts.values()],
+                             "silences": [asdict(s) for s in self.silences.values()]})
+
+    def restore(self, data: bytes) -> None:
+        doc = orjson.loads(data)
+        if doc.get("v") != SNAPSHOT_VERSION:
+            raise LifecycleError(f"snapshot: unknown version {doc.get('v')!r}")
+        self.alerts = {a["fingerprint"]: AlertState(**a) for a in doc["alerts"]}
+        self.silences = {s["id"]: Silence(**s) for s in doc["silences"]}

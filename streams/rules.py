@@ -1,0 +1,393 @@
+"""Alert rules as data: parsing and validation. Pure code, no Faust, Kafka or ClickHouse.
+
+A rules document is ``{"rules": [ {...}, ... ]}`` (YAML file or API body). Every error names the
+field it is about, e.g. ``rules[3].params.above: must be a number``, so the API can answer 422 with it.
+Parsed params are normalised (defaults filled in) so the evaluator never guesses.
+
+Per-series overrides are keyed ``"<province>|<dims_key>"`` (``"01|station=s1"``, ``"01|"`` for a
+series without dims); an override is merged over the rule's params and validated like them.
+"""
+
+from __future__ import annotations
+
+import re
+import string
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from controlroom.catalog import NATIONAL, Catalog, Feed, default_catalog
+from controlroom.errors import ControlRoomError
+from controlroom.schema import SEVERITIES, dims_key
+
+RULE_TYPES = ("threshold", "rate_of_change", "anomaly", "staleness", "data_quality", "target")
+METRICS = ("avg", "sum", "min", "max", "last", "count")
+DIRECTIONS = ("up", "down", "both")
+ANY_FEED = "*"
+_ID_RE = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,79}$")  # no "|": it separates fingerprint parts
+
+# Names a summary template may use; the evaluator supplies all of them (empty or 0 when not relevant).
+TEMPLATE_FIELDS = frozenset({
+    "rule_id", "severity", "feed", "feed_vi", "feed_en", "unit", "province", "province_vi", "province_en",
+    "dims", "value", "value_text", "metric", "level", "threshold", "op", "baseline", "deviation", "z", "change_pct",
+    "reference", "lookback_min", "silent_s", "silent_min", "cadences", "share_pct", "limit_pct",
+    "period_min", "ratio_pct", "target_pct", "plan", "actual", "behind_pct",
+})
+
+_COMMON_FIELDS = ("id", "version", "type", "feed", "severity", "for_s", "repeat_interval_s", "escalate_after_s",
+                  "provinces", "dims", "params", "overrides", "summary", "enabled", "description")
+
+
+class RuleError(ControlRoomError):
+    """A rule document is invalid; the message starts with the path of the offending field."""
+
+
+@dataclass(frozen=True)
+class Rule:
+    id: str
+    version: int
+    type: str
+    feed: str  # a feed id, or "*" for every feed
+    severity: str
+    for_s: float = 0.0
+    repeat_interval_s: float | None = 3600.0
+    escalate_after_s: float | None = None
+    provinces: frozenset[str] = frozenset()  # empty = every province
+    dims: Mapping[str, str] = field(default_factory=dict)  # a series matches when it has all these
+    params: Mapping[str, Any] = field(default_factory=dict)
+    overrides: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    summary_vi: str = ""
+    summary_en: str = ""
+    enabled: bool = True
+    description: str = ""
+
+    def matches(self, feed: str, province: str, dims: Mapping[str, str]) -> bool:
+        if self.feed != ANY_FEED and self.feed != feed:
+            return False
+        if self.provinces and province not in self.provinces:
+            return False
+        return all(dims.get(k) == v for k, v in self.dims.items())
+
+    def params_for(self, province: str, dkey: str) -> Mapping[str, Any]:
+        """The params of one series: its override when there is one, else the rule's."""
+        return self.overrides.get(f"{province}|{dkey}", self.params)
+
+
+# --- field checks: each raises RuleError naming `where` ---------------------------------------------
+
+def _number(v: Any, where: str, *, lo: float | None = None, hi: float | None = None,
+            lo_open: bool = False) -> float:
+    if isinstance(v, bool) or not isinstance(v, int | float):
+        raise RuleError(f"{where}: must be a number")
+    x = float(v)
+    if x != x or x in (float("inf"), float("-inf")):
+        raise RuleError(f"{where}: must be finite")
+    if lo is not None and (x <= lo if lo_open else x < lo):
+        raise RuleError(f"{where}: must be {'>' if lo_open else '>='} {lo:g}")
+    if hi is not None and x > hi:
+        raise RuleError(f"{where}: must be <= {hi:g}")
+    return x
+
+
+def _int(v: Any, where: str, *, lo: int = 0) -> int:
+    if isinstance(v, bool) or not isinstance(v, int):
+        raise RuleError(f"{where}: must be an integer")
+    if v < lo:
+        raise RuleError(f"{where}: must be >= {lo}")
+    return v
+
+
+def _choice(v: Any, where: str, choices: tuple[str, ...]) -> str:
+    if v not in choices:
+        raise RuleError(f"{where}: must be one of {', '.join(choices)}")
+    return str(v)
+
+
+def _mapping(v: Any, where: str) -> dict[str, Any]:
+    if not isinstance(v, dict):
+        raise RuleError(f"{where}: must be a mapping")
+    return v
+
+
+def _no_unknown(raw: Mapping[str, Any], allowed: tuple[str, ...], where: str) -> None:
+    for k in raw:
+        if k not in allowed:
+            raise RuleError(f"{where}.{k}: unknown field (allowed: {', '.join(allowed)})")
+
+
+def _dims_filter(v: Any, where: str, feed: Feed | None) -> dict[str, str]:
+    raw = _mapping(v, where)
+    out: dict[str, str] = {}
+    for k, val in raw.items():
+        if not isinstance(val, str) or not val:
+            raise RuleError(f"{where}.{k}: must be a non-empty string")
+        if feed is not None:
+            if k not in feed.dims:
+                raise RuleError(f"{where}.{k}: feed {feed.id} has no dim {k!r} (dims: {sorted(feed.dims)})")
+            if val not in feed.dims[k]:
+                raise RuleError(f"{where}.{k}: must be one of {', '.join(feed.dims[k])}")
+        out[str(k)] = val
+    return out
+
+
+def _template(v: Any, where: str) -> str:
+    if not isinstance(v, str):
+        raise RuleError(f"{where}: must be a string")
+    try:
+        names = [name for _, name, _, _ in string.Formatter().parse(v) if name is not None]
+    except ValueError as exc:
+        raise RuleError(f"{where}: bad template ({exc})") from exc
+    for name in names:
+        if name not in TEMPLATE_FIELDS:
+            raise RuleError(f"{where}: unknown placeholder {{{name}}} (known: {', '.join(sorted(TEMPLATE_FIELDS))})")
+    return v
+
+
+# --- params per rule type ---------------------------------------------------------------------------
+
+ParamCheck = Callable[[dict[str, Any], str, "Rule", Feed | None], dict[str, Any]]
+
+
+def _threshold_levels(p: dict[str, Any], where: str, severity: str) -> list[dict[str, Any]]:
+    given = [k for k in ("above", "below", "levels") if k in p]
+    if len(given) != 1:
+        raise RuleError(f"{where}: give exactly one of above, below, levels")
+    if "levels" not in p:
+        op = given[0]
+        return [{"name": "", "op": op, "value": _number(p[op], f"{where}.{op}"), "severity": severity}]
+    raw = p["levels"]
+    if not isinstance(raw, list) or not raw:
+        raise RuleError(f"{where}.levels: must be a non-empty list")
+    levels = []
+    for i, lv in enumerate(raw):
+        lw = f"{where}.levels[{i}]"
+        lv = _mapping(lv, lw)
+        _no_unknown(lv, ("name", "above", "below", "severity"), lw)
+        ops = [k for k in ("above", "below") if k in lv]
+        if len(ops) != 1:
+            raise RuleError(f"{lw}: give exactly one of above, below")
+        name = lv.get("name", str(i + 1))
+        if not isinstance(name, str):
+            raise RuleError(f"{lw}.name: must be a string")
+        levels.append({"name": name, "op": ops[0], "value": _number(lv[ops[0]], f"{lw}.{ops[0]}"),
+                       "severity": _choice(lv.get("severity", severity), f"{lw}.severity", SEVERITIES)})
+    if len({lv["op"] for lv in levels}) != 1:
+        raise RuleError(f"{where}.levels: all levels must use the same direction (above or below)")
+    return levels
+
+
+def _p_threshold(p: dict[str, Any], where: str, rule: Rule, feed: Feed | None) -> dict[str, Any]:
+    _no_unknown(p, ("metric", "above", "below", "levels"), where)
+    return {"metric": _choice(p.get("metric", "avg"), f"{where}.metric", METRICS),
+            "levels": _threshold_levels(p, where, rule.severity)}
+
+
+def _p_rate(p: dict[str, Any], where: str, rule: Rule, feed: Feed | None) -> dict[str, Any]:
+    _no_unknown(p, ("metric", "lookback_s", "pct", "direction", "mode", "min_base"), where)
+    if "pct" not in p:
+        raise RuleError(f"{where}.pct: is required")
+    return {"metric": _choice(p.get("metric", "last"), f"{where}.metric", METRICS),
+            "lookback_s": _number(p.get("lookback_s", 900), f"{where}.lookback_s", lo=60),
+            "pct": _number(p["pct"], f"{where}.pct", lo=0, lo_open=True),
+            "direction": _choice(p.get("direction", "both"), f"{where}.direction", DIRECTIONS),
+            # extreme: now vs the lowest (highest) window within the lookback — prices;
+            # period: total of the last lookback vs the lookback before it — sparse counts
+            "mode": _choice(p.get("mode", "extreme"), f"{where}.mode", ("extreme", "period")),
+            "min_base": _number(p.get("min_base", 0), f"{where}.min_base", lo=0)}
+
+
+def _p_anomaly(p: dict[str, Any], where: str, rule: Rule, feed: Feed | None) -> dict[str, Any]:
+    _no_unknown(p, ("metric", "k", "min_samples", "alpha", "direction", "min_sd", "tz_offset_h", "seasonal"), where)
+    return {"metric": _choice(p.get("metric", "sum"), f"{where}.metric", METRICS),
+            "k": _number(p.get("k", 4.0), f"{where}.k", lo=0, lo_open=True),
+            "min_samples": _int(p.get("min_samples", 30), f"{where}.min_samples", lo=2),
+            "alpha": _number(p.get("alpha", 0.05), f"{where}.alpha", lo=0, hi=1, lo_open=True),
+            "direction": _choice(p.get("direction", "up"), f"{where}.direction", DIRECTIONS),
+            "min_sd": _number(p.get("min_sd", 1.0), f"{where}.min_sd", lo=0),
+            "tz_offset_h": _number(p.get("tz_offset_h", 7), f"{where}.tz_offset_h", lo=-14, hi=14),
+            "seasonal": _choice(p.get("seasonal", "hour_of_day"), f"{where}.seasonal", ("hour_of_day", "none"))}
+
+
+def _p_staleness(p: dict[str, Any], where: str, rule: Rule, feed: Feed | None) -> dict[str, Any]:
+    _no_unknown(p, ("cadences", "min_silence_s"), where)
+    return {"cadences": _number(p.get("cadences", 3), f"{where}.cadences", lo=0, lo_open=True),
+            # we learn of a reading only when its 1-minute window closes (+ lateness), so a silence
+            # shorter than that is normal even for a 10 s feed
+            "min_silence_s": _number(p.get("min_silence_s", 150), f"{where}.min_silence_s", lo=0)}
+
+
+def _p_quality(p: dict[str, Any], where: str, rule: Rule, feed: Feed | None) -> dict[str, Any]:
+    _no_unknown(p, ("limit_pct", "period_s", "min_total", "count"), where)
+    return {"limit_pct": _number(p.get("limit_pct", 1.0), f"{where}.limit_pct", lo=0, hi=100),
+            "period_s": _number(p.get("period_s", 300), f"{where}.period_s", lo=60),
+            "min_total": _int(p.get("min_total", 20), f"{where}.min_total"),
+            "count": _choice(p.get("count", "both"), f"{where}.count", ("rejected", "late", "both"))}
+
+
+def _p_target(p: dict[str, Any], where: str, rule: Rule, feed: Feed | None) -> dict[str, Any]:
+    kind = _choice(p.get("kind"), f"{where}.kind", ("ratio", "plan"))
+    if kind == "ratio":
+        _no_unknown(p, ("kind", "numerator", "denominator", "by", "period_s", "below_pct", "min_denominator",
+                        "metric"), where)
+        if "numerator" not in p:
+            raise RuleError(f"{where}.numerator: is required (a dims filter, e.g. {{on_time: 'true'}})")
+        if "below_pct" not in p:
+            raise RuleError(f"{where}.below_pct: is required")
+        by = p.get("by", [])
+        if not isinstance(by, list) or not all(isinstance(b, str) for b in by):
+            raise RuleError(f"{where}.by: must be a list of dim names")
+        for i, b in enumerate(by):
+            if feed is not None and b not in feed.dims:
+                raise RuleError(f"{where}.by[{i}]: feed {feed.id} has no dim {b!r}")
+        return {"kind": kind, "numerator": _dims_filter(p["numerator"], f"{where}.numerator", feed),
+                "denominator": _dims_filter(p.get("denominator", {}), f"{where}.denominator", feed),
+                "by": sorted(by), "period_s": _number(p.get("period_s", 3600), f"{where}.period_s", lo=60),
+                "below_pct": _number(p["below_pct"], f"{where}.below_pct", lo=0, hi=100),
+                "min_denominator": _number(p.get("min_denominator", 20), f"{where}.min_denominator", lo=0),
+                "metric": _choice(p.get("metric", "sum"), f"{where}.metric", METRICS)}
+    _no_unknown(p, ("kind", "yearly_target", "tolerance_pct", "tz_offset_h", "metric"), where)
+    if "yearly_target" not in p:
+        raise RuleError(f"{where}.yearly_target: is required")
+    return {"kind": kind, "yearly_target": _number(p["yearly_target"], f"{where}.yearly_target", lo=0, lo_open=True),
+            "tolerance_pct": _number(p.get("tolerance_pct", 10), f"{where}.tolerance_pct", lo=0, hi=100),
+            "tz_offset_h": _number(p.get("tz_offset_h", 7), f"{where}.tz_offset_h", lo=-14, hi=14),
+            "metric": _choice(p.get("metric", "sum"), f"{where}.metric", METRICS)}
+
+
+_PARAMS: dict[str, ParamCheck] = {
+    "threshold": _p_threshold, "rate_of_change": _p_rate, "anomaly": _p_anomaly,
+    "staleness": _p_staleness, "data_quality": _p_quality, "target": _p_target,
+}
+_NEEDS_FEED = ("target",)  # a ratio names dims, a plan is about one feed: "*" makes no sense
+
+
+def _merge_override(base: dict[str, Any], over: dict[str, Any], rtype: str) -> dict[str, Any]:
+    merged = dict(base)
+    if rtype == "threshold" and any(k in over for k in ("above", "below", "levels")):
+        for k in ("above", "below", "levels"):  # an override's alarm levels replace the rule's
+            merged.pop(k, None)
+    merged.update(over)
+    return merged
+
+
+def parse_rule(raw: Any, where: str, catalog: Catalog) -> Rule:
+    raw = _mapping(raw, where)
+    _no_unknown(raw, _COMMON_FIELDS, where)
+    for name in ("id", "version", "type", "feed", "severity"):
+        if name not in raw:
+            raise RuleError(f"{where}.{name}: is required")
+    rid = raw["id"]
+    if not isinstance(rid, str) or not _ID_RE.match(rid):
+        raise RuleError(f"{where}.id: must be 1-80 chars of a-z, 0-9, '_', '.', '-' starting with a letter or digit")
+    version = _int(raw["version"], f"{where}.version", lo=1)
+    rtype = _choice(raw["type"], f"{where}.type", RULE_TYPES)
+    feed_id = raw["feed"]
+    feed: Feed | None = None
+    if feed_id == ANY_FEED:
+        if rtype in _NEEDS_FEED:
+            raise RuleError(f"{where}.feed: a {rtype} rule needs one feed, not '*'")
+    elif not isinstance(feed_id, str) or feed_id not in catalog.feeds:
+        raise RuleError(f"{where}.feed: unknown feed {feed_id!r}")
+    else:
+        feed = catalog.feeds[feed_id]
+    severity = _choice(raw["severity"], f"{where}.severity", SEVERITIES)
+    for_s = _number(raw.get("for_s", 0), f"{where}.for_s", lo=0)
+    rep = raw.get("repeat_interval_s", 3600)
+    repeat = None if rep is None else _number(rep, f"{where}.repeat_interval_s", lo=0, lo_open=True)
+    esc = raw.get("escalate_after_s")
+    escalate = None if esc is None else _number(esc, f"{where}.escalate_after_s", lo=0)
+    provs = raw.get("provinces") or []
+    if not isinstance(provs, list):
+        raise RuleError(f"{where}.provinces: must be a list of province codes")
+    for i, code in enumerate(provs):
+        if code != NATIONAL and code not in catalog.provinces:
+            raise RuleError(f"{where}.provinces[{i}]: unknown province code {code!r}")
+    dims = _dims_filter(raw.get("dims") or {}, f"{where}.dims", feed)
+    summary = _mapping(raw.get("summary") or {}, f"{where}.summary")
+    _no_unknown(summary, ("vi", "en"), f"{where}.summary")
+    enabled = raw.get("enabled", True)
+    if not isinstance(enabled, bool):
+        raise RuleError(f"{where}.enabled: must be true or false")
+    description = raw.get("description", "")
+    if not isinstance(description, str):
+        raise RuleError(f"{where}.description: must be a string")
+    rule = Rule(id=rid, version=version, type=rtype, feed=str(feed_id), severity=severity, for_s=for_s,
+                repeat_interval_s=repeat, escalate_after_s=escalate, provinces=frozenset(provs), dims=dims,
+                summary_vi=_template(summary.get("vi", ""), f"{where}.summary.vi"),
+                summary_en=_template(summary.get("en", ""), f"{where}.summary.en"),
+                enabled=enabled, description=description)
+    check = _PARAMS[rtype]
+    raw_params = _mapping(raw.get("params") or {}, f"{where}.params")
+    params = check(raw_params, f"{where}.params", rule, feed)
+    overrides: dict[str, dict[str, Any]] = {}
+    for key, over in _mapping(raw.get("overrides") or {}, f"{where}.overrides").items():
+        ow = f"{where}.overrides[{key!r}]"
+        province, sep, dkey = str(key).partition("|")
+        if not sep or (province != NATIONAL and province not in catalog.provinces):
+            raise RuleError(f"{ow}: key must be '<province code>|<dims key>', e.g. '01|station=s1'")
+        if feed is not None and dkey:
+            names = [part.partition("=")[0] for part in dkey.split(",")]
+            for n in names:
+                if n not in feed.dims:
+                    raise RuleError(f"{ow}: feed {feed.id} has no dim {n!r}")
+        overrides[f"{province}|{dkey}"] = check(_merge_override(raw_params, _mapping(over, ow), rtype), ow, rule,
+                                                feed)
+    return Rule(id=rule.id, version=rule.version, type=rule.type, feed=rule.feed, severity=rule.severity,
+                for_s=rule.for_s, repeat_interval_s=rule.repeat_interval_s, escalate_after_s=rule.escalate_after_s,
+                provinces=rule.provinces, dims=rule.dims, params=params, overrides=overrides,
+                summary_vi=rule.summary_vi, summary_en=rule.summary_en, enabled=rule.enabled,
+                description=rule.description)
+
+
+def parse_rules(doc: Any, catalog: Catalog | None = None) -> list[Rule]:
+    """Validate a rules document against the catalog; raises RuleError naming the first bad field."""
+    catalog = catalog or default_catalog()
+    doc = _mapping(doc, "document")
+    _no_unknown(doc, ("rules",), "document")
+    raw = doc.get("rules")
+    if not isinstance(raw, list):
+        raise RuleError("rules: must be a list")
+    rules: list[Rule] = []
+    seen: set[str] = set()
+    for i, item in enumerate(raw):
+        rule = parse_rule(item, f"rules[{i}]", catalog)
+        if rule.id in seen:
+            raise RuleError(f"rules[{i}].id: {rule.id!r} is defined twice")
+        seen.add(rule.id)
+        rules.append(rule)
+    return rules
+
+
+def rule_to_doc(rule: Rule) -> dict[str, Any]:
+    """A rule as plain data (API responses, storage). Params are the normalised ones."""
+    return {"id": rule.id, "version": rule.version, "type": rule.type, "feed": rule.feed,
+            "severity": rule.severity, "for_s": rule.for_s, "repeat_interval_s": rule.repeat_interval_s,
+            "escalate_after_s": rule.escalate_after_s, "provinces": sorted(rule.provinces), "dims": dict(rule.dims),
+            "params": dict(rule.params), "overrides": {k: dict(v) for k, v in rule.overrides.items()},
+            "summary": {"vi": rule.summary_vi, "en": rule.summary_en}, "enabled": rule.enabled,
+            "description": rule.description}
+
+
+def series_override_key(province: str, dims: Mapping[str, str]) -> str:
+    return f"{province}|{dims_key(dict(dims))}"
+
+
+def _rules_file() -> Path:
+    return Path(str(resources.files("controlroom") / "data" / "rules.yaml"))
+
+
+def load_rules(path: Path, catalog: Catalog) -> list[Rule]:
+    try:
+        doc = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError) as exc:
+        raise RuleError(f"{path}: cannot read rules: {exc}") from exc
+    return parse_rules(doc, catalog)
+
+
+def load_default_rules(catalog: Catalog | None = None) -> list[Rule]:
+    """The rules shipped with the project (controlroom/data/rules.yaml)."""
+    return load_rules(_rules_file(), catalog or default_catalog())
