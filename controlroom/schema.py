@@ -229,6 +229,14 @@ def late_message(r: Reading, *, source_topic: str, partition: int, offset: int, 
 
 # --- Alerts (issue #4): one JSON event per state change, on topic `alerts` ---------------------
 ALERTS_TOPIC = "alerts"
+# open windows as they fill (worker → alerter), so a threshold fires within a second, not at window close
+LIVE_TOPIC = "agg.live"
+# rule, silence, ack and subscription commands (API → alerter, notifier); one partition, read whole at start
+CONTROL_TOPIC = "alerts.control"
+# every notification attempt (notifier → sink → alert_deliveries; notifier reads it back after a restart)
+DELIVERIES_TOPIC = "alerts.deliveries"
+# the alerter's state snapshots (rule engine + alert book + input offsets); one partition
+ALERTER_STATE_TOPIC = "alerts.state"
 ALERT_EVENTS = ("pending", "firing", "resolved", "repeat", "acknowledged", "escalated")
 SEVERITIES = ("info", "warning", "critical")
 
