@@ -262,3 +262,18 @@ def alert_message(*, fingerprint_: str, rule_id: str, rule_version: int, rule_ty
         "summary_vi": summary_vi, "summary_en": summary_en, "value": value, "evidence": evidence,
         "starts_at": starts_at_ms, "ends_at": ends_at_ms, "event_at": event_at_ms, "ack": ack, "link": link,
     }
+
+
+CONTROL_KINDS = ("rule.put", "rule.delete", "silence.put", "silence.delete", "ack",
+                 "subscription.put", "subscription.delete")
+
+
+def control_message(kind: str, *, by: str, at_ms: int, **payload: Any) -> dict[str, Any]:
+    """A command on topic alerts.control. Payload per kind:
+    rule.put {rule: <rule doc>}; rule.delete {rule_id, version};
+    silence.put {silence: {id, matchers, starts_ms, ends_ms, comment}}; silence.delete {silence_id};
+    ack {alert_id, comment}; subscription.put {subscription: <subscription doc>}; subscription.delete
+    {subscription_id}. Every kind is idempotent, so a reader may replay the topic from the start."""
+    if kind not in CONTROL_KINDS:
+        raise ValueError(f"kind: must be one of {', '.join(CONTROL_KINDS)}")
+    return {"kind": kind, "by": by, "at": at_ms, **payload}
