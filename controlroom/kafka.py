@@ -11,12 +11,29 @@ from aiokafka.errors import KafkaConnectionError, TopicAlreadyExistsError
 
 from controlroom.catalog import Catalog
 from controlroom.errors import StartupError
-from controlroom.schema import AGG_TOPIC, DLQ_TOPIC, LATE_TOPIC
+from controlroom.schema import (
+    AGG_TOPIC,
+    ALERTS_TOPIC,
+    CONTROL_TOPIC,
+    DELIVERIES_TOPIC,
+    DLQ_TOPIC,
+    LATE_TOPIC,
+    LIVE_TOPIC,
+)
 from controlroom.settings import Settings
+
+# commands are read whole and in order: one partition
+SINGLE_PARTITION_TOPICS = (CONTROL_TOPIC,)
 
 
 def all_topics(catalog: Catalog) -> list[str]:
-    return [*catalog.topics, DLQ_TOPIC, LATE_TOPIC, AGG_TOPIC]
+    """The topics the sink stores (feeds, the worker's outputs, alert events and delivery attempts)."""
+    return [*catalog.topics, DLQ_TOPIC, LATE_TOPIC, AGG_TOPIC, ALERTS_TOPIC, DELIVERIES_TOPIC]
+
+
+def system_topics(catalog: Catalog) -> list[str]:
+    """Every topic the system uses; `make up` and each service create the missing ones."""
+    return [*all_topics(catalog), LIVE_TOPIC, *SINGLE_PARTITION_TOPICS]
 
 
 def make_producer(settings: Settings, **extra: object) -> AIOKafkaProducer:
@@ -47,7 +64,8 @@ async def ensure_topics(settings: Settings, topics: list[str], *, timeout_s: flo
             await asyncio.sleep(0.5)
     try:
         existing = set(await admin.list_topics())
-        new = [NewTopic(t, num_partitions=settings.topic_partitions, replication_factor=1)
+        new = [NewTopic(t, num_partitions=1 if t in SINGLE_PARTITION_TOPICS else settings.topic_partitions,
+                        replication_factor=1)
                for t in topics if t not in existing]
         if new:
             with contextlib.suppress(TopicAlreadyExistsError):  # another process created it first: fine

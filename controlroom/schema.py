@@ -199,6 +199,23 @@ def dead_letter(rejection: Rejection, payload: bytes | None, *, source_topic: st
     }
 
 
+def feed_of_dead_letter(d: dict[str, Any], catalog: Catalog) -> str:
+    """Best effort: the feed its source topic names, else the payload's `feed` when it is a known feed, else ''."""
+    topic = d.get("source_topic")
+    feed = catalog.feed_for_topic(topic) if isinstance(topic, str) else None
+    if feed is not None:
+        return feed.id
+    payload = d.get("payload")
+    try:
+        doc = orjson.loads(payload) if isinstance(payload, str) and payload else None
+    except orjson.JSONDecodeError:
+        return ""
+    if isinstance(doc, list) and doc:
+        doc = doc[0]
+    name = doc.get("feed") if isinstance(doc, dict) else None
+    return name if isinstance(name, str) and name in catalog.feeds else ""  # never an unbounded garbage value
+
+
 def window_message(*, feed: str, province: str, dims: dict[str, str], window_start_ms: int, window_s: int,
                    count: int, total: float, vmin: float, vmax: float, last: float, last_ts_ms: int,
                    closed_ms: int, source_partition: int) -> dict[str, Any]:
@@ -235,8 +252,6 @@ LIVE_TOPIC = "agg.live"
 CONTROL_TOPIC = "alerts.control"
 # every notification attempt (notifier → sink → alert_deliveries; notifier reads it back after a restart)
 DELIVERIES_TOPIC = "alerts.deliveries"
-# the alerter's state snapshots (rule engine + alert book + input offsets); one partition
-ALERTER_STATE_TOPIC = "alerts.state"
 ALERT_EVENTS = ("pending", "firing", "resolved", "repeat", "acknowledged", "escalated")
 SEVERITIES = ("info", "warning", "critical")
 

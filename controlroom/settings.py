@@ -59,6 +59,30 @@ class Settings(BaseSettings):
     streams_report_s: float = 10.0  # how often the worker logs its counters
     sink_group_id: str = "controlroom-sink"
 
+    # Notifier (issue #4): webhooks and e-mail for alert events
+    notify_signing_key: SecretStr | None = None  # master key; each subscription's secret = HMAC(key, id)
+    notify_group_id: str = "controlroom-notifier"
+    notify_max_attempts: int = 5  # per delivery; then dead letter
+    notify_backoff_s: float = 0.5  # delay before the 2nd attempt, doubling per attempt…
+    notify_backoff_max_s: float = 30.0  # …up to this
+    notify_timeout_s: float = 5.0  # per HTTP request / SMTP session
+    notify_concurrency: int = 16  # deliveries in flight at once (across subscriptions)
+    notify_batch_max: int = 500  # alert events per batch (offsets committed per batch)
+    notify_external_url: str = ""  # Alertmanager payload `externalURL` (e.g. the API's public address)
+    smtp_host: str = ""  # empty: no e-mail (e-mail deliveries are dead-lettered with the reason)
+    smtp_port: int = 25
+    smtp_starttls: bool = False
+    smtp_user: str = ""
+    smtp_password: SecretStr = SecretStr("")
+    smtp_from: str = "controlroom@localhost"
+
+    # Alerting (issue #4)
+    live_interval_s: float = 1.0  # an open window goes to the alerter at most this often (first touch: at once)
+    alert_rules_file: Path | None = None  # None: the rules shipped in controlroom/data/rules.yaml
+    alerter_tick_s: float = 1.0  # staleness, pending → firing, repeats, escalations
+    alerter_snapshot_s: float = 5.0  # how much input a restarted alerter may have to read again
+    grafana_url: str = "http://localhost:3000"  # alert links point at the feed explorer board here
+
     log_level: str = "info"
     log_format: Literal["auto", "json", "console"] = "auto"
 

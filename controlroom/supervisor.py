@@ -22,9 +22,8 @@ import httpx
 from controlroom.broker import port_is_free, start_tansu
 from controlroom.catalog import default_catalog
 from controlroom.errors import StartupError
-from controlroom.kafka import all_topics, ensure_topics
+from controlroom.kafka import ensure_topics, system_topics
 from controlroom.logs import get_logger
-from controlroom.schema import ALERTS_TOPIC
 from controlroom.settings import Settings
 
 log = get_logger("supervisor")
@@ -114,7 +113,7 @@ def run_up(settings: Settings, args: argparse.Namespace) -> int:
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
     try:
-        asyncio.run(ensure_topics(effective, [*all_topics(default_catalog()), ALERTS_TOPIC]))
+        asyncio.run(ensure_topics(effective, system_topics(default_catalog())))
         admin_key = None
         if settings.is_embedded_clickhouse:  # chDB is free until the API opens it: make a local admin key
             from api.keys_cli import bootstrap_admin_key

@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
-import signal
 
 from controlroom.catalog import default_catalog
+from controlroom.runner import run_until_signalled
 from controlroom.settings import Settings
 
 
@@ -34,16 +33,9 @@ def run_sink(settings: Settings) -> int:
     catalog = default_catalog()
     wh = open_warehouse(settings)
 
-    async def main() -> None:
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, stop.set)  # finish the batch in hand, then stop
-        await SinkWriter(settings, catalog, wh).run(stop)
-
     try:
         migrate(wh, catalog)
-        asyncio.run(main())
+        run_until_signalled(SinkWriter(settings, catalog, wh).run)
     finally:
         wh.close()
     return 0

@@ -19,13 +19,25 @@ import orjson
 import pyarrow as pa
 
 from controlroom.catalog import Catalog
-from controlroom.schema import AGG_TOPIC, DLQ_TOPIC, LATE_TOPIC, Reading, decode_message, dims_key
+from controlroom.schema import (
+    AGG_TOPIC,
+    ALERTS_TOPIC,
+    DELIVERIES_TOPIC,
+    DLQ_TOPIC,
+    LATE_TOPIC,
+    Reading,
+    decode_message,
+    dims_key,
+    feed_of_dead_letter,
+)
 
 TS = pa.timestamp("ms", tz="UTC")
 DIMS = pa.map_(pa.string(), pa.string())
 
 READINGS, AGG, DEAD, LATE = "readings", "agg_1m", "dead_letters", "late_readings"
-TABLES = (READINGS, AGG, DEAD, LATE)
+ALERT_EVENTS, DELIVERIES = "alert_events", "alert_deliveries"
+TABLES = (READINGS, AGG, DEAD, LATE, ALERT_EVENTS, DELIVERIES)
+URGENT = frozenset({ALERT_EVENTS})  # flushed at once: an operator waits for an alert, not for a batch
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,7 +61,8 @@ class Converted:
 
 def target_of(topic: str) -> str:
     """Which table a topic's records go to."""
-    return {AGG_TOPIC: AGG, DLQ_TOPIC: DEAD, LATE_TOPIC: LATE}.get(topic, READINGS)
+    return {AGG_TOPIC: AGG, DLQ_TOPIC: DEAD, LATE_TOPIC: LATE, ALERTS_TOPIC: ALERT_EVENTS,
+            DELIVERIES_TOPIC: DELIVERIES}.get(topic, READINGS)
 
 
 SCHEMAS: dict[str, pa.Schema] = {
@@ -76,6 +89,21 @@ SCHEMAS: dict[str, pa.Schema] = {
         ("dims_key", pa.string()), ("ts", TS), ("value", pa.float64()), ("watermark", TS),
         ("source_topic", pa.string()), ("source_partition", pa.uint32()), ("source_offset", pa.int64()),
         ("detected_at", TS),
+    ]),
+    ALERT_EVENTS: pa.schema([
+        ("alert_id", pa.string()), ("seq", pa.uint64()), ("fingerprint", pa.string()), ("rule_id", pa.string()),
+        ("rule_version", pa.uint32()), ("rule_type", pa.string()), ("severity", pa.string()), ("event", pa.string()),
+        ("state", pa.string()), ("feed", pa.string()), ("province", pa.string()), ("dims", DIMS),
+        ("dims_key", pa.string()), ("summary_vi", pa.string()), ("summary_en", pa.string()),
+        ("value", pa.float64()), ("evidence", pa.string()), ("starts_at", TS), ("ends_at", TS), ("event_at", TS),
+        ("ack_by", pa.string()), ("ack_comment", pa.string()), ("silenced", pa.uint8()), ("link", pa.string()),
+        ("kafka_partition", pa.uint32()), ("kafka_offset", pa.uint64()),
+    ]),
+    DELIVERIES: pa.schema([
+        ("delivery_id", pa.string()), ("idempotency_key", pa.string()), ("alert_id", pa.string()),
+        ("seq", pa.uint64()), ("event", pa.string()), ("subscription_id", pa.string()), ("channel", pa.string()),
+        ("target", pa.string()), ("attempt", pa.uint32()), ("status", pa.string()), ("http_status", pa.uint16()),
+        ("error", pa.string()), ("attempted_at", TS), ("duration_ms", pa.float64()),
     ]),
 }
 
@@ -140,23 +168,6 @@ def _agg_row(rec: Record, d: dict[str, Any], catalog: Catalog) -> tuple[Any, ...
             _int(d, "last_ts"), _int(d, "closed_ms"))
 
 
-def feed_of_dead_letter(d: dict[str, Any], catalog: Catalog) -> str:
-    """Best effort: the feed its source topic names, else the payload's `feed` when it is a known feed, else ''."""
-    topic = d.get("source_topic")
-    feed = catalog.feed_for_topic(topic) if isinstance(topic, str) else None
-    if feed is not None:
-        return feed.id
-    payload = d.get("payload")
-    try:
-        doc = orjson.loads(payload) if isinstance(payload, str) and payload else None
-    except orjson.JSONDecodeError:
-        return ""
-    if isinstance(doc, list) and doc:
-        doc = doc[0]
-    name = doc.get("feed") if isinstance(doc, dict) else None
-    return name if isinstance(name, str) and name in catalog.feeds else ""  # never an unbounded garbage value
-
-
 def _dead_row(rec: Record, d: dict[str, Any], catalog: Catalog) -> tuple[Any, ...]:
     return (_str(d, "dlq_id"), _str(d, "reason"), _str(d, "field", ""), _str(d, "detail", ""),
             _str(d, "payload", ""), feed_of_dead_letter(d, catalog), _str(d, "source_topic", ""),
@@ -171,8 +182,34 @@ def _late_row(rec: Record, d: dict[str, Any], catalog: Catalog) -> tuple[Any, ..
             _uint(d, "source_partition"), _int(d, "source_offset"), _int(d, "detected_ms"))
 
 
+def _optional_num(d: dict[str, Any], k: str) -> float | None:
+    return None if d.get(k) is None else _num(d, k)
+
+
+def _alert_row(rec: Record, d: dict[str, Any], catalog: Catalog) -> tuple[Any, ...]:
+    dims = _dims(d)
+    ack = d.get("ack") or {}
+    if not isinstance(ack, dict):
+        raise ValueError("ack")
+    ends = d.get("ends_at")
+    return (_str(d, "alert_id"), _uint(d, "seq"), _str(d, "fingerprint"), _str(d, "rule_id"),
+            _uint(d, "rule_version"), _str(d, "rule_type"), _str(d, "severity"), _str(d, "event"),
+            _str(d, "state"), _str(d, "feed"), _str(d, "province"), list(dims.items()), dims_key(dims),
+            _str(d, "summary_vi", ""), _str(d, "summary_en", ""), _optional_num(d, "value"),
+            orjson.dumps(d.get("evidence") or {}).decode(), _int(d, "starts_at"),
+            None if ends is None else _int(d, "ends_at"), _int(d, "event_at"), _str(ack, "by", ""),
+            _str(ack, "comment", ""), 1 if d.get("silenced") else 0, _str(d, "link", ""), rec.partition, rec.offset)
+
+
+def _delivery_row(rec: Record, d: dict[str, Any], catalog: Catalog) -> tuple[Any, ...]:
+    return (_str(d, "delivery_id"), _str(d, "idempotency_key"), _str(d, "alert_id"), _uint(d, "seq"),
+            _str(d, "event"), _str(d, "subscription_id"), _str(d, "channel"), _str(d, "target"),
+            _uint(d, "attempt"), _str(d, "status"), _uint(d, "http_status", 0), _str(d, "error", ""),
+            _int(d, "attempted_at"), _num(d, "duration_ms"))
+
+
 _WORKER_ROWS: dict[str, Callable[[Record, dict[str, Any], Catalog], tuple[Any, ...]]] = {
-    AGG: _agg_row, DEAD: _dead_row, LATE: _late_row,
+    AGG: _agg_row, DEAD: _dead_row, LATE: _late_row, ALERT_EVENTS: _alert_row, DELIVERIES: _delivery_row,
 }
 
 

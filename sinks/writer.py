@@ -139,6 +139,8 @@ class SinkWriter:
             return False
         if time.monotonic() - last_flush >= self.settings.sink_flush_interval_s:
             return True
+        if any(rows.target_of(r.topic) in rows.URGENT for r in self._pending):
+            return True
         counts: dict[str, int] = {}
         for r in self._pending:
             t = rows.target_of(r.topic)

@@ -22,6 +22,7 @@ from controlroom.schema import (
     AGG_TOPIC,
     DLQ_TOPIC,
     LATE_TOPIC,
+    LIVE_TOPIC,
     Reading,
     dead_letter,
     decode_message,
@@ -29,7 +30,8 @@ from controlroom.schema import (
     window_message,
 )
 from controlroom.settings import Settings
-from streams.windows import WindowEngine
+from streams.live import LiveThrottle
+from streams.windows import ClosedWindow, WindowEngine
 
 log = get_logger("streams")
 
@@ -94,6 +96,25 @@ def build_app(settings: Settings, catalog: Catalog) -> faust.App:
     async def send(topic: str, key: bytes | None, value: dict[str, Any]) -> Any:
         return await app.producer.send(topic, key, orjson.dumps(value), None, None, None)
 
+    live = LiveThrottle(int(settings.live_interval_s * 1000))
+
+    def to_message(w: ClosedWindow, partition: int, wall: int) -> dict[str, Any]:
+        return window_message(
+            feed=w.feed, province=w.province, dims=w.dims, window_start_ms=w.window_start_ms,
+            window_s=settings.window_s, count=w.agg.count, total=w.agg.total, vmin=w.agg.vmin,
+            vmax=w.agg.vmax, last=w.agg.last, last_ts_ms=w.agg.last_ts, closed_ms=wall,
+            source_partition=partition)
+
+    async def publish_live(wall: int) -> None:
+        """Open windows as they stand, one message per source partition (same partition on agg.live, so
+        each series' updates stay in order). Not awaited: a lost live update is made good by the next
+        one or by the closed window on agg.1m."""
+        by_partition: dict[int, list[dict[str, Any]]] = defaultdict(list)
+        for partition, w in live.take(wall):
+            by_partition[partition].append(to_message(w, partition, wall))
+        for partition, batch in by_partition.items():
+            await app.producer.send(LIVE_TOPIC, None, orjson.dumps(batch), partition, None, None)
+
     @app.agent(source)
     async def process(stream: faust.StreamT) -> None:
         # take_events is on faust's Stream but missing from its StreamT type
@@ -124,11 +145,14 @@ def build_app(settings: Settings, catalog: Catalog) -> faust.App:
                 counters.late += len(result.late)
                 counters.duplicates += result.duplicates
                 counters.replayed += result.skipped_replayed
+                for key, w in result.touched:
+                    live.offer(key, partition, w)
                 for late in result.late:
                     await send(LATE_TOPIC, late.reading.province.encode(),
                                late_message(late.reading, source_topic=topic, partition=partition,
                                             offset=late.offset, watermark_ms=late.watermark_ms,
                                             detected_ms=wall))
+            await publish_live(wall)
 
     @app.timer(0.5)
     async def close_windows() -> None:
@@ -137,16 +161,14 @@ def build_app(settings: Settings, catalog: Catalog) -> faust.App:
         wall = now_ms()
         engine.advance_idle(wall)
         due = engine.due_windows()
+        for key, _partition, _w in due:
+            live.forget(key)
+        await publish_live(wall)  # updates held back by the throttle
         if not due:
             return
         futures = []
         for _key, partition, w in due:
-            message = window_message(
-                feed=w.feed, province=w.province, dims=w.dims, window_start_ms=w.window_start_ms,
-                window_s=settings.window_s, count=w.agg.count, total=w.agg.total, vmin=w.agg.vmin,
-                vmax=w.agg.vmax, last=w.agg.last, last_ts_ms=w.agg.last_ts, closed_ms=wall,
-                source_partition=partition)
-            futures.append(await send(AGG_TOPIC, w.province.encode(), message))
+            futures.append(await send(AGG_TOPIC, w.province.encode(), to_message(w, partition, wall)))
         for fut in futures:
             await fut  # durable on agg.1m before the window is forgotten
         for key, partition, _w in due:

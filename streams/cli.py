@@ -6,7 +6,8 @@ import argparse
 import asyncio
 
 from controlroom.catalog import default_catalog
-from controlroom.kafka import all_topics, ensure_topics
+from controlroom.kafka import ensure_topics, system_topics
+from controlroom.runner import run_until_signalled
 from controlroom.settings import Settings
 
 
@@ -17,7 +18,7 @@ def run_worker(settings: Settings, args: argparse.Namespace) -> int:
 
     catalog = default_catalog()
     # Create topics with our partition count before Faust declares them with its own defaults.
-    asyncio.run(ensure_topics(settings, all_topics(catalog)))
+    asyncio.run(ensure_topics(settings, system_topics(catalog)))
     (settings.data_dir / "faust").mkdir(parents=True, exist_ok=True)
     app = build_app(settings, catalog)
     # Faust narrates every service start at INFO: keep its own logs at WARN unless debugging.
@@ -28,6 +29,16 @@ def run_worker(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def run_alerter(settings: Settings, args: argparse.Namespace) -> int:
+    from streams.alerter import Alerter
+
+    alerter = Alerter(settings, default_catalog())  # a bad rules file fails here, naming the field
+    run_until_signalled(alerter.run)
+    return 0
+
+
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("worker", help="run the streams worker (validate, window, dead-letter)")
     p.set_defaults(func=run_worker)
+    p = sub.add_parser("alerter", help="run the alerter (rules → alert events on topic `alerts`) until SIGINT/SIGTERM")
+    p.set_defaults(func=run_alerter)

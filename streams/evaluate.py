@@ -158,9 +158,10 @@ class RuleEngine:
 
     # --- inputs -----------------------------------------------------------------------------------
 
-    def on_window(self, point: Mapping[str, Any]) -> list[Condition]:
+    def on_window(self, point: Mapping[str, Any], *, live: bool = False) -> list[Condition]:
         """A closed window (the dict of controlroom.schema.window_message, or the same keys with
-        `window_start_ms`)."""
+        `window_start_ms`). `live`: an open window as it stands (agg.live); only thresholds judge it,
+        stamped with its latest reading's time, so an alarm level crossed fires before the minute ends."""
         feed, province = str(point["feed"]), str(point["province"])
         dims: dict[str, str] = dict(point.get("dims") or {})
         dkey = dims_key(dims)
@@ -175,11 +176,11 @@ class RuleEngine:
             seen[0] = last_ts
         out: list[Condition] = []
         for rule in self._rules_for(feed):
-            if not rule.matches(feed, province, dims):
+            if not rule.matches(feed, province, dims) or (live and rule.type != "threshold"):
                 continue
             c: Condition | None = None
             if rule.type == "threshold":
-                c = self._threshold(rule, point, feed, province, dims, dkey, we)
+                c = self._threshold(rule, point, feed, province, dims, dkey, last_ts if live else we)
             elif rule.type == "rate_of_change":
                 c = self._rate(rule, point, feed, province, dims, dkey, ws, we)
             elif rule.type == "anomaly":
@@ -281,6 +282,12 @@ class RuleEngine:
     def _threshold(self, rule: Rule, point: Mapping[str, Any], feed: str, province: str, dims: dict[str, str],
                    dkey: str, at: int) -> Condition | None:
         p = rule.params_for(province, dkey)
+        ws = int(point["window_start"] if "window_start" in point else point["window_start_ms"])
+        newest: dict[str, int] = self._st(rule)
+        skey = series_key(feed, province, dkey)
+        if ws < newest.get(skey, ws):
+            return None  # a window closing after the next one was judged live: its verdict is stale
+        newest[skey] = ws
         x = metric_value(point, p["metric"])
         levels: list[dict[str, Any]] = p["levels"]
         above = levels[0]["op"] == "above"

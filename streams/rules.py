@@ -380,14 +380,37 @@ def _rules_file() -> Path:
     return Path(str(resources.files("controlroom") / "data" / "rules.yaml"))
 
 
-def load_rules(path: Path, catalog: Catalog) -> list[Rule]:
+def read_rule_docs(path: Path | None, catalog: Catalog | None = None) -> list[dict[str, Any]]:
+    """The rule documents of a YAML file (None: the shipped one), as written, after validating them all."""
+    path = path or _rules_file()
     try:
         doc = yaml.safe_load(path.read_text(encoding="utf-8"))
     except (OSError, yaml.YAMLError) as exc:
         raise RuleError(f"{path}: cannot read rules: {exc}") from exc
-    return parse_rules(doc, catalog)
+    parse_rules(doc, catalog or default_catalog())
+    return list(doc["rules"])
+
+
+def load_rules(path: Path, catalog: Catalog) -> list[Rule]:
+    return parse_rules({"rules": read_rule_docs(path, catalog)}, catalog)
 
 
 def load_default_rules(catalog: Catalog | None = None) -> list[Rule]:
     """The rules shipped with the project (controlroom/data/rules.yaml)."""
     return load_rules(_rules_file(), catalog or default_catalog())
+
+
+def effective_rule_docs(base: list[dict[str, Any]],
+                        stored: Mapping[str, Mapping[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Rules in force: the file's, overlaid by those changed through the API. `stored` maps a rule id to
+    {"version": n, "doc": doc or None (deleted)}; for one id the higher version wins, a tie goes to the
+    API (the latest human decision)."""
+    out = {str(d["id"]): dict(d) for d in base}
+    for rid, entry in stored.items():
+        if rid in out and int(out[rid]["version"]) > int(entry["version"]):
+            continue
+        if entry["doc"] is None:
+            out.pop(rid, None)
+        else:
+            out[rid] = dict(entry["doc"])
+    return out

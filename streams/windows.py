@@ -93,7 +93,7 @@ class PartitionState:
 
 
 @dataclass(frozen=True, slots=True)
-class ClosedWindow:
+class ClosedWindow:  # also used for an open window's running aggregate (live updates)
     feed: str
     province: str
     dims: dict[str, str]
@@ -114,6 +114,7 @@ class BatchResult:
     late: list[LateReading] = field(default_factory=list)
     skipped_replayed: int = 0
     duplicates: int = 0
+    touched: list[tuple[bytes, ClosedWindow]] = field(default_factory=list)  # open windows as they now stand
 
 
 class RecentIds:
@@ -214,6 +215,8 @@ class WindowEngine:
             enc = agg.encode(dims)
             self.store[key] = enc
             self.persist(partition, key, enc)
+            parts = key.decode().split("|")  # w|end|topic|partition|feed|province|dims_key|start
+            result.touched.append((key, ClosedWindow(parts[4], parts[5], dims, int(parts[7]), agg)))
         # Partition state last: if we crash before it lands, replay is guarded by the window offsets.
         self._save_partition(topic, partition, ps)
         self.last_seen_wall[(topic, partition)] = wall_ms

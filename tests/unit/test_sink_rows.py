@@ -14,6 +14,7 @@ from controlroom.schema import (
     Reading,
     Rejection,
     dead_letter,
+    feed_of_dead_letter,
     late_message,
     window_message,
 )
@@ -117,7 +118,7 @@ def test_agg_late_and_dead_letter_rows(catalog: Catalog) -> None:
 
 def test_dead_letter_feed_is_best_effort(catalog: Catalog) -> None:
     def feed_of(source_topic: str, payload: str) -> str:
-        return rows.feed_of_dead_letter({"source_topic": source_topic, "payload": payload}, catalog)
+        return feed_of_dead_letter({"source_topic": source_topic, "payload": payload}, catalog)
 
     assert feed_of("feeds.gold_price", "{not json") == "gold_price"  # from the topic
     assert feed_of("api", '{"feed": "water_level"}') == "water_level"  # from the payload

@@ -1,0 +1,91 @@
+"""Retry policy and delivery records. Pure code.
+
+An attempt ends in one of three ways: 2xx → delivered; a permanent refusal (4xx other than 408 and 429,
+an SMTP 5xx) → dead letter at once; anything else (5xx, 408, 429, timeout, connection refused, SMTP 4xx)
+→ retry after an exponential backoff, and after the last allowed attempt → dead letter. Every attempt is one
+record on topic alerts.deliveries with exactly the columns of table alert_deliveries.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+DELIVERED = "delivered"
+RETRY = "retry"
+DEAD_LETTER = "dead_letter"
+FINAL_STATUSES = frozenset({DELIVERED, DEAD_LETTER})
+RETRYABLE_4XX = frozenset({408, 429})
+MAX_ERROR = 500
+DELIVERY_COLUMNS = ("delivery_id", "idempotency_key", "alert_id", "seq", "event", "subscription_id", "channel",
+                    "target", "attempt", "status", "http_status", "error", "attempted_at", "duration_ms")
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """What one attempt came to: ok, or an error that is permanent or worth retrying."""
+
+    ok: bool
+    status_code: int = 0  # HTTP status; 0 when there was none (timeout, refused, e-mail: code in `error`)
+    error: str = ""
+    permanent: bool = False
+
+
+def http_outcome(status_code: int, reason: str = "") -> Outcome:
+    if 200 <= status_code < 300:
+        return Outcome(True, status_code)
+    permanent = 400 <= status_code < 500 and status_code not in RETRYABLE_4XX
+    return Outcome(False, status_code, f"HTTP {status_code} {reason}".strip(), permanent)
+
+
+def backoff_s(attempt: int, base_s: float, cap_s: float) -> float:
+    """The wait after failed attempt number `attempt` (1-based): base, 2·base, 4·base … capped."""
+    return min(cap_s, base_s * 2 ** max(0, attempt - 1))
+
+
+def schedule(max_attempts: int, base_s: float, cap_s: float) -> list[float]:
+    """The waits between attempts of one delivery (max_attempts - 1 of them)."""
+    return [backoff_s(a, base_s, cap_s) for a in range(1, max(1, max_attempts))]
+
+
+def status_after(outcome: Outcome, attempt: int, max_attempts: int) -> str:
+    if outcome.ok:
+        return DELIVERED
+    return DEAD_LETTER if outcome.permanent or attempt >= max_attempts else RETRY
+
+
+def redact_target(target: str) -> str:
+    """A target as recorded and logged: an e-mail address as is; a URL without user:password and query
+    (where tokens tend to live). The secret used for signing is never part of it."""
+    if "://" not in target:
+        return target
+    parts = urlsplit(target)
+    host = parts.hostname or ""
+    netloc = f"[{host}]" if ":" in host else host
+    if parts.port is not None:
+        netloc += f":{parts.port}"
+    return urlunsplit((parts.scheme, netloc, parts.path, "…" if parts.query else "", ""))
+
+
+def delivery_record(*, key: str, event: dict[str, Any], subscription_id: str, channel: str, target: str,
+                    attempt: int, status: str, outcome: Outcome, attempted_ms: int, duration_ms: float,
+                    delivery_id: str | None = None) -> dict[str, Any]:
+    """One attempt, as published on alerts.deliveries (the columns of alert_deliveries, nothing else)."""
+    return {
+        "delivery_id": delivery_id or uuid.uuid4().hex,
+        "idempotency_key": key,
+        "alert_id": str(event["alert_id"]),
+        "seq": int(event["seq"]),
+        "event": str(event["event"]),
+        "subscription_id": subscription_id,
+        "channel": channel,
+        "target": redact_target(target),
+        "attempt": attempt,
+        "status": status,
+        "http_status": outcome.status_code if 0 <= outcome.status_code < 65536 else 0,
+        "error": outcome.error[:MAX_ERROR],
+        "attempted_at": attempted_ms,
+        "duration_ms": round(duration_ms, 3),
+    }

@@ -1,0 +1,216 @@
+"""Subscriptions: who hears of which alert events, and how. Pure code (validation, routing), no I/O.
+
+A subscription document (API body, `subscription.put` on alerts.control, `subscriptions.doc` in ClickHouse):
+    {"id": "ops-hanoi", "name": "Hà Nội duty desk", "channel": "webhook",
+     "target": "https://hooks.example.vn/controlroom", "format": "json",
+     "filters": {"categories": [], "feeds": ["water_level"], "provinces": ["01"], "min_severity": "warning"},
+     "tier": "primary", "enabled": true}
+`channel` "webhook" takes `format` ("json" | "alertmanager"); "email" takes `language` ("vi" | "en") and an
+address as `target`. Empty filter lists match everything. `id` is optional on input (see new_subscription_id).
+
+Every error is a SubscriptionError whose message starts with the field path (``filters.feeds[0]: …``), so the
+API can answer 422 with it verbatim.
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlsplit
+
+from controlroom.catalog import NATIONAL, Catalog
+from controlroom.errors import ControlRoomError
+from controlroom.schema import SEVERITIES
+
+CHANNELS = ("webhook", "email")
+FORMATS = ("json", "alertmanager")
+LANGUAGES = ("vi", "en")
+TIERS = ("primary", "escalation")
+# which alert events each tier hears of; `pending` and silenced events never notify anyone
+TIER_EVENTS = {"primary": frozenset({"firing", "repeat", "resolved", "acknowledged"}),
+               "escalation": frozenset({"escalated"})}
+FIELDS = ("id", "name", "channel", "target", "format", "language", "filters", "tier", "enabled")
+FILTER_FIELDS = ("categories", "feeds", "provinces", "min_severity")
+ID_RE = re.compile(r"^[a-z0-9_-]{1,64}$")
+# deliberately plain: one @, no spaces, a dotted domain (or localhost); SMTP has the last word
+EMAIL_RE = re.compile(r"^[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]{1,64}@(?:[A-Za-z0-9-]{1,63}\.)*[A-Za-z0-9-]{1,63}$")
+MAX_NAME = 200
+MAX_TARGET = 2048
+MAX_FILTER_ITEMS = 100
+
+
+class SubscriptionError(ControlRoomError):
+    """A subscription document is invalid; the message starts with the field path."""
+
+
+@dataclass(frozen=True, slots=True)
+class Filters:
+    categories: tuple[str, ...] = ()
+    feeds: tuple[str, ...] = ()
+    provinces: tuple[str, ...] = ()
+    min_severity: str = "info"
+
+
+@dataclass(frozen=True, slots=True)
+class Subscription:
+    id: str
+    name: str
+    channel: str  # webhook | email
+    target: str  # URL or e-mail address
+    format: str = "json"  # webhook body: json | alertmanager
+    language: str = "vi"  # e-mail: vi | en
+    filters: Filters = field(default_factory=Filters)
+    tier: str = "primary"
+    enabled: bool = True
+
+
+def new_subscription_id() -> str:
+    """An id for a subscription created without one: ``sub-`` and 12 random hex digits."""
+    return f"sub-{secrets.token_hex(6)}"
+
+
+def _text(v: Any, where: str, max_len: int) -> str:
+    if not isinstance(v, str) or not v.strip():
+        raise SubscriptionError(f"{where}: must be a non-empty string")
+    if len(v) > max_len:
+        raise SubscriptionError(f"{where}: at most {max_len} characters")
+    return v.strip()
+
+
+def _choice(v: Any, where: str, choices: tuple[str, ...]) -> str:
+    if v not in choices:
+        raise SubscriptionError(f"{where}: must be one of {', '.join(choices)}")
+    return str(v)
+
+
+def _list(v: Any, where: str, known: Iterable[str], what: str) -> tuple[str, ...]:
+    if v is None:
+        return ()
+    if not isinstance(v, list):
+        raise SubscriptionError(f"{where}: must be a list")
+    if len(v) > MAX_FILTER_ITEMS:
+        raise SubscriptionError(f"{where}: at most {MAX_FILTER_ITEMS} items")
+    allowed = set(known)
+    out: list[str] = []
+    for i, item in enumerate(v):
+        if not isinstance(item, str) or item not in allowed:
+            shown = item[:64] if isinstance(item, str) else item
+            raise SubscriptionError(f"{where}[{i}]: unknown {what} {shown!r}")
+        if item not in out:
+            out.append(item)
+    return tuple(out)
+
+
+def _no_unknown(raw: Mapping[str, Any], allowed: tuple[str, ...], where: str) -> None:
+    for k in raw:
+        if k not in allowed:
+            raise SubscriptionError(f"{where}{k}: unknown field (allowed: {', '.join(allowed)})")
+
+
+def _filters(v: Any, catalog: Catalog) -> Filters:
+    if v is None:
+        return Filters()
+    if not isinstance(v, dict):
+        raise SubscriptionError("filters: must be an object")
+    _no_unknown(v, FILTER_FIELDS, "filters.")
+    return Filters(
+        categories=_list(v.get("categories"), "filters.categories", catalog.categories, "category"),
+        feeds=_list(v.get("feeds"), "filters.feeds", catalog.feeds, "feed"),
+        provinces=_list(v.get("provinces"), "filters.provinces", [*catalog.provinces, NATIONAL], "province"),
+        min_severity=_choice(v.get("min_severity", "info"), "filters.min_severity", SEVERITIES),
+    )
+
+
+def _webhook_url(v: Any) -> str:
+    url = _text(v, "target", MAX_TARGET)
+    try:
+        parts = urlsplit(url)
+        port = parts.port  # raises on a malformed port
+    except ValueError as exc:
+        raise SubscriptionError(f"target: not a valid URL ({exc})") from exc
+    if parts.scheme not in ("http", "https") or not parts.hostname or port == 0:
+        raise SubscriptionError("target: must be an http:// or https:// URL with a host")
+    return url
+
+
+def _email_address(v: Any) -> str:
+    address = _text(v, "target", 254)
+    if not EMAIL_RE.match(address):
+        raise SubscriptionError("target: must be an e-mail address such as duty@example.gov.vn")
+    return address
+
+
+def parse_subscription(doc: Any, catalog: Catalog) -> Subscription:
+    """Validate a subscription document against the catalog. An absent id gets a new one."""
+    if not isinstance(doc, dict):
+        raise SubscriptionError("subscription: must be a JSON object")
+    _no_unknown(doc, FIELDS, "")
+    sid = doc.get("id")
+    if sid is None:
+        sid = new_subscription_id()
+    elif not isinstance(sid, str) or not ID_RE.match(sid):
+        raise SubscriptionError("id: 1 to 64 characters among a-z, 0-9, '_' and '-'")
+    name = _text(doc.get("name"), "name", MAX_NAME)
+    channel = _choice(doc.get("channel"), "channel", CHANNELS)
+    if channel == "webhook":
+        target = _webhook_url(doc.get("target"))
+        fmt = _choice(doc.get("format", "json"), "format", FORMATS)
+        if "language" in doc:
+            raise SubscriptionError("language: only for channel email")
+        language = "vi"
+    else:
+        target = _email_address(doc.get("target"))
+        language = _choice(doc.get("language", "vi"), "language", LANGUAGES)
+        if "format" in doc:
+            raise SubscriptionError("format: only for channel webhook")
+        fmt = "json"
+    enabled = doc.get("enabled", True)
+    if not isinstance(enabled, bool):
+        raise SubscriptionError("enabled: must be true or false")
+    return Subscription(id=sid, name=name, channel=channel, target=target, format=fmt, language=language,
+                        filters=_filters(doc.get("filters"), catalog),
+                        tier=_choice(doc.get("tier", "primary"), "tier", TIERS), enabled=enabled)
+
+
+def subscription_to_doc(sub: Subscription) -> dict[str, Any]:
+    """The canonical document; parse_subscription(subscription_to_doc(s)) == s."""
+    doc: dict[str, Any] = {"id": sub.id, "name": sub.name, "channel": sub.channel, "target": sub.target}
+    if sub.channel == "webhook":
+        doc["format"] = sub.format
+    else:
+        doc["language"] = sub.language
+    f = sub.filters
+    doc["filters"] = {"categories": list(f.categories), "feeds": list(f.feeds), "provinces": list(f.provinces),
+                      "min_severity": f.min_severity}
+    doc["tier"] = sub.tier
+    doc["enabled"] = sub.enabled
+    return doc
+
+
+# --- routing ---------------------------------------------------------------------------------------
+
+def matches(sub: Subscription, event: Mapping[str, Any], catalog: Catalog) -> bool:
+    """Does this alert event notify this subscription? Never `pending`, never a silenced event; the tier
+    picks the event kinds (primary: firing, repeat, resolved, acknowledged; escalation: escalated); then
+    severity >= min_severity and the feed / category / province lists (empty = all)."""
+    if not sub.enabled or event.get("silenced") is True or event.get("event") not in TIER_EVENTS[sub.tier]:
+        return False
+    severity = event.get("severity")
+    if severity not in SEVERITIES or SEVERITIES.index(severity) < SEVERITIES.index(sub.filters.min_severity):
+        return False
+    f, feed_id = sub.filters, event.get("feed")
+    if f.feeds and feed_id not in f.feeds:
+        return False
+    if f.categories:
+        feed = catalog.feeds.get(feed_id) if isinstance(feed_id, str) else None
+        if feed is None or feed.category not in f.categories:
+            return False
+    return not f.provinces or event.get("province") in f.provinces
+
+
+def recipients(subs: Iterable[Subscription], event: Mapping[str, Any], catalog: Catalog) -> list[Subscription]:
+    """The subscriptions an event goes to, in id order (so deliveries are planned deterministically)."""
+    return sorted((s for s in subs if matches(s, event, catalog)), key=lambda s: s.id)

@@ -1,0 +1,163 @@
+"""The alerter service: one instance evaluates every rule (streams/alerting.py) and publishes alert
+events on topic `alerts`. I/O only.
+
+Why one instance: it reads aggregates, not readings — at most one live update per series per second
+and one closed window per series per minute (2,146 series today) — so one process keeps up however
+many streams workers share the readings, and it sees every province and feed at once (staleness,
+national data-quality shares) with no state to hand over on a rebalance. Its state lives in a local
+file, like Alertmanager's: a snapshot with the input positions it reflects, written atomically after
+every batch that produced events (at most every `ALERTER_SNAPSHOT_S` otherwise).
+
+Delivery: events are acknowledged by the broker before the snapshot that follows them is written.
+A crash in between replays the inputs since the snapshot: the same conditions give the same
+(alert_id, seq), which the sink's ReplacingMergeTree and the notifier's delivery log absorb. The
+clock-driven rules wait until the alerter has caught up with its inputs, so a restart does not
+mistake its own backlog for silent provinces.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import orjson
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.errors import KafkaError
+
+from controlroom.catalog import Catalog
+from controlroom.kafka import ensure_topics, make_producer, system_topics
+from controlroom.logs import get_logger
+from controlroom.schema import AGG_TOPIC, ALERTS_TOPIC, CONTROL_TOPIC, DLQ_TOPIC, LATE_TOPIC, LIVE_TOPIC
+from controlroom.settings import Settings
+from streams.alerting import AlertingCore
+from streams.rules import read_rule_docs
+
+log = get_logger("alerter")
+
+INPUTS = (CONTROL_TOPIC, LIVE_TOPIC, AGG_TOPIC, DLQ_TOPIC, LATE_TOPIC)
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+def state_path(settings: Settings) -> Path:
+    return settings.data_dir / "alerter" / "state.bin"
+
+
+def write_atomically(path: Path, data: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    with open(tmp, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+class Alerter:
+    def __init__(self, settings: Settings, catalog: Catalog) -> None:
+        self.settings = settings
+        self.catalog = catalog
+        self.core = AlertingCore(catalog, read_rule_docs(settings.alert_rules_file, catalog),
+                                 window_s=settings.window_s, grafana_url=settings.grafana_url)
+        self.caught_up = False
+        self.stats: dict[str, int] = {"inputs": 0, "events": 0, "snapshots": 0, "malformed": 0}
+
+    def handle(self, topic: str, value: bytes | None) -> list[dict[str, Any]]:
+        """One input record → events. A record that cannot be read is counted and skipped."""
+        try:
+            doc = orjson.loads(value or b"")
+            if topic == LIVE_TOPIC:
+                return [e for point in doc for e in self.core.on_live(point)]
+            if topic == AGG_TOPIC:
+                return self.core.on_closed(doc)
+            if topic == DLQ_TOPIC:
+                return self.core.on_dead_letter(doc)
+            if topic == LATE_TOPIC:
+                return self.core.on_late(doc)
+            return self.core.on_control(doc)
+        except (ValueError, TypeError, KeyError, AttributeError) as exc:
+            self.stats["malformed"] += 1
+            log.warning("input skipped", topic=topic, error=f"{type(exc).__name__}: {exc}")
+            return []
+
+    async def run(self, stop: asyncio.Event) -> None:
+        s = self.settings
+        await ensure_topics(s, system_topics(self.catalog))
+        positions: dict[str, int] = {}
+        path = state_path(s)
+        if path.exists():
+            positions = self.core.restore(path.read_bytes())
+            log.info("state restored", alerts=len(self.core.book.alerts), path=str(path))
+        consumer = AIOKafkaConsumer(bootstrap_servers=s.kafka_bootstrap, group_id=None, enable_auto_commit=False,
+                                    auto_offset_reset="earliest", fetch_max_wait_ms=50,
+                                    max_partition_fetch_bytes=8 << 20)
+        producer = make_producer(s)
+        await consumer.start()
+        await producer.start()
+        try:
+            tps = [TopicPartition(t, p) for t in INPUTS for p in sorted(consumer.partitions_for_topic(t) or [])]
+            consumer.assign(tps)
+            for tp in tps:
+                pos = positions.get(f"{tp.topic}:{tp.partition}")
+                if pos is None:
+                    await consumer.seek_to_beginning(tp)
+                else:
+                    consumer.seek(tp, pos)
+            ends = await consumer.end_offsets(tps)
+            log.info("alerter started", rules=len(self.core.engine.rules), inputs=len(tps))
+            await self._loop(consumer, producer, tps, ends, stop)
+        finally:
+            await consumer.stop()
+            await producer.stop()
+            log.info("alerter stopped", **self.stats)
+
+    async def _loop(self, consumer: AIOKafkaConsumer, producer: Any, tps: list[TopicPartition],
+                    ends: dict[TopicPartition, int], stop: asyncio.Event) -> None:
+        s = self.settings
+        last_tick = last_snapshot = 0.0
+        dirty = False
+        while not stop.is_set():
+            try:
+                polled = await consumer.getmany(timeout_ms=100, max_records=5000)
+            except KafkaError as exc:
+                log.warning("poll failed", error=repr(exc))
+                await asyncio.sleep(1.0)
+                continue
+            events: list[dict[str, Any]] = []
+            # commands first: a rule changed or a silence set applies to the data that came with it
+            for tp in sorted(polled, key=lambda tp: tp.topic != CONTROL_TOPIC):
+                for rec in polled[tp]:
+                    events.extend(self.handle(tp.topic, rec.value))
+                self.stats["inputs"] += len(polled[tp])
+                dirty = True
+            if not self.caught_up:
+                self.caught_up = all([await consumer.position(tp) >= ends.get(tp, 0) for tp in tps])
+                if self.caught_up:
+                    log.info("caught up with the inputs; clock-driven rules start", inputs=self.stats["inputs"])
+            mono = time.monotonic()
+            if self.caught_up and mono - last_tick >= s.alerter_tick_s:
+                events.extend(self.core.tick(now_ms()))
+                last_tick = mono
+                dirty = True
+            if events:
+                await self._publish(producer, events)
+            if dirty and (events or mono - last_snapshot >= s.alerter_snapshot_s):
+                offsets = {f"{tp.topic}:{tp.partition}": await consumer.position(tp) for tp in tps}
+                data = self.core.snapshot(offsets)
+                await asyncio.to_thread(write_atomically, state_path(s), data)
+                self.stats["snapshots"] += 1
+                last_snapshot, dirty = mono, False
+
+    async def _publish(self, producer: Any, events: list[dict[str, Any]]) -> None:
+        """Send and wait for the broker's acks: only then may a snapshot say these inputs are done."""
+        futures = [await producer.send(ALERTS_TOPIC, orjson.dumps(e), key=e["alert_id"].encode()) for e in events]
+        await asyncio.gather(*futures)
+        self.stats["events"] += len(events)
+        for e in events:
+            log.info("alert", alert_id=e["alert_id"], alert_event=e["event"], severity=e["severity"], rule=e["rule_id"],
+                     feed=e["feed"], province=e["province"], seq=e["seq"], silenced=e["silenced"])
