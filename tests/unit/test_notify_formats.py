@@ -1,0 +1,153 @@
+"""Signing, webhook bodies (json, Alertmanager v4), e-mail templates (vi, en), backoff and delivery records."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from typing import Any
+
+import orjson
+import pytest
+
+from controlroom.catalog import Catalog
+from controlroom.schema import alert_message, fingerprint
+from notify.formats import (
+    alertmanager_payload,
+    build_email,
+    email_subject,
+    email_text,
+    idempotency_key,
+    webhook_body,
+)
+from notify.policy import (
+    DEAD_LETTER,
+    DELIVERED,
+    DELIVERY_COLUMNS,
+    RETRY,
+    Outcome,
+    delivery_record,
+    http_outcome,
+    redact_target,
+    schedule,
+    status_after,
+)
+from notify.signing import sign, subscription_secret, verify_signature
+from notify.subscriptions import parse_subscription
+
+T = 1_795_687_200_000  # 2026-11-26T10:00:00Z = 17:00 in Hà Nội
+
+
+def event(kind: str = "firing", **over: Any) -> dict[str, Any]:
+    fp = fingerprint("water_level_alarm", "water_level", "01", "station=s1")
+    e = alert_message(fingerprint_=fp, rule_id="water_level_alarm", rule_version=2, rule_type="threshold",
+                      severity="critical", event=kind, state=kind, seq=7, feed="water_level", province="01",
+                      dims={"station": "s1"}, summary_vi="Mực nước vượt báo động III",
+                      summary_en="Water level above alarm level III", value=812.5,
+                      evidence={"threshold": 800.0, "level": "III", "window": {"count": 3}},
+                      starts_at_ms=T, ends_at_ms=T + 60_000 if kind == "resolved" else None, event_at_ms=T + 1000,
+                      link="https://cr.example.vn/alerts/x")
+    e["silenced"] = False
+    e.update(over)
+    return e
+
+
+def test_signature_is_hmac_of_the_exact_body() -> None:
+    secret = subscription_secret("master", "ops-hn")
+    assert secret == hmac.new(b"master", b"ops-hn", hashlib.sha256).hexdigest()
+    assert secret != subscription_secret("master", "ops-hcm") != subscription_secret("other", "ops-hn")
+    body = b'{"a":1}'
+    header = sign(secret, body)
+    assert header == "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+    assert verify_signature(secret, body, header)
+    assert not verify_signature(secret, body + b" ", header)
+    assert not verify_signature(subscription_secret("master", "ops-hcm"), body, header)
+    assert not verify_signature(secret, body, None) and not verify_signature(secret, body, header[7:])
+
+
+def test_json_body(catalog: Catalog) -> None:
+    sub = parse_subscription({"id": "ops-hn", "name": "n", "channel": "webhook", "target": "http://x.vn/"}, catalog)
+    e = event()
+    doc = orjson.loads(webhook_body(e, sub))
+    assert doc == {"idempotency_key": f"{e['alert_id']}:7:ops-hn", "subscription_id": "ops-hn", "alert": e}
+    assert idempotency_key("a", 1, "s") == "a:1:s"
+
+
+def test_alertmanager_v4_shape(catalog: Catalog) -> None:
+    sub = parse_subscription({"id": "am", "name": "n", "channel": "webhook", "target": "http://x.vn/",
+                              "format": "alertmanager"}, catalog)
+    e = event()
+    p = alertmanager_payload(e, sub, "https://cr.example.vn")
+    labels = {"station": "s1", "alertname": "water_level_alarm", "severity": "critical", "feed": "water_level",
+              "province": "01", "rule_type": "threshold", "alert_id": e["alert_id"]}
+    assert p["version"] == "4" and p["status"] == "firing" and p["receiver"] == "am"
+    assert p["truncatedAlerts"] == 0 and p["externalURL"] == "https://cr.example.vn"
+    assert p["groupLabels"] == {"alertname": "water_level_alarm", "alert_id": e["alert_id"]}
+    assert isinstance(p["groupKey"], str) and "water_level_alarm" in p["groupKey"]
+    [a] = p["alerts"]
+    assert a["labels"] == labels == p["commonLabels"]
+    assert a["annotations"]["summary"] == "Water level above alarm level III"
+    assert a["annotations"]["summary_vi"] == "Mực nước vượt báo động III"
+    assert a["annotations"] == p["commonAnnotations"]
+    assert (a["status"], a["startsAt"], a["endsAt"]) == ("firing", "2026-11-26T10:00:00.000Z", "0001-01-01T00:00:00Z")
+    assert a["generatorURL"] == e["link"] and a["fingerprint"] == e["alert_id"]
+    resolved = alertmanager_payload(event("resolved"), sub)
+    assert resolved["status"] == "resolved" and resolved["alerts"][0]["endsAt"] == "2026-11-26T10:01:00.000Z"
+    assert alertmanager_payload(event("acknowledged"), sub)["status"] == "firing"
+    assert orjson.loads(webhook_body(e, sub)) == alertmanager_payload(e, sub)
+
+
+@pytest.mark.parametrize(("lang", "subject", "lines"), [
+    ("vi", "[Khẩn cấp] ĐANG BÁO ĐỘNG: Mực nước vượt báo động III – Thành phố Hà Nội",
+     ["Mức độ: Khẩn cấp", "Tỉnh/thành: Thành phố Hà Nội (01)", "Phân tách: station=s1",
+      "  - threshold: 800", "  - level: III", '  - window: {"count":3}',
+      "Bắt đầu: 2026-11-26 17:00:00 (giờ Việt Nam, UTC+7)", "Kết thúc: —",
+      "Chi tiết: https://cr.example.vn/alerts/x"]),
+    ("en", "[Critical] FIRING: Water level above alarm level III – Hanoi",
+     ["Severity: Critical", "Province: Hanoi (01)", "Event: FIRING (#7)",
+      "Started: 2026-11-26 17:00:00 (Vietnam time, UTC+7)", "Event time: 2026-11-26 17:00:01 (Vietnam time, UTC+7)"]),
+])
+def test_email(lang: str, subject: str, lines: list[str], catalog: Catalog) -> None:
+    sub = parse_subscription({"id": "mail", "name": "n", "channel": "email", "target": "duty@example.gov.vn",
+                              "language": lang}, catalog)
+    e = event()
+    msg = build_email(e, sub, catalog, sender="cr@example.gov.vn", now_ms=T)
+    assert msg["Subject"] == subject
+    assert (msg["To"], msg["From"]) == ("duty@example.gov.vn", "cr@example.gov.vn")
+    assert msg["X-Idempotency-Key"] == f"{e['alert_id']}:7:mail"
+    body = msg.get_content()
+    unit = catalog.feeds["water_level"].unit
+    assert (f"Giá trị: 812.5 {unit}" if lang == "vi" else f"Value: 812.5 {unit}") in body.splitlines()
+    for line in lines:
+        assert line in body.splitlines(), line
+    assert f"{e['alert_id']}:7:mail" in body
+    acked = event("acknowledged", ack={"by": "an.nguyen", "comment": "đang xử lý"})
+    assert "Tiếp nhận bởi: an.nguyen – đang xử lý" in email_text(acked, catalog, "vi", "k")
+    national = event(province="00", feed="gold_price", dims={})
+    assert email_subject(national, catalog, "vi").endswith("– Toàn quốc")
+
+
+def test_backoff_and_status() -> None:
+    assert schedule(5, 0.5, 30.0) == [0.5, 1.0, 2.0, 4.0]
+    assert schedule(8, 1.0, 5.0) == [1.0, 2.0, 4.0, 5.0, 5.0, 5.0, 5.0]
+    assert schedule(1, 1.0, 5.0) == []
+    assert http_outcome(204).ok
+    assert http_outcome(404).permanent and http_outcome(400).permanent
+    for code in (408, 429, 500, 503):
+        assert not http_outcome(code).ok and not http_outcome(code).permanent
+    assert status_after(http_outcome(200), 5, 5) == DELIVERED
+    assert status_after(http_outcome(500), 4, 5) == RETRY
+    assert status_after(http_outcome(500), 5, 5) == DEAD_LETTER
+    assert status_after(http_outcome(410), 1, 5) == DEAD_LETTER
+    assert status_after(Outcome(False, 0, "timeout"), 1, 5) == RETRY
+
+
+def test_delivery_record_has_exactly_the_table_columns() -> None:
+    e = event()
+    r = delivery_record(key="k", event=e, subscription_id="s", channel="webhook",
+                        target="https://u:pw@hooks.example.vn:8443/p?token=zzz", attempt=2, status=RETRY,
+                        outcome=http_outcome(503, "Service Unavailable"), attempted_ms=T, duration_ms=12.3456)
+    assert tuple(r) == DELIVERY_COLUMNS
+    assert r["target"] == "https://hooks.example.vn:8443/p?…"
+    assert (r["http_status"], r["error"]) == (503, "HTTP 503 Service Unavailable")
+    assert (r["seq"], r["duration_ms"]) == (7, 12.346)
+    assert redact_target("duty@example.gov.vn") == "duty@example.gov.vn"
