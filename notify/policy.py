@@ -1,7 +1,7 @@
 """Retry policy and delivery records. Pure code.
 
-An attempt ends in one of three ways: 2xx → delivered; a permanent refusal (4xx other than 408 and 429,
-an SMTP 5xx) → dead letter at once; anything else (5xx, 408, 429, timeout, connection refused, SMTP 4xx)
+An attempt ends in one of three ways: 2xx → delivered; a permanent refusal (3xx, 4xx other than 408 and
+429, an SMTP 5xx) → dead letter at once; anything else (5xx, 408, 429, timeout, connection refused, SMTP 4xx)
 → retry after an exponential backoff, and after the last allowed attempt → dead letter. Every attempt is one
 record on topic alerts.deliveries with exactly the columns of table alert_deliveries.
 """
@@ -36,7 +36,8 @@ class Outcome:
 def http_outcome(status_code: int, reason: str = "") -> Outcome:
     if 200 <= status_code < 300:
         return Outcome(True, status_code)
-    permanent = 400 <= status_code < 500 and status_code not in RETRYABLE_4XX
+    # a redirect is a misconfigured target (not followed: it would re-send the signed body elsewhere)
+    permanent = 300 <= status_code < 500 and status_code not in RETRYABLE_4XX
     return Outcome(False, status_code, f"HTTP {status_code} {reason}".strip(), permanent)
 
 

@@ -131,7 +131,7 @@ def test_backoff_and_status() -> None:
     assert schedule(8, 1.0, 5.0) == [1.0, 2.0, 4.0, 5.0, 5.0, 5.0, 5.0]
     assert schedule(1, 1.0, 5.0) == []
     assert http_outcome(204).ok
-    assert http_outcome(404).permanent and http_outcome(400).permanent
+    assert http_outcome(404).permanent and http_outcome(400).permanent and http_outcome(302).permanent
     for code in (408, 429, 500, 503):
         assert not http_outcome(code).ok and not http_outcome(code).permanent
     assert status_after(http_outcome(200), 5, 5) == DELIVERED

@@ -1,0 +1,109 @@
+"""The two ways out: a signed HTTP POST (httpx) and an e-mail over SMTP (stdlib smtplib in a thread).
+
+Each channel turns one (subscription, alert event) into one attempt and reports an Outcome; retries,
+records and offsets are the service's business. Nothing here logs a body, a secret or a signature.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import smtplib
+import ssl
+import time
+from collections.abc import Mapping
+from email.message import EmailMessage
+from typing import Any, Protocol
+
+import httpx
+
+from controlroom.catalog import Catalog
+from controlroom.settings import Settings
+from notify.formats import EVENT_HEADER, IDEMPOTENCY_HEADER, build_email, event_key, webhook_body
+from notify.policy import Outcome, http_outcome
+from notify.signing import SIGNATURE_HEADER, sign, subscription_secret
+from notify.subscriptions import Subscription
+
+USER_AGENT = "controlroom-notifier/1"
+
+
+class Channel(Protocol):
+    async def send(self, sub: Subscription, event: Mapping[str, Any]) -> Outcome: ...
+
+    async def close(self) -> None: ...
+
+
+def _error_text(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return f"{type(exc).__name__}: {text[:300]}" if text else type(exc).__name__
+
+
+class WebhookChannel:
+    """POST the body; headers X-Signature, Idempotency-Key, X-ControlRoom-Event. Redirects are not followed."""
+
+    def __init__(self, settings: Settings, master_key: str) -> None:
+        self._master_key = master_key
+        self._external_url = settings.notify_external_url
+        self._timeout_s = settings.notify_timeout_s
+        self._client = httpx.AsyncClient(
+            timeout=httpx.Timeout(settings.notify_timeout_s), follow_redirects=False,
+            limits=httpx.Limits(max_connections=max(4, settings.notify_concurrency)),
+            headers={"User-Agent": USER_AGENT})
+
+    def headers(self, sub: Subscription, event: Mapping[str, Any], body: bytes) -> dict[str, str]:
+        return {"Content-Type": "application/json",
+                SIGNATURE_HEADER: sign(subscription_secret(self._master_key, sub.id), body),
+                IDEMPOTENCY_HEADER: event_key(event, sub),
+                EVENT_HEADER: str(event["event"])}
+
+    async def send(self, sub: Subscription, event: Mapping[str, Any]) -> Outcome:
+        body = webhook_body(event, sub, self._external_url)
+        try:
+            resp = await self._client.post(sub.target, content=body, headers=self.headers(sub, event, body))
+        except httpx.TimeoutException:
+            return Outcome(False, 0, f"timeout after {self._timeout_s:g} s")
+        except httpx.HTTPError as exc:  # refused, reset, DNS…: worth another try
+            return Outcome(False, 0, _error_text(exc))
+        return http_outcome(resp.status_code, resp.reason_phrase)
+
+    async def close(self) -> None:
+        await self._client.aclose()
+
+
+class EmailChannel:
+    """One SMTP session per message (STARTTLS and login when configured), in a worker thread."""
+
+    def __init__(self, settings: Settings, catalog: Catalog) -> None:
+        self._settings = settings
+        self._catalog = catalog
+
+    async def send(self, sub: Subscription, event: Mapping[str, Any]) -> Outcome:
+        if not self._settings.smtp_host:
+            return Outcome(False, 0, "SMTP_HOST is not set: e-mail is off", permanent=True)
+        msg = build_email(event, sub, self._catalog, sender=self._settings.smtp_from,
+                          now_ms=int(time.time() * 1000))
+        return await asyncio.to_thread(self._send_blocking, msg)
+
+    def _send_blocking(self, msg: EmailMessage) -> Outcome:
+        s = self._settings
+        try:
+            with smtplib.SMTP(s.smtp_host, s.smtp_port, timeout=s.notify_timeout_s) as smtp:
+                if s.smtp_starttls:
+                    smtp.starttls(context=ssl.create_default_context())
+                if s.smtp_user:
+                    smtp.login(s.smtp_user, s.smtp_password.get_secret_value())
+                smtp.send_message(msg)
+        except smtplib.SMTPRecipientsRefused as exc:
+            codes = [code for code, _ in exc.recipients.values()]
+            return Outcome(False, 0, f"recipient refused (SMTP {', '.join(map(str, codes))})",
+                           permanent=all(500 <= c < 600 for c in codes))
+        except smtplib.SMTPResponseException as exc:  # 5xx: permanent (bad sender, auth…); 4xx: try again
+            raw = exc.smtp_error
+            reply = raw.decode(errors="replace") if isinstance(raw, bytes) else str(raw)
+            return Outcome(False, 0, f"SMTP {exc.smtp_code} {reply[:200]}".strip(),
+                           permanent=500 <= exc.smtp_code < 600)
+        except (OSError, smtplib.SMTPException) as exc:  # refused, timeout, TLS, dropped connection
+            return Outcome(False, 0, _error_text(exc))
+        return Outcome(True)
+
+    async def close(self) -> None:
+        return None

@@ -1,0 +1,361 @@
+"""The notifier: alert events (topic `alerts`) → webhooks and e-mails, every attempt recorded on `alerts.deliveries`.
+
+How it runs
+-----------
+1. Reads `alerts.control` from the beginning (`subscription.put` / `subscription.delete`; other kinds are
+   ignored) and `alerts.deliveries` from the beginning, up to the end offsets seen at start, before it
+   touches an alert: the first gives the subscriptions, the second the *finished* idempotency keys
+   (status delivered or dead_letter) and the attempt count of unfinished ones. Both topics are then
+   followed for as long as the service runs (a subscription added later applies to later events; keys
+   finished by another notifier of the group are learnt too).
+2. Consumes `alerts` in its own consumer group (NOTIFY_GROUP_ID), in batches. For each event, the
+   subscriptions it concerns (notify.subscriptions.matches) each get one delivery, idempotency key
+   ``<alert_id>:<seq>:<subscription_id>``; a key already finished is skipped. Deliveries to different
+   subscriptions run concurrently (at most NOTIFY_CONCURRENCY requests in flight, each bounded by
+   NOTIFY_TIMEOUT_S); one subscription's deliveries go out in event order.
+3. Each attempt is published on `alerts.deliveries` and the broker's acknowledgement awaited before the
+   next attempt or delivery starts (and while the attempt still holds its concurrency slot). 2xx →
+   delivered; 3xx and 4xx except 408/429 → dead_letter at once; otherwise retry after
+   NOTIFY_BACKOFF_S · 2^(n-1) (capped at NOTIFY_BACKOFF_MAX_S), and dead_letter after NOTIFY_MAX_ATTEMPTS.
+4. The offsets of a batch are committed only once every one of its deliveries is finished (delivered or
+   dead-lettered) and recorded.
+
+The guarantee
+-------------
+At least once. Every matching event reaches every subscription (or is dead-lettered with the reason),
+across crashes and restarts: an event's offset is committed only after its deliveries are finished and
+recorded, and a restart re-reads what was not committed.
+
+Duplicates: a restart skips every key whose final record is on `alerts.deliveries`, so the only
+notification a receiver can get twice is one that was *in flight* when the process died by SIGKILL (or
+a crash): the receiver had it, its record was not yet acknowledged. At most NOTIFY_CONCURRENCY such
+deliveries exist at any moment. On a graceful stop (SIGTERM/SIGINT) there are none: no new delivery
+starts, attempts in flight finish and are recorded, pending retries are abandoned (a retry means the
+receiver did not accept it), offsets are committed up to the first event with unfinished work, and the
+next start does the rest, skipping what is finished. Receivers that must never act twice drop a repeated
+``Idempotency-Key`` (e-mail: ``X-Idempotency-Key``).
+
+The finished keys live in memory (the last REMEMBER_KEYS of them), rebuilt from `alerts.deliveries` at
+start; topic retention must therefore outlast the time an event can stay uncommitted (minutes).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.errors import KafkaError
+
+from controlroom.catalog import Catalog
+from controlroom.errors import ConfigError, ControlRoomError, StartupError
+from controlroom.kafka import ensure_topics, make_producer
+from controlroom.logs import get_logger
+from controlroom.schema import ALERTS_TOPIC, CONTROL_TOPIC, DELIVERIES_TOPIC
+from controlroom.settings import Settings
+from notify.channels import Channel, EmailChannel, WebhookChannel
+from notify.formats import event_key
+from notify.policy import FINAL_STATUSES, backoff_s, delivery_record, redact_target, status_after
+from notify.subscriptions import Subscription, SubscriptionError, parse_subscription, recipients
+
+log = get_logger("notifier")
+
+REMEMBER_KEYS = 1_000_000  # finished idempotency keys kept in memory (oldest forgotten first)
+FETCH_MAX_WAIT_MS = 50  # the end-to-end target is reading → webhook under 2 s
+PUBLISH_TRIES = 20  # a delivery record that cannot be published stops the service (offsets stay uncommitted)
+CATCH_UP_TIMEOUT_S = 60.0
+
+
+def _consumer_options(settings: Settings) -> dict[str, Any]:
+    return {"bootstrap_servers": settings.kafka_bootstrap, "enable_auto_commit": False,
+            "auto_offset_reset": "earliest", "fetch_max_wait_ms": FETCH_MAX_WAIT_MS}
+
+
+def master_key(settings: Settings) -> str:
+    key = settings.notify_signing_key.get_secret_value() if settings.notify_signing_key else ""
+    if not key:
+        raise ConfigError("NOTIFY_SIGNING_KEY is not set: the notifier signs every webhook with secrets derived "
+                          "from it (set it to a long random value, the same for every notifier)")
+    return key
+
+
+class DeliveryRecordError(ControlRoomError):
+    """Attempts cannot be recorded on alerts.deliveries: the service stops with its offsets uncommitted."""
+
+
+@dataclass
+class NotifierStats:
+    delivered: int = 0
+    dead_letters: int = 0
+    retries: int = 0  # attempts that will be tried again
+    skipped: int = 0  # deliveries already finished before (after a restart or rebalance)
+    batches: int = 0
+    malformed: int = 0  # unreadable alert events, skipped with a warning
+
+
+@dataclass(frozen=True, slots=True)
+class Job:
+    key: str
+    event: Mapping[str, Any]
+    sub: Subscription
+    tp: TopicPartition
+    offset: int
+
+
+class _Follower:
+    """Reads a whole topic from the beginning, then follows it; `caught_up` once the start-time end is read."""
+
+    def __init__(self, settings: Settings, topic: str, apply: Callable[[bytes | None], None]) -> None:
+        self.topic = topic
+        self.apply = apply
+        self.caught_up = asyncio.Event()
+        self._consumer = AIOKafkaConsumer(topic, group_id=None, **_consumer_options(settings))
+
+    async def run(self, stop: asyncio.Event) -> None:
+        c = self._consumer
+        await c.start()
+        try:
+            deadline = time.monotonic() + CATCH_UP_TIMEOUT_S
+            while not c.assignment():
+                if time.monotonic() > deadline:
+                    raise StartupError(f"topic {self.topic} has no partitions")
+                await asyncio.sleep(0.05)
+            parts = sorted(c.assignment())
+            await c.seek_to_beginning(*parts)
+            ends = await c.end_offsets(parts)
+            while not stop.is_set():
+                if not self.caught_up.is_set() and all([await c.position(tp) >= ends[tp] for tp in parts]):
+                    self.caught_up.set()
+                try:
+                    polled = await c.getmany(timeout_ms=200)
+                except KafkaError as exc:
+                    log.warning("follow poll failed", topic=self.topic, error=repr(exc))
+                    await asyncio.sleep(1.0)
+                    continue
+                for records in polled.values():
+                    for r in records:
+                        self.apply(r.value)
+        finally:
+            await c.stop()
+
+
+class Notifier:
+    def __init__(self, settings: Settings, catalog: Catalog, channels: Mapping[str, Channel] | None = None) -> None:
+        self.settings = settings
+        self.catalog = catalog
+        self._key = master_key(settings)
+        self.channels: Mapping[str, Channel] = channels or {
+            "webhook": WebhookChannel(settings, self._key), "email": EmailChannel(settings, catalog)}
+        self.subscriptions: dict[str, Subscription] = {}
+        self.finished: dict[str, None] = {}  # insertion-ordered set of finished idempotency keys
+        self.attempted: dict[str, int] = {}  # unfinished key → attempts already made
+        self.stats = NotifierStats()
+        self.started = asyncio.Event()  # set once both topics are read and the alerts consumer runs
+        self._producer: AIOKafkaProducer | None = None
+        self._slots = asyncio.Semaphore(max(1, settings.notify_concurrency))
+
+    # --- state from the two followed topics -----------------------------------------------------------
+
+    def apply_control(self, raw: bytes | None) -> None:
+        try:
+            doc = orjson.loads(raw or b"")
+        except orjson.JSONDecodeError:
+            log.warning("undecodable control message skipped")
+            return
+        if not isinstance(doc, dict):
+            return
+        kind = doc.get("kind")
+        if kind == "subscription.put":
+            body = doc.get("subscription")
+            if not isinstance(body, dict) or not isinstance(body.get("id"), str):
+                log.warning("subscription.put without an id skipped")
+                return
+            try:
+                sub = parse_subscription(body, self.catalog)
+            except SubscriptionError as exc:
+                log.warning("invalid subscription skipped", subscription_id=str(body.get("id"))[:64], error=str(exc))
+                return
+            self.subscriptions[sub.id] = sub
+            log.info("subscription set", subscription_id=sub.id, channel=sub.channel, tier=sub.tier,
+                     target=redact_target(sub.target), enabled=sub.enabled)
+        elif kind == "subscription.delete" and self.subscriptions.pop(str(doc.get("subscription_id")), None):
+            log.info("subscription deleted", subscription_id=str(doc.get("subscription_id")))
+
+    def apply_delivery(self, raw: bytes | None) -> None:
+        try:
+            doc = orjson.loads(raw or b"")
+            key, status, attempt = doc["idempotency_key"], doc["status"], int(doc["attempt"])
+        except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
+            return
+        if status in FINAL_STATUSES:
+            self._finish(key)
+        elif key not in self.finished:
+            self.attempted[key] = max(attempt, self.attempted.get(key, 0))
+
+    def _finish(self, key: str) -> None:
+        self.attempted.pop(key, None)
+        self.finished[key] = None
+        if len(self.finished) > REMEMBER_KEYS:
+            del self.finished[next(iter(self.finished))]
+
+    # --- the loop ---------------------------------------------------------------------------------------
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Notify until `stop` is set; then finish the attempts in flight, commit, and return."""
+        s = self.settings
+        await ensure_topics(s, [ALERTS_TOPIC, CONTROL_TOPIC, DELIVERIES_TOPIC])
+        self._producer = make_producer(s)
+        await self._producer.start()
+        followers = [_Follower(s, CONTROL_TOPIC, self.apply_control),
+                     _Follower(s, DELIVERIES_TOPIC, self.apply_delivery)]
+        tasks = [asyncio.create_task(f.run(stop), name=f"follow-{f.topic}") for f in followers]
+        consumer = AIOKafkaConsumer(
+            ALERTS_TOPIC, group_id=s.notify_group_id, **_consumer_options(s),
+            # On Tansu a group join waits about session_timeout/2: keep it short.
+            session_timeout_ms=6000, heartbeat_interval_ms=1000, rebalance_timeout_ms=6000,
+            max_poll_records=s.notify_batch_max)
+        try:
+            await self._catch_up(followers, tasks)
+            await consumer.start()
+            self.started.set()
+            log.info("notifier started", subscriptions=len(self.subscriptions), finished_keys=len(self.finished),
+                     group=s.notify_group_id)
+            while not stop.is_set():
+                try:
+                    polled = await consumer.getmany(timeout_ms=200, max_records=s.notify_batch_max)
+                except KafkaError as exc:
+                    log.warning("poll failed", error=repr(exc))
+                    await asyncio.sleep(1.0)
+                    continue
+                if polled:
+                    await self._batch(consumer, polled, stop)
+        finally:
+            stop.set()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            await consumer.stop()
+            await self._producer.stop()
+            for channel in self.channels.values():
+                await channel.close()
+            log.info("notifier stopped", delivered=self.stats.delivered, dead_letters=self.stats.dead_letters,
+                     retries=self.stats.retries, skipped=self.stats.skipped, batches=self.stats.batches)
+
+    async def _catch_up(self, followers: Sequence[_Follower], tasks: Sequence[asyncio.Task[None]]) -> None:
+        deadline = time.monotonic() + CATCH_UP_TIMEOUT_S
+        while not all(f.caught_up.is_set() for f in followers):
+            for t in tasks:
+                if t.done():
+                    exc = t.exception()
+                    raise StartupError(f"cannot read {t.get_name()[7:]}: {exc}") from exc
+            if time.monotonic() > deadline:
+                raise StartupError(f"could not read {CONTROL_TOPIC} and {DELIVERIES_TOPIC} within "
+                                   f"{CATCH_UP_TIMEOUT_S:.0f} s")
+            await asyncio.sleep(0.02)
+
+    def plan(self, polled: Mapping[TopicPartition, Sequence[Any]]) -> list[Job]:
+        """The deliveries of a batch, in offset order; finished keys are skipped."""
+        jobs: list[Job] = []
+        subs = list(self.subscriptions.values())
+        for tp, records in polled.items():
+            for r in records:
+                try:
+                    event = orjson.loads(r.value or b"")
+                    if not isinstance(event, dict):
+                        raise ValueError("not an object")
+                    targets = recipients(subs, event, self.catalog)
+                    keys = [event_key(event, sub) for sub in targets]
+                except (orjson.JSONDecodeError, ValueError, KeyError, TypeError) as exc:
+                    self.stats.malformed += 1
+                    log.warning("unreadable alert event skipped", partition=tp.partition, offset=r.offset,
+                                error=str(exc)[:200])
+                    continue
+                for key, sub in zip(keys, targets, strict=True):
+                    if key in self.finished:
+                        self.stats.skipped += 1
+                    else:
+                        jobs.append(Job(key, event, sub, tp, r.offset))
+        return jobs
+
+    async def _batch(self, consumer: AIOKafkaConsumer, polled: Mapping[TopicPartition, Sequence[Any]],
+                     stop: asyncio.Event) -> None:
+        per_sub: dict[str, list[Job]] = {}
+        for job in self.plan(polled):
+            per_sub.setdefault(job.sub.id, []).append(job)
+        results = await asyncio.gather(*(self._deliver_in_order(jobs, stop) for jobs in per_sub.values()))
+        unfinished = [job for left in results for job in left]
+        offsets: dict[TopicPartition, int] = {}
+        for tp, records in polled.items():
+            waiting = [j.offset for j in unfinished if j.tp == tp]
+            offsets[tp] = min(waiting) if waiting else records[-1].offset + 1
+        await self._commit(consumer, offsets)
+        self.stats.batches += 1
+
+    async def _deliver_in_order(self, jobs: Sequence[Job], stop: asyncio.Event) -> list[Job]:
+        """One subscription's deliveries, one after the other; returns those left unfinished by a stop."""
+        for i, job in enumerate(jobs):
+            if stop.is_set() or not await self._deliver(job, stop):
+                return list(jobs[i:])
+        return []
+
+    async def _deliver(self, job: Job, stop: asyncio.Event) -> bool:
+        """Attempts until delivered or dead-lettered (True), or until a stop interrupts a retry wait (False)."""
+        s = self.settings
+        channel = self.channels[job.sub.channel]
+        attempt = self.attempted.get(job.key, 0)
+        while True:
+            attempt += 1
+            async with self._slots:  # in flight from here until its record is acknowledged
+                at_ms = int(time.time() * 1000)
+                started = time.perf_counter()
+                outcome = await channel.send(job.sub, job.event)
+                duration_ms = (time.perf_counter() - started) * 1000
+                status = status_after(outcome, attempt, s.notify_max_attempts)
+                await self._publish(delivery_record(
+                    key=job.key, event=dict(job.event), subscription_id=job.sub.id, channel=job.sub.channel,
+                    target=job.sub.target, attempt=attempt, status=status, outcome=outcome, attempted_ms=at_ms,
+                    duration_ms=duration_ms))
+            if status in FINAL_STATUSES:
+                self._finish(job.key)
+                if outcome.ok:
+                    self.stats.delivered += 1
+                else:
+                    self.stats.dead_letters += 1
+                    log.warning("delivery dead-lettered", idempotency_key=job.key, subscription_id=job.sub.id,
+                                target=redact_target(job.sub.target), attempts=attempt, error=outcome.error)
+                return True
+            self.stats.retries += 1
+            self.attempted[job.key] = attempt
+            wait_s = backoff_s(attempt, s.notify_backoff_s, s.notify_backoff_max_s)
+            log.info("delivery will be retried", idempotency_key=job.key, subscription_id=job.sub.id,
+                     attempt=attempt, error=outcome.error, retry_in_s=wait_s)
+            try:
+                await asyncio.wait_for(stop.wait(), wait_s)
+                return False  # stopping: the receiver did not take it; the next start tries again
+            except TimeoutError:
+                pass
+
+    async def _publish(self, record: dict[str, Any]) -> None:
+        assert self._producer is not None
+        payload, key = orjson.dumps(record), record["idempotency_key"].encode()
+        for tries in range(1, PUBLISH_TRIES + 1):
+            try:
+                await self._producer.send_and_wait(DELIVERIES_TOPIC, payload, key=key)
+                return
+            except KafkaError as exc:
+                if tries == PUBLISH_TRIES:
+                    raise DeliveryRecordError(f"cannot record deliveries on {DELIVERIES_TOPIC}: {exc!r}") from exc
+                log.warning("delivery record not acknowledged, retrying", error=repr(exc), attempt=tries)
+                await asyncio.sleep(min(0.25 * tries, 2.0))
+
+    async def _commit(self, consumer: AIOKafkaConsumer, offsets: Mapping[TopicPartition, int]) -> None:
+        assigned = consumer.assignment()
+        mine = {tp: off for tp, off in offsets.items() if tp in assigned}
+        if not mine:
+            return
+        try:
+            await consumer.commit(mine)
+        except KafkaError as exc:  # a rebalance took the partitions: their next owner skips finished keys
+            log.warning("commit failed after the deliveries", error=repr(exc))
