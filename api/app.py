@@ -19,7 +19,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse
 
-from api import admin, alerts_stream, ingest, queries, query
+from api import admin, alerts, alerts_stream, ingest, queries, query
 from api.analyst import AnalystQueries
 from api.auth import HardeningMiddleware, Security, require
 from api.keystore import AuditLog, KeyStore
@@ -136,7 +136,7 @@ def create_app(settings: Settings, catalog: Catalog | None = None) -> FastAPI:
     if origins:  # CORS stays off unless configured
         app.add_middleware(CORSMiddleware, allow_origins=origins, allow_methods=["GET", "POST", "PUT", "DELETE"],
                            allow_headers=["Authorization", "Content-Type", "X-API-Key"])
-    for router in (ingest.router, admin.router, query.router, alerts_stream.router):
+    for router in (ingest.router, admin.router, query.router, alerts_stream.router, alerts.router):
         app.include_router(router)
 
     @app.exception_handler(ParamError)

@@ -1,8 +1,8 @@
 """`controlroom up` (what `make up` runs): the whole pipeline on embedded defaults, one command.
 
 Starts the embedded broker (unless KAFKA_BOOTSTRAP is set), creates the topics, then the API
-(which owns the chDB warehouse and runs the sink inside it), the streams worker and the simulator
-as child processes. Children run in their own session so Ctrl-C reaches only this supervisor,
+(which owns the chDB warehouse and runs the sink inside it), the streams worker, the alerter, the
+notifier and the simulator as child processes. Children run in their own session so Ctrl-C reaches only this supervisor,
 which stops them in order: producers first, the API (and its sink's last flush) last.
 """
 
@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import secrets
 import signal
 import subprocess
 import sys
@@ -89,6 +90,16 @@ def banner(settings: Settings, bootstrap: str, embedded_broker: bool, admin_key:
     ])
 
 
+def local_signing_key(settings: Settings) -> str:
+    """The master key webhook secrets derive from, kept in data/ so subscribers' secrets survive a restart.
+    Production sets NOTIFY_SIGNING_KEY from its secret store instead."""
+    path = settings.data_dir / "notify_signing.key"
+    if not path.exists():
+        path.touch(mode=0o600)
+        path.write_text(secrets.token_hex(32) + "\n")
+    return path.read_text().strip()
+
+
 def run_up(settings: Settings, args: argparse.Namespace) -> int:
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     env = dict(os.environ)
@@ -125,6 +136,9 @@ def run_up(settings: Settings, args: argparse.Namespace) -> int:
         children.append(_spawn("api", ["api"], env))
         _wait_healthy(f"http://{settings.api_host}:{settings.api_port}/healthz", children, 60.0)
         children.append(_spawn("worker", ["worker"], env))
+        children.append(_spawn("alerter", ["alerter"], env))
+        env.setdefault("NOTIFY_SIGNING_KEY", local_signing_key(settings))
+        children.append(_spawn("notifier", ["notifier"], env))
         children.append(_spawn("simulator", ["simulate"], env))
         print(banner(settings, bootstrap, embedded_broker, admin_key), file=sys.stderr, flush=True)
         while not stopping:
@@ -136,7 +150,7 @@ def run_up(settings: Settings, args: argparse.Namespace) -> int:
         return 0
     finally:
         by_name = {c.name: c for c in children}
-        _stop([by_name[n] for n in ("simulator", "worker", "api") if n in by_name])
+        _stop([by_name[n] for n in ("simulator", "worker", "alerter", "notifier", "api") if n in by_name])
         if broker is not None:
             broker.terminate()
             broker.wait(timeout=10)

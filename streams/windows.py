@@ -233,6 +233,9 @@ class WindowEngine:
             if idle <= self.idle_ms or ps.max_event_ms == NO_TIME:
                 continue
             candidate = ps.max_event_ms - self.lateness_ms + (idle - self.idle_ms)
+            # follow the clock, never overtake it: after a reading stamped ahead of time (clock skew is
+            # accepted up to MAX_FUTURE_S) the next on-time readings must not count as late
+            candidate = min(candidate, wall_ms - self.lateness_ms)
             if candidate > ps.watermark_ms:
                 ps.watermark_ms = candidate
                 self._save_partition(topic, int(part), ps)

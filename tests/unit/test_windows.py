@@ -137,15 +137,28 @@ def test_series_are_separate_windows() -> None:
 
 def test_idle_partition_watermark_follows_clock() -> None:
     e = engine(idle_ms=5_000)
-    e.apply("t", 0, [(0, reading(T0 + 30_000, 1, "a"))], wall_ms=1_000_000)
-    e.advance_idle(1_000_000 + 5_000)
+    e.apply("t", 0, [(0, reading(T0 + 30_000, 1, "a"))], wall_ms=(T0 + 30_000))
+    e.advance_idle((T0 + 30_000) + 5_000)
     assert e.due_windows() == []  # not idle long enough yet
     # watermark = 30 s - 10 s + (idle - 5 s): reaches 60 s after 45 s of silence
-    e.advance_idle(1_000_000 + 44_999)
+    e.advance_idle((T0 + 30_000) + 44_999)
     assert e.due_windows() == []
-    e.advance_idle(1_000_000 + 45_000)
+    e.advance_idle((T0 + 30_000) + 45_000)
     assert [w.agg.count for _, _, w in e.due_windows()] == [1]
 
+
+
+def test_idle_watermark_never_overtakes_the_clock() -> None:
+    """A reading stamped two minutes ahead (accepted clock skew) must not make on-time readings late."""
+    e = engine(idle_ms=5_000)
+    wall = T0
+    e.apply("t", 0, [(0, reading(T0 + 120_000, 1, "ahead"))], wall_ms=wall)
+    e.advance_idle(wall + 60_000)  # a minute of silence
+    assert e.partition_state("t", 0).watermark_ms == T0 + 110_000  # from the reading itself, not beyond
+    e.advance_idle(wall + 200_000)
+    assert e.partition_state("t", 0).watermark_ms == wall + 200_000 - 10_000  # the clock minus lateness
+    late = e.apply("t", 0, [(1, reading(wall + 200_000, 2, "on-time"))], wall_ms=wall + 200_000).late
+    assert late == []
 
 def test_state_round_trips_through_bytes() -> None:
     agg = WindowAgg.first(1.5, T0, 3)
@@ -162,3 +175,11 @@ def test_duplicate_of_a_replayed_reading_is_still_dropped() -> None:
     again = engine(store)  # new process: empty memory of recent ids
     res = again.apply("t", 0, [(0, reading(T0 + 1_000, 1, "a")), (1, reading(T0 + 1_000, 1, "a"))], 0)
     assert (res.applied, res.skipped_replayed, res.duplicates) == (0, 1, 1)
+
+
+def test_apply_reports_each_touched_window_as_it_now_stands() -> None:
+    e = engine()
+    e.apply("t", 0, [(0, reading(T0 + 1_000, 5, "a"))], wall_ms=T0)
+    r = e.apply("t", 0, [(1, reading(T0 + 2_000, 7, "b")), (2, reading(T0 + 3_000, 1, "c"))], wall_ms=T0)
+    [(key, w)] = r.touched
+    assert key.startswith(b"w|") and (w.window_start_ms, w.agg.count, w.agg.vmax, w.agg.last) == (T0, 3, 7, 1)

@@ -1,0 +1,52 @@
+"""SQL for the alert endpoints, as pure builders returning (sql, params). Values travel as parameters."""
+
+from __future__ import annotations
+
+from api.queries import Params, _db
+
+_ALERT_COLUMNS = (
+    "alert_id, seq, fingerprint, rule_id, rule_version, rule_type, severity, event, state, feed, province, dims, "
+    "summary_vi, summary_en, value, evidence, toUnixTimestamp64Milli(starts_at) AS starts_at_ms, "
+    "if(isNull(ends_at), NULL, toUnixTimestamp64Milli(assumeNotNull(ends_at))) AS ends_at_ms, "
+    "toUnixTimestamp64Milli(event_at) AS event_at_ms, ack_by, ack_comment, silenced, link"
+)
+STATES = ("pending", "firing", "resolved")
+SEVERITY_RANK = "indexOf(['info', 'warning', 'critical'], severity)"
+
+
+def alerts_sql(database: str, *, states: tuple[str, ...], severity: str | None, feed: str | None,
+               province: str | None, limit: int) -> tuple[str, Params]:
+    """Current alerts, worst and newest first. `states` is validated by the caller."""
+    params: Params = {"limit": limit}
+    where = [f"state IN ({', '.join(repr(s) for s in states if s in STATES)})"]
+    for name, value in (("severity", severity), ("feed", feed), ("province", province)):
+        if value is not None:
+            where.append(f"{name} = {{{name}:String}}")
+            params[name] = value
+    sql = (f"SELECT {_ALERT_COLUMNS} FROM {_db(database)}.alerts_current FINAL WHERE {' AND '.join(where)} "
+           f"ORDER BY {SEVERITY_RANK} DESC, event_at DESC LIMIT {{limit:Int64}}")
+    return sql, params
+
+
+def alert_sql(database: str, alert_id: str) -> tuple[str, Params]:
+    return (f"SELECT {_ALERT_COLUMNS} FROM {_db(database)}.alerts_current FINAL WHERE alert_id = {{id:String}}",
+            {"id": alert_id})
+
+
+def history_sql(database: str, alert_id: str) -> tuple[str, Params]:
+    return (f"SELECT {_ALERT_COLUMNS} FROM {_db(database)}.alert_events FINAL WHERE alert_id = {{id:String}} "
+            f"ORDER BY seq", {"id": alert_id})
+
+
+def deliveries_sql(database: str, alert_id: str) -> tuple[str, Params]:
+    return (f"SELECT seq, event, subscription_id, channel, target, attempt, status, http_status, error, "
+            f"toUnixTimestamp64Milli(attempted_at) AS attempted_at_ms, duration_ms "
+            f"FROM {_db(database)}.alert_deliveries FINAL WHERE alert_id = {{id:String}} "
+            f"ORDER BY attempted_at, seq, attempt", {"id": alert_id})
+
+
+def latest_versions_sql(database: str, table: str, id_col: str) -> tuple[str, Params]:
+    """The newest version of each row of a versioned table (rules, silences, subscriptions)."""
+    if table not in ("alert_rules", "silences", "subscriptions"):
+        raise ValueError(f"not a versioned table: {table}")
+    return (f"SELECT * FROM {_db(database)}.{table} ORDER BY {id_col}, version DESC LIMIT 1 BY {id_col}", {})

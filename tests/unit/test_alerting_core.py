@@ -1,0 +1,135 @@
+"""The alerter's core on plain data: live vs closed windows, commands (rules hot reload, silences,
+acks), data quality from dead letters, the effective rule set, and snapshot round trips."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from controlroom.catalog import default_catalog
+from controlroom.schema import control_message, window_message
+from streams.alerting import AlertingCore, alert_id_of
+from streams.live import LiveThrottle
+from streams.rules import effective_rule_docs, read_rule_docs
+from streams.windows import ClosedWindow, WindowAgg
+
+T0 = 1_767_225_600_000
+MIN = 60_000
+CAT = default_catalog()
+WATER = {"id": "wl", "version": 1, "type": "threshold", "feed": "water_level", "severity": "warning",
+         "repeat_interval_s": 60, "params": {"metric": "max", "above": 500}}
+QUALITY = {"id": "dq", "version": 1, "type": "data_quality", "feed": "hotline_calls", "severity": "warning",
+           "params": {"limit_pct": 10, "period_s": 600, "min_total": 4, "count": "rejected"}}
+
+
+def core(*docs: dict[str, Any]) -> AlertingCore:
+    return AlertingCore(CAT, list(docs or [WATER]), grafana_url="http://grafana:3000")
+
+
+def window(value: float, start: int = T0, province: str = "01", count: int = 1) -> dict[str, Any]:
+    return window_message(feed="water_level", province=province, dims={"station": "s1"}, window_start_ms=start,
+                          window_s=60, count=count, total=value * count, vmin=value, vmax=value, last=value,
+                          last_ts_ms=start + 1000, closed_ms=start + 61_000, source_partition=0)
+
+
+def test_live_window_fires_and_a_stale_closed_window_does_not_flap() -> None:
+    c = core()
+    [fired] = c.on_live(window(600))
+    assert (fired["event"], fired["event_at"], fired["seq"]) == ("firing", T0 + 1000, 1)
+    assert fired["link"].startswith("http://grafana:3000/d/controlroom-feed-explorer/feed-explorer?var-feed=water_level")
+    [resolved] = c.on_live(window(300, start=T0 + MIN))  # next minute, below: resolved live
+    assert resolved["event"] == "resolved"
+    assert c.on_closed(window(600)) == []  # the first minute closes late: judged already, no re-fire
+    assert c.on_closed(window(300, start=T0 + MIN)) == []
+
+
+def test_rule_put_applies_at_once_and_alerts_carry_the_new_version() -> None:
+    c = core()
+    c.on_live(window(600))
+    events = c.on_control(control_message("rule.put", by="ops", at_ms=T0 + 5000,
+                                          rule={**WATER, "version": 2, "params": {"metric": "max", "above": 700}}))
+    assert events == []  # same series still matched: the alert stays until judged again
+    [resolved] = c.on_live(window(650, start=T0 + MIN))
+    assert resolved["event"] == "resolved" and resolved["rule_version"] == 2
+    [fired] = c.on_live(window(750, start=T0 + 2 * MIN))
+    assert fired["rule_version"] == 2
+
+
+def test_rule_delete_resolves_its_open_alerts() -> None:
+    c = core()
+    c.on_live(window(600))
+    [gone] = c.on_control(control_message("rule.delete", by="ops", at_ms=T0 + 5000, rule_id="wl", version=2))
+    assert (gone["event"], gone["state"]) == ("resolved", "resolved")
+    assert c.engine.rules == {}
+
+
+def test_ack_applies_to_the_open_episode_only() -> None:
+    c = core()
+    [fired] = c.on_live(window(600))
+    aid = fired["alert_id"]
+    assert aid == alert_id_of(fired["fingerprint"])
+    old_ack = control_message("ack", by="ops", at_ms=T0 - 1, alert_id=aid, comment="old")
+    assert c.on_control(old_ack) == []  # issued before this episode began
+    [acked] = c.on_control(control_message("ack", by="ops", at_ms=T0 + 2000, alert_id=aid, comment="on it"))
+    assert acked["event"] == "acknowledged" and acked["ack"]["by"] == "ops"
+
+
+def test_silence_commands_and_bad_commands_never_raise() -> None:
+    c = core()
+    put = control_message("silence.put", by="ops", at_ms=T0, silence={
+        "id": "s1", "matchers": {"province": "01"}, "starts_ms": T0, "ends_ms": T0 + 10 * MIN})
+    assert c.on_control(put) == []
+    [fired] = c.on_live(window(600))
+    assert fired["silenced"] is True
+    assert c.on_control({"kind": "silence.put", "silence": {"matchers": {}}}) == []  # logged, skipped
+    assert c.on_control({"kind": "ack"}) == []
+    c.on_control(control_message("silence.delete", by="ops", at_ms=T0, silence_id="s1"))
+    [repeat] = c.tick(T0 + 2000)
+    assert (repeat["event"], repeat["silenced"]) == ("repeat", False)
+
+
+def test_data_quality_counts_dead_letters_and_closed_windows() -> None:
+    c = core(QUALITY)
+    dead = {"source_topic": "feeds.hotline_calls", "received_ms": T0 + 5000, "payload": "{}"}
+    assert c.on_dead_letter(dead) == [] and c.on_dead_letter(dead) == [] and c.on_dead_letter(dead) == []
+    [fired] = c.on_dead_letter(dead)  # 4 of 4 rejected
+    assert fired["evidence"]["share_pct"] == 100.0 and fired["province"] == ""
+    hot = window_message(feed="hotline_calls", province="31", dims={"line": "113"}, window_start_ms=T0,
+                         window_s=60, count=96, total=96.0, vmin=1, vmax=1, last=1, last_ts_ms=T0,
+                         closed_ms=T0 + 61_000, source_partition=0)
+    [resolved] = c.on_closed(hot)  # 4 of 100
+    assert resolved["event"] == "resolved"
+    assert c.on_dead_letter({"source_topic": "feeds.nope", "payload": "x"}) == []  # no feed to charge
+
+
+def test_snapshot_round_trip_carries_on_identically() -> None:
+    a, b = core(), core()
+    a.on_live(window(600))
+    a.on_control(control_message("rule.put", by="ops", at_ms=T0, rule={**WATER, "version": 3}))
+    b.restore(a.snapshot({"agg.live:0": 42}))
+    assert b.stored == a.stored and b.engine.rules["wl"].version == 3
+    ea, eb = a.on_live(window(300, start=T0 + MIN)), b.on_live(window(300, start=T0 + MIN))
+    assert ea == eb and ea[0]["event"] == "resolved" and ea[0]["seq"] == 2
+
+
+def test_effective_rules_higher_version_wins_and_ties_go_to_the_api() -> None:
+    base = [WATER]
+    assert effective_rule_docs(base, {})["wl"]["version"] == 1
+    assert effective_rule_docs(base, {"wl": {"version": 1, "doc": {**WATER, "severity": "info"}}})["wl"][
+        "severity"] == "info"
+    assert "wl" not in effective_rule_docs(base, {"wl": {"version": 2, "doc": None}})
+    assert effective_rule_docs([{**WATER, "version": 5}], {"wl": {"version": 2, "doc": None}})["wl"]["version"] == 5
+    shipped = read_rule_docs(None, CAT)
+    assert len(shipped) >= 16 and all({"id", "version", "type"} <= set(d) for d in shipped)
+
+
+def test_live_throttle_sends_first_touch_at_once_then_at_most_once_per_interval() -> None:
+    w = ClosedWindow("water_level", "01", {}, T0, WindowAgg.first(1.0, T0, 0))
+    t = LiveThrottle(1000)
+    t.offer(b"k", 0, w)
+    assert t.take(T0) == [(0, w)]
+    t.offer(b"k", 0, w)
+    assert t.take(T0 + 500) == []  # held back…
+    assert t.take(T0 + 1000) == [(0, w)]  # …and sent when the interval is over
+    t.offer(b"k", 0, w)
+    t.forget(b"k")  # the window closed: agg.1m carries it
+    assert t.take(T0 + 5000) == []
