@@ -133,11 +133,11 @@ def run_up(settings: Settings, args: argparse.Namespace) -> int:
             key_file = settings.data_dir / "admin.key"
             key_file.touch(mode=0o600)
             key_file.write_text(admin_key + "\n")
+        env.setdefault("NOTIFY_SIGNING_KEY", local_signing_key(settings))  # the API hands out webhook secrets
         children.append(_spawn("api", ["api"], env))
         _wait_healthy(f"http://{settings.api_host}:{settings.api_port}/healthz", children, 60.0)
         children.append(_spawn("worker", ["worker"], env))
         children.append(_spawn("alerter", ["alerter"], env))
-        env.setdefault("NOTIFY_SIGNING_KEY", local_signing_key(settings))
         children.append(_spawn("notifier", ["notifier"], env))
         children.append(_spawn("simulator", ["simulate"], env))
         print(banner(settings, bootstrap, embedded_broker, admin_key), file=sys.stderr, flush=True)

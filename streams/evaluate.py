@@ -33,6 +33,7 @@ from controlroom.schema import dims_key, fingerprint, series_key
 from streams.rules import ANY_FEED, TEMPLATE_FIELDS, Rule
 
 HOUR_MS = 3_600_000
+PLAN_COVERAGE_SLACK_MS = 3_600_000  # a plan sum must start within the year's first hour to be judged
 SNAPSHOT_VERSION = 1
 # used when a rule has no summary of its own, so an alert always says what and where
 DEFAULT_SUMMARY_VI = "{rule_id}: {feed_vi} – {province_vi} {dims}: {value_text} {unit}"
@@ -273,9 +274,10 @@ class RuleEngine:
         return out
 
     def seed_plan(self, rule_id: str, province: str, dims: Mapping[str, str], year: int, cumulative: float) -> None:
-        """Start a plan rule's cumulative sum from history (the warehouse), e.g. on a first start mid-year."""
+        """Start a plan rule's cumulative sum from history (the warehouse), e.g. on a first start mid-year:
+        the seed covers the year from 1 January, so the rule judges from the next window on."""
         rule = self.rules[rule_id]
-        self._st(rule)[series_key(rule.feed, province, dims_key(dict(dims)))] = [year, cumulative]
+        self._st(rule)[series_key(rule.feed, province, dims_key(dict(dims)))] = [year, cumulative, -(1 << 62)]
 
     # --- rule types -------------------------------------------------------------------------------
 
@@ -438,10 +440,15 @@ class RuleEngine:
               dkey: str, at: int) -> Condition | None:
         p = rule.params_for(province, dkey)
         year, start, end = _year_bounds(at - 1, p["tz_offset_h"])
-        acc = self._st(rule).setdefault(series_key(feed, province, dkey), [year, 0.0])
+        ws = at - self.window_ms
+        # [year, cumulative, first window counted]: a sum that began after 1 January is not the year's
+        acc = self._st(rule).setdefault(series_key(feed, province, dkey), [year, 0.0, ws])
         if acc[0] != year:
-            acc[0], acc[1] = year, 0.0  # a new year starts from zero
+            acc[:] = [year, 0.0, start]  # a new year starts from zero, and from its first day
         acc[1] += metric_value(point, p["metric"])
+        if len(acc) > 2 and acc[2] > start + PLAN_COVERAGE_SLACK_MS:
+            # judging a part-year sum against the whole year's plan would invent a shortfall
+            return self._unjudged(rule, feed, province, dims, at)
         actual = float(acc[1])
         fraction = (at - start) / (end - start)
         plan = p["yearly_target"] * fraction  # the plan curve: linear over the local calendar year

@@ -345,6 +345,9 @@ def test_target_plan_curve() -> None:
     e = engine({"id": "plan", "version": 1, "type": "target", "feed": "public_investment_disbursed",
                 "severity": "warning",
                 "params": {"kind": "plan", "yearly_target": per_minute * 60 * 24 * 365, "tolerance_pct": 1}})
+    # a sum that began 7 h into the (Vietnamese) year is not the year's: no verdict rather than a false alarm
+    assert e.on_window(win("public_investment_disbursed", "01", {}, T0, 400_000)) == []
+    e.seed_plan("plan", "01", {}, 2026, 0.0)  # the warehouse: nothing disbursed before T0
     # T0 + 1 min is 7 h 1 min into the Vietnamese year: plan 421 000, floor 416 790
     [c] = e.on_window(win("public_investment_disbursed", "01", {}, T0, 400_000))
     assert (c.active, c.value) == (True, 400_000.0)
