@@ -130,6 +130,9 @@ def test_live_throttle_sends_first_touch_at_once_then_at_most_once_per_interval(
     t.offer(b"k", 0, w)
     assert t.take(T0 + 500) == []  # held back…
     assert t.take(T0 + 1000) == [(0, w)]  # …and sent when the interval is over
+    higher = ClosedWindow("water_level", "01", {}, T0, WindowAgg(2, 3.0, 1.0, 2.0, 2.0, T0 + 1, 1))
+    t.offer(b"k", 0, higher)
+    assert t.take(T0 + 1100) == [(0, higher)]  # a new maximum goes out at once, interval or not
     t.offer(b"k", 0, w)
     t.forget(b"k")  # the window closed: agg.1m carries it
     assert t.take(T0 + 5000) == []
