@@ -171,6 +171,7 @@ class WindowEngine:
         key_offsets: dict[bytes, int] = {}  # stored max offset per touched window (replay guard)
         size = self.size_ms
         guard = ps.applied_offset  # as at batch start: readings sharing one message share its offset
+        wkeys: dict[tuple[int, str, str, tuple[tuple[str, str], ...]], bytes] = {}  # key text, built once
         for offset, r in records:
             if offset <= guard:
                 result.skipped_replayed += 1
@@ -181,7 +182,11 @@ class WindowEngine:
             if end <= ps.watermark_ms:
                 result.late.append(LateReading(r, offset, ps.watermark_ms))
             else:
-                key = _wkey(end, topic, partition, series_key(r.feed, r.province, r.dims_key), start)
+                ident = (start, r.feed, r.province, tuple(r.dims.items()))
+                key = wkeys.get(ident)
+                if key is None:
+                    key = wkeys[ident] = _wkey(end, topic, partition, series_key(r.feed, r.province, r.dims_key),
+                                               start)
                 stored_off = key_offsets.get(key)
                 if stored_off is None:
                     raw = self.store.get(key)
