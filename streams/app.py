@@ -86,8 +86,21 @@ def build_app(settings: Settings, catalog: Catalog) -> faust.App:
     max_future_ms = int(settings.max_future_s * 1000)
     counters = Counters()
 
+    # Changelog writes go straight to the producer, whose own batching carries thousands per second;
+    # Faust's send_changelog queues each write for a one-by-one task and stalls the stream when more
+    # than 100 wait ("producer buffer full"). Faust flushes this producer before it commits offsets,
+    # so the exactly-once argument is unchanged.
+    unsent: list[tuple[int, bytes, bytes | None]] = []
+
     def persist(partition: int, key: bytes, value: bytes | None) -> None:
-        table.send_changelog(partition, key, value)
+        unsent.append((partition, key, value))
+
+    async def write_changelog() -> None:
+        topic = table.changelog_topic.get_topic_name()
+        batch = unsent[:]
+        unsent.clear()
+        for partition, key, value in batch:
+            await app.producer.send(topic, key, value, partition, None, None)
 
     engine = WindowEngine(table.data, persist, size_ms=settings.window_s * 1000,
                           lateness_ms=int(settings.allowed_lateness_s * 1000),
@@ -142,6 +155,7 @@ def build_app(settings: Settings, catalog: Catalog) -> faust.App:
             for (topic, partition), records in per_tp.items():
                 counters.readings += len(records)
                 result = engine.apply(topic, partition, records, wall)
+                await write_changelog()
                 counters.late += len(result.late)
                 counters.duplicates += result.duplicates
                 counters.replayed += result.skipped_replayed
@@ -160,6 +174,7 @@ def build_app(settings: Settings, catalog: Catalog) -> faust.App:
             return  # windows are only complete once the changelog has been replayed
         wall = now_ms()
         engine.advance_idle(wall)
+        await write_changelog()  # watermarks moved by the clock
         due = engine.due_windows()
         for key, _partition, _w in due:
             live.forget(key)
@@ -173,6 +188,7 @@ def build_app(settings: Settings, catalog: Catalog) -> faust.App:
             await fut  # durable on agg.1m before the window is forgotten
         for key, partition, _w in due:
             engine.forget(key, partition)
+        await write_changelog()
         counters.windows_closed += len(due)
 
     @app.timer(settings.streams_report_s)
