@@ -13,8 +13,10 @@ import resource
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import orjson
 
@@ -23,12 +25,13 @@ sys.path.insert(0, str(ROOT))
 
 from controlroom.broker import free_port, start_tansu  # noqa: E402
 from controlroom.catalog import default_catalog  # noqa: E402
-from controlroom.kafka import all_topics, ensure_topics, make_producer  # noqa: E402
+from controlroom.kafka import ensure_topics, make_producer, system_topics  # noqa: E402
 from controlroom.settings import Settings  # noqa: E402
 from producers.simulator import Simulator  # noqa: E402
 
 N_READINGS = int(os.environ.get("BENCH_READINGS", "200000"))
 N_NAIVE = int(os.environ.get("BENCH_NAIVE_READINGS", "20000"))
+SCALE_OUT = tuple(int(n) for n in os.environ.get("BENCH_SCALE_OUT", "1,2,4").split(","))
 
 
 def log(msg: str) -> None:
@@ -41,9 +44,11 @@ def readings(n: int) -> list[tuple[str, bytes, bytes]]:
     return sim.between(t0, t0 + 60_000, 50)[:n]
 
 
-async def publish(settings: Settings, msgs: list[tuple[str, bytes, bytes]], per_message: int) -> int:
+async def publish(settings: Settings, msgs: list[tuple[str, bytes, bytes]], per_message: int,
+                  slice_ms: int = 1000) -> int:
     """Publish readings in event-time order, up to `per_message` per Kafka message (a JSON array when > 1),
-    as a batching source would: per topic and key, within one second of event time."""
+    as a batching source would: per topic and key, within `slice_ms` of event time (a provincial system
+    exporting each minute: 60 000)."""
     producer = make_producer(settings)
     await producer.start()
     futures = []
@@ -57,7 +62,7 @@ async def publish(settings: Settings, msgs: list[tuple[str, bytes, bytes]], per_
     slice_start = None
     for topic, key, value in msgs:  # the simulator yields them in time order
         ts = orjson.loads(value)["ts"]
-        if slice_start is None or ts - slice_start >= 1000:
+        if slice_start is None or ts - slice_start >= slice_ms:
             for k in list(buffers):
                 await flush(k)
             slice_start = ts
@@ -71,33 +76,81 @@ async def publish(settings: Settings, msgs: list[tuple[str, bytes, bytes]], per_
     return len(futures)
 
 
-def run_worker(settings: Settings, expect: int, data_dir: Path) -> dict[str, float]:
-    """Start the real worker; time from its first absorbed reading until all are absorbed; peak RSS."""
-    env = dict(os.environ, KAFKA_BOOTSTRAP=settings.kafka_bootstrap, KAFKA_IDEMPOTENCE="false",
-               DATA_DIR=str(data_dir), LOG_FORMAT="json", STREAMS_REPORT_S="0.5",
-               STREAMS_APP_ID=f"bench-{time.time_ns()}")
-    proc = subprocess.Popen([sys.executable, "-m", "controlroom.cli", "worker"], env=env, cwd=ROOT,
-                            stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True)
-    first: tuple[float, int] | None = None
-    result: dict[str, float] = {}
-    assert proc.stderr is not None
-    for line in proc.stderr:
-        if '"streams progress"' not in line:
-            continue
-        d = orjson.loads(line)
-        if d["readings"] and first is None:
-            first = (time.monotonic(), d["readings"])
-        if d["readings"] >= expect and first is not None:
-            elapsed = time.monotonic() - first[0]
-            counted = d["readings"] - first[1]
-            result = {"readings": float(d["readings"]), "messages": float(d["messages"]),
-                      "seconds": round(elapsed, 3), "readings_per_s": round(counted / elapsed) if elapsed else 0.0,
-                      "messages_per_s": round(counted / elapsed * d["messages"] / d["readings"]) if elapsed else 0.0}
+def _env(settings: Settings, data_dir: Path, app_id: str) -> dict[str, str]:
+    return dict(os.environ, KAFKA_BOOTSTRAP=settings.kafka_bootstrap, KAFKA_IDEMPOTENCE="false",
+                DATA_DIR=str(data_dir), LOG_FORMAT="json", STREAMS_REPORT_S="0.5", STREAMS_APP_ID=app_id,
+                TOPIC_PARTITIONS=str(settings.topic_partitions))
+
+
+def _cpu_s(pid: int) -> float:
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, IndexError, ValueError):
+        return 0.0
+
+
+def run_workers(settings: Settings, msgs: list[tuple[str, bytes, bytes]], per_message: int, slice_ms: int,
+                data_dir: Path, *, workers: int = 1, with_alerter: bool = False) -> dict[str, float]:
+    """Start `workers` real worker processes (one consumer group) and let their partitions settle, then
+    publish; time from the first absorbed reading until all are absorbed; peak RSS of each worker."""
+    app_id = f"bench-{time.time_ns()}"
+    procs = []
+    for i in range(workers):
+        (data_dir / f"w{i}").mkdir(parents=True, exist_ok=True)
+        procs.append(subprocess.Popen([sys.executable, "-m", "controlroom.cli", "worker"],
+                                      env=_env(settings, data_dir / f"w{i}", app_id), cwd=ROOT,
+                                      stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True))
+    alerter = None
+    if with_alerter:
+        alerter = subprocess.Popen([sys.executable, "-m", "controlroom.cli", "alerter"],
+                                   env=_env(settings, data_dir / "alerter", app_id), cwd=ROOT,
+                                   stderr=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
+    latest = [0] * workers
+    messages = [0] * workers
+    lock = threading.Lock()
+
+    def follow(i: int, proc: subprocess.Popen[str]) -> None:
+        assert proc.stderr is not None
+        for line in proc.stderr:
+            if '"streams progress"' in line:
+                d = orjson.loads(line)
+                with lock:
+                    latest[i], messages[i] = d["readings"], d["messages"]
+
+    for i, proc in enumerate(procs):
+        threading.Thread(target=follow, args=(i, proc), daemon=True).start()
+    time.sleep(8 + 4 * workers)  # group joins on Tansu take ~session timeout / 2 each
+    n_msgs = asyncio.run(publish(settings, msgs, per_message, slice_ms))
+    expect = len(msgs)
+    first: float | None = None
+    deadline = time.monotonic() + 600
+    alerter_cpu0 = _cpu_s(alerter.pid) if alerter else 0.0
+    while time.monotonic() < deadline:
+        with lock:
+            total = sum(latest)
+        if total and first is None:
+            first, first_total = time.monotonic(), total
+        if total >= expect:
             break
-    rss_kb = _rss_kb(proc.pid)
-    proc.terminate()
-    proc.wait(30)
-    result["peak_rss_mb"] = round(rss_kb / 1024, 1)
+        time.sleep(0.05)
+    elapsed = time.monotonic() - (first or time.monotonic())
+    counted = expect - first_total if first is not None else 0
+    result = {"workers": float(workers), "readings": float(expect), "messages": float(n_msgs),
+              "readings_per_message": round(expect / n_msgs, 1), "seconds": round(elapsed, 3),
+              "readings_per_s": round(counted / elapsed) if elapsed else 0.0,
+              "messages_per_s": round(counted / elapsed * n_msgs / expect) if elapsed else 0.0,
+              "peak_rss_mb": max(round(_rss_kb(p.pid) / 1024, 1) for p in procs)}
+    if alerter is not None:
+        time.sleep(2.0)  # the open windows' last live updates
+        result["alerter_cpu_share"] = round((_cpu_s(alerter.pid) - alerter_cpu0) / (elapsed + 2.0), 3)
+        result["alerter_peak_rss_mb"] = round(_rss_kb(alerter.pid) / 1024, 1)
+        alerter.terminate()
+        alerter.wait(30)
+    for p in procs:
+        p.terminate()
+    for p in procs:
+        p.wait(30)
     return result
 
 
@@ -123,32 +176,41 @@ def run_naive(settings: Settings, expect: int) -> dict[str, float]:
     raise RuntimeError("naive baseline did not finish:\n" + (out.stdout + out.stderr)[-2000:])
 
 
-def bench_streams() -> dict[str, object]:
-    msgs = readings(N_READINGS)
-    out: dict[str, object] = {}
-    for per_message in (1, 100):
-        port = free_port()
-        broker = start_tansu(port)
-        try:
-            with tempfile.TemporaryDirectory() as tmp:
-                settings = Settings(kafka_bootstrap=f"127.0.0.1:{port}", kafka_idempotence=False)
-                asyncio.run(ensure_topics(settings, all_topics(default_catalog())))
-                n = len(msgs) if per_message > 1 else min(len(msgs), 60_000)  # single: Faust-bound, keep it short
-                n_msgs = asyncio.run(publish(settings, msgs[:n], per_message))
-                log(f"streams: {n} readings in {n_msgs} messages ({per_message}/message)")
-                out[f"worker_{per_message}_per_message"] = run_worker(settings, n, Path(tmp))
-        finally:
-            broker.terminate()
+def _with_broker(partitions: int, body: Any) -> Any:
     port = free_port()
     broker = start_tansu(port)
     try:
-        settings = Settings(kafka_bootstrap=f"127.0.0.1:{port}", kafka_idempotence=False)
-        asyncio.run(ensure_topics(settings, all_topics(default_catalog())))
-        asyncio.run(publish(settings, msgs[:N_NAIVE], 1))
-        log(f"streams baseline: naive per-event Faust Table on {N_NAIVE} readings")
-        out["naive_faust_table"] = run_naive(settings, N_NAIVE)
+        settings = Settings(kafka_bootstrap=f"127.0.0.1:{port}", kafka_idempotence=False,
+                            topic_partitions=partitions)
+        asyncio.run(ensure_topics(settings, system_topics(default_catalog())))
+        with tempfile.TemporaryDirectory() as tmp:
+            return body(settings, Path(tmp))
     finally:
         broker.terminate()
+        broker.wait(10)
+
+
+def bench_streams() -> dict[str, object]:
+    msgs = readings(N_READINGS)
+    out: dict[str, object] = {}
+    single = msgs[:min(len(msgs), 60_000)]  # Faust-bound: keep it short
+    log(f"streams: {len(single)} readings, one per message")
+    out["worker_1_per_message"] = _with_broker(4, lambda s, d: run_workers(s, single, 1, 1000, d))
+    log(f"streams: {len(msgs)} readings batched per province and minute (≤100 per message), default rules on")
+    out["worker_100_per_message"] = _with_broker(
+        4, lambda s, d: run_workers(s, msgs, 100, 60_000, d, with_alerter=True))
+    log(f"streams baseline: naive per-event Faust Table on {N_NAIVE} readings")
+
+    def naive(settings: Settings, _d: Path) -> dict[str, float]:
+        asyncio.run(publish(settings, msgs[:N_NAIVE], 1))
+        return run_naive(settings, N_NAIVE)
+
+    out["naive_faust_table"] = _with_broker(4, naive)
+    scale: dict[str, object] = {}
+    for n in SCALE_OUT:
+        log(f"scale-out: {n} worker(s) on 8 partitions")
+        scale[str(n)] = _with_broker(8, lambda s, d, n=n: run_workers(s, msgs, 100, 60_000, d, workers=n))
+    out["scale_out"] = scale
     return out
 
 
