@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install up test unit integration lint bench clean
+.PHONY: install up test unit integration lint bench clean chromium
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -17,17 +17,22 @@ install: $(STAMP)
 up: $(STAMP)
 	$(BIN)/controlroom up
 
-test: $(STAMP)
+test: $(STAMP) chromium
 	$(BIN)/python -m pytest -q tests
 
 unit: $(STAMP)
 	$(BIN)/python -m pytest -q tests/unit
 
-integration: $(STAMP)
+integration: $(STAMP) chromium
 	$(BIN)/python -m pytest -q tests/integration
 
 bench: $(STAMP)
 	$(BIN)/python bench/run.py
+
+# The /wall test drives Debian's Chromium (headless): installed here when missing (root, apt)
+chromium:
+	@test -x /usr/bin/chromium || DEBIAN_FRONTEND=noninteractive apt-get install -y chromium \
+		|| (apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y chromium)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

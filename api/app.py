@@ -12,6 +12,7 @@ import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from functools import partial
 from typing import Annotated, Any, Literal
 
 from fastapi import Depends, FastAPI, Query, Request
@@ -19,12 +20,12 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse
 
-from api import admin, alerts, alerts_stream, ingest, queries, query
+from api import admin, alerts, alerts_stream, ingest, queries, query, wall_stream
 from api.analyst import AnalystQueries
 from api.auth import HardeningMiddleware, Security, require
 from api.keystore import AuditLog, KeyStore
 from api.models import FeedsOut, Health, Overview, ProvinceOut, SeriesOut, SinkHealth
-from api.overview import RECENT_MS, SeriesLatest, build_overview, lookback_ms
+from api.overview import read_overview
 from api.params import MAX_STEP_S, MIN_STEP_S, ParamError, build_series_query
 from controlroom.catalog import Catalog, default_catalog
 from controlroom.errors import WarehouseError
@@ -113,6 +114,8 @@ def create_app(settings: Settings, catalog: Catalog | None = None) -> FastAPI:
             stop.set()
             if getattr(app.state, "alert_fanout", None) is not None:
                 await app.state.alert_fanout.close()
+            if getattr(app.state, "wall_hub", None) is not None:
+                await app.state.wall_hub.close()
             if getattr(app.state, "producer", None) is not None:
                 await app.state.producer.stop()
             if getattr(app.state, "analyst", None) is not None:
@@ -136,7 +139,8 @@ def create_app(settings: Settings, catalog: Catalog | None = None) -> FastAPI:
     if origins:  # CORS stays off unless configured
         app.add_middleware(CORSMiddleware, allow_origins=origins, allow_methods=["GET", "POST", "PUT", "DELETE"],
                            allow_headers=["Authorization", "Content-Type", "X-API-Key"])
-    for router in (ingest.router, admin.router, query.router, alerts_stream.router, alerts.router):
+    for router in (ingest.router, admin.router, query.router, alerts_stream.router, alerts.router,
+                   wall_stream.router):
         app.include_router(router)
 
     @app.exception_handler(ParamError)
@@ -216,14 +220,7 @@ def create_app(settings: Settings, catalog: Catalog | None = None) -> FastAPI:
     @app.get("/overview", response_model=Overview, dependencies=viewer)
     async def overview(request: Request) -> Any:
         state = _state(request)
-        now = now_ms()
-        db = state.warehouse.database
-        series_rows = await _query(state, queries.overview_series_sql(db, now - lookback_ms(state.catalog),
-                                                                      now - RECENT_MS))
-        quality = await _query(state, queries.quality_counts_sql(db, now - RECENT_MS))
-        q = quality[0] if quality else {}
-        return build_overview(state.catalog, [SeriesLatest.from_row(r) for r in series_rows], now_ms=now,
-                              dead_letters_recent=int(q.get("dead_letters", 0)), late_recent=int(q.get("late", 0)))
+        return await read_overview(partial(_query, state), state.warehouse.database, state.catalog, now_ms())
 
     return app
 

@@ -18,7 +18,8 @@ def run(settings: Settings, _args: argparse.Namespace) -> int:
 
     from api.app import create_app
 
-    uvicorn.run(create_app(settings), host=settings.api_host, port=settings.api_port, log_config=None)
+    uvicorn.run(create_app(settings), host=settings.api_host, port=settings.api_port, log_config=None,
+                timeout_graceful_shutdown=5)  # open SSE streams (/wall, /alerts) must not hold up the shutdown
     return 0
 
 

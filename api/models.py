@@ -105,6 +105,8 @@ class OverviewFeed(BaseModel):
     series_expected: int
     series_reporting: int
     series_silent: int
+    status: Literal["reporting", "degraded", "silent"] = Field(
+        description="reporting: every expected series reports; silent: none; degraded: some")
     last_ts: str | None
     latest_value: float | None = Field(description="latest reading of each reporting series: summed for "
                                                    "counters, averaged for gauges")
@@ -149,9 +151,16 @@ class Totals(BaseModel):
     late_5m: int
 
 
+class PublicServices(BaseModel):
+    resolved_5m: float = Field(description="dossiers resolved in the last 5 minutes (dvc_dossiers_resolved)")
+    on_time_5m: float = Field(description="of which resolved on time (dims on_time=true)")
+    on_time_rate_pct: float | None = Field(description="on_time_5m / resolved_5m in percent; null when none")
+
+
 class Overview(BaseModel):
     generated_at: str
     totals: Totals
+    public_services: PublicServices
     categories: list[OverviewCategory]
     feeds: list[OverviewFeed]
     provinces: list[OverviewProvince]

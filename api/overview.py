@@ -5,19 +5,27 @@ every other expected series (catalog.iter_series) is silent, including one never
 silent counts cover expected series only, so reporting + silent = expected everywhere; series the
 catalog does not list (e.g. a reading with partial dims) are counted apart as `series_unexpected`,
 while their readings still count in the figures (they are real readings).
+
+A feed is `reporting` when all its expected series report, `silent` when none does, `degraded` in
+between (the feed-health grid of the wall). The public-service on-time rate is the share of dossiers
+resolved on time (feed dvc_dossiers_resolved, dims on_time=true) among all dossiers resolved in the last
+5 minutes, in percent: the numerator/denominator of the `dvc_on_time_share` rule, over the overview's window.
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
+from api import queries
 from controlroom.catalog import Catalog, Feed
 from controlroom.schema import dims_key, ms_to_iso
 
 STALE_CADENCES = 3
 RECENT_MS = 300_000  # the "last 5 minutes" figures
+ON_TIME_FEED, ON_TIME_DIM = "dvc_dossiers_resolved", "on_time=true"
 
 
 def lookback_ms(catalog: Catalog) -> int:
@@ -47,6 +55,21 @@ class SeriesLatest:
 
 def is_reporting(feed: Feed, last_ms: int | None, now_ms: int) -> bool:
     return last_ms is not None and last_ms >= now_ms - feed.cadence_s * STALE_CADENCES * 1000
+
+
+def feed_status(expected: int, reporting: int) -> str:
+    if expected and reporting >= expected:
+        return "reporting"
+    return "degraded" if reporting else "silent"
+
+
+def on_time_rate(rows: list[SeriesLatest]) -> dict[str, Any]:
+    """Dossiers resolved, and resolved on time, in the last 5 minutes; rate in percent (None with none resolved)."""
+    mine = [r for r in rows if r.feed == ON_TIME_FEED]
+    resolved = sum(r.total_recent for r in mine)
+    on_time = sum(r.total_recent for r in mine if ON_TIME_DIM in r.dims_key.split(","))
+    return {"resolved_5m": resolved, "on_time_5m": on_time,
+            "on_time_rate_pct": round(100.0 * on_time / resolved, 2) if resolved else None}
 
 
 def _iso(ms: int | None) -> str | None:
@@ -96,6 +119,7 @@ def build_overview(catalog: Catalog, rows: list[SeriesLatest], *, now_ms: int, d
             "id": f.id, "name_vi": f.name_vi, "name_en": f.name_en, "category": f.category, "unit": f.unit,
             "kind": f.kind, "cadence_s": f.cadence_s, "series_expected": feed_expected[f.id],
             "series_reporting": feed_reporting[f.id], "series_silent": feed_expected[f.id] - feed_reporting[f.id],
+            "status": feed_status(feed_expected[f.id], feed_reporting[f.id]),
             "last_ts": _iso(max((r.last_ms for r in frows), default=None)), "latest_value": latest,
             "last_5m": {"count": n, "sum": total, "avg": total / n if n else None,
                         "min": min(los, default=None), "max": max(his, default=None)},
@@ -131,7 +155,21 @@ def build_overview(catalog: Catalog, rows: list[SeriesLatest], *, now_ms: int, d
             "readings_5m": sum(r.n_recent for r in rows if r.feed in catalog.feeds),
             "dead_letters_5m": dead_letters_recent, "late_5m": late_recent,
         },
+        "public_services": on_time_rate(rows),
         "categories": categories_out,
         "feeds": feeds_out,
         "provinces": provinces_out,
     }
+
+
+Query = Callable[[tuple[str, dict[str, Any]]], Awaitable[list[dict[str, Any]]]]
+
+
+async def read_overview(query: Query, database: str, catalog: Catalog, now_ms: int) -> dict[str, Any]:
+    """/overview at `now_ms`: its two queries through `query` (the caller's warehouse access), then build_overview.
+    The one way /overview and the live wall (api/wall.py) read their figures."""
+    series_rows = await query(queries.overview_series_sql(database, now_ms - lookback_ms(catalog), now_ms - RECENT_MS))
+    quality = await query(queries.quality_counts_sql(database, now_ms - RECENT_MS))
+    q = quality[0] if quality else {}
+    return build_overview(catalog, [SeriesLatest.from_row(r) for r in series_rows], now_ms=now_ms,
+                          dead_letters_recent=int(q.get("dead_letters", 0)), late_recent=int(q.get("late", 0)))

@@ -27,6 +27,7 @@ class Settings(BaseSettings):
     api_host: str = "127.0.0.1"
     api_port: int = 8000
     embedded_sink: bool | None = None  # None: on when CLICKHOUSE_URL is chdb://
+    wall_refresh_s: float = 5.0  # GET /wall/stream: seconds between two wall snapshots (one computation per process)
 
     data_dir: Path = Path("./data")
 

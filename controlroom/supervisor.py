@@ -76,6 +76,7 @@ def banner(settings: Settings, bootstrap: str, embedded_broker: bool, admin_key:
         "Control Room is up.",
         f"  overview  {api}/overview    (live figures: 25 feeds, 7 categories, 34 provinces; needs a key)",
         f"  series    {api}/series?feed=water_level&province=01",
+        f"  wall      {api}/wall        (the live national wall in a browser; asks once for a viewer key)",
         f"  API docs  {api}/docs",
         f"  Kafka     {bootstrap}{' (embedded Tansu, memory storage)' if embedded_broker else ''}",
         f"  warehouse {warehouse}, data in {settings.data_dir}",

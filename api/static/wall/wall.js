@@ -1,0 +1,333 @@
+/* The live wall: reads GET /wall/stream (Server-Sent Events) with fetch(), so the viewer key travels in the
+   Authorization header, never in the URL. The key is asked once and kept in this browser's localStorage.
+   Everything is drawn with DOM calls and textContent (no innerHTML): alert texts cannot inject markup. */
+"use strict";
+(function () {
+  const KEY = "controlroom.wall.key";
+  const LANG = "controlroom.wall.lang";
+  const SVG = "http://www.w3.org/2000/svg";
+  const LABELS = {
+    vi: {
+      title: "Trung tâm điều hành quốc gia", feeds_reporting: "luồng đang báo",
+      series_reporting: "chuỗi đang báo", provinces_reporting: "tỉnh, thành",
+      readings_5m: "bản tin / 5 phút", connecting: "Đang kết nối…", live: "Trực tiếp", stale: "Mất kết nối",
+      error: "Lỗi kho dữ liệu", change_key: "Đổi khóa", map: "Cảnh báo theo tỉnh, thành",
+      sev_critical: "Nghiêm trọng", sev_warning: "Cảnh báo", sev_info: "Thông tin", sev_none: "Bình thường",
+      alerts: "Cảnh báo đang kích hoạt", col_severity: "Mức độ", col_summary: "Nội dung", col_province: "Tỉnh, thành",
+      col_since: "Từ lúc", no_alerts: "Không có cảnh báo nào đang kích hoạt.",
+      on_time: "Hồ sơ giải quyết đúng hạn (5 phút)", feed_health: "Tình trạng 25 luồng dữ liệu",
+      st_reporting: "đang báo", st_degraded: "thiếu một phần", st_silent: "im lặng",
+      key_title: "Khóa xem (viewer) cho màn hình này",
+      key_help: "Nhập một khóa API có quyền viewer. Khóa được lưu trong trình duyệt này và gửi trong tiêu đề Authorization, không bao giờ trong địa chỉ.",
+      key_submit: "Mở bức tường", key_bad: "Khóa không hợp lệ, đã bị thu hồi hoặc không có quyền viewer.",
+      toggle: "English", sum_5m: "tổng 5 phút", latest: "giá trị mới nhất", updated: "Cập nhật",
+      more: "và {n} cảnh báo khác", resolved_of: "{a} / {b} hồ sơ", no_data: "chưa có hồ sơ", national: "Toàn quốc",
+      min: "phút", h: "giờ", ago: "trước",
+    },
+    en: {
+      title: "National operations center", feeds_reporting: "feeds reporting", series_reporting: "series reporting",
+      provinces_reporting: "provinces with data", readings_5m: "readings / 5 min", connecting: "Connecting…",
+      live: "Live", stale: "Connection lost", error: "Warehouse error", change_key: "Change key",
+      map: "Alerts by province", sev_critical: "Critical", sev_warning: "Warning", sev_info: "Info", sev_none: "Normal",
+      alerts: "Firing alerts", col_severity: "Severity", col_summary: "Summary", col_province: "Province",
+      col_since: "Since", no_alerts: "No alert is firing.", on_time: "Dossiers resolved on time (5 min)",
+      feed_health: "Health of the 25 feeds", st_reporting: "reporting", st_degraded: "degraded", st_silent: "silent",
+      key_title: "Viewer key for this screen",
+      key_help: "Enter an API key with the viewer role. It is kept in this browser and sent in the Authorization header, never in the address.",
+      key_submit: "Open the wall", key_bad: "This key is invalid, revoked, or lacks the viewer role.",
+      toggle: "Tiếng Việt", sum_5m: "5-min total", latest: "latest value", updated: "Updated",
+      more: "and {n} more alerts", resolved_of: "{a} / {b} dossiers", no_data: "no dossier yet", national: "National",
+      min: "min", h: "h", ago: "ago",
+    },
+  };
+  let lang = localStorage.getItem(LANG) === "en" ? "en" : "vi";
+  let snap = null;
+  let lastAt = 0;
+  let controller = null;
+  let retryTimer = null;
+  const $ = (id) => document.getElementById(id);
+  const t = (k) => LABELS[lang][k] || k;
+
+  function el(tag, cls, text) {
+    const e = document.createElement(tag);
+    if (cls) e.className = cls;
+    if (text !== undefined && text !== null) e.textContent = text;
+    return e;
+  }
+
+  function group(intPart, sep) {
+    return intPart.replace(/\B(?=(\d{3})+(?!\d))/g, sep);
+  }
+
+  // Numbers the way each language writes them: vi 1.234,5 ; en 1,234.5. Large amounts are abbreviated.
+  function fmt(v, decimals) {
+    if (v === null || v === undefined || Number.isNaN(v)) return "–";
+    const [th, dec] = lang === "vi" ? [".", ","] : [",", "."];
+    let suffix = "";
+    let x = v;
+    const big = [[1e12, " nghìn tỷ", " tn"], [1e9, " tỷ", " bn"], [1e6, " triệu", " M"]];
+    for (const [n, vi, en] of big) {
+      if (Math.abs(v) >= n) { x = v / n; suffix = lang === "vi" ? vi : en; decimals = 2; break; }
+    }
+    if (decimals === undefined) decimals = Number.isInteger(x) ? 0 : (Math.abs(x) >= 100 ? 0 : 2);
+    const s = Math.abs(x).toFixed(decimals);
+    const [i, d] = s.split(".");
+    return (x < 0 ? "−" : "") + group(i, th) + (d ? dec + d : "") + suffix;
+  }
+
+  function since(iso) {
+    const d = new Date(iso);
+    const mins = Math.max(0, Math.round((Date.now() - d.getTime()) / 60000));
+    const hhmm = d.toLocaleTimeString(lang === "vi" ? "vi-VN" : "en-GB", { hour: "2-digit", minute: "2-digit" });
+    const rel = mins < 60 ? mins + " " + t("min") : Math.floor(mins / 60) + " " + t("h") + " " + (mins % 60) + " " + t("min");
+    return hhmm + " (" + rel + " " + t("ago") + ")";
+  }
+
+  function applyLabels() {
+    document.documentElement.lang = lang;
+    document.querySelectorAll("[data-i18n]").forEach((e) => { e.textContent = t(e.dataset.i18n); });
+    $("lang").textContent = t("toggle");
+    document.title = t("title") + " — Control Room";
+  }
+
+  function setStatus(kind) {
+    $("status").dataset.i18n = kind;
+    $("status").textContent = t(kind);
+    $("live-dot").className = "dot " + (kind === "live" ? "live" : kind === "connecting" ? "" : "stale");
+  }
+
+  function renderTiles(s) {
+    const box = $("tiles");
+    box.replaceChildren();
+    for (const tile of s.tiles) {
+      const e = el("div", "tile");
+      e.dataset.category = tile.id;
+      e.dataset.feed = tile.feed;
+      e.dataset.value = JSON.stringify(tile.value);
+      e.dataset.trend = JSON.stringify(tile.trend.map((p) => p[1]));
+      e.append(el("div", "cat", lang === "vi" ? tile.name_vi : tile.name_en));
+      e.append(el("div", "feed", lang === "vi" ? tile.feed_name_vi : tile.feed_name_en));
+      e.append(el("div", "value", fmt(tile.value)));
+      e.append(el("div", "unit", tile.unit + " · " + t(tile.basis)));
+      const foot = el("div", "foot");
+      foot.append(spark(tile.trend.map((p) => p[1])));
+      const d = tile.trend_delta_pct;
+      const arrow = d === null ? "" : d > 1 ? "▲ " : d < -1 ? "▼ " : "► ";
+      const de = el("span", "delta " + (d === null ? "flat" : d > 1 ? "up" : d < -1 ? "down" : "flat"),
+        d === null ? "" : arrow + (d > 0 ? "+" : "") + fmt(d, 1) + " %");
+      foot.append(de);
+      e.append(foot);
+      box.append(e);
+    }
+  }
+
+  function spark(values) {
+    const svg = document.createElementNS(SVG, "svg");
+    svg.setAttribute("class", "spark");
+    svg.setAttribute("viewBox", "0 0 150 40");  // stretched to the CSS size
+    svg.setAttribute("preserveAspectRatio", "none");
+    if (values.length > 1) {
+      const lo = Math.min(...values), hi = Math.max(...values), span = hi - lo || 1;
+      const pts = values.map((v, i) => (i * 150 / (values.length - 1)).toFixed(1) + "," + (37 - (v - lo) / span * 34).toFixed(1));
+      const line = document.createElementNS(SVG, "polyline");
+      line.setAttribute("points", pts.join(" "));
+      svg.append(line);
+    }
+    return svg;
+  }
+
+  function renderMap(s) {
+    const svg = $("map");
+    svg.setAttribute("viewBox", "0 0 " + s.map.width + " " + s.map.height);
+    svg.replaceChildren();
+    const order = { critical: 3, warning: 2, info: 1 };
+    const provinces = [...s.provinces].sort((a, b) => (order[a.severity] || 0) - (order[b.severity] || 0));
+    for (const p of provinces) {
+      const c = document.createElementNS(SVG, "circle");
+      c.setAttribute("cx", p.x);
+      c.setAttribute("cy", p.y);
+      c.setAttribute("r", p.severity ? 14 : 10);
+      c.setAttribute("class", "province sev-" + (p.severity || "none"));
+      c.dataset.code = p.code;
+      c.dataset.severity = p.severity || "none";
+      const title = document.createElementNS(SVG, "title");
+      title.textContent = (lang === "vi" ? p.name_vi : p.name_en) + (p.firing ? " · " + p.firing : "");
+      c.append(title);
+      svg.append(c);
+    }
+    for (const p of provinces.filter((q) => q.severity)) {  // names only where something fires
+      const label = document.createElementNS(SVG, "text");
+      label.setAttribute("x", p.x + 15);
+      label.setAttribute("y", p.y + 5);
+      label.textContent = lang === "vi" ? p.name_vi.replace(/^(Thành phố|Tỉnh) /, "") : p.name_en;
+      svg.append(label);
+    }
+  }
+
+  function renderAlerts(s) {
+    const body = document.querySelector("#alerts tbody");
+    body.replaceChildren();
+    for (const a of s.alerts) {
+      const tr = el("tr", "alert");
+      tr.dataset.alertId = a.alert_id;
+      tr.dataset.severity = a.severity;
+      tr.dataset.province = a.province;
+      const sev = el("td", "sev");
+      sev.append(el("span", "sev-" + a.severity, t("sev_" + a.severity)));
+      tr.append(sev, el("td", "summary", lang === "vi" ? a.summary_vi : a.summary_en),
+        el("td", "prov", lang === "vi" ? a.province_vi : a.province_en), el("td", "since", since(a.since)));
+      body.append(tr);
+    }
+    $("alert-count").textContent = String(s.alerts_firing);
+    $("no-alerts").hidden = s.alerts_firing > 0;
+    const more = s.alerts_firing - s.alerts.length;
+    $("more-alerts").hidden = more <= 0;
+    $("more-alerts").textContent = more > 0 ? t("more").replace("{n}", fmt(more)) : "";
+  }
+
+  function renderSide(s) {
+    const ps = s.public_services;
+    const o = $("ontime");
+    o.dataset.value = JSON.stringify(ps.on_time_rate_pct);
+    o.textContent = ps.on_time_rate_pct === null ? "–" : fmt(ps.on_time_rate_pct, 1) + " %";
+    o.className = ps.on_time_rate_pct !== null && ps.on_time_rate_pct < 90 ? "big bad" : "big";
+    $("ontime-sub").textContent = ps.resolved_5m
+      ? t("resolved_of").replace("{a}", fmt(ps.on_time_5m)).replace("{b}", fmt(ps.resolved_5m)) : t("no_data");
+    for (const k of ["reporting", "degraded", "silent"]) $("h-" + k).textContent = String(s.health[k]);
+    const box = $("feeds");
+    box.replaceChildren();
+    for (const f of s.feeds) {
+      const c = el("div", "feed-cell st-" + f.status);
+      c.append(el("span", "name", lang === "vi" ? f.name_vi : f.name_en));
+      c.dataset.feed = f.id;
+      c.dataset.status = f.status;
+      c.title = t("st_" + f.status);
+      c.append(el("b", null, fmt(f.series_reporting) + " / " + fmt(f.series_expected)));
+      box.append(c);
+    }
+  }
+
+  function renderTotals(s) {
+    const x = s.totals;
+    $("t-feeds").textContent = x.feeds_reporting + " / " + x.feeds;
+    $("t-series").textContent = fmt(x.series_reporting) + " / " + fmt(x.series_expected);
+    $("t-provinces").textContent = x.provinces_reporting + " / " + x.provinces;
+    $("t-readings").textContent = fmt(x.readings_5m);
+    $("t-readings").dataset.value = String(x.readings_5m);
+    $("updated").textContent = t("updated") + " " + new Date(s.generated_at).toLocaleTimeString(lang === "vi" ? "vi-VN" : "en-GB");
+  }
+
+  function render() {
+    applyLabels();
+    if (!snap) return;
+    renderTotals(snap);
+    renderTiles(snap);
+    renderMap(snap);
+    renderAlerts(snap);
+    renderSide(snap);
+    document.body.dataset.generatedAt = snap.generated_at;
+  }
+
+  function askKey(message) {
+    $("key-error").textContent = message || "";
+    $("key-dialog").hidden = false;
+    $("key-input").focus();
+  }
+
+  function handle(block) {
+    let event = "message";
+    const data = [];
+    for (const line of block.split("\n")) {
+      if (line.startsWith("event:")) event = line.slice(6).trim();
+      else if (line.startsWith("data:")) data.push(line.slice(5).replace(/^ /, ""));
+    }
+    if (!data.length) return;
+    const payload = JSON.parse(data.join("\n"));
+    if (event === "wall") {
+      snap = payload;
+      lastAt = Date.now();
+      setStatus("live");
+      render();
+    } else if (event === "wall-error") {
+      setStatus("error");
+    } else if (event === "auth") {
+      localStorage.removeItem(KEY);
+      if (controller) controller.abort();
+      askKey(t("key_bad"));
+    }
+  }
+
+  function retry() {
+    clearTimeout(retryTimer);
+    retryTimer = setTimeout(connect, 3000);
+  }
+
+  async function connect() {
+    const key = localStorage.getItem(KEY);
+    if (!key) { askKey(""); return; }
+    if (controller) controller.abort();
+    controller = new AbortController();
+    const mine = controller;
+    setStatus(snap ? "stale" : "connecting");
+    let resp;
+    try {
+      resp = await fetch("/wall/stream", { headers: { Authorization: "Bearer " + key, Accept: "text/event-stream" },
+        cache: "no-store", signal: mine.signal });
+    } catch (e) {
+      if (!mine.signal.aborted) { setStatus("stale"); retry(); }
+      return;
+    }
+    if (resp.status === 401 || resp.status === 403) {
+      localStorage.removeItem(KEY);
+      askKey(t("key_bad"));
+      return;
+    }
+    if (!resp.ok || !resp.body) { setStatus("stale"); retry(); return; }
+    const reader = resp.body.pipeThrough(new TextDecoderStream()).getReader();
+    let buf = "";
+    try {
+      for (;;) {
+        const { value, done } = await reader.read();
+        if (done) break;
+        buf += value.replace(/\r\n/g, "\n");
+        let i;
+        while ((i = buf.indexOf("\n\n")) >= 0) {
+          handle(buf.slice(0, i));
+          buf = buf.slice(i + 2);
+        }
+      }
+    } catch (e) {
+      if (mine.signal.aborted) return;
+    }
+    if (!mine.signal.aborted) { setStatus("stale"); retry(); }
+  }
+
+  // A stream that went quiet (no snapshot and no heartbeat got through): say so, and reconnect.
+  setInterval(() => {
+    if (snap && Date.now() - lastAt > Math.max(30000, snap.refresh_s * 4000)) { setStatus("stale"); connect(); }
+  }, 5000);
+
+  document.addEventListener("DOMContentLoaded", () => {
+    $("lang").addEventListener("click", () => {
+      lang = lang === "vi" ? "en" : "vi";
+      localStorage.setItem(LANG, lang);
+      render();
+    });
+    $("forget").addEventListener("click", () => {
+      localStorage.removeItem(KEY);
+      if (controller) controller.abort();
+      askKey("");
+    });
+    $("key-form").addEventListener("submit", (ev) => {
+      ev.preventDefault();
+      const key = $("key-input").value.trim();
+      if (!key) return;
+      localStorage.setItem(KEY, key);
+      $("key-input").value = "";
+      $("key-dialog").hidden = true;
+      connect();
+    });
+    applyLabels();
+    connect();
+  });
+})();

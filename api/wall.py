@@ -1,0 +1,152 @@
+"""The live wall's snapshot, assembled from plain data (pure: no I/O, unit-testable).
+
+One snapshot holds every panel of the national wall: a tile per category (headline figure + trend), the
+34 provinces placed on a map and coloured by their worst *firing* alert, the firing alerts, the feed-health
+grid and the public-service on-time rate. Its figures are /overview's own (api.overview.read_overview), the
+alerts are /alerts' own query (api.alerts_sql.alerts_sql, state firing) and the trends are /series' own query
+on the 1-minute table (api.queries.series_sql, source agg): api/wall_stream.py runs those queries, once per
+refresh per API process, and hands the rows to `build_wall`.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+from api.queries import SeriesQuery
+from controlroom.catalog import Catalog
+from controlroom.schema import ms_to_iso
+
+SEVERITY_ORDER = ("info", "warning", "critical")
+# The headline feed of each category tile: a counter shows its sum over the last 5 minutes, a gauge its
+# latest value (both exactly as /overview reports them, `last_5m.sum` and `latest_value`).
+HEADLINE_FEEDS = {
+    "daily_news": "press_mentions",
+    "focal_issues": "hotline_calls",
+    "international_indices": "vn_index",
+    "socio_economic": "business_registrations",
+    "regional_local": "citizen_feedback",
+    "public_services": "dvc_dossiers_received",
+    "direction_operations": "gov_tasks",
+}
+TREND_MINUTES = 15  # closed 1-minute windows drawn as a sparkline under each tile
+TREND_HALF = 5  # trend arrow: the last 5 closed minutes against the 5 before them
+ALERTS_SHOWN = 50  # rows of the alerts table carried by a snapshot (the map uses every firing alert)
+ALERTS_READ = 2000  # firing alerts read per refresh; beyond that the wall says the list is cut
+MAP_W, MAP_H, MAP_PAD = 420.0, 760.0, 24.0  # SVG viewBox of the province map
+
+
+@dataclass(frozen=True, slots=True)
+class TrendPoint:
+    t_ms: int
+    value: float
+
+
+def trend_query(feed: str, now_ms: int) -> SeriesQuery:
+    """The sparkline of a tile: the headline feed, every province, closed 1-minute windows of the last minutes."""
+    to_ms = now_ms - now_ms % 60_000
+    return SeriesQuery(feed=feed, province=None, from_ms=to_ms - TREND_MINUTES * 60_000, to_ms=to_ms, step_s=60,
+                       source="agg")
+
+
+def trend_points(rows: list[dict[str, Any]], kind: str) -> list[TrendPoint]:
+    """series_sql rows → per-minute values, as /series computes `value`: sum for counters, average for gauges."""
+    out = []
+    for r in rows:
+        n, total = int(r["n"]), float(r["total"])
+        out.append(TrendPoint(int(r["t"]), total if kind == "counter" else total / n if n else 0.0))
+    return out
+
+
+def trend_delta_pct(points: list[TrendPoint], kind: str) -> float | None:
+    """Change of the last TREND_HALF minutes against the TREND_HALF before them, in percent (None: no basis)."""
+    if len(points) < 2 * TREND_HALF:
+        return None
+    recent = [p.value for p in points[-TREND_HALF:]]
+    before = [p.value for p in points[-2 * TREND_HALF:-TREND_HALF]]
+    a, b = (sum(recent), sum(before)) if kind == "counter" else (sum(recent) / TREND_HALF, sum(before) / TREND_HALF)
+    return None if b == 0 else round(100.0 * (a - b) / abs(b), 1)
+
+
+def project(catalog: Catalog) -> dict[str, tuple[float, float]]:
+    """Province centres → SVG coordinates (equirectangular, longitude scaled by cos of the mean latitude)."""
+    lats = [p.lat for p in catalog.provinces.values()]
+    lons = [p.lon for p in catalog.provinces.values()]
+    k = math.cos(math.radians((min(lats) + max(lats)) / 2))
+    w, h = (max(lons) - min(lons)) * k, max(lats) - min(lats)
+    scale = min((MAP_W - 2 * MAP_PAD) / w, (MAP_H - 2 * MAP_PAD) / h)
+    x0 = (MAP_W - w * scale) / 2
+    y0 = (MAP_H - h * scale) / 2
+    return {p.code: (round(x0 + (p.lon - min(lons)) * k * scale, 1), round(y0 + (max(lats) - p.lat) * scale, 1))
+            for p in catalog.provinces.values()}
+
+
+def worst(severities: list[str]) -> str | None:
+    known = [s for s in severities if s in SEVERITY_ORDER]
+    return max(known, key=SEVERITY_ORDER.index) if known else None
+
+
+def build_wall(catalog: Catalog, overview: dict[str, Any], firing: list[dict[str, Any]],
+               trends: dict[str, list[dict[str, Any]]], *, refresh_s: float) -> dict[str, Any]:
+    """The wall snapshot. `overview`: read_overview's result; `firing`: alerts_sql rows (state firing, worst
+    first); `trends`: series_sql rows (trend_query) per headline feed."""
+    feeds = {f["id"]: f for f in overview["feeds"]}
+    tiles = []
+    for cat in overview["categories"]:
+        feed_id = HEADLINE_FEEDS[cat["id"]]
+        f, meta = feeds[feed_id], catalog.feeds[feed_id]
+        points = trend_points(trends.get(feed_id, []), meta.kind)
+        tiles.append({
+            "id": cat["id"], "name_vi": cat["name_vi"], "name_en": cat["name_en"],
+            "feed": feed_id, "feed_name_vi": meta.name_vi, "feed_name_en": meta.name_en, "unit": meta.unit,
+            "kind": meta.kind, "basis": "sum_5m" if meta.kind == "counter" else "latest",
+            "value": f["last_5m"]["sum"] if meta.kind == "counter" else f["latest_value"],
+            "trend": [[p.t_ms, p.value] for p in points], "trend_delta_pct": trend_delta_pct(points, meta.kind),
+            "feeds": len(cat["feeds"]), "feeds_reporting": cat["feeds_reporting"],
+        })
+
+    by_province: dict[str, list[str]] = {}
+    for a in firing:
+        by_province.setdefault(str(a["province"]), []).append(str(a["severity"]))
+    xy = project(catalog)
+    provinces = [{
+        "code": p["code"], "name_vi": p["name_vi"], "name_en": p["name_en"], "x": xy[p["code"]][0],
+        "y": xy[p["code"]][1], "severity": worst(by_province.get(p["code"], [])),
+        "firing": len(by_province.get(p["code"], [])), "series_reporting": p["series_reporting"],
+        "series_silent": p["series_silent"],
+    } for p in overview["provinces"]]
+
+    def province_name(code: str, lang: str) -> str:
+        p = catalog.provinces.get(code)
+        if p is None:
+            return "Toàn quốc" if lang == "vi" else "National"
+        return p.name_vi if lang == "vi" else p.name_en
+
+    alerts = [{
+        "alert_id": a["alert_id"], "severity": a["severity"], "rule_id": a["rule_id"], "feed": a["feed"],
+        "province": a["province"], "province_vi": province_name(str(a["province"]), "vi"),
+        "province_en": province_name(str(a["province"]), "en"), "summary_vi": a["summary_vi"],
+        "summary_en": a["summary_en"], "since": ms_to_iso(int(a["starts_at_ms"])), "acked": bool(a.get("ack_by")),
+    } for a in firing[:ALERTS_SHOWN]]
+
+    health = {"reporting": 0, "degraded": 0, "silent": 0}
+    for f in overview["feeds"]:
+        health[f["status"]] += 1
+    return {
+        "generated_at": overview["generated_at"],
+        "refresh_s": refresh_s,
+        "totals": overview["totals"],
+        "public_services": overview["public_services"],
+        "tiles": tiles,
+        "map": {"width": MAP_W, "height": MAP_H},
+        "provinces": provinces,
+        "alerts": alerts,
+        "alerts_firing": len(firing),
+        "alerts_by_severity": {s: sum(1 for a in firing if a["severity"] == s) for s in SEVERITY_ORDER},
+        "alerts_truncated": len(firing) >= ALERTS_READ,
+        "feeds": [{"id": f["id"], "name_vi": f["name_vi"], "name_en": f["name_en"], "category": f["category"],
+                   "status": f["status"], "series_expected": f["series_expected"],
+                   "series_reporting": f["series_reporting"], "last_ts": f["last_ts"]} for f in overview["feeds"]],
+        "health": health,
+    }

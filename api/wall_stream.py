@@ -1,0 +1,179 @@
+"""GET /wall (the built-in live wall page) and GET /wall/stream (its snapshots, as Server-Sent Events).
+
+One task per API process (WallHub) computes the wall snapshot every WALL_REFRESH_S seconds with /overview's,
+/alerts' and /series' own queries (see api/wall.py), serialises it once and fans the same bytes out to every
+connected screen: ten screens cost what one costs. The task runs only while a screen is connected. A slow
+screen keeps only the newest snapshot (older ones are dropped: a wall needs the present, not a backlog).
+
+Authentication (the project's model: every read needs a key with the viewer role):
+- The page and its static files (/wall, /wall/static/*) carry no data, so they load without a key.
+- The page asks once for a viewer key, keeps it in the browser's localStorage, and sends it as
+  `Authorization: Bearer …` on a fetch()-based SSE reader (EventSource cannot send headers).
+- Never `?key=` in the URL: URLs end up in access logs, proxy logs and browser history.
+- A strict Content-Security-Policy on the page (scripts only from this origin, no inline script) is what
+  keeps other scripts away from the stored key. A revoked key ends an open stream within KEY_RECHECK_S.
+- Give a wall screen its own viewer key (POST /admin/keys, role viewer): read-only, revocable alone.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import AsyncIterator
+from importlib import resources
+from typing import Annotated, Any
+
+import orjson
+from fastapi import APIRouter, Depends, HTTPException, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import Response, StreamingResponse
+
+from api.alerts_sql import alerts_sql
+from api.auth import _token, require, security_of
+from api.overview import read_overview
+from api.queries import series_sql
+from api.wall import ALERTS_READ, HEADLINE_FEEDS, build_wall, trend_query
+from controlroom.catalog import Catalog
+from controlroom.logs import get_logger
+from controlroom.security import Principal
+from sinks.warehouse import Warehouse
+
+log = get_logger("wall")
+router = APIRouter(tags=["wall"])
+HEARTBEAT_S = 15.0
+KEY_RECHECK_S = 60.0
+STATIC = {  # the only files served under /wall/static (vendored in the package: api/static/wall)
+    "wall.css": "text/css; charset=utf-8",
+    "wall.js": "text/javascript; charset=utf-8",
+    "favicon.svg": "image/svg+xml",
+}
+PAGE_CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; connect-src 'self'; "
+            "base-uri 'none'; form-action 'none'; frame-ancestors 'none'")
+
+
+def _asset(name: str) -> bytes:
+    return (resources.files("api") / "static" / "wall" / name).read_bytes()
+
+
+def sse_frame(event: str, data: dict[str, Any]) -> bytes:
+    return f"event: {event}\ndata: ".encode() + orjson.dumps(data) + b"\n\n"
+
+
+class WallHub:
+    """Computes the snapshot once per refresh and fans it out; one per API process (app.state.wall_hub)."""
+
+    def __init__(self, warehouse: Warehouse, catalog: Catalog, refresh_s: float) -> None:
+        self.warehouse = warehouse
+        self.catalog = catalog
+        self.refresh_s = refresh_s
+        self.clients: set[asyncio.Queue[bytes]] = set()
+        self.latest: bytes | None = None
+        self.computed = 0  # snapshots computed by this process (tests check there is no per-client work)
+        self._task: asyncio.Task[None] | None = None
+
+    async def _query(self, built: tuple[str, dict[str, Any]]) -> list[dict[str, Any]]:
+        sql, params = built
+        return await run_in_threadpool(self.warehouse.query, sql, params)
+
+    async def snapshot(self, now_ms: int) -> dict[str, Any]:
+        db = self.warehouse.database
+        overview = await read_overview(self._query, db, self.catalog, now_ms)
+        firing = await self._query(alerts_sql(db, states=("firing",), severity=None, feed=None, province=None,
+                                              limit=ALERTS_READ))
+        trends = {feed: await self._query(series_sql(db, trend_query(feed, now_ms)))
+                  for feed in HEADLINE_FEEDS.values()}
+        return build_wall(self.catalog, overview, firing, trends, refresh_s=self.refresh_s)
+
+    def subscribe(self) -> asyncio.Queue[bytes]:
+        queue: asyncio.Queue[bytes] = asyncio.Queue(maxsize=2)
+        if self.latest is not None and self._task is not None and not self._task.done():
+            queue.put_nowait(self.latest)  # a new screen shows the current wall at once
+        self.clients.add(queue)
+        if self._task is None or self._task.done():
+            self._task = asyncio.create_task(self._run(), name="wall-hub")
+        return queue
+
+    def unsubscribe(self, queue: asyncio.Queue[bytes]) -> None:
+        self.clients.discard(queue)
+
+    def publish(self, frame: bytes) -> None:
+        for queue in list(self.clients):
+            if queue.full():  # a stalled screen: drop its older snapshot, keep the newest
+                with contextlib.suppress(asyncio.QueueEmpty):
+                    queue.get_nowait()
+            with contextlib.suppress(asyncio.QueueFull):
+                queue.put_nowait(frame)
+
+    async def _run(self) -> None:
+        while self.clients:
+            started = time.monotonic()
+            try:
+                snap = await self.snapshot(time.time_ns() // 1_000_000)
+                self.computed += 1
+                self.latest = sse_frame("wall", snap)
+                self.publish(self.latest)
+            except Exception as exc:  # a warehouse hiccup: screens keep the last wall and are told; next try later
+                log.error("wall snapshot failed", error=str(exc)[:300])
+                self.publish(sse_frame("wall-error", {"detail": "warehouse unavailable"}))
+            await asyncio.sleep(max(0.2, self.refresh_s - (time.monotonic() - started)))
+
+    async def close(self) -> None:
+        self.clients.clear()
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._task
+
+
+def hub_of(request: Request) -> WallHub:
+    hub: WallHub | None = getattr(request.app.state, "wall_hub", None)
+    if hub is None:  # created on first use: the lifespan (app.py) stays as it is
+        state = request.app.state.api
+        hub = WallHub(state.warehouse, state.catalog, state.settings.wall_refresh_s)
+        request.app.state.wall_hub = hub
+    return hub
+
+
+@router.get("/wall", summary="The live national wall (HTML; asks for a viewer key once)",
+            responses={200: {"content": {"text/html": {}}}})
+async def wall_page() -> Response:
+    return Response(_asset("index.html"), media_type="text/html; charset=utf-8",
+                    headers={"Content-Security-Policy": PAGE_CSP})
+
+
+@router.get("/wall/static/{name}", include_in_schema=False)
+async def wall_static(name: str) -> Response:
+    if name not in STATIC:
+        raise HTTPException(404, "no such file")
+    return Response(_asset(name), media_type=STATIC[name])
+
+
+# Not in the OpenAPI schema: a never-ending stream only stalls schema-driven clients and fuzzers (README documents it).
+@router.get("/wall/stream", summary="Wall snapshots live (Server-Sent Events, event `wall`)", include_in_schema=False)
+async def wall_stream(request: Request, _: Annotated[Principal, Depends(require("viewer"))]) -> StreamingResponse:
+    hub = hub_of(request)
+    token = _token(request) or ""
+    keys = security_of(request).keys
+    queue = hub.subscribe()
+
+    async def events() -> AsyncIterator[bytes]:
+        checked = time.monotonic()
+        try:
+            yield b"retry: 3000\n: connected\n\n"
+            while True:
+                try:
+                    frame = await asyncio.wait_for(queue.get(), HEARTBEAT_S)
+                except TimeoutError:
+                    frame = b": heartbeat\n\n"  # keeps proxies from closing a quiet stream
+                if time.monotonic() - checked > KEY_RECHECK_S:
+                    checked = time.monotonic()
+                    if await run_in_threadpool(keys.authenticate, token) is None:
+                        yield sse_frame("auth", {"detail": "key revoked"})
+                        return
+                yield frame
+        finally:
+            hub.unsubscribe(queue)
+
+    return StreamingResponse(events(), media_type="text/event-stream",
+                             headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"})

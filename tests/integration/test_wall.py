@@ -1,0 +1,361 @@
+"""GET /wall in headless Chromium, against the API served for real (uvicorn) on seeded chDB data.
+
+The seed is realistic and known: the simulator's readings for every expected series (2,000+) over three
+minutes, except one feed left silent and one station left out (a degraded feed); closed 1-minute windows
+for the tiles' trends; alert events (the materialized view fills alerts_current) in every state. Readings
+reach up to 60 s ahead of the clock (inside MAX_FUTURE_S), so no series crosses a staleness or 5-minute
+boundary while the test runs and the page, /overview and the expected figures must agree exactly.
+
+Chromium is Debian's (/usr/bin/chromium; `make test` installs it), driven by Playwright without any
+browser download. UPDATE_SCREENSHOT=1 also copies the screenshot to docs/wall.png (the README's).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+import orjson
+import pytest
+import uvicorn
+from playwright.sync_api import ConsoleMessage, Page, Request, Response, sync_playwright
+
+from api.app import create_app
+from api.wall import HEADLINE_FEEDS, TREND_MINUTES
+from api.wall_stream import WallHub
+from controlroom.broker import free_port
+from controlroom.catalog import Catalog
+from controlroom.schema import ALERTS_TOPIC, alert_message, fingerprint, window_message
+from producers.simulator import Simulator
+from sinks.rows import Record
+from sinks.writer import SinkWriter
+from tests.conftest import register_secret
+
+pytestmark = pytest.mark.integration
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+DOCS_SCREENSHOT = Path(__file__).resolve().parents[2] / "docs" / "wall.png"
+MIN = 60_000
+SILENT_FEED = "sar_incidents"  # no reading at all
+DEGRADED = ("water_level", "01", "station=s2")  # one station of one province left out
+CRITICAL_RGB = "rgb(230, 57, 70)"  # --critical in wall.css
+
+
+@dataclass
+class LiveApi:
+    url: str
+    app: Any
+    viewer: str
+
+    @property
+    def hub(self) -> WallHub:
+        hub: WallHub = self.app.state.wall_hub
+        return hub
+
+    def get(self, path: str, **params: Any) -> Any:
+        r = httpx.get(self.url + path, params=params, headers={"Authorization": f"Bearer {self.viewer}"}, timeout=30)
+        r.raise_for_status()
+        return r.json()
+
+
+@pytest.fixture()
+def live_api(make_settings) -> Iterator[LiveApi]:  # type: ignore[no-untyped-def]
+    """The API served by uvicorn on a free port (in a thread of this process, so the test can seed its chDB)."""
+    port = free_port()
+    settings = make_settings(embedded_sink=False, wall_refresh_s=1.0, api_port=port)
+    app = create_app(settings)
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None,
+                                           timeout_graceful_shutdown=2))
+    thread = threading.Thread(target=server.run, name="uvicorn", daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 60
+    while not server.started and thread.is_alive() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert server.started, "the API did not start"
+    key, _ = app.state.security.keys.create(name="wall screen", role="viewer", created_by="test")
+    register_secret(key.token)
+    try:
+        yield LiveApi(f"http://127.0.0.1:{port}", app, key.token)
+    finally:
+        server.should_exit = True
+        thread.join(timeout=30)
+        assert not thread.is_alive(), "the API did not stop"
+
+
+# --- the seed --------------------------------------------------------------------------------------------
+
+
+def alert(rule: str, feed: str, province: str, dims: dict[str, str], severity: str, states: list[str],
+          summary: tuple[str, str], starts_ms: int) -> list[dict[str, Any]]:
+    """The events of one alert, one per state in order (seq 1, 2, …): alerts_current keeps the last."""
+    fp = fingerprint(rule, feed, province, ",".join(f"{k}={v}" for k, v in sorted(dims.items())))
+    return [alert_message(fingerprint_=fp, rule_id=rule, rule_version=1, rule_type="threshold", severity=severity,
+                          event=state, state=state, seq=seq, feed=feed, province=province, dims=dims,
+                          summary_vi=summary[0], summary_en=summary[1], value=1.0, evidence={},
+                          starts_at_ms=starts_ms, ends_at_ms=None if state != "resolved" else starts_ms + MIN,
+                          event_at_ms=starts_ms + seq * 1000)
+            for seq, state in enumerate(states, start=1)]
+
+
+def seed(api: LiveApi, catalog: Catalog, now: int) -> dict[str, Any]:
+    """Write the seed through the sink's own write path; return what the wall must show."""
+    sim = Simulator(catalog, seed=7, start_ms=now - 3 * MIN)
+    readings = []
+    for topic, _key, raw in sim.between(now - 3 * MIN, now + MIN, step_ms=1000):
+        doc = orjson.loads(raw)
+        dkey = ",".join(f"{k}={v}" for k, v in sorted(doc["dims"].items()))
+        if doc["feed"] == SILENT_FEED or (doc["feed"], doc["province"], dkey) == DEGRADED:
+            continue
+        readings.append((topic, raw, doc))
+
+    minute = now - now % MIN
+    windows: dict[str, dict[int, float]] = {}
+    for n, feed_id in enumerate(HEADLINE_FEEDS.values()):
+        feed = catalog.feeds[feed_id]
+        docs = [d for _t, _r, d in readings if d["feed"] == feed_id]
+        level = (sum(d["value"] for d in docs) / 4 if feed.kind == "counter" else docs[-1]["value"]) or 1.0
+        # 20 closed minutes with a known shape: a slope of its own per feed, with a ripple
+        slope = (0.012, -0.008, 0.004, 0.018, -0.004, 0.009, 0.0)[n]
+        windows[feed_id] = {minute - (20 - i) * MIN: round(level * (1 + slope * (i - 10) + 0.04 * ((i + n) % 3)), 2)
+                            for i in range(20)}
+
+    alerts = [
+        *alert("water_level_alarm", "water_level", "01", {"station": "s1"}, "critical", ["pending", "firing"],
+               ("Mực nước Hà Nội 1.182 cm vượt báo động III", "Water level Hanoi 1,182 cm above alarm level III"),
+               now - 25 * MIN),
+        *alert("hotline_surge", "hotline_calls", "01", {"line": "113"}, "warning", ["firing"],
+               ("Cuộc gọi 113 Hà Nội tăng đột biến", "Calls to 113 in Hanoi surging"), now - 12 * MIN),
+        *alert("air_quality_bad", "air_quality_pm25", "79", {"station": "s1"}, "warning", ["firing"],
+               ("Bụi mịn PM2.5 TP.HCM 82 µg/m³", "PM2.5 Ho Chi Minh City 82 µg/m³"), now - 40 * MIN),
+        *alert("traffic_rising", "traffic_incidents", "48", {"severity": "serious"}, "info", ["firing"],
+               ("Sự cố giao thông Đà Nẵng tăng", "Traffic incidents Da Nang rising"), now - 5 * MIN),
+        *alert("fx_move", "fx_usd_vnd", "00", {}, "warning", ["firing"],
+               ("Tỷ giá USD/VND biến động 1,2 %", "USD/VND moved 1.2 %"), now - 8 * MIN),
+        # not on the wall: resolved, and still pending
+        *alert("water_level_alarm", "water_level", "92", {"station": "s1"}, "critical",
+               ["pending", "firing", "resolved"], ("đã hết", "over"), now - 60 * MIN),
+        *alert("hotline_surge", "hotline_calls", "31", {"line": "115"}, "warning", ["pending"],
+               ("đang chờ", "pending"), now - 2 * MIN),
+    ]
+
+    items: list[tuple[str, bytes]] = [(topic, raw) for topic, raw, _d in readings]
+    for feed_id, per_minute in windows.items():
+        kind = catalog.feeds[feed_id].kind
+        province = "00" if catalog.feeds[feed_id].scope == "national" else "01"
+        dims = {k: v[0] for k, v in catalog.feeds[feed_id].dims.items()}
+        for start, value in per_minute.items():
+            count = 1 if kind == "gauge" else 6
+            items.append(("agg.1m", orjson.dumps(window_message(
+                feed=feed_id, province=province, dims=dims, window_start_ms=start, window_s=60, count=count,
+                total=value * count if kind == "gauge" else value, vmin=0.0, vmax=value, last=value,
+                last_ts_ms=start + 50_000, closed_ms=start + 70_000, source_partition=0))))
+    items += [(ALERTS_TOPIC, orjson.dumps(a)) for a in alerts]
+    # one batch, distinct offsets: the sink's dedup token is per (topic, partition, offset range)
+    SinkWriter(api.app.state.api.settings, catalog, api.app.state.api.warehouse).write(
+        [Record(topic, 0, i, now, value) for i, (topic, value) in enumerate(items)])
+
+    def total(feed: str, on_time: str | None = None) -> float:
+        return sum(d["value"] for _t, _r, d in readings
+                   if d["feed"] == feed and (on_time is None or d["dims"].get("on_time") == on_time))
+
+    resolved, on_time = total("dvc_dossiers_resolved"), total("dvc_dossiers_resolved", "true")
+    return {
+        "readings": len(readings),
+        "counter_sums": {f: total(f) for f in HEADLINE_FEEDS.values() if catalog.feeds[f].kind == "counter"},
+        "vn_index_last": max((d["ts"], d["value"]) for _t, _r, d in readings if d["feed"] == "vn_index")[1],
+        "on_time_pct": round(100 * on_time / resolved, 2),
+        "windows": windows,
+        "firing_ids": {i for i, state in {a["alert_id"]: a["state"] for a in alerts}.items() if state == "firing"},
+        "map": {"01": "critical", "79": "warning", "48": "info", "92": "none", "31": "none", "04": "none"},
+    }
+
+
+# --- the browser ------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Watch:
+    """Everything the page did wrong: console errors, uncaught exceptions, failed or refused requests."""
+
+    problems: list[str]
+
+    def attach(self, page: Page) -> None:
+        def console(msg: ConsoleMessage) -> None:
+            if msg.type == "error":
+                self.problems.append(f"console {msg.type}: {msg.text}")
+
+        def failed(req: Request) -> None:
+            self.problems.append(f"request failed: {req.method} {req.url} ({req.failure})")
+
+        def response(resp: Response) -> None:
+            if resp.status >= 400:
+                self.problems.append(f"HTTP {resp.status}: {resp.url}")
+
+        page.on("console", console)
+        page.on("pageerror", lambda exc: self.problems.append(f"page error: {exc}"))
+        page.on("requestfailed", failed)
+        page.on("response", response)
+
+
+def page_figures(page: Page) -> dict[str, Any]:
+    return page.evaluate("""() => ({
+        generated_at: document.body.dataset.generatedAt,
+        lang: document.documentElement.lang,
+        title: document.querySelector('h1').textContent,
+        tiles: [...document.querySelectorAll('#tiles .tile')].map(t => ({
+            category: t.dataset.category, feed: t.dataset.feed, value: JSON.parse(t.dataset.value),
+            trend: JSON.parse(t.dataset.trend), name: t.querySelector('.cat').textContent,
+            text: t.querySelector('.value').textContent})),
+        provinces: Object.fromEntries([...document.querySelectorAll('#map circle.province')].map(
+            c => [c.dataset.code, {severity: c.dataset.severity, fill: getComputedStyle(c).fill}])),
+        alerts: [...document.querySelectorAll('#alerts tbody tr')].map(r => ({
+            id: r.dataset.alertId, severity: r.dataset.severity, province: r.dataset.province,
+            summary: r.querySelector('.summary').textContent, place: r.querySelector('.prov').textContent})),
+        alert_count: document.getElementById('alert-count').textContent,
+        feeds: Object.fromEntries([...document.querySelectorAll('#feeds .feed-cell')].map(
+            c => [c.dataset.feed, c.dataset.status])),
+        health: ['reporting', 'degraded', 'silent'].map(k => document.getElementById('h-' + k).textContent),
+        on_time: JSON.parse(document.getElementById('ontime').dataset.value),
+        on_time_text: document.getElementById('ontime').textContent,
+        readings_5m: Number(document.getElementById('t-readings').dataset.value),
+        stored_key: localStorage.getItem('controlroom.wall.key') !== null,
+    })""")
+
+
+def vi_number(x: float, decimals: int) -> str:
+    """How the page writes a number in Vietnamese: '.' groups thousands, ',' before the decimals."""
+    return f"{x:,.{decimals}f}".replace(",", "\x00").replace(".", ",").replace("\x00", ".")
+
+
+def test_wall_in_chromium_matches_overview(live_api: LiveApi, catalog: Catalog, tmp_path: Path) -> None:
+    assert CHROMIUM.exists(), "Debian chromium is missing: `make test` installs it (apt-get install chromium)"
+    started = time.monotonic()
+    expected = seed(live_api, catalog, int(time.time() * 1000))
+
+    # the page and its files need no key (they hold no data); the stream does, in a header only
+    page_resp = httpx.get(live_api.url + "/wall")
+    assert page_resp.status_code == 200 and page_resp.headers["content-type"].startswith("text/html")
+    assert "script-src 'self'" in page_resp.headers["content-security-policy"]
+    js = httpx.get(live_api.url + "/wall/static/wall.js").text
+    css = httpx.get(live_api.url + "/wall/static/wall.css").text
+    for text in (page_resp.text, css, js.replace('"http://www.w3.org/2000/svg"', "")):
+        assert "http:" not in text and "https:" not in text and "//cdn" not in text  # nothing from elsewhere
+    assert httpx.get(live_api.url + "/wall/static/app.py").status_code == 404
+    assert httpx.get(live_api.url + "/wall/stream").status_code == 401
+    assert httpx.get(live_api.url + "/wall/stream", headers={"Authorization": "Bearer cr_x_nope"}).status_code == 401
+
+    watch = Watch([])
+    with sync_playwright() as pw:
+        context = pw.chromium.launch_persistent_context(
+            str(tmp_path / "chromium-profile"), executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS,
+            viewport={"width": 1920, "height": 1080}, locale="vi-VN", timezone_id="Asia/Ho_Chi_Minh")
+        try:
+            page = context.pages[0] if context.pages else context.new_page()
+            watch.attach(page)
+            page.goto(live_api.url + "/wall", wait_until="load")
+            page.wait_for_selector("#key-dialog:not([hidden])", timeout=10_000)  # asks for the key once
+            page.fill("#key-input", live_api.viewer)
+            page.click("#key-submit")
+            page.wait_for_selector("body[data-generated-at]", timeout=30_000)
+            shown = page_figures(page)
+            overview = live_api.get("/overview")
+            t_first = time.monotonic() - started
+
+            # --- 7 tiles, figures = /overview = the seed -----------------------------------------------------
+            feeds = {f["id"]: f for f in overview["feeds"]}
+            assert [t["category"] for t in shown["tiles"]] == [c["id"] for c in overview["categories"]]
+            assert len(shown["tiles"]) == 7
+            for tile in shown["tiles"]:
+                f = feeds[tile["feed"]]
+                want = f["last_5m"]["sum"] if f["kind"] == "counter" else f["latest_value"]
+                assert tile["value"] == want, tile
+                if f["kind"] == "counter":
+                    assert tile["value"] == pytest.approx(expected["counter_sums"][tile["feed"]])
+                else:
+                    assert tile["value"] == pytest.approx(expected["vn_index_last"])
+            # trends: the seeded closed minutes, as /series (source agg) answers for the same range
+            gen_ms = int(datetime.fromisoformat(shown["generated_at"].replace("Z", "+00:00")).timestamp() * 1000)
+            to_ms = gen_ms - gen_ms % MIN
+            for tile in shown["tiles"]:
+                seeded = [v for t, v in sorted(expected["windows"][tile["feed"]].items())
+                          if to_ms - TREND_MINUTES * MIN <= t < to_ms]
+                assert len(seeded) >= TREND_MINUTES - 1
+                assert tile["trend"] == pytest.approx(seeded), tile["feed"]
+                series = live_api.get("/series", feed=tile["feed"], source="agg", step=60,
+                                      **{"from": str(to_ms - TREND_MINUTES * MIN), "to": str(to_ms)})
+                assert tile["trend"] == pytest.approx([p["value"] for p in series["points"]])
+
+            # --- the map: 34 provinces, each coloured by its worst firing alert ---------------------------
+            assert len(shown["provinces"]) == 34 == len(catalog.provinces)
+            for code, severity in expected["map"].items():
+                assert shown["provinces"][code]["severity"] == severity, code
+            assert sum(1 for p in shown["provinces"].values() if p["severity"] != "none") == 3
+            assert shown["provinces"]["01"]["fill"] == CRITICAL_RGB
+            assert shown["provinces"]["04"]["fill"] != CRITICAL_RGB
+
+            # --- the firing alerts, worst first ----------------------------------------------------------
+            assert {a["id"] for a in shown["alerts"]} == expected["firing_ids"] and len(shown["alerts"]) == 5
+            assert [a["severity"] for a in shown["alerts"]] == ["critical", "warning", "warning", "warning", "info"]
+            assert shown["alert_count"] == "5"
+            hanoi = next(a for a in shown["alerts"] if a["severity"] == "critical")
+            assert (hanoi["summary"], hanoi["place"]) == ("Mực nước Hà Nội 1.182 cm vượt báo động III",
+                                                          "Thành phố Hà Nội")
+            assert next(a for a in shown["alerts"] if a["province"] == "00")["place"] == "Toàn quốc"
+
+            # --- feed health and the on-time rate: /overview's definitions --------------------------------
+            assert shown["feeds"] == {f["id"]: f["status"] for f in overview["feeds"]}
+            assert len(shown["feeds"]) == 25
+            assert shown["feeds"][SILENT_FEED] == "silent" and shown["feeds"]["water_level"] == "degraded"
+            assert shown["health"] == ["23", "1", "1"]
+            assert shown["on_time"] == overview["public_services"]["on_time_rate_pct"] == expected["on_time_pct"]
+            assert shown["on_time_text"] == vi_number(expected["on_time_pct"], 1) + " %"
+            assert shown["readings_5m"] == overview["totals"]["readings_5m"] == expected["readings"]
+            assert shown["lang"] == "vi" and shown["title"] == "Trung tâm điều hành quốc gia"
+            assert shown["stored_key"]
+
+            shot = tmp_path / "wall.png"
+            page.screenshot(path=str(shot))
+            assert shot.stat().st_size > 20_000
+            if os.environ.get("UPDATE_SCREENSHOT") == "1":
+                DOCS_SCREENSHOT.parent.mkdir(exist_ok=True)
+                shutil.copyfile(shot, DOCS_SCREENSHOT)
+
+            # --- one computation per refresh, whatever the number of screens -----------------------------
+            second = context.new_page()  # same profile: the stored key is used, no question asked
+            watch.attach(second)
+            second.goto(live_api.url + "/wall", wait_until="load")
+            second.wait_for_selector("body[data-generated-at]", timeout=30_000)
+            assert second.is_hidden("#key-dialog")
+            assert len(live_api.hub.clients) == 2
+            before, t0 = live_api.hub.computed, time.monotonic()
+            page.wait_for_function(f"document.body.dataset.generatedAt > '{shown['generated_at']}'",
+                                   timeout=10_000)  # pushed, not reloaded
+            time.sleep(3)
+            computed, elapsed = live_api.hub.computed - before, time.monotonic() - t0
+            assert 1 <= computed <= elapsed / 1.0 + 1  # WALL_REFRESH_S=1: never one per client
+            second.close()
+
+            # --- the English toggle -----------------------------------------------------------------------
+            page.click("#lang")
+            english = page_figures(page)
+            assert english["lang"] == "en" and english["title"] == "National operations center"
+            assert [t["name"] for t in english["tiles"]] == [c["name_en"] for c in overview["categories"]]
+            assert "Water level Hanoi 1,182 cm above alarm level III" in [a["summary"] for a in english["alerts"]]
+            assert "Hanoi" in [a["place"] for a in english["alerts"]]
+            assert page.text_content("#alerts thead th") == "Severity"
+            page.screenshot(path=str(tmp_path / "wall-en.png"))
+            assert watch.problems == []
+        finally:
+            context.close()
+    print(f"\nwall: {expected['readings']} readings seeded, first snapshot shown after {t_first:.1f} s, "
+          f"whole test {time.monotonic() - started:.1f} s")

@@ -1,0 +1,93 @@
+"""The live wall's snapshot assembly (api/wall.py): pure, no services."""
+
+from __future__ import annotations
+
+from api.overview import SeriesLatest, build_overview, feed_status, on_time_rate
+from api.wall import (
+    HEADLINE_FEEDS,
+    MAP_H,
+    MAP_W,
+    TrendPoint,
+    build_wall,
+    project,
+    trend_delta_pct,
+    trend_points,
+    trend_query,
+    worst,
+)
+from controlroom.catalog import Catalog
+
+NOW = 1_767_225_600_000 + 42_000  # 2026-01-01T00:00:42Z
+
+
+def row(feed: str, province: str, dkey: str, value: float, age_ms: int = 1_000) -> SeriesLatest:
+    return SeriesLatest(feed, province, dkey, NOW - age_ms, value, 1, value, value, value)
+
+
+def test_headline_feed_per_category(catalog: Catalog) -> None:
+    assert set(HEADLINE_FEEDS) == set(catalog.categories)
+    assert all(catalog.feeds[f].category == c for c, f in HEADLINE_FEEDS.items())
+
+
+def test_trend_query_reads_closed_minutes_of_all_provinces() -> None:
+    q = trend_query("hotline_calls", NOW)
+    assert (q.province, q.source, q.step_s, q.to_ms, q.to_ms - q.from_ms) == (None, "agg", 60, NOW - 42_000, 900_000)
+
+
+def test_trend_values_and_delta() -> None:
+    rows = [{"t": i * 60_000, "n": 2, "total": float(v)} for i, v in enumerate([10] * 5 + [12] * 5)]
+    assert [p.value for p in trend_points(rows, "counter")][-1] == 12.0
+    assert [p.value for p in trend_points(rows, "gauge")][-1] == 6.0  # a gauge's minute is its average
+    points = trend_points(rows, "counter")
+    assert trend_delta_pct(points, "counter") == 20.0
+    assert trend_delta_pct(points[:9], "counter") is None  # not enough minutes for a basis
+    assert trend_delta_pct([TrendPoint(i, 0.0) for i in range(10)], "counter") is None
+
+
+def test_worst_severity() -> None:
+    assert worst(["info", "critical", "warning"]) == "critical"
+    assert worst(["info", "bogus"]) == "info"
+    assert worst([]) is None
+
+
+def test_map_keeps_every_province_inside_and_north_up(catalog: Catalog) -> None:
+    xy = project(catalog)
+    assert len(xy) == 34
+    assert all(0 <= x <= MAP_W and 0 <= y <= MAP_H for x, y in xy.values())
+    hanoi, hcmc = xy["01"], xy["79"]
+    assert hanoi[1] < hcmc[1]  # Hà Nội is north of Hồ Chí Minh City: higher on the map
+
+
+def test_feed_status_and_on_time_rate() -> None:
+    assert (feed_status(68, 68), feed_status(68, 3), feed_status(68, 0)) == ("reporting", "degraded", "silent")
+    rows = [row("dvc_dossiers_resolved", "01", "on_time=true", 57), row("dvc_dossiers_resolved", "01",
+                                                                        "on_time=false", 3),
+            row("dvc_dossiers_received", "01", "level=full", 100)]
+    assert on_time_rate(rows) == {"resolved_5m": 60, "on_time_5m": 57, "on_time_rate_pct": 95.0}
+    assert on_time_rate([])["on_time_rate_pct"] is None
+
+
+def test_build_wall_colours_provinces_by_worst_firing_alert(catalog: Catalog) -> None:
+    rows = [row("hotline_calls", "01", "line=113", 7), row("vn_index", "00", "", 1650.5)]
+    overview = build_overview(catalog, rows, now_ms=NOW, dead_letters_recent=0, late_recent=0)
+
+    def firing(province: str, severity: str, i: int) -> dict[str, object]:
+        return {"alert_id": f"a{i}", "severity": severity, "rule_id": "r", "feed": "hotline_calls",
+                "province": province, "summary_vi": f"vi {i}", "summary_en": f"en {i}", "starts_at_ms": NOW - i,
+                "ack_by": ""}
+
+    alerts = [firing("01", "critical", 1), firing("01", "info", 2), firing("79", "warning", 3), firing("00", "info", 4)]
+    trends = {"hotline_calls": [{"t": NOW - 120_000, "n": 3, "total": 9.0}]}
+    wall = build_wall(catalog, overview, alerts, trends, refresh_s=5.0)
+    tiles = {t["id"]: t for t in wall["tiles"]}
+    assert len(tiles) == 7
+    assert (tiles["focal_issues"]["value"], tiles["focal_issues"]["trend"]) == (7.0, [[NOW - 120_000, 9.0]])
+    assert tiles["international_indices"]["value"] == 1650.5  # a gauge: its latest value
+    assert tiles["daily_news"]["value"] == 0  # nothing in 5 minutes: zero, not missing
+    sev = {p["code"]: p["severity"] for p in wall["provinces"]}
+    assert (sev["01"], sev["79"], sev["48"]) == ("critical", "warning", None)
+    assert len(sev) == 34 and "00" not in sev  # a national alert is in the table, not on the map
+    assert [a["province_en"] for a in wall["alerts"]] == ["Hanoi", "Hanoi", "Ho Chi Minh City", "National"]
+    assert wall["alerts_by_severity"] == {"info": 2, "warning": 1, "critical": 1}
+    assert wall["health"] == {"reporting": 1, "degraded": 1, "silent": 23}  # vn_index whole, hotline partial
+    assert wall["public_services"] == overview["public_services"]
