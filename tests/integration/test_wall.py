@@ -359,3 +359,32 @@ def test_wall_in_chromium_matches_overview(live_api: LiveApi, catalog: Catalog, 
             context.close()
     print(f"\nwall: {expected['readings']} readings seeded, first snapshot shown after {t_first:.1f} s, "
           f"whole test {time.monotonic() - started:.1f} s")
+
+
+def test_stream_needs_a_viewer_key_and_ends_when_it_is_revoked(make_settings, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    from api import wall_stream
+    from tests.integration.api_client import api_client
+
+    monkeypatch.setattr(wall_stream, "KEY_RECHECK_S", 0.5)
+    with api_client(make_settings(embedded_sink=False, wall_refresh_s=0.2)) as (client, keys):
+        assert client.get("/wall/stream").status_code == 401
+        assert client.get("/wall/stream", headers=keys.header("agency")).status_code == 403  # ingest-only key
+        store = client.app.state.security.keys  # type: ignore[attr-defined]
+        key, meta = store.create(name="wall", role="viewer", created_by="test")
+        register_secret(key.token)
+        events: list[str] = []
+        started = time.monotonic()
+        with client.stream("GET", "/wall/stream", headers={"Authorization": f"Bearer {key.token}"}) as resp:
+            assert resp.headers["content-type"].startswith("text/event-stream")
+            for line in resp.iter_lines():
+                if line.startswith("event:"):
+                    events.append(line[6:].strip())
+                if line.startswith("data:") and events == ["wall"]:
+                    snap = orjson.loads(line[5:])
+                    assert (len(snap["tiles"]), len(snap["provinces"]), len(snap["feeds"])) == (7, 34, 25)
+                    store.revoke(meta["key_id"], by="test")
+                    events.append("revoked")
+                if time.monotonic() - started > 20:
+                    break
+        assert events[:2] == ["wall", "revoked"] and events[-1] == "auth"  # the stream told the screen, then ended
+        assert not client.app.state.wall_hub.clients  # type: ignore[attr-defined]
