@@ -97,19 +97,31 @@ def overview_series_sql(database: str, since_ms: int, recent_ms: int) -> tuple[s
 
     Rows: feed, province, dims_key, last_ms, last_value, n_recent, total_recent, lo_recent, hi_recent
     (lo/hi are NULL when the series has no reading since `recent_ms`).
+
+    Reads the tables of migration 0005, not `readings` (ordered by series first, so a ts filter scans it):
+    the latest reading comes from readings_latest (max/argMax states: exact whatever was inserted twice;
+    a series is seen since `since_ms` exactly when its latest ts is), the 5-minute figures from
+    readings_recent (the last day, ordered by ts), deduplicated by event_id. `recent_ms` must lie within
+    that day; /overview asks for the last 5 minutes. With 10M readings: 30x faster (bench/api_bench.py).
     """
     db = _db(database)
-    recent = f"ev_ts >= {_ms('recent_ms')}"
     sql = (
-        "SELECT ev_feed AS feed, ev_province AS province, ev_dims_key AS dims_key, "
-        "toUnixTimestamp64Milli(max(ev_ts)) AS last_ms, argMax(ev_value, (ev_ts, event_id)) AS last_value, "
-        f"countIf({recent}) AS n_recent, sumIf(ev_value, {recent}) AS total_recent, "
-        f"minIfOrNull(ev_value, {recent}) AS lo_recent, maxIfOrNull(ev_value, {recent}) AS hi_recent "
+        "SELECT feed, province, dims_key, toUnixTimestamp64Milli(ev_last_ts) AS last_ms, ev_last_value AS last_value, "
+        "n_recent, total_recent, lo_recent, hi_recent "
         "FROM ("
+        "SELECT feed, province, dims_key, max(last_ts) AS ev_last_ts, argMaxMerge(last_value) AS ev_last_value "
+        f"FROM {db}.readings_latest GROUP BY feed, province, dims_key HAVING ev_last_ts >= {_ms('since_ms')}"
+        ") AS latest LEFT JOIN ("
+        "SELECT ev_feed AS feed, ev_province AS province, ev_dims_key AS dims_key, count() AS n_recent, "
+        "sum(ev_value) AS total_recent, minOrNull(ev_value) AS lo_recent, maxOrNull(ev_value) AS hi_recent "
+        "FROM ("
+        # duplicates of one event are byte-identical re-sends, so any() of each column is exact
         "SELECT feed AS ev_feed, event_id, any(province) AS ev_province, any(dims_key) AS ev_dims_key, "
-        "any(ts) AS ev_ts, any(value) AS ev_value "
-        f"FROM {db}.readings WHERE ts >= {_ms('since_ms')} GROUP BY feed, event_id"
+        "any(value) AS ev_value "
+        f"FROM {db}.readings_recent WHERE ts >= {_ms('recent_ms')} GROUP BY feed, event_id"
         ") GROUP BY feed, province, dims_key"
+        # a series with no recent reading: n 0, total 0, lo/hi NULL (defaults, not NULLs, for the non-Nullable)
+        ") AS recent USING (feed, province, dims_key) SETTINGS join_use_nulls = 0"
     )
     return sql, {"since_ms": since_ms, "recent_ms": recent_ms}
 
