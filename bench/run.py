@@ -256,6 +256,9 @@ def main() -> int:
                                   "host": platform.node(), "cpus": os.cpu_count(), "readings": N_READINGS}
     results["streams"] = bench_streams()
     results["sink"] = bench_sink()
+    from bench.api_bench import bench_api
+
+    results["api"] = bench_api(int(os.environ.get("BENCH_API_ROWS", "10000000")))
     results["bench_peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
     results["seconds"] = round(time.time() - started, 1)
     out_dir = ROOT / "bench" / "results"
@@ -283,6 +286,17 @@ def main() -> int:
         row("worker peak RSS", f"{w100['peak_rss_mb']} MB"),
         row("sink into chDB", f"{sink['batched_rows_per_s']:,} rows/s",
             f"row-by-row JSON {sink['row_by_row_json_rows_per_s']:,} rows/s", f"{sink['ratio']}×"),
+    ]
+    api = results["api"]
+    assert isinstance(api, dict)
+    ov, old, rows = api["overview"], api["overview_query_old"], f"{api['load']['rows']:,} readings"
+    lines += [
+        row(f"/overview p50 / p99 over HTTP ({rows})",
+            f"{ov['p50_ms']} / {ov['p99_ms']} ms ({ov['requests_per_s']} req/s)",
+            f"old query p50 / p99 {old['p50_ms']} / {old['p99_ms']} ms (new {api['overview_query_new']['p50_ms']} ms)",
+            f"{api['overview_query_ratio']}×"),
+        row(f"/series p50 / p99 over HTTP ({rows})", f"{api['series']['p50_ms']} / {api['series']['p99_ms']} ms",
+            f"API peak RSS {api['api_peak_rss_mb']} MB"),
     ]
     print("\n" + "\n".join(lines) + f"\n\nresults: {path.relative_to(ROOT)}  ({results['seconds']} s)")
     return 0

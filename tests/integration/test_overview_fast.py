@@ -4,6 +4,7 @@ aggregation over `readings`, on real chDB, after duplicates, a sink retry, a rep
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
 from typing import Any
 
 import orjson
@@ -12,6 +13,7 @@ import pytest
 from api.overview import RECENT_MS, lookback_ms
 from api.queries import overview_series_sql
 from controlroom.catalog import default_catalog
+from controlroom.settings import Settings
 from sinks.migrate import migrate, migration_files, render, split_statements
 from sinks.rows import Record
 from sinks.warehouse import Warehouse, open_warehouse
@@ -88,51 +90,50 @@ def check(wh: Warehouse, rows: list[Row], now: int) -> None:
         assert answer(wh, plain_sql(wh.database, since, recent)) == expected
 
 
-def test_same_answers_after_duplicates_retry_and_replay(make_settings) -> None:  # type: ignore[no-untyped-def]
-    now = int(time.time() * 1000)
+@pytest.fixture()
+def migrated(make_settings) -> Iterator[tuple[Settings, Warehouse]]:  # type: ignore[no-untyped-def]
     settings = make_settings()
-    catalog = default_catalog()
     wh = open_warehouse(settings)
     try:
-        migrate(wh, catalog)
-        sink = SinkWriter(settings, catalog, wh)
-        rows = seeded(now)
-        batch = records(rows[:6] + [rows[3]], 0, now)  # a4 twice in one batch
-        sink.write(batch)
-        sink.write(batch)  # the sink's retry: same rows, same dedup token
-        sink.write(records(rows[2:], 100, now))  # a replay with other batch bounds: a3..c1 again, then d*
-        raw = wh.query(f"SELECT count() AS n FROM {wh.database}.readings")[0]["n"]
-        assert raw > len(rows)  # duplicates are really stored (no merge yet): the readers must deduplicate
-        check(wh, rows, now)
+        migrate(wh, default_catalog())
+        yield settings, wh
     finally:
         wh.close()
 
 
-def test_migration_backfills_existing_readings_idempotently(make_settings) -> None:  # type: ignore[no-untyped-def]
+def test_same_answers_after_duplicates_retry_and_replay(migrated: tuple[Settings, Warehouse]) -> None:
+    settings, wh = migrated
     now = int(time.time() * 1000)
-    settings = make_settings()
-    catalog = default_catalog()
-    wh = open_warehouse(settings)
-    try:
-        migrate(wh, catalog)
-        db = wh.database
-        # a warehouse from before 0005: its objects gone, its version not recorded
-        for name in ("readings_latest_mv", "readings_recent_mv"):
-            wh.command(f"DROP VIEW {db}.{name}")
-        for name in ("readings_latest", "readings_recent"):
-            wh.command(f"DROP TABLE {db}.{name}")
-        wh.command(f"ALTER TABLE {db}.schema_migrations DELETE WHERE version = '0005' SETTINGS mutations_sync = 1")
-        rows = seeded(now)
-        SinkWriter(settings, catalog, wh).write(records(rows + [rows[4]], 0, now))
-        assert migrate(wh, catalog) == ["0005"]
-        check(wh, rows, now)
-        count = f"SELECT count() AS n, uniqExact(event_id) AS u FROM {db}.readings_recent"
-        before = wh.query(count)[0]
-        assert before["u"] == 8  # every reading of the last day (c1 is two days old)
-        sql = dict(migration_files())["0005"]
-        for statement in split_statements(render(sql, db)):  # cut short and applied again: nothing twice
-            wh.command(statement)
-        assert wh.query(count)[0] == before
-        check(wh, rows, now)
-    finally:
-        wh.close()
+    sink = SinkWriter(settings, default_catalog(), wh)
+    rows = seeded(now)
+    batch = records(rows[:6] + [rows[3]], 0, now)  # a4 twice in one batch
+    sink.write(batch)
+    sink.write(batch)  # the sink's retry: same rows, same dedup token
+    sink.write(records(rows[2:], 100, now))  # a replay with other batch bounds: a3..c1 again, then d*
+    raw = wh.query(f"SELECT count() AS n FROM {wh.database}.readings")[0]["n"]
+    assert raw > len(rows)  # duplicates are really stored (no merge yet): the readers must deduplicate
+    check(wh, rows, now)
+
+
+def test_migration_backfills_existing_readings_idempotently(migrated: tuple[Settings, Warehouse]) -> None:
+    settings, wh = migrated
+    now = int(time.time() * 1000)
+    db = wh.database
+    # a warehouse from before 0005: its objects gone, its version not recorded
+    for name in ("readings_latest_mv", "readings_recent_mv"):
+        wh.command(f"DROP VIEW {db}.{name}")
+    for name in ("readings_latest", "readings_recent"):
+        wh.command(f"DROP TABLE {db}.{name}")
+    wh.command(f"ALTER TABLE {db}.schema_migrations DELETE WHERE version = '0005' SETTINGS mutations_sync = 1")
+    rows = seeded(now)
+    SinkWriter(settings, default_catalog(), wh).write(records(rows + [rows[4]], 0, now))
+    assert migrate(wh, default_catalog()) == ["0005"]
+    check(wh, rows, now)
+    count = f"SELECT count() AS n, uniqExact(event_id) AS u FROM {db}.readings_recent"
+    before = wh.query(count)[0]
+    assert before["u"] == 8  # every reading of the last day (c1 is two days old)
+    sql = dict(migration_files())["0005"]
+    for statement in split_statements(render(sql, db)):  # cut short and applied again: nothing twice
+        wh.command(statement)
+    assert wh.query(count)[0] == before
+    check(wh, rows, now)
