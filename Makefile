@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install up test unit integration lint bench clean chromium
+.PHONY: install up test unit integration lint bench clean chromium grafana
 
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -33,6 +33,10 @@ bench: $(STAMP)
 chromium:
 	@test -x /usr/bin/chromium || DEBIAN_FRONTEND=noninteractive apt-get install -y chromium \
 		|| (apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y chromium)
+
+# Boards as code: regenerate grafana/dashboards/*.json (commit the result; a test fails on drift)
+grafana: $(STAMP)
+	$(BIN)/python -m grafana.generate
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -1,0 +1,388 @@
+"""The boards, one function per panel: National wall, one board per category, Feed explorer, Pipeline health.
+
+Figures follow /overview's definitions (api/overview.py, api/queries.py): a series reports when its latest
+reading is within 3 cadences; a feed is reporting / degraded / silent by its expected series; the 5-minute
+figures count each reading once by event_id (readings_recent); the on-time rate is the share of dossiers
+resolved with on_time=true. The "now" of a wall figure is the end of the dashboard's time range ($__toTime_ms),
+which is now on a live wall. Time series over a range read the rollup that fits it (`tiered`).
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from grafana_foundation_sdk.builders import dashboard as dash_b
+from grafana_foundation_sdk.cog import builder as cogbuilder
+from grafana_foundation_sdk.models import dashboard as dash
+
+from api.overview import ON_TIME_DIM, ON_TIME_FEED, STALE_CADENCES
+from api.wall import HEADLINE_FEEDS
+from controlroom.catalog import Catalog, Category, Feed
+from grafana import panels as P
+from grafana.panels import Pos, Q
+
+DB = "controlroom"  # Settings.clickhouse_database's default; the datasource's default database too
+WALL_UID, EXPLORER_UID, PIPELINE_UID = "controlroom-wall", "controlroom-feed-explorer", "controlroom-pipeline"
+
+# --- the rollup that fits the range ------------------------------------------------------------------
+RANGE_S = "(toUnixTimestamp($__toTime) - toUnixTimestamp($__fromTime))"
+# (table, time column, bucket seconds, range above which it is used, range up to which it is used)
+TIERS: list[tuple[str, str, int, int, int | None]] = [
+    ("agg_1m", "window_start", 60, 0, 86_400),  # up to 1 day: 1-minute windows
+    ("agg_1h", "bucket", 3_600, 86_400, 31 * 86_400),  # up to 31 days: hourly rollup
+    ("agg_1d", "bucket", 86_400, 31 * 86_400, None),  # beyond: daily rollup
+]
+
+
+def tiered(template: str, order_by: str = "time") -> str:
+    """One branch per rollup, each guarded by a constant condition on the range, so exactly one reads data.
+
+    `template` uses {src} (table with FINAL), {t} (its time column), {tier} (the guard) and {width} (the
+    bucket's seconds: a rate divides by greatest($__interval_s, {width})).
+    """
+    branches = []
+    for table, col, width, lo, hi in TIERS:
+        guard = f"{RANGE_S} > {lo}" + (f" AND {RANGE_S} <= {hi}" if hi is not None else "")
+        branch = template
+        for key, value in (("{src}", f"{DB}.{table} FINAL"), ("{t}", col), ("{tier}", guard), ("{width}", str(width))):
+            branch = branch.replace(key, value)
+        branches.append(branch)
+    return "SELECT * FROM (\n" + "\nUNION ALL\n".join(branches) + f"\n) ORDER BY {order_by}"
+
+
+def feed_value_expr(feed: Feed) -> str:
+    """A feed's figure per bucket: the total of a counter, the mean reading of a gauge (as /series)."""
+    return "sum(sum)" if feed.kind == "counter" else "sum(sum) / sum(count)"
+
+
+# --- National wall -----------------------------------------------------------------------------------
+
+def _recent(feed_id: str) -> str:
+    """Readings of a feed in the last 5 minutes before the range end, each once (as /overview)."""
+    return (f"SELECT event_id, any(value) AS ev_value, any(dims_key) AS ev_dims_key FROM {DB}.readings_recent "
+            f"WHERE feed = '{feed_id}' AND ts >= $__toTime_ms - INTERVAL 300 SECOND AND ts <= $__toTime_ms "
+            "GROUP BY event_id")
+
+
+def headline_sql(feed: Feed) -> str:
+    """A counter: its 5-minute total; a gauge: the mean of the latest values of its reporting series."""
+    if feed.kind == "counter":
+        return f"SELECT sum(ev_value) AS value FROM ({_recent(feed.id)})"
+    stale_s = int(feed.cadence_s * STALE_CADENCES)
+    return ("SELECT avg(lv) AS value FROM ("
+            f"SELECT province, dims_key, max(last_ts) AS lt, argMaxMerge(last_value) AS lv FROM {DB}.readings_latest "
+            f"WHERE feed = '{feed.id}' GROUP BY province, dims_key "
+            f"HAVING lt >= $__toTime_ms - INTERVAL {stale_s} SECOND)")
+
+
+def trend_sql(feed: Feed) -> str:
+    """The sparkline under a tile: closed 1-minute windows of the last 15 minutes (as the live wall)."""
+    return (f"SELECT window_start AS time, {feed_value_expr(feed)} AS trend FROM {DB}.agg_1m FINAL "
+            f"WHERE feed = '{feed.id}' AND window_start >= $__toTime - INTERVAL 15 MINUTE "
+            "AND window_start < $__toTime GROUP BY time ORDER BY time")
+
+
+def category_tile(cat: Category, feed: Feed, pos: Pos) -> cogbuilder.Builder[dash.Panel]:
+    return P.stat(f"{cat.name_vi} · {feed.name_vi}", [Q(headline_sql(feed)), Q(trend_sql(feed), time_series=True)],
+                  pos, unit="short", text_mode=P.common.BigValueTextMode.VALUE_AND_NAME,
+                  description=f"{cat.name_en}: {feed.name_en} ({feed.unit}). "
+                              + ("Total of the last 5 minutes" if feed.kind == "counter"
+                                 else "Mean of the latest value of each reporting series")
+                              + "; the sparkline: 1-minute windows of the last 15 minutes.")
+
+
+SEVERITY_RANK = "multiIf(severity = 'critical', 3, severity = 'warning', 2, severity = 'info', 1, 0)"
+
+
+def province_map_sql() -> str:
+    return ("SELECT p.code AS code, p.name_vi AS name, p.lat AS latitude, p.lon AS longitude, "
+            "max(a.sev) AS severity, count(a.alert_id) AS firing "
+            f"FROM {DB}.provinces AS p LEFT JOIN ("
+            f"SELECT alert_id, province, {SEVERITY_RANK} AS sev FROM {DB}.alerts_current FINAL WHERE state = 'firing'"
+            ") AS a ON a.province = p.code GROUP BY code, name, latitude, longitude ORDER BY code "
+            "SETTINGS join_use_nulls = 0")
+
+
+def province_map(pos: Pos) -> cogbuilder.Builder[dash.Panel]:
+    return P.province_map("34 tỉnh, thành · cảnh báo nặng nhất", Q(province_map_sql()), pos,
+                          description="Each province at its coordinates (provinces table), coloured by its worst "
+                                      "firing alert: green none, blue info, orange warning, red critical.")
+
+
+def firing_alerts_sql() -> str:
+    return ("SELECT starts_at, severity, feed, province, summary_vi, summary_en, value, rule_id, alert_id, link "
+            f"FROM {DB}.alerts_current FINAL WHERE state = 'firing' "
+            f"ORDER BY {SEVERITY_RANK} DESC, starts_at DESC LIMIT 500")
+
+
+def firing_alerts(pos: Pos) -> cogbuilder.Builder[dash.Panel]:
+    return P.table("Cảnh báo đang kích hoạt · Firing alerts", [Q(firing_alerts_sql())], pos,
+                   description="alerts_current (FINAL) in state firing, worst first.")
+
+
+def feed_health_sql(cat_order: list[str]) -> str:
+    """Per feed: expected series (provinces × dims combinations), reporting ones, status 2/1/0."""
+    order = ", ".join(f"'{c}'" for c in cat_order)
+    return (
+        "SELECT f.id AS feed, f.name_vi AS name, expected, reporting, "
+        "multiIf(expected > 0 AND reporting >= expected, 2, reporting > 0, 1, 0) AS health FROM ("
+        "SELECT id, name_vi, category, if(scope = 'national', 1, "
+        f"(SELECT count() FROM {DB}.provinces)) * if(empty(mapKeys(dims)), 1, "
+        "toUInt64(arrayProduct(arrayMap(x -> length(x), mapValues(dims))))) "
+        "AS expected, length(mapKeys(dims)) AS n_dims, "
+        f"indexOf([{order}], category) AS cat_rank FROM {DB}.feeds) AS f "
+        "LEFT JOIN ("
+        "SELECT l.feed AS feed, count() AS reporting FROM ("
+        f"SELECT feed, province, dims_key, max(last_ts) AS lt FROM {DB}.readings_latest "
+        "GROUP BY feed, province, dims_key) AS l "
+        f"INNER JOIN {DB}.feeds AS c ON c.id = l.feed "
+        "WHERE l.lt >= $__toTime_ms - toIntervalMillisecond(toInt64(c.cadence_s * 1000 * "
+        f"{STALE_CADENCES})) "
+        f"AND if(c.scope = 'national', l.province = '00', l.province IN (SELECT code FROM {DB}.provinces)) "
+        "AND if(length(mapKeys(c.dims)) = 0, l.dims_key = '', "
+        "length(splitByChar(',', l.dims_key)) = length(mapKeys(c.dims))) "
+        "GROUP BY l.feed) AS r ON r.feed = f.id "
+        "ORDER BY f.cat_rank, feed SETTINGS join_use_nulls = 0")
+
+
+def feed_health(pos: Pos, cat_order: list[str]) -> cogbuilder.Builder[dash.Panel]:
+    return P.stat("Tình trạng 25 nguồn · Feed health", [Q(feed_health_sql(cat_order))], pos,
+                  rows=True, text_mode=P.common.BigValueTextMode.VALUE_AND_NAME,
+                  thresholds=[("red", None), ("orange", 1.0), ("green", 2.0)],
+                  mappings=P.value_map([("2", "reporting", "green"), ("1", "degraded", "orange"),
+                                        ("0", "silent", "red")]),
+                  description="reporting: every expected series (provinces × dims) sent within 3 cadences; "
+                              "degraded: some; silent: none (as /overview's feed status).")
+
+
+def on_time_sql() -> str:
+    return (f"SELECT round(100 * sumIf(ev_value, has(splitByChar(',', ev_dims_key), '{ON_TIME_DIM}')) "
+            f"/ sum(ev_value), 2) AS on_time_rate_pct FROM ({_recent(ON_TIME_FEED)}) HAVING sum(ev_value) > 0")
+
+
+def on_time_rate(pos: Pos) -> cogbuilder.Builder[dash.Panel]:
+    return P.stat("Dịch vụ công đúng hạn · On-time rate", [Q(on_time_sql())], pos, unit="percent", decimals=1,
+                  thresholds=[("red", None), ("orange", 80.0), ("green", 90.0)],
+                  description="Dossiers resolved on time among all resolved in the last 5 minutes "
+                              "(dvc_dossiers_resolved, on_time=true), as /overview's public_services.")
+
+
+def national_wall(catalog: Catalog) -> dash_b.Dashboard:
+    cats = list(catalog.categories.values())
+    board = (dash_b.Dashboard("Bảng điều hành quốc gia · National wall").uid(WALL_UID)
+             .tags(["controlroom", "wall"]).refresh("5s").time("now-15m", "now").timezone("browser")
+             .timepicker(dash_b.TimePicker().refresh_intervals(["5s", "10s", "30s", "1m"]).hidden(True))
+             .readonly())
+    # 1920×1080 in kiosk mode: 24 columns × ~30 px rows; tiles on top, map left, alerts and health right
+    for i, cat in enumerate(cats):
+        board = board.with_panel(category_tile(cat, catalog.feeds[HEADLINE_FEEDS[cat.id]],
+                                               Pos(x=(i * 24) // len(cats), y=0, w=24 // len(cats) + (i % 2), h=5)))
+    board = board.with_panel(province_map(Pos(0, 5, 8, 26)))
+    board = board.with_panel(firing_alerts(Pos(8, 5, 16, 11)))
+    board = board.with_panel(feed_health(Pos(8, 16, 12, 15), [c.id for c in cats]))
+    return board.with_panel(on_time_rate(Pos(20, 16, 4, 15)))
+
+
+# --- one board per category --------------------------------------------------------------------------
+
+def feed_series_sql(feed: Feed) -> str:
+    return tiered(f"SELECT $__timeInterval({{t}}) AS time, {feed_value_expr(feed)} AS value FROM {{src}} "
+                  f"WHERE $__timeFilter({{t}}) AND {{tier}} AND feed = '{feed.id}' GROUP BY time")
+
+
+def feed_series(feed: Feed, pos: Pos) -> cogbuilder.Builder[dash.Panel]:
+    what = "total per interval" if feed.kind == "counter" else "mean reading per interval"
+    return P.timeseries(f"{feed.name_vi} · {feed.name_en}", [Q(feed_series_sql(feed), time_series=True)], pos,
+                        description=f"{feed.source}; {feed.unit}, {what}. Reads agg_1m up to 1 day, agg_1h up to "
+                                    "31 days, agg_1d beyond.")
+
+
+def feed_provinces_sql(feed: Feed) -> str:
+    return tiered(f"SELECT province, sum(count) AS readings, sum(sum) AS total, min(min) AS lo, max(max) AS hi "
+                  f"FROM {{src}} WHERE $__timeFilter({{t}}) AND {{tier}} AND feed = '{feed.id}' GROUP BY province",
+                  order_by="province")
+
+
+def feed_provinces(feed: Feed, pos: Pos) -> cogbuilder.Builder[dash.Panel]:
+    return P.table(f"{feed.name_vi} theo tỉnh · by province", [Q(feed_provinces_sql(feed))], pos,
+                   description="Readings, total, min and max per province over the range (rollup by range).")
+
+
+def category_board(catalog: Catalog, cat: Category) -> dash_b.Dashboard:
+    board = (dash_b.Dashboard(f"{cat.name_vi} · {cat.name_en}").uid(f"controlroom-cat-{cat.id.replace('_', '-')}")
+             .tags(["controlroom", "category"]).refresh("30s").time("now-6h", "now").timezone("browser").readonly())
+    feeds = [f for f in catalog.feeds.values() if f.category == cat.id]
+    for i, feed in enumerate(feeds):
+        board = board.with_panel(feed_series(feed, Pos(0, i * 9, 16, 9)))
+        board = board.with_panel(feed_provinces(feed, Pos(16, i * 9, 8, 9)))
+    return board
+
+
+# --- Feed explorer -----------------------------------------------------------------------------------
+
+EXPLORER_FILTER = ("feed = '${feed}' AND $__conditionalAll(province IN (${province}), $province) "
+                   "AND $__conditionalAll(dims_key IN (${dims}), $dims)")
+
+
+def explorer_raw_sql() -> str:
+    # aliases never reuse a column name: ClickHouse would read the alias (an aggregate) in WHERE
+    return ("SELECT ev_ts AS time, concat(ev_province, ' ', ev_dims_key) AS series, ev_value AS value FROM ("
+            "SELECT event_id, any(ts) AS ev_ts, any(value) AS ev_value, any(province) AS ev_province, "
+            f"any(dims_key) AS ev_dims_key FROM {DB}.readings WHERE $__timeFilter(ts) AND {EXPLORER_FILTER} "
+            "GROUP BY event_id) ORDER BY time LIMIT 20000")
+
+
+def explorer_raw(pos: Pos) -> cogbuilder.Builder[dash.Panel]:
+    return P.timeseries("Số đo gốc · Raw readings", [Q(explorer_raw_sql(), time_series=True)], pos,
+                        description="Every reading (deduplicated by event_id) of the selected series; up to 20,000.")
+
+
+def explorer_agg_sql() -> str:
+    return tiered("SELECT $__timeInterval({t}) AS time, sum(sum) / sum(count) AS mean, min(min) AS lo, "
+                  "max(max) AS hi, sum(sum) AS total, sum(count) AS readings FROM {src} "
+                  f"WHERE $__timeFilter({{t}}) AND {{tier}} AND {EXPLORER_FILTER} GROUP BY time")
+
+
+def explorer_agg(pos: Pos) -> cogbuilder.Builder[dash.Panel]:
+    return P.timeseries("Tổng hợp · Aggregated", [Q(explorer_agg_sql(), time_series=True)], pos,
+                        description="Mean, min, max, total and readings per interval from agg_1m / agg_1h / agg_1d "
+                                    "(by range); alert events of the series are annotations.")
+
+
+def explorer_alerts_sql() -> str:
+    return ("SELECT event_at AS time, concat(event, ' · ', severity, ' · ', summary_en) AS text, "
+            "[rule_id, severity, province] AS tags "
+            f"FROM {DB}.alert_events WHERE $__timeFilter(event_at) AND {EXPLORER_FILTER} ORDER BY time")
+
+
+def feed_explorer() -> dash_b.Dashboard:
+    return (dash_b.Dashboard("Khám phá nguồn · Feed explorer").uid(EXPLORER_UID)
+            .tags(["controlroom", "explorer"]).refresh("30s").time("now-6h", "now").timezone("browser").readonly()
+            .with_variable(P.query_variable("feed", "Feed", f"SELECT id FROM {DB}.feeds ORDER BY id",
+                                            multi=False, include_all=False))
+            .with_variable(P.query_variable("province", "Province", f"SELECT code FROM {DB}.provinces ORDER BY code",
+                                            multi=True, include_all=True))
+            .with_variable(P.query_variable("dims", "Dims", f"SELECT DISTINCT dims_key FROM {DB}.readings_latest "
+                                            "WHERE feed = '${feed}' ORDER BY dims_key", multi=True, include_all=True))
+            .annotation(P.annotation("Alerts", explorer_alerts_sql(), "red"))
+            .with_panel(explorer_raw(Pos(0, 0, 24, 12)))
+            .with_panel(explorer_agg(Pos(0, 12, 24, 12))))
+
+
+# --- Pipeline health ---------------------------------------------------------------------------------
+
+def readings_rate_sql() -> str:
+    return tiered("SELECT toStartOfInterval(toDateTime({t}), INTERVAL greatest($__interval_s, {width}) second) "
+                  "AS time, feed, sum(count) / greatest($__interval_s, {width}) AS per_second FROM {src} "
+                  "WHERE $__timeFilter({t}) AND {tier} GROUP BY time, feed")
+
+
+def readings_rate(pos: Pos) -> cogbuilder.Builder[dash.Panel]:
+    return P.timeseries("Readings/s per feed", [Q(readings_rate_sql(), time_series=True)], pos, unit="reqps",
+                        stack=True, description="Aggregated readings per second (windows' count over the bucket).")
+
+
+def dead_letters_sql() -> str:
+    return (f"SELECT $__timeInterval(received_at) AS time, feed, uniqExact(dlq_id) AS dead_letters "
+            f"FROM {DB}.dead_letters WHERE $__timeFilter(received_at) GROUP BY time, feed ORDER BY time")
+
+
+def dead_letters(pos: Pos) -> cogbuilder.Builder[dash.Panel]:
+    return P.timeseries("Dead letters per feed", [Q(dead_letters_sql(), time_series=True)], pos, stack=True,
+                        description="Rejected readings, each once by dlq_id (per agency: controlroom/data/"
+                                    "agencies.yaml maps feeds to agencies; ClickHouse has no agency column).")
+
+
+def dead_letter_reasons_sql() -> str:
+    return (f"SELECT feed, reason, field, uniqExact(dlq_id) AS dead_letters FROM {DB}.dead_letters "
+            "WHERE $__timeFilter(received_at) GROUP BY feed, reason, field ORDER BY dead_letters DESC LIMIT 200")
+
+
+def dead_letter_reasons(pos: Pos) -> cogbuilder.Builder[dash.Panel]:
+    return P.table("Dead letters by reason", [Q(dead_letter_reasons_sql())], pos)
+
+
+def late_readings_sql() -> str:
+    return (f"SELECT $__timeInterval(detected_at) AS time, feed, uniqExact(event_id) AS late "
+            f"FROM {DB}.late_readings WHERE $__timeFilter(detected_at) GROUP BY time, feed ORDER BY time")
+
+
+def late_readings(pos: Pos) -> cogbuilder.Builder[dash.Panel]:
+    return P.timeseries("Late readings per feed", [Q(late_readings_sql(), time_series=True)], pos, stack=True,
+                        description="Readings whose window had closed: stored raw, not aggregated.")
+
+
+def sink_latency_sql() -> str:
+    return ("SELECT $__timeInterval(ingested_at) AS time, "
+            "quantile(0.5)(dateDiff('millisecond', ts, ingested_at)) / 1000 AS p50_s, "
+            "quantile(0.99)(dateDiff('millisecond', ts, ingested_at)) / 1000 AS p99_s, "
+            "max(dateDiff('millisecond', ts, ingested_at)) / 1000 AS max_s "
+            f"FROM {DB}.readings WHERE $__timeFilter(ingested_at) AND $__timeFilter(ts) GROUP BY time ORDER BY time")
+
+
+def sink_latency(pos: Pos) -> cogbuilder.Builder[dash.Panel]:
+    return P.timeseries("Sink latency (ingested_at − ts)", [Q(sink_latency_sql(), time_series=True)], pos, unit="s",
+                        description="From a reading's own timestamp to its insert into ClickHouse.")
+
+
+def alerts_by_state_sql() -> str:
+    return (f"SELECT state, severity, count() AS alerts FROM {DB}.alerts_current FINAL "
+            f"GROUP BY state, severity ORDER BY state, {SEVERITY_RANK} DESC")
+
+
+def alerts_by_state(pos: Pos) -> cogbuilder.Builder[dash.Panel]:
+    return P.table("Alerts by state", [Q(alerts_by_state_sql())], pos,
+                   description="Every alert's latest state (alerts_current FINAL): pending, firing, resolved.")
+
+
+def deliveries_sql() -> str:
+    return (f"SELECT $__timeInterval(attempted_at) AS time, status, count() AS deliveries FROM {DB}.alert_deliveries "
+            "WHERE $__timeFilter(attempted_at) GROUP BY time, status ORDER BY time")
+
+
+def deliveries(pos: Pos) -> cogbuilder.Builder[dash.Panel]:
+    return P.timeseries("Notification deliveries by status", [Q(deliveries_sql(), time_series=True)], pos,
+                        stack=True, description="Every attempt of the notifier (alert_deliveries).")
+
+
+def freshness_sql() -> str:
+    return ("SELECT feed, dateDiff('millisecond', max(last_ts), $__toTime_ms) / 1000 AS behind_s "
+            f"FROM {DB}.readings_latest GROUP BY feed ORDER BY behind_s DESC")
+
+
+def freshness(pos: Pos) -> cogbuilder.Builder[dash.Panel]:
+    return P.table("Freshness per feed (consumer lag)", [Q(freshness_sql())], pos,
+                   description="Consumer lag (Kafka offsets) is not derivable from ClickHouse: the sink commits "
+                               "offsets to Kafka, not to a table. Shown instead: how far each feed's newest "
+                               "stored reading is behind the range end, which grows when a consumer lags.")
+
+
+def pipeline_health() -> dash_b.Dashboard:
+    return (dash_b.Dashboard("Sức khỏe đường ống · Pipeline health").uid(PIPELINE_UID)
+            .tags(["controlroom", "pipeline"]).refresh("10s").time("now-1h", "now").timezone("browser").readonly()
+            .with_panel(readings_rate(Pos(0, 0, 12, 9)))
+            .with_panel(sink_latency(Pos(12, 0, 12, 9)))
+            .with_panel(dead_letters(Pos(0, 9, 12, 9)))
+            .with_panel(late_readings(Pos(12, 9, 12, 9)))
+            .with_panel(dead_letter_reasons(Pos(0, 18, 12, 9)))
+            .with_panel(freshness(Pos(12, 18, 12, 9)))
+            .with_panel(alerts_by_state(Pos(0, 27, 8, 8)))
+            .with_panel(deliveries(Pos(8, 27, 16, 8))))
+
+
+# --- all boards --------------------------------------------------------------------------------------
+
+@dataclass(frozen=True, slots=True)
+class Board:
+    file: str
+    build: Callable[[], dash_b.Dashboard]
+
+
+def all_boards(catalog: Catalog) -> list[Board]:
+    boards = [Board("national-wall", lambda: national_wall(catalog)),
+              Board("feed-explorer", feed_explorer), Board("pipeline-health", pipeline_health)]
+    for cat in catalog.categories.values():
+        boards.append(Board(f"category-{cat.id.replace('_', '-')}", functools.partial(category_board, catalog, cat)))
+    return boards

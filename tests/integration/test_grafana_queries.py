@@ -1,0 +1,289 @@
+"""Every panel query of every generated board (the committed JSON) runs on the real schema in chDB after the
+ClickHouse plugin's macros and the template variables are expanded as Grafana does (grafana/macros.py), and
+returns the columns its panel type needs; key panels give the seeded answers and /overview's own figures."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pytest
+
+from api.overview import read_overview
+from controlroom.catalog import Catalog
+from grafana.generate import DASHBOARDS
+from grafana.macros import ALL, QueryContext, Variable, expand
+from sinks.migrate import migrate
+from sinks.rows import AGG, ALERT_EVENTS, DEAD, DELIVERIES, LATE, READINGS, SCHEMAS
+from sinks.warehouse import ChdbWarehouse
+
+pytestmark = pytest.mark.integration
+
+DB = "controlroom"
+NOW_MS = (int(time.time() * 1000) // 60_000) * 60_000 - 60_000  # the range end: a whole minute, just past
+NOW = datetime.fromtimestamp(NOW_MS / 1000, UTC)
+MIN = timedelta(minutes=1)
+
+
+def board_files() -> dict[str, dict[str, Any]]:
+    return {p.stem: json.loads(p.read_text(encoding="utf-8")) for p in sorted(DASHBOARDS.glob("*.json"))}
+
+
+def insert(wh: ChdbWarehouse, table: str, rows: list[dict[str, Any]]) -> None:
+    schema = SCHEMAS[table]
+    full = [{f.name: r.get(f.name, _default(f.type)) for f in schema} for r in rows]
+    wh.insert_arrow(f"{DB}.{table}", pa.Table.from_pylist(full, schema))
+
+
+def _default(t: pa.DataType) -> Any:
+    if pa.types.is_string(t):
+        return ""
+    if pa.types.is_timestamp(t):
+        return NOW
+    if pa.types.is_map(t):
+        return []
+    return 0
+
+
+def reading(eid: str, feed: str, province: str, dims: dict[str, str], at: datetime, value: float) -> dict[str, Any]:
+    return {"event_id": eid, "feed": feed, "province": province, "province_original": province, "ts": at,
+            "value": value, "dims": list(dims.items()),
+            "dims_key": ",".join(f"{k}={v}" for k, v in sorted(dims.items())),
+            "source": "test", "ingested_at": at + timedelta(milliseconds=1500), "kafka_topic": f"feeds.{feed}"}
+
+
+def agg(feed: str, province: str, dims_key: str, start: datetime, n: int, total: float) -> dict[str, Any]:
+    return {"feed": feed, "province": province, "dims_key": dims_key, "window_start": start, "window_end": start + MIN,
+            "count": n, "sum": total, "min": total / n, "max": total / n, "avg": total / n, "last": total / n,
+            "last_ts": start + timedelta(seconds=30), "closed_at": start + timedelta(seconds=71),
+            "dims": [tuple(kv.split("=")) for kv in dims_key.split(",") if kv]}
+
+
+def alert(alert_id: str, seq: int, state: str, severity: str, feed: str, province: str, at: datetime) -> dict[str, Any]:
+    return {"alert_id": alert_id, "seq": seq, "fingerprint": alert_id, "rule_id": f"rule_{feed}", "rule_version": 1,
+            "rule_type": "threshold", "severity": severity, "event": state, "state": state, "feed": feed,
+            "province": province, "summary_vi": f"{feed} {province}", "summary_en": f"{feed} {province}",
+            "value": 1.0, "evidence": "{}", "starts_at": at, "event_at": at}
+
+
+@pytest.fixture(scope="module")
+def wh(tmp_path_factory: pytest.TempPathFactory, catalog: Catalog) -> Iterator[ChdbWarehouse]:
+    w = ChdbWarehouse(str(tmp_path_factory.mktemp("grafana") / "warehouse"), DB)
+    migrate(w, catalog)
+    seed(w)
+    try:
+        yield w
+    finally:
+        w.close()
+
+
+def seed(wh: ChdbWarehouse) -> None:
+    r: list[dict[str, Any]] = []
+    # vn_index (national gauge, 1 expected series, cadence 15 s): 1250 two minutes ago, then 1300 20 s before
+    # the range end: reporting (within 3 cadences), latest value 1300
+    r.append(reading("vn1", "vn_index", "00", {}, NOW - 2 * MIN, 1250.0))
+    r.append(reading("vn2", "vn_index", "00", {}, NOW - timedelta(seconds=20), 1300.0))
+    # hotline_calls in 2 provinces, line 111 only: 10 + 20 + 30 in the last 5 minutes, one older (not counted)
+    r.append(reading("h1", "hotline_calls", "01", {"line": "111"}, NOW - MIN, 10.0))
+    r.append(reading("h2", "hotline_calls", "01", {"line": "111"}, NOW - 2 * MIN, 20.0))
+    r.append(reading("h3", "hotline_calls", "79", {"line": "111"}, NOW - 3 * MIN, 30.0))
+    r.append(reading("h0", "hotline_calls", "79", {"line": "111"}, NOW - 9 * MIN, 99.0))
+    # dossiers resolved: 9 on time, 1 late → 90 %
+    r.append(reading("d1", "dvc_dossiers_resolved", "01", {"on_time": "true"}, NOW - MIN, 9.0))
+    r.append(reading("d2", "dvc_dossiers_resolved", "01", {"on_time": "false"}, NOW - MIN, 1.0))
+    # water level, for the explorer: station s1 in 01 and 79
+    for i in range(5):
+        r.append(reading(f"w01-{i}", "water_level", "01", {"station": "s1"}, NOW - (10 - i) * MIN, 400.0 + i))
+        r.append(reading(f"w79-{i}", "water_level", "79", {"station": "s1"}, NOW - (10 - i) * MIN, 90.0 + i))
+    insert(wh, READINGS, r)
+    insert(wh, READINGS, r[:3])  # a sink retry: every figure must count each reading once
+
+    windows = []
+    # 40 days of hourly-complete history for hotline_calls 01 line=111: 2 calls per minute (the tier test)
+    start = (NOW - timedelta(days=40)).replace(hour=0, minute=0)
+    t = start
+    while t < NOW - 20 * MIN:
+        windows.append(agg("hotline_calls", "01", "line=111", t, 1, 2.0))
+        t += timedelta(minutes=7)  # one window every 7 minutes keeps the seed small
+    for i in range(15):  # the last 15 minutes: trend of the tiles
+        windows.append(agg("hotline_calls", "79", "line=111", NOW - (15 - i) * MIN, 1, 5.0))
+        windows.append(agg("water_level", "01", "station=s1", NOW - (15 - i) * MIN, 2, 800.0 + i))
+    insert(wh, AGG, windows)
+
+    insert(wh, ALERT_EVENTS, [
+        alert("a1", 1, "firing", "critical", "water_level", "01", NOW - 5 * MIN),
+        alert("a2", 1, "pending", "warning", "hotline_calls", "79", NOW - 6 * MIN),
+        alert("a2", 2, "firing", "warning", "hotline_calls", "79", NOW - 4 * MIN),
+        alert("a3", 1, "firing", "info", "hotline_calls", "48", NOW - 8 * MIN),
+        alert("a3", 2, "resolved", "info", "hotline_calls", "48", NOW - 3 * MIN),
+    ])
+    insert(wh, DEAD, [{"dlq_id": f"dlq{i}", "reason": "out_of_range", "field": "value", "feed": "water_level",
+                       "received_at": NOW - i * MIN} for i in range(3)])
+    insert(wh, LATE, [{"event_id": "late1", "feed": "hotline_calls", "province": "01", "ts": NOW - 10 * MIN,
+                       "detected_at": NOW - 2 * MIN}])
+    insert(wh, DELIVERIES, [{"delivery_id": "x1", "alert_id": "a1", "seq": 1, "status": "delivered",
+                             "attempted_at": NOW - 4 * MIN}])
+
+
+def ctx(range_s: int = 3600, *, interval_ms: int = 60_000, province: Any = ALL, dims: Any = ALL,
+        feed: str = "water_level") -> QueryContext:
+    return QueryContext(from_ms=NOW_MS - range_s * 1000, to_ms=NOW_MS, interval_ms=interval_ms, variables={
+        "feed": Variable(feed), "province": Variable(province, options=["01", "48", "79"]),
+        "dims": Variable(dims, options=["station=s1"])})
+
+
+def run(wh: ChdbWarehouse, sql: str, c: QueryContext | None = None) -> list[dict[str, Any]]:
+    return wh.query(expand(sql, c or ctx()))
+
+
+def targets(board: dict[str, Any]) -> Iterator[tuple[str, str, str, dict[str, Any]]]:
+    """(board uid, panel title, panel type, target) of every panel query."""
+    for panel in board["panels"]:
+        for target in panel.get("targets", []):
+            yield board["uid"], panel["title"], panel["type"], target
+
+
+def check_columns(kind: str, target: dict[str, Any], rows: list[dict[str, Any]], cols: list[str]) -> None:
+    numeric = [c for c in cols if rows and all(isinstance(r[c], int | float) or r[c] is None for r in rows)
+               and any(isinstance(r[c], int | float) for r in rows)]
+    if kind == "timeseries" or (kind == "stat" and target["format"] == 0):
+        assert cols[0] == "time", cols
+        assert len(cols) >= 2
+    elif kind == "geomap":
+        assert {"latitude", "longitude", "code", "severity"} <= set(cols), cols
+    elif kind == "stat":
+        assert rows and numeric, (cols, rows[:2])
+    else:
+        assert cols
+
+
+def test_every_panel_query_runs_and_has_its_columns(wh: ChdbWarehouse) -> None:
+    boards = board_files()
+    assert len(boards) == 10  # national wall, explorer, pipeline health, 7 categories
+    ran = 0
+    for board in boards.values():
+        for uid, title, kind, target in targets(board):
+            for range_s in (3600, 7 * 86_400, 90 * 86_400):  # each rollup tier, where the query has tiers
+                sql = expand(target["rawSql"], ctx(range_s, interval_ms=max(range_s * 1000 // 300, 1000)))
+                assert "$" not in sql.replace("$$", ""), f"{uid} / {title}: unexpanded macro in {sql[:200]}"
+                res = wh.query(sql)
+                cols = _columns(wh, sql)
+                check_columns(kind, target, res, cols)
+                ran += 1
+        for anno in board.get("annotations", {}).get("list", []):
+            if anno.get("datasource", {}).get("uid") == "controlroom-clickhouse":
+                rows = run(wh, anno["target"]["rawSql"])
+                assert rows and {"time", "text", "tags"} <= set(rows[0]), anno["name"]
+        for var in board.get("templating", {}).get("list", []):
+            rows = run(wh, var["query"])
+            assert rows, var["name"]
+    assert ran > 100
+
+
+def _columns(wh: ChdbWarehouse, sql: str) -> list[str]:
+    """Column names in order, even for an empty result (DESCRIBE the query)."""
+    return [r["name"] for r in wh.query(f"DESCRIBE ({sql})")]
+
+
+def panel_sql(board: str, title_part: str, ref: str = "A") -> str:
+    b = board_files()[board]
+    for panel in b["panels"]:
+        if title_part in panel["title"] or title_part in panel.get("description", ""):
+            return next(t["rawSql"] for t in panel["targets"] if t["refId"] == ref)
+    raise AssertionError(f"no panel {title_part!r} in {board}")
+
+
+def test_national_wall_figures(wh: ChdbWarehouse, catalog: Catalog) -> None:
+    async def q(built: tuple[str, dict[str, Any]]) -> list[dict[str, Any]]:
+        return wh.query(*built)
+
+    overview = asyncio.run(read_overview(q, DB, catalog, NOW_MS))
+    feeds = {f["id"]: f for f in overview["feeds"]}
+
+    # tiles: a counter's 5-minute total, a gauge's latest value: seeded answers and /overview's figures
+    hot = run(wh, panel_sql("national-wall", "Hotline calls"))
+    assert hot == [{"value": 60.0}] and feeds["hotline_calls"]["last_5m"]["sum"] == 60.0
+    vn = run(wh, panel_sql("national-wall", "VN-Index"))
+    assert vn == [{"value": 1300.0}] and feeds["vn_index"]["latest_value"] == 1300.0
+    trend = run(wh, panel_sql("national-wall", "Hotline calls", "B"))
+    assert len(trend) == 15 and {r["trend"] for r in trend} == {5.0}
+
+    # map: 34 provinces at their coordinates, worst firing alert (a resolved one does not count)
+    rows = run(wh, panel_sql("national-wall", "34 tỉnh"))
+    assert len(rows) == 34
+    sev = {r["code"]: r["severity"] for r in rows}
+    assert sev["01"] == 3 and sev["79"] == 2 and sev["48"] == 0 and sum(sev.values()) == 5
+    p01 = catalog.provinces["01"]
+    assert next((r["latitude"], r["longitude"]) for r in rows if r["code"] == "01") == (p01.lat, p01.lon)
+
+    firing = run(wh, panel_sql("national-wall", "Firing alerts"))
+    assert [a["alert_id"] for a in firing] == ["a1", "a2"]
+
+    health = {r["feed"]: r for r in run(wh, panel_sql("national-wall", "Feed health"))}
+    assert len(health) == 25
+    status = {2: "reporting", 1: "degraded", 0: "silent"}
+    assert {f: status[r["health"]] for f, r in health.items()} == {f: v["status"] for f, v in feeds.items()}
+    assert health["vn_index"]["health"] == 2 and health["hotline_calls"]["health"] == 1
+    assert health["hotline_calls"]["expected"] == 34 * 5 == feeds["hotline_calls"]["series_expected"]
+
+    rate = run(wh, panel_sql("national-wall", "On-time rate"))
+    assert rate == [{"on_time_rate_pct": 90.0}]
+    assert overview["public_services"]["on_time_rate_pct"] == 90.0
+
+
+def test_long_ranges_read_the_rollups_with_the_same_totals(wh: ChdbWarehouse) -> None:
+    """The category series of hotline_calls over 30 full days: the same total whichever tier answers."""
+    sql = panel_sql("category-focal-issues", "Hotline calls")
+    day0 = (NOW - timedelta(days=35)).replace(hour=0, minute=0)
+    totals = {}
+    for days in (1, 30, 33):  # agg_1m (1 day), agg_1h (30 days), agg_1d (33 days)
+        c = QueryContext(from_ms=int(day0.timestamp() * 1000),
+                         to_ms=int((day0 + timedelta(days=days)).timestamp() * 1000) - 1000,
+                         interval_ms=60_000, variables={})
+        rows = wh.query(expand(sql, c))
+        totals[days] = (sum(r["value"] for r in rows), len(rows))
+    one_day = 2.0 * len(range(0, 1440, 7))  # windows every 7 minutes from midnight, 2 calls each
+    assert abs(totals[1][0] - one_day) <= 2 * 2.0  # the 7-minute grid shifts a little across days
+    assert totals[1][1] == len(range(0, 1440, 7))  # 1-minute buckets: one point per window
+    assert totals[30][1] == 30 * 24 and totals[33][1] == 33  # hourly points; daily points
+    direct = wh.query(f"SELECT sum(sum) AS s FROM {DB}.agg_1m FINAL WHERE feed = 'hotline_calls' AND province = '01' "
+                      "AND window_start >= {a:DateTime64(3)} AND window_start < {b:DateTime64(3)}",
+                      {"a": day0, "b": day0 + timedelta(days=30)})
+    assert totals[30][0] == direct[0]["s"]
+    direct = wh.query(f"SELECT sum(sum) AS s FROM {DB}.agg_1m FINAL WHERE feed = 'hotline_calls' AND province = '01' "
+                      "AND window_start >= {a:DateTime64(3)} AND window_start < {b:DateTime64(3)}",
+                      {"a": day0, "b": day0 + timedelta(days=33)})
+    assert totals[33][0] == direct[0]["s"]
+
+
+def test_explorer_variables_and_all(wh: ChdbWarehouse) -> None:
+    raw = panel_sql("feed-explorer", "Raw readings")
+    assert len(run(wh, raw, ctx())) == 10  # All provinces, All dims: both stations' 5 readings
+    assert len(run(wh, raw, ctx(province=["01"]))) == 5
+    assert len(run(wh, raw, ctx(province=["01", "79"], dims=["station=s1"]))) == 10
+    assert run(wh, raw, ctx(province=["48"])) == []
+    agg_rows = run(wh, panel_sql("feed-explorer", "Aggregated"), ctx(province=["01"]))
+    assert [r["readings"] for r in agg_rows] == [2] * 15 and agg_rows[0]["mean"] == 400.0
+
+
+def test_pipeline_figures(wh: ChdbWarehouse) -> None:
+    dead = run(wh, panel_sql("pipeline-health", "Dead letters per feed"))
+    assert sum(r["dead_letters"] for r in dead) == 3
+    late = run(wh, panel_sql("pipeline-health", "Late readings"))
+    assert sum(r["late"] for r in late) == 1
+    lat = run(wh, panel_sql("pipeline-health", "Sink latency"))
+    assert lat and {r["p50_s"] for r in lat} == {1.5}
+    states = {(r["state"], r["severity"]): r["alerts"] for r in run(wh, panel_sql("pipeline-health", "Alerts by"))}
+    assert states == {("firing", "critical"): 1, ("firing", "warning"): 1, ("resolved", "info"): 1}
+
+
+def test_conditional_all_path_is_the_plugins(tmp_path: Path) -> None:
+    sql = "WHERE $__conditionalAll(province IN (${province}), $province)"
+    assert expand(sql, ctx()) == "WHERE 1=1"
+    assert expand(sql, ctx(province=["01", "79"])) == "WHERE province IN ('01','79')"
