@@ -18,12 +18,13 @@ def _registrars() -> list[Registrar]:
     from api.cli import register as api_cli
     from api.keys_cli import register as keys_cli
     from controlroom.supervisor import register as up_cli
+    from grafana.sync import register as grafana_cli
     from notify.cli import register as notify_cli
     from producers.cli import register as producers_cli
     from sinks.cli import register as sinks_cli
     from streams.cli import register as streams_cli
 
-    return [up_cli, producers_cli, streams_cli, sinks_cli, api_cli, keys_cli, notify_cli]
+    return [up_cli, producers_cli, streams_cli, sinks_cli, api_cli, keys_cli, notify_cli, grafana_cli]
 
 
 def build_parser() -> argparse.ArgumentParser:
