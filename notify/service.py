@@ -148,7 +148,7 @@ class Notifier:
         self.settings = settings
         self.catalog = catalog
         self._key = master_key(settings)
-        self.channels: Mapping[str, Channel] = channels or {
+        self.channels: Mapping[str, Channel] = channels if channels is not None else {
             "webhook": WebhookChannel(settings, self._key), "email": EmailChannel(settings, catalog)}
         self.subscriptions: dict[str, Subscription] = {}
         self.finished: dict[str, None] = {}  # insertion-ordered set of finished idempotency keys

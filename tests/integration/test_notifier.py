@@ -1,0 +1,389 @@
+"""The notifier on real parts: Tansu broker, a real HTTP receiver, a real SMTP server (aiosmtpd).
+
+Signed webhooks (json and Alertmanager v4), retries then success, dead letters, filters and tiers, e-mail
+in Vietnamese and English, and the restart guarantee with the notifier as a subprocess killed mid-stream.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import email
+import email.policy
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections import Counter
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import asynccontextmanager, contextmanager
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+from aiokafka import AIOKafkaConsumer
+from aiosmtpd.controller import Controller
+
+from controlroom.broker import free_port
+from controlroom.catalog import default_catalog
+from controlroom.kafka import make_producer
+from controlroom.schema import ALERTS_TOPIC, CONTROL_TOPIC, DELIVERIES_TOPIC, alert_message, control_message
+from controlroom.settings import Settings
+from notify.service import Notifier
+from notify.signing import subscription_secret, verify_signature
+from tests.conftest import leaked_secrets, register_secret
+from tests.integration.pipeline import ROOT, settings_env
+
+pytestmark = pytest.mark.integration
+
+T0 = 1_795_687_200_000  # 2026-11-26T10:00:00Z
+
+
+# --- a real HTTP receiver ---------------------------------------------------------------------------------
+
+@dataclass
+class Hit:
+    path: str
+    headers: dict[str, str]
+    body: bytes
+    at: float  # time.monotonic()
+
+    @property
+    def key(self) -> str:
+        return self.headers["Idempotency-Key"]
+
+
+@dataclass
+class Receiver:
+    """Records every POST; answers `fail_first[path] = (n, status)` n times, `always[path]` forever, else 200."""
+
+    port: int = 0
+    hits: list[Hit] = field(default_factory=list)
+    fail_first: dict[str, tuple[int, int]] = field(default_factory=dict)
+    always: dict[str, int] = field(default_factory=dict)
+    delay_s: float = 0.0
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def url(self, path: str) -> str:
+        return f"http://127.0.0.1:{self.port}{path}"
+
+    def answer(self, hit: Hit) -> int:
+        with self.lock:
+            self.hits.append(hit)
+            if hit.path in self.always:
+                return self.always[hit.path]
+            n, status = self.fail_first.get(hit.path, (0, 200))
+            if n > 0:
+                self.fail_first[hit.path] = (n - 1, status)
+                return status
+            return 200
+
+    def at(self, path: str) -> list[Hit]:
+        with self.lock:
+            return [h for h in self.hits if h.path == path]
+
+    def keys(self) -> list[str]:
+        with self.lock:
+            return [h.key for h in self.hits]
+
+
+@contextmanager
+def http_receiver() -> Iterator[Receiver]:
+    rec = Receiver()
+
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def do_POST(self) -> None:  # noqa: N802 (http.server's naming)
+            body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+            status = rec.answer(Hit(self.path, dict(self.headers.items()), body, time.monotonic()))
+            if rec.delay_s:
+                time.sleep(rec.delay_s)
+            self.send_response(status)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 (the base class names it)
+            pass
+
+    class Server(ThreadingHTTPServer):
+        def handle_error(self, request: Any, client_address: Any) -> None:
+            pass  # a notifier killed mid-request resets its connection: expected in the restart test
+
+    server = Server(("127.0.0.1", 0), Handler)
+    server.daemon_threads = True
+    rec.port = server.server_address[1]
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield rec
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+# --- a real SMTP server ---------------------------------------------------------------------------------
+
+class Mailbox:
+    def __init__(self) -> None:
+        self.messages: list[tuple[list[str], email.message.EmailMessage]] = []
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # noqa: N802 (aiosmtpd hook)
+        msg = email.message_from_bytes(envelope.content, policy=email.policy.default)
+        self.messages.append((list(envelope.rcpt_tos), msg))  # type: ignore[arg-type]
+        return "250 OK"
+
+
+@contextmanager
+def smtp_server() -> Iterator[tuple[Mailbox, int]]:
+    box, port = Mailbox(), free_port()
+    controller = Controller(box, hostname="127.0.0.1", port=port)
+    controller.start()
+    try:
+        yield box, port
+    finally:
+        controller.stop()
+
+
+# --- Kafka helpers --------------------------------------------------------------------------------------
+
+def alert(n: int, kind: str = "firing", *, severity: str = "warning", province: str = "01",
+          feed: str = "water_level", seq: int = 1, silenced: bool = False) -> dict[str, Any]:
+    e = alert_message(fingerprint_=f"rule{n}|{feed}|{province}|station=s1", rule_id=f"rule{n}", rule_version=1,
+                      rule_type="threshold", severity=severity, event=kind, state=kind, seq=seq, feed=feed,
+                      province=province, dims={"station": "s1"} if feed == "water_level" else {},
+                      summary_vi=f"Mực nước vượt báo động {n}", summary_en=f"Water level above alarm {n}",
+                      value=812.5, evidence={"threshold": 800.0}, starts_at_ms=T0, ends_at_ms=None,
+                      event_at_ms=T0 + n, link=f"https://cr.example.vn/alerts/{n}")
+    e["silenced"] = silenced
+    return e
+
+
+def sub_put(sid: str, **doc: Any) -> dict[str, Any]:
+    return control_message("subscription.put", by="test", at_ms=T0, subscription={"id": sid, "name": sid, **doc})
+
+
+async def publish(settings: Settings, topic: str, docs: list[dict[str, Any]]) -> None:
+    producer = make_producer(settings)
+    await producer.start()
+    try:
+        for d in docs:
+            await producer.send(topic, orjson.dumps(d), key=str(d.get("alert_id", "")).encode() or None)
+        await producer.flush()
+    finally:
+        await producer.stop()
+
+
+async def read_all(settings: Settings, topic: str) -> list[dict[str, Any]]:
+    consumer = AIOKafkaConsumer(topic, bootstrap_servers=settings.kafka_bootstrap, group_id=None,
+                                auto_offset_reset="earliest", enable_auto_commit=False)
+    await consumer.start()
+    try:
+        parts = sorted(consumer.assignment())
+        ends = await consumer.end_offsets(parts)
+        out: list[dict[str, Any]] = []
+        while any([await consumer.position(tp) < ends[tp] for tp in parts]):
+            for records in (await consumer.getmany(timeout_ms=200)).values():
+                out.extend(orjson.loads(r.value) for r in records)
+        return out
+    finally:
+        await consumer.stop()
+
+
+async def until(check: Callable[[], Any], timeout_s: float, what: str) -> Any:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if value := check():
+            return value
+        await asyncio.sleep(0.02)
+    raise AssertionError(f"timed out after {timeout_s:g} s waiting for {what}")
+
+
+def signing_key() -> str:
+    key = "test-signing-" + secrets.token_hex(16)
+    register_secret(key)
+    return key
+
+
+@asynccontextmanager
+async def running(settings: Settings) -> AsyncIterator[Notifier]:
+    notifier = Notifier(settings, default_catalog())
+    stop = asyncio.Event()
+    task = asyncio.create_task(notifier.run(stop))
+    try:
+        await until(lambda: notifier.started.is_set() or task.done(), 30, "the notifier to start")
+        if task.done():
+            task.result()
+        yield notifier
+    finally:
+        stop.set()
+        await asyncio.wait_for(task, 20)
+
+
+# --- in-process: formats, filters, tiers, retries, dead letters, e-mail ------------------------------------
+
+async def test_webhooks_and_email(broker: str, make_settings) -> None:  # type: ignore[no-untyped-def]
+    key = signing_key()
+    with http_receiver() as rx, smtp_server() as (box, smtp_port):
+        settings = make_settings(kafka_bootstrap=broker, notify_signing_key=key, notify_max_attempts=3,
+                                 notify_backoff_s=0.05, notify_backoff_max_s=0.2, notify_timeout_s=3,
+                                 smtp_host="127.0.0.1", smtp_port=smtp_port, smtp_from="cr@example.gov.vn",
+                                 notify_external_url="https://cr.example.vn")
+        rx.fail_first["/flaky"] = (2, 500)
+        rx.always["/down"] = 503
+        rx.always["/gone"] = 410
+        subs = [
+            sub_put("json-hn", channel="webhook", target=rx.url("/json-hn"),
+                    filters={"provinces": ["01"], "min_severity": "warning"}),
+            sub_put("am", channel="webhook", target=rx.url("/am"), format="alertmanager",
+                    filters={"feeds": ["water_level"]}),
+            sub_put("flaky", channel="webhook", target=rx.url("/flaky"), filters={"min_severity": "critical"}),
+            sub_put("down", channel="webhook", target=rx.url("/down"), filters={"min_severity": "critical"}),
+            sub_put("gone", channel="webhook", target=rx.url("/gone"), filters={"min_severity": "critical"}),
+            sub_put("boss", channel="webhook", target=rx.url("/boss"), tier="escalation"),
+            sub_put("mail-vi", channel="email", target="truc.ban@example.gov.vn", filters={"provinces": ["79"]}),
+            sub_put("mail-en", channel="email", target="duty@example.gov.vn", language="en",
+                    filters={"provinces": ["79"]}),
+            sub_put("removed", channel="webhook", target=rx.url("/removed")),
+            control_message("subscription.delete", by="test", at_ms=T0, subscription_id="removed"),
+            control_message("ack", by="test", at_ms=T0, alert_id="x", comment="not for the notifier"),
+        ]
+        for sid in ("json-hn", "am", "flaky", "down", "gone", "boss", "mail-vi", "mail-en"):
+            register_secret(subscription_secret(key, sid))
+        await publish(settings, CONTROL_TOPIC, subs)
+        async with running(settings) as notifier:
+            assert sorted(notifier.subscriptions) == ["am", "boss", "down", "flaky", "gone", "json-hn", "mail-en",
+                                                      "mail-vi"]
+            events = [
+                alert(1),  # warning, 01, water_level: json-hn, am
+                alert(2, "pending"),  # nobody
+                alert(3, silenced=True),  # nobody
+                alert(4, severity="info"),  # am only (json-hn wants >= warning)
+                alert(5, severity="critical", province="79"),  # am, flaky, down, gone, mail-vi, mail-en
+                alert(6, "escalated", severity="critical", seq=3),  # boss only
+                alert(7, "resolved", feed="gold_price", province="00", seq=2),  # json-hn? no (00); nobody else
+            ]
+            sent_at = time.monotonic()
+            await publish(settings, ALERTS_TOPIC, events[:1])
+            first = await until(lambda: rx.at("/json-hn"), 10, "the first webhook")
+            latency_s = first[0].at - sent_at
+            await publish(settings, ALERTS_TOPIC, events[1:])
+            await until(lambda: len(box.messages) == 2 and len(rx.at("/down")) == 3 and rx.at("/boss")
+                        and len(rx.at("/flaky")) == 3, 20, "every delivery")
+            await asyncio.sleep(0.3)  # anything unexpected would arrive now
+        records = await read_all(settings, DELIVERIES_TOPIC)
+
+    assert latency_s < 2.0, f"publish → webhook took {latency_s:.2f} s"
+    ids = {int(e["rule_id"][4:]): e["alert_id"] for e in events}
+    got = {path: sorted(h.key for h in rx.at(path)) for path in
+           ("/json-hn", "/am", "/flaky", "/down", "/gone", "/boss", "/removed")}
+    assert got == {
+        "/json-hn": [f"{ids[1]}:1:json-hn"],
+        "/am": sorted([f"{ids[1]}:1:am", f"{ids[4]}:1:am", f"{ids[5]}:1:am"]),
+        "/flaky": [f"{ids[5]}:1:flaky"] * 3,
+        "/down": [f"{ids[5]}:1:down"] * 3,
+        "/gone": [f"{ids[5]}:1:gone"],
+        "/boss": [f"{ids[6]}:3:boss"],
+        "/removed": [],
+    }
+    # every request is signed with its subscription's derived secret, over the exact body
+    for hit in rx.hits:
+        sid = hit.key.rsplit(":", 1)[1]
+        assert verify_signature(subscription_secret(key, sid), hit.body, hit.headers["X-Signature"])
+        assert not verify_signature(subscription_secret(key, "other"), hit.body, hit.headers["X-Signature"])
+    json_hit = rx.at("/json-hn")[0]
+    assert json_hit.headers["X-ControlRoom-Event"] == "firing"
+    assert orjson.loads(json_hit.body) == {"idempotency_key": f"{ids[1]}:1:json-hn", "subscription_id": "json-hn",
+                                           "alert": events[0]}
+    am = {orjson.loads(h.body)["alerts"][0]["labels"]["alertname"]: orjson.loads(h.body) for h in rx.at("/am")}
+    p = am["rule5"]
+    assert (p["version"], p["status"], p["receiver"], p["truncatedAlerts"]) == ("4", "firing", "am", 0)
+    assert p["externalURL"] == "https://cr.example.vn" and p["groupLabels"]["alertname"] == "rule5"
+    a = p["alerts"][0]
+    assert a["labels"] == {"station": "s1", "alertname": "rule5", "severity": "critical", "feed": "water_level",
+                           "province": "79", "rule_type": "threshold", "alert_id": ids[5]}
+    assert (a["startsAt"], a["endsAt"]) == ("2026-11-26T10:00:00.000Z", "0001-01-01T00:00:00Z")
+    assert a["annotations"]["summary"] == "Water level above alarm 5" and a["generatorURL"].endswith("/alerts/5")
+    # e-mail: one per language, right subject, idempotency header
+    mails = {tuple(rcpt): msg for rcpt, msg in box.messages}
+    vi, en = mails[("truc.ban@example.gov.vn",)], mails[("duty@example.gov.vn",)]
+    assert vi["Subject"] == "[Khẩn cấp] ĐANG BÁO ĐỘNG: Mực nước vượt báo động 5 – Thành phố Hồ Chí Minh"
+    assert en["Subject"] == "[Critical] FIRING: Water level above alarm 5 – Ho Chi Minh City"
+    assert vi["X-Idempotency-Key"] == f"{ids[5]}:1:mail-vi" and en["X-Idempotency-Key"] == f"{ids[5]}:1:mail-en"
+    assert "Bắt đầu: 2026-11-26 17:00:00 (giờ Việt Nam, UTC+7)" in vi.get_content()  # type: ignore[attr-defined]
+    assert "Started: 2026-11-26 17:00:00 (Vietnam time, UTC+7)" in en.get_content()  # type: ignore[attr-defined]
+    # every attempt is on alerts.deliveries
+    by_sub: dict[str, list[tuple[int, str, int]]] = {}
+    for r in records:
+        by_sub.setdefault(r["subscription_id"], []).append((r["attempt"], r["status"], r["http_status"]))
+    assert sorted(by_sub["flaky"]) == [(1, "retry", 500), (2, "retry", 500), (3, "delivered", 200)]
+    assert sorted(by_sub["down"]) == [(1, "retry", 503), (2, "retry", 503), (3, "dead_letter", 503)]
+    assert by_sub["gone"] == [(1, "dead_letter", 410)]
+    assert by_sub["mail-vi"] == by_sub["mail-en"] == [(1, "delivered", 0)]
+    assert len(records) == 1 + 3 + 3 + 3 + 1 + 1 + 2
+    mail = next(r for r in records if r["subscription_id"] == "mail-en")
+    assert mail["target"] == "duty@example.gov.vn" and mail["channel"] == "email"
+    assert mail["idempotency_key"] == f"{ids[5]}:1:mail-en" and mail["error"] == ""
+
+
+# --- the restart guarantee: a subprocess, SIGKILL or SIGTERM mid-stream --------------------------------------
+
+CONCURRENCY = 4
+EVENTS = 200
+RESTART_SUBS = ("r-a", "r-b", "r-c")
+
+
+def start_notifier(settings: Settings, log_path: Path) -> subprocess.Popen[bytes]:
+    exe = Path(sys.executable).parent / "controlroom"
+    return subprocess.Popen([str(exe), "notifier"], env=settings_env(settings), cwd=ROOT,
+                            stdout=log_path.open("ab"), stderr=subprocess.STDOUT)
+
+
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM], ids=["sigkill", "sigterm"])
+async def test_restart_mid_stream(sig: signal.Signals, broker: str, make_settings, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    key = signing_key()
+    log_path = tmp_path / "notifier.log"
+    with http_receiver() as rx:
+        rx.delay_s = 0.005
+        settings = make_settings(kafka_bootstrap=broker, notify_signing_key=key, notify_concurrency=CONCURRENCY,
+                                 notify_batch_max=50, log_format="json")
+        await publish(settings, CONTROL_TOPIC,
+                      [sub_put(s, channel="webhook", target=rx.url(f"/{s}")) for s in RESTART_SUBS])
+        events = [alert(n, seq=n % 3 + 1) for n in range(EVENTS)]
+        expected = {f"{e['alert_id']}:{e['seq']}:{s}" for e in events for s in RESTART_SUBS}
+        proc = start_notifier(settings, log_path)
+        try:
+            await publish(settings, ALERTS_TOPIC, events)
+            # mid-batch (batches of 50 events = 150 deliveries), with deliveries in flight
+            await until(lambda: len(rx.hits) >= 170 or proc.poll() is not None, 30, "deliveries")
+            assert proc.poll() is None, log_path.read_text()[-3000:]
+            os.kill(proc.pid, sig)
+            assert await asyncio.to_thread(proc.wait, 20) == (0 if sig == signal.SIGTERM else -signal.SIGKILL)
+            before = len(rx.hits)
+            assert before < len(expected), "the notifier finished before the signal: nothing was tested"
+            proc = start_notifier(settings, log_path)
+            await until(lambda: set(rx.keys()) >= expected, 40, "every key after the restart")
+            await asyncio.sleep(0.5)  # a late duplicate would show up now
+        finally:
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+                await asyncio.to_thread(proc.wait, 20)
+        records = await read_all(settings, DELIVERIES_TOPIC)
+
+    counts = Counter(rx.keys())
+    duplicated = {k: n for k, n in counts.items() if n > 1}
+    assert set(counts) == expected
+    if sig == signal.SIGTERM:
+        assert duplicated == {}
+    else:  # only what was in flight at the kill: at most one per concurrency slot, each at most twice
+        assert len(duplicated) <= CONCURRENCY and all(n == 2 for n in duplicated.values()), duplicated
+    delivered = Counter(r["idempotency_key"] for r in records if r["status"] == "delivered")
+    assert set(delivered) == expected
+    text = log_path.read_text()
+    assert "notifier stopped" in text and not leaked_secrets(text)
+    print(f"{sig.name}: {before} of {len(expected)} received before the signal, duplicates {len(duplicated)}")
