@@ -7,5 +7,8 @@ COPY producers producers
 COPY streams streams
 COPY sinks sinks
 COPY api api
-RUN pip install --no-cache-dir .
+COPY notify notify
+COPY grafana grafana
+# keep urllib3 (clickhouse-connect) apart from niquests' urllib3-future: see the Makefile
+RUN URLLIB3_NO_OVERRIDE=1 pip install --no-cache-dir --no-binary urllib3-future .
 USER nobody

@@ -6,10 +6,15 @@ STAMP := $(VENV)/.installed
 
 .PHONY: install up test unit integration lint bench clean chromium grafana
 
+# grafana-client needs niquests, whose urllib3-future wheel overwrites urllib3 at every start-up
+# (a .pth hook) and breaks requests-based tools (schemathesis). Built from source with
+# URLLIB3_NO_OVERRIDE=1 it stays in its own urllib3_future package, which niquests uses.
+PIP_INSTALL := URLLIB3_NO_OVERRIDE=1 $(BIN)/python -m pip install --quiet --no-binary urllib3-future
+
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(PIP_INSTALL) -e '.[dev]'
 	@touch $(STAMP)
 
 install: $(STAMP)

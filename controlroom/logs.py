@@ -13,6 +13,17 @@ def _orjson_dumps(obj: object, default: object = None) -> str:
     return orjson.dumps(obj, default=default).decode()  # type: ignore[arg-type]
 
 
+class _CurrentStderr:
+    """Writes to whatever sys.stderr is now: a logger cached early never holds a stream closed later
+    (test capture swaps sys.stderr per test)."""
+
+    def write(self, text: str) -> int:
+        return sys.stderr.write(text)
+
+    def flush(self) -> None:
+        sys.stderr.flush()
+
+
 def configure_logging(level: str = "info", fmt: str = "auto", process: str = "") -> None:
     """Configure once per process. `process` is bound to every line so merged logs stay readable."""
     use_json = fmt == "json" or (fmt == "auto" and not sys.stderr.isatty())
@@ -32,10 +43,10 @@ def configure_logging(level: str = "info", fmt: str = "auto", process: str = "")
             renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(numeric),
-        logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
+        logger_factory=structlog.PrintLoggerFactory(file=_CurrentStderr()),  # type: ignore[arg-type]
         cache_logger_on_first_use=True,
     )
-    logging.basicConfig(level=max(numeric, logging.WARNING), stream=sys.stderr,
+    logging.basicConfig(level=max(numeric, logging.WARNING), stream=_CurrentStderr(),  # type: ignore[arg-type]
                         format=f"%(asctime)s {process} %(levelname)s %(name)s: %(message)s")
     if process:
         structlog.contextvars.bind_contextvars(process=process)

@@ -87,11 +87,19 @@ class Pipeline:
     def __init__(self, settings: Settings, client: TestClient, keys: Keys, producer: Producer) -> None:
         self.settings, self.client, self.keys, self.producer = settings, client, keys, producer
         self.n = 0
+        self.newest_ts: dict[str, int] = {}
 
     def publish(self, feed: str, province: str, ts_ms: int, value: float, **dims: str) -> None:
         self.n += 1
+        self.newest_ts[feed] = max(ts_ms, self.newest_ts.get(feed, 0))
         self.producer.produce(f"feeds.{feed}", reading(f"t-{self.n}", feed, province, ts_ms, value, **dims),
                               key=province.encode())
+
+    def fresh_ts(self, feed: str) -> int:
+        """Now, or the newest timestamp this module sent on the feed if later: a test that moved a
+        partition's watermark ahead (a reading a minute ahead) must not make the next test's readings
+        late — provinces share partitions."""
+        return max(now_ms(), self.newest_ts.get(feed, 0))
 
     def publish_raw(self, topic: str, payload: bytes, key: str) -> None:
         self.producer.produce(topic, payload, key=key.encode())
@@ -300,7 +308,7 @@ def test_silence_suppresses_then_its_end_notifies(pipe: Pipeline) -> None:
     silence = r.json()
     assert [s["id"] for s in pipe.get("/silences")] == [silence["id"]]
     time.sleep(1.0)  # the alerter applies the command from the control topic
-    pipe.publish("water_level", "31", now_ms(), 650.0, station="s2")
+    pipe.publish("water_level", "31", pipe.fresh_ts("water_level"), 650.0, station="s2")
     pipe.flush()
     a = pipe.wait_alert(rule_id="t_water", province="31", state="firing")
     assert a["silenced"] is True
@@ -325,8 +333,9 @@ def test_rule_changed_through_the_api_applies_without_restart(pipe: Pipeline) ->
     assert r.status_code == 200, r.text
     assert r.json()["version"] == 2 and pipe.get("/rules/t_water")["version"] == 2
     time.sleep(1.0)
-    pipe.publish("water_level", "22", now_ms(), 1000.0, station="s1")  # above the old levels only
-    pipe.publish("water_level", "22", now_ms(), 1600.0, station="s2")
+    ts = pipe.fresh_ts("water_level")
+    pipe.publish("water_level", "22", ts, 1000.0, station="s1")  # above the old levels only
+    pipe.publish("water_level", "22", ts, 1600.0, station="s2")
     pipe.flush()
     a = pipe.wait_alert(rule_id="t_water", province="22", state="firing")
     assert a["dims"] == {"station": "s2"} and a["rule_version"] == 2 and a["severity"] == "critical"
