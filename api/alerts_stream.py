@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
 import orjson
@@ -18,6 +17,7 @@ from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import StreamingResponse
 
 from api.auth import require
+from api.sse import sse_frame, sse_response
 from controlroom.logs import get_logger
 from controlroom.schema import ALERTS_TOPIC, SEVERITIES
 from controlroom.security import Principal
@@ -25,7 +25,6 @@ from controlroom.settings import Settings
 
 log = get_logger("alerts.stream")
 router = APIRouter(tags=["alerts"])
-HEARTBEAT_S = 15.0
 QUEUE_SIZE = 1000
 
 
@@ -94,9 +93,8 @@ def _wanted(event: dict[str, Any], severity: str | None, feed: str | None, provi
 
 
 def sse(event: dict[str, Any]) -> bytes:
-    kind = event.get("event", "message")
-    ident = f"id: {event['alert_id']}:{event['seq']}\n" if "alert_id" in event and "seq" in event else ""
-    return f"{ident}event: {kind}\ndata: ".encode() + orjson.dumps(event) + b"\n\n"
+    ident = f"{event['alert_id']}:{event['seq']}" if "alert_id" in event and "seq" in event else None
+    return sse_frame(event.get("event", "message"), event, ident)
 
 
 @router.get("/alerts/stream", summary="Alert events live (Server-Sent Events)",
@@ -108,21 +106,7 @@ async def alerts_stream(request: Request, _: Annotated[Principal, Depends(requir
     fanout: AlertFanout = request.app.state.alert_fanout
     queue = fanout.subscribe()
 
-    async def events() -> AsyncIterator[bytes]:
-        try:
-            yield b"retry: 3000\n: connected\n\n"
-            while True:
-                try:
-                    event = await asyncio.wait_for(queue.get(), HEARTBEAT_S)
-                except TimeoutError:
-                    yield b": heartbeat\n\n"  # keeps proxies from closing an idle stream
-                    continue
-                if _wanted(event, severity, feed, province):
-                    yield sse(event)
-                if event.get("event") == "closed":
-                    return
-        finally:
-            fanout.unsubscribe(queue)
+    def render(event: dict[str, Any]) -> tuple[bytes | None, bool]:
+        return (sse(event) if _wanted(event, severity, feed, province) else None), event.get("event") == "closed"
 
-    return StreamingResponse(events(), media_type="text/event-stream",
-                             headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"})
+    return sse_response(request, queue, lambda: fanout.unsubscribe(queue), render)

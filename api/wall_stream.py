@@ -20,19 +20,18 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import AsyncIterator
 from importlib import resources
 from typing import Annotated, Any
 
-import orjson
 from fastapi import APIRouter, Depends, HTTPException, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import Response, StreamingResponse
 
 from api.alerts_sql import alerts_sql
-from api.auth import _token, require, security_of
+from api.auth import require
 from api.overview import read_overview
 from api.queries import series_sql
+from api.sse import sse_frame, sse_response
 from api.wall import ALERTS_READ, HEADLINE_FEEDS, build_wall, trend_query
 from controlroom.catalog import Catalog
 from controlroom.logs import get_logger
@@ -41,8 +40,6 @@ from sinks.warehouse import Warehouse
 
 log = get_logger("wall")
 router = APIRouter(tags=["wall"])
-HEARTBEAT_S = 15.0
-KEY_RECHECK_S = 60.0
 STATIC = {  # the only files served under /wall/static (vendored in the package: api/static/wall)
     "wall.css": "text/css; charset=utf-8",
     "wall.js": "text/javascript; charset=utf-8",
@@ -54,10 +51,6 @@ PAGE_CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 's
 
 def _asset(name: str) -> bytes:
     return (resources.files("api") / "static" / "wall" / name).read_bytes()
-
-
-def sse_frame(event: str, data: dict[str, Any]) -> bytes:
-    return f"event: {event}\ndata: ".encode() + orjson.dumps(data) + b"\n\n"
 
 
 class WallHub:
@@ -153,27 +146,5 @@ async def wall_static(name: str) -> Response:
 @router.get("/wall/stream", summary="Wall snapshots live (Server-Sent Events, event `wall`)", include_in_schema=False)
 async def wall_stream(request: Request, _: Annotated[Principal, Depends(require("viewer"))]) -> StreamingResponse:
     hub = hub_of(request)
-    token = _token(request) or ""
-    keys = security_of(request).keys
     queue = hub.subscribe()
-
-    async def events() -> AsyncIterator[bytes]:
-        checked = time.monotonic()
-        try:
-            yield b"retry: 3000\n: connected\n\n"
-            while True:
-                try:
-                    frame = await asyncio.wait_for(queue.get(), HEARTBEAT_S)
-                except TimeoutError:
-                    frame = b": heartbeat\n\n"  # keeps proxies from closing a quiet stream
-                if time.monotonic() - checked > KEY_RECHECK_S:
-                    checked = time.monotonic()
-                    if await run_in_threadpool(keys.authenticate, token) is None:
-                        yield sse_frame("auth", {"detail": "key revoked"})
-                        return
-                yield frame
-        finally:
-            hub.unsubscribe(queue)
-
-    return StreamingResponse(events(), media_type="text/event-stream",
-                             headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"})
+    return sse_response(request, queue, lambda: hub.unsubscribe(queue), lambda frame: (frame, False))

@@ -362,10 +362,10 @@ def test_wall_in_chromium_matches_overview(live_api: LiveApi, catalog: Catalog, 
 
 
 def test_stream_needs_a_viewer_key_and_ends_when_it_is_revoked(make_settings, monkeypatch) -> None:  # type: ignore[no-untyped-def]
-    from api import wall_stream
+    from api import sse
     from tests.integration.api_client import api_client
 
-    monkeypatch.setattr(wall_stream, "KEY_RECHECK_S", 0.5)
+    monkeypatch.setattr(sse, "KEY_RECHECK_S", 0.5)
     with api_client(make_settings(embedded_sink=False, wall_refresh_s=0.2)) as (client, keys):
         assert client.get("/wall/stream").status_code == 401
         assert client.get("/wall/stream", headers=keys.header("agency")).status_code == 403  # ingest-only key
