@@ -9,6 +9,7 @@ judged live on the open window, within about a second.
 
 from __future__ import annotations
 
+import secrets
 import subprocess
 import sys
 import time
@@ -16,15 +17,18 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import orjson
 import pytest
 from confluent_kafka import Producer
 from fastapi.testclient import TestClient
 
 from controlroom.broker import start_tansu
 from controlroom.settings import Settings
-from tests.conftest import free_port
+from notify.signing import verify_signature
+from tests.conftest import free_port, register_secret
 from tests.integration.api_client import Keys, api_client
 from tests.integration.pipeline import ROOT, reading, settings_env
+from tests.integration.receivers import Hit, Receiver, http_receiver
 
 pytestmark = pytest.mark.integration
 
@@ -84,8 +88,10 @@ rules:
 
 
 class Pipeline:
-    def __init__(self, settings: Settings, client: TestClient, keys: Keys, producer: Producer) -> None:
+    def __init__(self, settings: Settings, client: TestClient, keys: Keys, producer: Producer,
+                 receiver: Receiver) -> None:
         self.settings, self.client, self.keys, self.producer = settings, client, keys, producer
+        self.receiver = receiver  # a real HTTP server; the notifier delivers subscribed webhooks to it
         self.n = 0
         self.newest_ts: dict[str, int] = {}
 
@@ -154,17 +160,21 @@ def pipe(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pipeline]:
     broker = start_tansu(port, tmp / "tansu.log")
     rules = tmp / "rules.yaml"
     rules.write_text(RULES)
+    signing_key = secrets.token_hex(32)
+    register_secret(signing_key)
     settings = Settings(data_dir=tmp / "data", clickhouse_url=f"chdb://{tmp / 'warehouse'}",  # type: ignore[arg-type]
                         kafka_bootstrap=f"127.0.0.1:{port}", kafka_idempotence=False, log_format="console",
                         topic_partitions=2, allowed_lateness_s=1.0, idle_advance_after_s=1.0, live_interval_s=0.2,
-                        alerter_tick_s=0.5, stream_batch_within_s=0.05, alert_rules_file=rules)
+                        alerter_tick_s=0.5, stream_batch_within_s=0.05, alert_rules_file=rules,
+                        notify_signing_key=signing_key, notify_backoff_s=0.2)  # type: ignore[arg-type]
     procs: list[subprocess.Popen[bytes]] = []
     try:
-        with api_client(settings) as (client, keys):
+        with api_client(settings) as (client, keys), http_receiver() as receiver:
             procs.append(_spawn("worker", settings, tmp / "worker.log"))
             procs.append(_spawn("alerter", settings, tmp / "alerter.log"))
+            procs.append(_spawn("notifier", settings, tmp / "notifier.log"))
             yield Pipeline(settings, client, keys, Producer({"bootstrap.servers": settings.kafka_bootstrap,
-                                                              "linger.ms": 1}))
+                                                              "linger.ms": 1}), receiver)
             for p in procs:
                 assert p.poll() is None, f"a pipeline process died (see {tmp})"
     finally:
@@ -179,17 +189,54 @@ def pipe(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pipeline]:
         broker.wait(timeout=10)
 
 
+def wait_until(check: Any, what: str, timeout_s: float = 30.0) -> Any:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if found := check():
+            return found
+        time.sleep(0.1)
+    raise AssertionError(f"no {what} within {timeout_s:.0f} s")
+
+
 def now_ms() -> int:
     return int(time.time() * 1000)
 
 
+def subscribe(pipe: Pipeline, path: str, tier: str) -> str:
+    """A webhook subscription through the API; returns its signing secret."""
+    r = pipe.client.post("/subscriptions", headers=pipe.keys.header("admin"), json={
+        "name": f"trực ban {tier}", "channel": "webhook", "target": pipe.receiver.url(path), "tier": tier,
+        "filters": {"feeds": ["water_level"], "provinces": ["01"], "min_severity": "warning"}})
+    assert r.status_code == 201, r.text
+    assert pipe.client.post("/subscriptions", headers=pipe.keys.header("operator"), json={}).status_code == 403
+    secret = str(r.json()["secret"])
+    register_secret(secret)
+    return secret
+
+
+def hits(pipe: Pipeline, path: str, alert_id: str) -> list[Hit]:
+    """Webhook requests the receiver got at `path` about this alert (body: {idempotency_key, …, alert})."""
+    return [h for h in pipe.receiver.at(path) if orjson.loads(h.body)["alert"]["alert_id"] == alert_id]
+
+
+def webhooks(pipe: Pipeline, path: str, alert_id: str) -> list[dict[str, Any]]:
+    return [orjson.loads(h.body)["alert"] for h in hits(pipe, path, alert_id)]
+
+
 def test_threshold_fires_live_rises_escalates_repeats_until_ack_then_resolves(pipe: Pipeline) -> None:
+    primary, escalation = subscribe(pipe, "/duty", "primary"), subscribe(pipe, "/director", "escalation")
+    time.sleep(1.0)  # the notifier applies subscriptions from the control topic
     t0 = now_ms()
     pipe.publish("water_level", "01", t0, 620.0, station="s1")
     pipe.flush()
     started = time.monotonic()
     a = pipe.wait_alert(rule_id="t_water", province="01", state="firing", timeout_s=90)
     print(f"reading → firing alert in /alerts: {time.monotonic() - started:.2f} s (includes the worker's start)")
+    hit = wait_until(lambda: next(iter(hits(pipe, "/duty", a["alert_id"])), None), "the webhook")
+    print(f"reading → signed webhook at the receiver: {hit.at - started:.2f} s")
+    assert verify_signature(primary, hit.body, hit.headers["X-Signature"])
+    assert not verify_signature(escalation, hit.body, hit.headers["X-Signature"])
+    assert hit.key.startswith(f"{a['alert_id']}:1:") and orjson.loads(hit.body)["alert"]["event"] == "firing"
     assert a["severity"] == "warning" and a["value"] == 620.0 and a["rule_version"] == 1
     assert a["summary_vi"] == "Mực nước Thành phố Hà Nội 620 cm vượt báo động II"
     ev = a["evidence"]
@@ -216,15 +263,31 @@ def test_threshold_fires_live_rises_escalates_repeats_until_ack_then_resolves(pi
     acked = pipe.wait_alert(alert_id=a["alert_id"], event="acknowledged")
     assert acked["ack"] == {"by": "test-operator", "comment": "đã cử đội ứng trực"}
     n_after_ack = len(pipe.history(a["alert_id"]))
+    wait_until(lambda: any(w["event"] == "acknowledged" for w in webhooks(pipe, "/duty", a["alert_id"])),
+               "the acknowledgement at the receiver")
+    delivered_after_ack = len(webhooks(pipe, "/duty", a["alert_id"]))
     time.sleep(4.5)  # two repeat intervals
     later = pipe.history(a["alert_id"])
     assert len(later) == n_after_ack, [e["event"] for e in later[n_after_ack:]]  # the ack stopped the repeats
+    assert len(webhooks(pipe, "/duty", a["alert_id"])) == delivered_after_ack  # …at the receiver too
+    # the escalation list heard of the escalation only, signed with its own secret; the duty desk of the rest
+    director = hits(pipe, "/director", a["alert_id"])
+    assert [orjson.loads(h.body)["alert"]["event"] for h in director] == ["escalated"]
+    assert verify_signature(escalation, director[0].body, director[0].headers["X-Signature"])
+    duty = [w["event"] for w in webhooks(pipe, "/duty", a["alert_id"])]
+    assert duty[0] == "firing" and "repeat" in duty and duty[-1] == "acknowledged" and "escalated" not in duty
+    assert len(set(pipe.receiver.keys())) == len(pipe.receiver.keys())  # one delivery per idempotency key
 
     # the next minute's window is below every level: resolved
     pipe.publish("water_level", "01", t0 + MIN, 300.0, station="s1")
     pipe.flush()
     done = pipe.wait_alert(alert_id=a["alert_id"], state="resolved")
     assert done["event"] == "resolved" and done["ends_at"] is not None
+    wait_until(lambda: webhooks(pipe, "/duty", a["alert_id"])[-1]["event"] == "resolved", "the resolution webhook")
+    # every delivery attempt is on record with the alert
+    recorded = wait_until(lambda: (d := pipe.get(f"/alerts/{a['alert_id']}")["deliveries"])
+                          and len(d) >= len(webhooks(pipe, "/duty", a["alert_id"])) + 1 and d, "delivery records")
+    assert {d["status"] for d in recorded} == {"delivered"}
 
 
 def test_staleness_fires_with_no_reading_at_all_and_resolves_when_data_returns(pipe: Pipeline) -> None:
