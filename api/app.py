@@ -12,25 +12,24 @@ import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from functools import partial
 from typing import Annotated, Any, Literal
 
 from fastapi import Depends, FastAPI, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.middleware.cors import CORSMiddleware
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 
 from api import admin, alerts, alerts_stream, ingest, queries, query, wall_stream
 from api.analyst import AnalystQueries
 from api.auth import HardeningMiddleware, Security, require
 from api.keystore import AuditLog, KeyStore
 from api.models import FeedsOut, Health, Overview, ProvinceOut, SeriesOut, SinkHealth
-from api.overview import read_overview
+from api.overview_cache import overview_cache
 from api.params import MAX_STEP_S, MIN_STEP_S, ParamError, build_series_query
 from controlroom.catalog import Catalog, default_catalog
 from controlroom.errors import WarehouseError
 from controlroom.logs import get_logger
-from controlroom.schema import ms_to_iso
+from controlroom.schema import ms_to_iso, now_ms
 from controlroom.security import TokenBucket, load_agencies
 from controlroom.settings import Settings
 from sinks.migrate import migrate
@@ -38,10 +37,6 @@ from sinks.warehouse import Warehouse, open_warehouse
 from sinks.writer import SinkWriter
 
 log = get_logger("api")
-
-
-def now_ms() -> int:
-    return time.time_ns() // 1_000_000
 
 
 @dataclass
@@ -116,6 +111,8 @@ def create_app(settings: Settings, catalog: Catalog | None = None) -> FastAPI:
                 await app.state.alert_fanout.close()
             if getattr(app.state, "wall_hub", None) is not None:
                 await app.state.wall_hub.close()
+            if getattr(app.state, "overview_cache", None) is not None:
+                await app.state.overview_cache.close()
             if getattr(app.state, "producer", None) is not None:
                 await app.state.producer.stop()
             if getattr(app.state, "analyst", None) is not None:
@@ -219,8 +216,8 @@ def create_app(settings: Settings, catalog: Catalog | None = None) -> FastAPI:
 
     @app.get("/overview", response_model=Overview, dependencies=viewer)
     async def overview(request: Request) -> Any:
-        state = _state(request)
-        return await read_overview(partial(_query, state), state.warehouse.database, state.catalog, now_ms())
+        snap = await overview_cache(request).get()
+        return Response(snap.body, media_type="application/json", headers={"Age": str(int(snap.age_s()))})
 
     return app
 

@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+from collections.abc import Awaitable, Callable
 from importlib import resources
 from typing import Annotated, Any
 
@@ -29,7 +30,7 @@ from fastapi.responses import Response, StreamingResponse
 
 from api.alerts_sql import alerts_sql
 from api.auth import require
-from api.overview import read_overview
+from api.overview_cache import overview_cache
 from api.queries import series_sql
 from api.sse import sse_frame, sse_response
 from api.wall import ALERTS_READ, HEADLINE_FEEDS, build_wall, trend_query
@@ -56,8 +57,10 @@ def _asset(name: str) -> bytes:
 class WallHub:
     """Computes the snapshot once per refresh and fans it out; one per API process (app.state.wall_hub)."""
 
-    def __init__(self, warehouse: Warehouse, catalog: Catalog, refresh_s: float) -> None:
+    def __init__(self, warehouse: Warehouse, catalog: Catalog, refresh_s: float,
+                 overview: Callable[[], Awaitable[dict[str, Any]]]) -> None:
         self.warehouse = warehouse
+        self.overview = overview  # /overview's shared snapshot: the wall shows exactly what /overview says
         self.catalog = catalog
         self.refresh_s = refresh_s
         self.clients: set[asyncio.Queue[bytes]] = set()
@@ -71,7 +74,7 @@ class WallHub:
 
     async def snapshot(self, now_ms: int) -> dict[str, Any]:
         db = self.warehouse.database
-        overview = await read_overview(self._query, db, self.catalog, now_ms)
+        overview = await self.overview()
         firing = await self._query(alerts_sql(db, states=("firing",), severity=None, feed=None, province=None,
                                               limit=ALERTS_READ))
         trends = {feed: await self._query(series_sql(db, trend_query(feed, now_ms)))
@@ -123,7 +126,12 @@ def hub_of(request: Request) -> WallHub:
     hub: WallHub | None = getattr(request.app.state, "wall_hub", None)
     if hub is None:  # created on first use: the lifespan (app.py) stays as it is
         state = request.app.state.api
-        hub = WallHub(state.warehouse, state.catalog, state.settings.wall_refresh_s)
+        cache = overview_cache(request)
+
+        async def overview() -> dict[str, Any]:
+            return (await cache.get(wait=True)).doc
+
+        hub = WallHub(state.warehouse, state.catalog, state.settings.wall_refresh_s, overview)
         request.app.state.wall_hub = hub
     return hub
 

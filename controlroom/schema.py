@@ -12,6 +12,7 @@ the message's own timestamp as that reference, so every consumer of a topic reac
 from __future__ import annotations
 
 import math
+import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, NamedTuple
@@ -98,6 +99,10 @@ def parse_ts(raw: Any) -> int | None:
             return None
         return int(dt.timestamp() * 1000)
     return None
+
+
+def now_ms() -> int:
+    return time.time_ns() // 1_000_000
 
 
 def ms_to_iso(ms: int) -> str:

@@ -27,6 +27,8 @@ class Settings(BaseSettings):
     api_host: str = "127.0.0.1"
     api_port: int = 8000
     embedded_sink: bool | None = None  # None: on when CLICKHOUSE_URL is chdb://
+    overview_refresh_s: float = 1.0  # GET /overview: figures recomputed at most this often (shared by all clients)
+    overview_max_stale_s: float = 10.0  # …and served while a refresh runs, up to this age; older: the request waits
     wall_refresh_s: float = 5.0  # GET /wall/stream: seconds between two wall snapshots (one computation per process)
 
     data_dir: Path = Path("./data")

@@ -338,8 +338,11 @@ def test_wall_in_chromium_matches_overview(live_api: LiveApi, catalog: Catalog, 
             assert second.is_hidden("#key-dialog")
             assert len(live_api.hub.clients) == 2
             before, t0 = live_api.hub.computed, time.monotonic()
-            page.wait_for_function(f"document.body.dataset.generatedAt > '{shown['generated_at']}'",
-                                   timeout=10_000)  # pushed, not reloaded
+            # pushed, not reloaded (polled from here: the page's CSP forbids wait_for_function's eval)
+            deadline = time.monotonic() + 15
+            while page.evaluate("document.body.dataset.generatedAt") <= shown["generated_at"]:
+                assert time.monotonic() < deadline, "no newer snapshot pushed to the page"
+                time.sleep(0.1)
             time.sleep(3)
             computed, elapsed = live_api.hub.computed - before, time.monotonic() - t0
             assert 1 <= computed <= elapsed / 1.0 + 1  # WALL_REFRESH_S=1: never one per client
