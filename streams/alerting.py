@@ -22,7 +22,7 @@ import orjson
 
 from controlroom.catalog import Catalog
 from controlroom.logs import get_logger
-from controlroom.schema import feed_of_dead_letter
+from controlroom.schema import dims_key, feed_of_dead_letter
 from streams.evaluate import Condition, RuleEngine
 from streams.lifecycle import AlertBook, LifecycleError
 from streams.rules import RuleError, effective_rule_docs, parse_rule
@@ -32,6 +32,7 @@ log = get_logger("alerter")
 SNAPSHOT_VERSION = 1
 MINUTE_MS = 60_000
 EXPLORER_UID = "controlroom-feed-explorer"  # the Grafana board an alert links to
+ALL = "$__all"  # Grafana's URL value for a variable's "All"
 
 
 def alert_id_of(fp: str) -> str:
@@ -40,7 +41,8 @@ def alert_id_of(fp: str) -> str:
 
 def board_link(grafana_url: str, event: Mapping[str, Any]) -> str:
     """The feed explorer on the alert's series, from an hour before it began to ten minutes after now."""
-    query = {"var-feed": event["feed"], "var-province": event["province"] or "All",
+    dkey = dims_key(dict(event.get("dims") or {}))
+    query = {"var-feed": event["feed"], "var-province": event["province"] or ALL, "var-dims": dkey or ALL,
              "from": int(event["starts_at"]) - 3_600_000, "to": int(event["event_at"]) + 600_000}
     return f"{grafana_url.rstrip('/')}/d/{EXPLORER_UID}/feed-explorer?{urlencode(query)}"
 

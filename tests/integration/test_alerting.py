@@ -243,6 +243,7 @@ def test_threshold_fires_live_rises_escalates_repeats_until_ack_then_resolves(pi
     assert ev["threshold"] == {"op": "above", "value": 500.0, "level": "II", "severity": "warning"}
     assert ev["window"]["max"] == 620.0 and ev["rule_version"] == 1
     assert "/d/controlroom-feed-explorer/" in a["link"] and "var-province=01" in a["link"]
+    assert "var-feed=water_level" in a["link"] and "var-dims=station%3Ds1" in a["link"]  # the board's variables
 
     # a second reading in the same window above level III: the same alert, now critical
     pipe.publish("water_level", "01", t0 + 1, 870.0, station="s1")

@@ -3,7 +3,11 @@ acks), data quality from dead letters, the effective rule set, and snapshot roun
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
+from urllib.parse import parse_qsl, urlsplit
+
+import orjson
 
 from controlroom.catalog import default_catalog
 from controlroom.schema import control_message, window_message
@@ -11,6 +15,8 @@ from streams.alerting import AlertingCore, alert_id_of
 from streams.live import LiveThrottle
 from streams.rules import effective_rule_docs, read_rule_docs
 from streams.windows import ClosedWindow, WindowAgg
+
+ROOT = Path(__file__).resolve().parents[2]
 
 T0 = 1_767_225_600_000
 MIN = 60_000
@@ -36,6 +42,13 @@ def test_live_window_fires_and_a_stale_closed_window_does_not_flap() -> None:
     [fired] = c.on_live(window(600))
     assert (fired["event"], fired["event_at"], fired["seq"]) == ("firing", T0 + 1000, 1)
     assert fired["link"].startswith("http://grafana:3000/d/controlroom-feed-explorer/feed-explorer?var-feed=water_level")
+    # the link's board and variables are the generated feed explorer's own
+    board = orjson.loads((ROOT / "grafana" / "dashboards" / "feed-explorer.json").read_bytes())
+    link = urlsplit(fired["link"])
+    assert link.path == f"/d/{board['uid']}/feed-explorer"
+    variables = {k.removeprefix("var-"): v for k, v in parse_qsl(link.query) if k.startswith("var-")}
+    assert variables == {"feed": "water_level", "province": "01", "dims": "station=s1"}
+    assert set(variables) == {v["name"] for v in board["templating"]["list"]}
     [resolved] = c.on_live(window(300, start=T0 + MIN))  # next minute, below: resolved live
     assert resolved["event"] == "resolved"
     assert c.on_closed(window(600)) == []  # the first minute closes late: judged already, no re-fire
