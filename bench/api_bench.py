@@ -44,6 +44,9 @@ HISTORY_MS = 7 * 86_400_000
 LIVE_MS = 900_000  # the newest 15 minutes: the /overview lookback
 LIVE_PER_S = int(os.environ.get("BENCH_API_LIVE_PER_S", "100"))  # live readings/s; the catalog at its cadences: ~46/s
 REQUESTS = int(os.environ.get("BENCH_API_REQUESTS", "300"))
+# /overview answers from a snapshot refreshed every OVERVIEW_REFRESH_S (1 s): enough requests to span ~10
+# refreshes, so the requests that arrive while one runs are in the percentiles
+OVERVIEW_REQUESTS = int(os.environ.get("BENCH_API_OVERVIEW_REQUESTS", "3000"))
 CONCURRENCY = int(os.environ.get("BENCH_API_CONCURRENCY", "2"))
 
 
@@ -161,10 +164,10 @@ def vm_hwm_mb(pid: int) -> float:
     return 0.0
 
 
-def load_generator(url: str, key: str, path: str) -> dict[str, float]:
+def load_generator(url: str, key: str, path: str, requests: int) -> dict[str, float]:
     """bench/load_api.py as a second process, over loopback."""
     out = subprocess.run([sys.executable, str(ROOT / "bench" / "load_api.py"), "--url", url, "--key", key, "--path",
-                          path, "--requests", str(REQUESTS), "--concurrency", str(CONCURRENCY), "--warmup", "20"],
+                          path, "--requests", str(requests), "--concurrency", str(CONCURRENCY), "--warmup", "20"],
                          cwd=ROOT, capture_output=True, text=True, timeout=600)
     if out.returncode != 0:
         raise RuntimeError(f"load generator failed on {path}:\n{out.stderr[-2000:]}")
@@ -212,9 +215,10 @@ def bench_api(n_rows: int = 10_000_000) -> dict[str, Any]:
         try:
             base = f"http://127.0.0.1:{port}"
             wait_healthy(f"{base}/healthz", [Child("api", proc)], 120.0)
-            for name, path in (("overview", "/overview"), ("series", "/series?feed=water_level&province=01")):
-                log(f"load: {REQUESTS} requests of {path}, {CONCURRENCY} in flight, from a second process")
-                out[name] = load_generator(base, key.token, path)
+            for name, path, n in (("overview", "/overview", OVERVIEW_REQUESTS),
+                                  ("series", "/series?feed=water_level&province=01", REQUESTS)):
+                log(f"load: {n} requests of {path}, {CONCURRENCY} in flight, from a second process")
+                out[name] = load_generator(base, key.token, path, n)
                 log(f"{path}: {out[name]}")
             out["api_peak_rss_mb"] = vm_hwm_mb(proc.pid)
         finally:

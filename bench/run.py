@@ -31,6 +31,8 @@ from producers.simulator import Simulator  # noqa: E402
 
 N_READINGS = int(os.environ.get("BENCH_READINGS", "200000"))
 N_NAIVE = int(os.environ.get("BENCH_NAIVE_READINGS", "20000"))
+SOAK_S = float(os.environ.get("BENCH_SOAK_S", "180"))  # the latency run; BENCH_SOAK_S=600 for the 10-minute RSS check
+LATENCY_RATE = float(os.environ.get("BENCH_LATENCY_RATE", "10000"))
 SCALE_OUT = tuple(int(n) for n in os.environ.get("BENCH_SCALE_OUT", "1,2,4").split(","))
 
 
@@ -256,6 +258,9 @@ def main() -> int:
                                   "host": platform.node(), "cpus": os.cpu_count(), "readings": N_READINGS}
     results["streams"] = bench_streams()
     results["sink"] = bench_sink()
+    from bench.latency import bench_latency
+
+    results["latency"] = bench_latency(SOAK_S, LATENCY_RATE)
     from bench.api_bench import bench_api
 
     results["api"] = bench_api(int(os.environ.get("BENCH_API_ROWS", "10000000")))
@@ -289,15 +294,32 @@ def main() -> int:
     ]
     api = results["api"]
     assert isinstance(api, dict)
-    ov, old, rows = api["overview"], api["overview_query_old"], f"{api['load']['rows']:,} readings"
+    ov, old, new = api["overview"], api["overview_query_old"], api["overview_query_new"]
+    rows = f"{api['load']['rows']:,} readings"
     lines += [
-        row(f"/overview p50 / p99 over HTTP ({rows})",
+        row(f"/overview p50 / p99 over HTTP ({rows}; shared snapshot, refreshed each second)",
             f"{ov['p50_ms']} / {ov['p99_ms']} ms ({ov['requests_per_s']} req/s)",
-            f"old query p50 / p99 {old['p50_ms']} / {old['p99_ms']} ms (new {api['overview_query_new']['p50_ms']} ms)",
-            f"{api['overview_query_ratio']}×"),
+            f"its refresh query p50 / p99 {new['p50_ms']} / {new['p99_ms']} ms; "
+            f"pre-0005 query {old['p50_ms']} / {old['p99_ms']} ms", f"{api['overview_query_ratio']}× (query)"),
         row(f"/series p50 / p99 over HTTP ({rows})", f"{api['series']['p50_ms']} / {api['series']['p99_ms']} ms",
             f"API peak RSS {api['api_peak_rss_mb']} MB"),
     ]
+    lat = results["latency"]
+    assert isinstance(lat, dict)
+
+    def pcts(p: dict[str, float]) -> str:
+        return f"{p.get('p50', 0):,.0f} / {p.get('p95', 0):,.0f} / {p.get('p99', 0):,.0f} ms (n={p.get('n', 0):,})"
+
+    at = f"at {lat['published_readings_per_s']:,} readings/s for {lat['seconds']:.0f} s"
+    lines += [
+        row(f"event → alert p50 / p95 / p99 ({at})", pcts(lat["event_to_alert_ms"]),
+            f"worker's leg (event → open window) {pcts(lat['event_to_live_window_ms'])}"),
+        row(f"event → row in ClickHouse p50 / p95 / p99 ({at})", pcts(lat["event_to_stored_ms"]),
+            "includes the source's 1 s batching"),
+    ]
+    for name, r in sorted(lat["rss"].items()):
+        lines.append(row(f"RSS {name} over the latency run",
+                         f"{r['first_mb']} → {r['last_mb']} MB, peak {r['peak_mb']} MB"))
     print("\n" + "\n".join(lines) + f"\n\nresults: {path.relative_to(ROOT)}  ({results['seconds']} s)")
     return 0
 
