@@ -70,6 +70,7 @@ class Run:
         self.probes: dict[tuple[str, str], int] = {}  # (province, station) -> probe ts, this minute
         self.probed_at: dict[str, int] = {}  # alert fingerprint part "province|station=…" -> probe ts
         self.alert_ms: list[float] = []
+        self.slowest: list[tuple[int, float]] = []  # (ms, second of the minute the probe was sent)
         self.live_ms: list[float] = []  # the worker's leg: reading → its open window on agg.live
         self.live_pending: dict[str, int] = {}
         self.published = 0
@@ -136,6 +137,7 @@ class Run:
                         sent = self.probed_at.pop(e["fingerprint"].split("|", 2)[2], None)
                         if sent is not None:
                             self.alert_ms.append(wall - sent)
+                            self.slowest.append((round(wall - sent), round(sent % 60_000 / 1000, 1)))
         finally:
             await consumer.stop()
 
@@ -229,7 +231,9 @@ def bench_latency(seconds: float = 120.0, rate_per_s: float = 10_000.0, warmup_s
     return {"seconds": seconds, "target_readings_per_s": rate_per_s,
             "published_readings_per_s": round(run.published / (seconds + warmup_s)),
             "messages_per_s": round(run.messages / (seconds + warmup_s)),
-            "event_to_alert_ms": percentiles(run.alert_ms), "event_to_live_window_ms": percentiles(run.live_ms),
+            "event_to_alert_ms": percentiles(run.alert_ms),
+            "slowest_alerts_ms_at_second": sorted(run.slowest, reverse=True)[:8],  # where in the minute the tail is
+            "event_to_live_window_ms": percentiles(run.live_ms),
             "event_to_stored_ms": stored, "rss": rss}
 
 
