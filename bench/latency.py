@@ -226,7 +226,8 @@ def bench_latency(seconds: float = 120.0, rate_per_s: float = 10_000.0, warmup_s
                     p.kill()
             broker.terminate()
             broker.wait(10)
-    rss = {name: {"first_mb": v[1] if len(v) > 1 else v[0], "last_mb": v[-1], "peak_mb": peak.get(name, 0.0)}
+    rss = {name: {"first_mb": v[1] if len(v) > 1 else v[0], "last_mb": v[-1], "peak_mb": peak.get(name, 0.0),
+                  "each_minute_mb": v[::12]}  # sampled every 5 s: flat or growing shows here
            for name, v in run.rss.items() if v}
     return {"seconds": seconds, "target_readings_per_s": rate_per_s,
             "published_readings_per_s": round(run.published / (seconds + warmup_s)),
