@@ -43,7 +43,9 @@ class Settings(BaseSettings):
     stream_batch_max: int = 10_000
     stream_batch_within_s: float = 0.2
     sink_batch_rows: int = 50_000
-    sink_flush_interval_s: float = 1.0
+    # an insert per table at most every 0.5 s (or every sink_batch_rows): readings queryable within ~1.7 s (p95)
+    # at 10k/s, while inserts stay batched (thousands of rows each at that rate)
+    sink_flush_interval_s: float = 0.5
 
     # Simulator
     sim_seed: int = 42
