@@ -70,5 +70,12 @@ async def ensure_topics(settings: Settings, topics: list[str], *, timeout_s: flo
         if new:
             with contextlib.suppress(TopicAlreadyExistsError):  # another process created it first: fine
                 await admin.create_topics(new)
+        ordered = [t for t in topics if t in SINGLE_PARTITION_TOPICS and t in existing]
+        if ordered:
+            for meta in await admin.describe_topics(ordered):
+                if len(meta.get("partitions") or []) > 1:  # e.g. auto-created by a producer before us
+                    raise StartupError(
+                        f"topic {meta['topic']} has {len(meta['partitions'])} partitions; it must have 1 so its "
+                        "commands keep their order: delete it and start again (it is recreated with 1)")
     finally:
         await admin.close()

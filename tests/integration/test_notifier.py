@@ -22,9 +22,11 @@ from typing import Any
 import orjson
 import pytest
 from aiokafka import AIOKafkaConsumer
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from controlroom.catalog import default_catalog
-from controlroom.kafka import make_producer
+from controlroom.errors import StartupError
+from controlroom.kafka import ensure_topics, make_producer
 from controlroom.schema import ALERTS_TOPIC, CONTROL_TOPIC, DELIVERIES_TOPIC, alert_message, control_message
 from controlroom.settings import Settings
 from notify.service import Notifier
@@ -57,6 +59,7 @@ def sub_put(sid: str, **doc: Any) -> dict[str, Any]:
 
 
 async def publish(settings: Settings, topic: str, docs: list[dict[str, Any]]) -> None:
+    await ensure_topics(settings, [topic])  # as every service does: alerts.control gets its one partition
     producer = make_producer(settings)
     await producer.start()
     try:
@@ -145,9 +148,8 @@ async def test_webhooks_and_email(broker: str, make_settings) -> None:  # type: 
             register_secret(subscription_secret(key, sid))
         await publish(settings, CONTROL_TOPIC, subs)
         async with running(settings) as notifier:
-            # the delete follows the put within a moment (the broker's end offset may trail the last write)
-            await until(lambda: sorted(notifier.subscriptions) == ["am", "boss", "down", "flaky", "gone", "json-hn",
-                                                                   "mail-en", "mail-vi"], 10, "the subscriptions")
+            assert sorted(notifier.subscriptions) == ["am", "boss", "down", "flaky", "gone", "json-hn", "mail-en",
+                                                      "mail-vi"]
             events = [
                 alert(1),  # warning, 01, water_level: json-hn, am
                 alert(2, "pending"),  # nobody
@@ -276,3 +278,17 @@ async def test_restart_mid_stream(sig: signal.Signals, broker: str, make_setting
     text = log_path.read_text()
     assert "notifier stopped" in text and not leaked_secrets(text)
     print(f"{sig.name}: {before} of {len(expected)} received before the signal, duplicates {len(duplicated)}")
+
+
+async def test_a_control_topic_with_several_partitions_is_refused(broker: str, make_settings) -> None:  # type: ignore[no-untyped-def]
+    """Commands must keep their order (a delete after its put): alerts.control auto-created with several
+    partitions by a stray producer is a clear start-up error, not a silent reordering."""
+    settings = make_settings(kafka_bootstrap=broker, topic_partitions=3)
+    admin = AIOKafkaAdminClient(bootstrap_servers=broker)
+    await admin.start()
+    try:
+        await admin.create_topics([NewTopic(CONTROL_TOPIC, num_partitions=3, replication_factor=1)])
+    finally:
+        await admin.close()
+    with pytest.raises(StartupError, match="alerts.control has 3 partitions; it must have 1"):
+        await ensure_topics(settings, [ALERTS_TOPIC, CONTROL_TOPIC])
