@@ -72,9 +72,17 @@ class Counters:
         self.duplicates = 0
         self.replayed = 0
         self.windows_closed = 0
+        self.slowest_batch_ms = 0  # since the last progress line: where the latency tail comes from
+        self.slowest_close_ms = 0
 
     def as_dict(self) -> dict[str, int]:
         return dict(vars(self))
+
+    def report(self) -> dict[str, int]:
+        """The counters for a progress line; the two slowest-step gauges start again."""
+        out = self.as_dict()
+        self.slowest_batch_ms = self.slowest_close_ms = 0
+        return out
 
 
 def build_app(settings: Settings, catalog: Catalog) -> faust.App:
@@ -156,6 +164,7 @@ def build_app(settings: Settings, catalog: Catalog) -> faust.App:
         async for events in stream.take_events(settings.stream_batch_max,  # type: ignore[attr-defined]
                                                within=settings.stream_batch_within_s):
             wall = now_ms()
+            started = time.perf_counter()
             per_tp: dict[tuple[str, int], list[tuple[int, Reading]]] = defaultdict(list)
             for event in events:
                 msg = event.message
@@ -177,7 +186,6 @@ def build_app(settings: Settings, catalog: Catalog) -> faust.App:
             for (topic, partition), records in per_tp.items():
                 counters.readings += len(records)
                 result = engine.apply(topic, partition, records, wall)
-                await write_changelog()
                 counters.late += len(result.late)
                 counters.duplicates += result.duplicates
                 counters.replayed += result.skipped_replayed
@@ -188,13 +196,16 @@ def build_app(settings: Settings, catalog: Catalog) -> faust.App:
                                late_message(late.reading, source_topic=topic, partition=partition,
                                             offset=late.offset, watermark_ms=late.watermark_ms,
                                             detected_ms=wall))
-            await publish_live(wall)
+            await publish_live(wall)  # first: the alerter waits on it; the changelog only has to precede the commit
+            await write_changelog()
+            counters.slowest_batch_ms = max(counters.slowest_batch_ms, round((time.perf_counter() - started) * 1000))
 
     @app.timer(0.5)
     async def close_windows() -> None:
         if not app.tables.recovery.completed.is_set():  # type: ignore[attr-defined]  # untyped in faust
             return  # windows are only complete once the changelog has been replayed
         wall = now_ms()
+        started = time.perf_counter()
         engine.advance_idle(wall)
         await write_changelog()  # watermarks moved by the clock
         due = engine.due_windows()
@@ -212,10 +223,11 @@ def build_app(settings: Settings, catalog: Catalog) -> faust.App:
             engine.forget(key, partition)
         await write_changelog()
         counters.windows_closed += len(due)
+        counters.slowest_close_ms = max(counters.slowest_close_ms, round((time.perf_counter() - started) * 1000))
 
     @app.timer(settings.streams_report_s)
     async def report() -> None:
-        log.info("streams progress", open_windows=engine.open_windows(), **counters.as_dict())
+        log.info("streams progress", open_windows=engine.open_windows(), **counters.report())
 
     app.conf.controlroom_counters = counters  # for tests and the benchmark
     return app
