@@ -29,8 +29,8 @@ from controlroom.kafka import ensure_topics, make_producer, system_topics  # noq
 from controlroom.settings import Settings  # noqa: E402
 from producers.simulator import Simulator  # noqa: E402
 
-N_READINGS = int(os.environ.get("BENCH_READINGS", "200000"))
-N_NAIVE = int(os.environ.get("BENCH_NAIVE_READINGS", "20000"))
+N_READINGS = int(os.environ.get("BENCH_READINGS", "1000000"))  # runs of several seconds: steady figures
+N_NAIVE = int(os.environ.get("BENCH_NAIVE_READINGS", "30000"))
 SOAK_S = float(os.environ.get("BENCH_SOAK_S", "180"))  # the latency run; BENCH_SOAK_S=600 for the 10-minute RSS check
 LATENCY_RATE = float(os.environ.get("BENCH_LATENCY_RATE", "10000"))
 SCALE_OUT = tuple(int(n) for n in os.environ.get("BENCH_SCALE_OUT", "1,2,4").split(","))
@@ -40,42 +40,48 @@ def log(msg: str) -> None:
     print(f"[bench] {msg}", file=sys.stderr, flush=True)
 
 
-def readings(n: int) -> list[tuple[str, bytes, bytes]]:
+Message = tuple[str, bytes, bytes]  # topic, key, value (one reading, or a JSON array of readings)
+
+
+def readings(n: int) -> list[Message]:
     t0 = int(time.time() * 1000) - 3_600_000
     sim = Simulator(default_catalog(), seed=1, rate=max(1.0, n / (46.5 * 60)), start_ms=t0)
     return sim.between(t0, t0 + 60_000, 50)[:n]
 
 
-async def publish(settings: Settings, msgs: list[tuple[str, bytes, bytes]], per_message: int,
-                  slice_ms: int = 1000) -> int:
-    """Publish readings in event-time order, up to `per_message` per Kafka message (a JSON array when > 1),
+def batch_messages(msgs: list[Message], per_message: int, slice_ms: int = 1000) -> list[Message]:
+    """Group readings, in event-time order, up to `per_message` per Kafka message (a JSON array when > 1),
     as a batching source would: per topic and key, within `slice_ms` of event time (a provincial system
-    exporting each minute: 60 000)."""
-    producer = make_producer(settings)
-    await producer.start()
-    futures = []
+    exporting each minute: 60 000). Done before the workers run, so the publisher does not share their CPU."""
+    out: list[Message] = []
     buffers: dict[tuple[str, bytes], list[bytes]] = {}
 
-    async def flush(key: tuple[str, bytes]) -> None:
+    def flush(key: tuple[str, bytes]) -> None:
         chunk = buffers.pop(key)
-        payload = chunk[0] if len(chunk) == 1 else b"[" + b",".join(chunk) + b"]"
-        futures.append(await producer.send(key[0], payload, key=key[1]))
+        out.append((key[0], key[1], chunk[0] if len(chunk) == 1 else b"[" + b",".join(chunk) + b"]"))
 
     slice_start = None
     for topic, key, value in msgs:  # the simulator yields them in time order
         ts = orjson.loads(value)["ts"]
         if slice_start is None or ts - slice_start >= slice_ms:
             for k in list(buffers):
-                await flush(k)
+                flush(k)
             slice_start = ts
         buffers.setdefault((topic, key), []).append(value)
         if len(buffers[(topic, key)]) >= per_message:
-            await flush((topic, key))
+            flush((topic, key))
     for k in list(buffers):
-        await flush(k)
-    await asyncio.gather(*futures)
-    await producer.stop()
-    return len(futures)
+        flush(k)
+    return out
+
+
+async def publish(settings: Settings, messages: list[Message]) -> None:
+    producer = make_producer(settings)
+    await producer.start()
+    try:
+        await asyncio.gather(*[await producer.send(t, v, key=k) for t, k, v in messages])
+    finally:
+        await producer.stop()
 
 
 def _env(settings: Settings, data_dir: Path, app_id: str) -> dict[str, str]:
@@ -92,8 +98,8 @@ def _cpu_s(pid: int) -> float:
         return 0.0
 
 
-def run_workers(settings: Settings, msgs: list[tuple[str, bytes, bytes]], per_message: int, slice_ms: int,
-                data_dir: Path, *, workers: int = 1, with_alerter: bool = False) -> dict[str, float]:
+def run_workers(settings: Settings, messages: list[Message], expect: int, data_dir: Path, *, workers: int = 1,
+                with_alerter: bool = False) -> dict[str, float]:
     """Start `workers` real worker processes (one consumer group) and let their partitions settle, then
     publish; time from the first absorbed reading until all are absorbed; peak RSS of each worker."""
     app_id = f"bench-{time.time_ns()}"
@@ -123,8 +129,8 @@ def run_workers(settings: Settings, msgs: list[tuple[str, bytes, bytes]], per_me
     for i, proc in enumerate(procs):
         threading.Thread(target=follow, args=(i, proc), daemon=True).start()
     time.sleep(8 + 4 * workers)  # group joins on Tansu take ~session timeout / 2 each
-    n_msgs = asyncio.run(publish(settings, msgs, per_message, slice_ms))
-    expect = len(msgs)
+    asyncio.run(publish(settings, messages))
+    n_msgs = len(messages)
     first: float | None = None
     deadline = time.monotonic() + 600
     alerter_cpu0 = _cpu_s(alerter.pid) if alerter else 0.0
@@ -192,37 +198,38 @@ def _with_broker(partitions: int, body: Any) -> Any:
         broker.wait(10)
 
 
-def bench_streams() -> dict[str, object]:
-    msgs = readings(N_READINGS)
+def bench_streams(msgs: list[Message]) -> dict[str, object]:
     out: dict[str, object] = {}
     single = msgs[:min(len(msgs), 60_000)]  # Faust-bound: keep it short
-    log(f"streams: {len(single)} readings, one per message")
-    out["worker_1_per_message"] = _with_broker(4, lambda s, d: run_workers(s, single, 1, 1000, d))
-    log(f"streams: {len(msgs)} readings batched per province and minute (≤100 per message), default rules on")
+    log(f"streams: {len(single):,} readings, one per message")
+    out["worker_1_per_message"] = _with_broker(
+        4, lambda s, d: run_workers(s, batch_messages(single, 1), len(single), d))
+    batched = batch_messages(msgs, 100, 60_000)
+    log(f"streams: {len(msgs):,} readings batched per province and minute (≤100 per message, "
+        f"{len(batched):,} messages), default rules on")
     out["worker_100_per_message"] = _with_broker(
-        4, lambda s, d: run_workers(s, msgs, 100, 60_000, d, with_alerter=True))
-    log(f"streams baseline: naive per-event Faust Table on {N_NAIVE} readings")
+        4, lambda s, d: run_workers(s, batched, len(msgs), d, with_alerter=True))
+    log(f"streams baseline: naive per-event Faust Table on {N_NAIVE:,} readings")
 
     def naive(settings: Settings, _d: Path) -> dict[str, float]:
-        asyncio.run(publish(settings, msgs[:N_NAIVE], 1))
+        asyncio.run(publish(settings, batch_messages(msgs[:N_NAIVE], 1)))
         return run_naive(settings, N_NAIVE)
 
     out["naive_faust_table"] = _with_broker(4, naive)
     scale: dict[str, object] = {}
     for n in SCALE_OUT:
         log(f"scale-out: {n} worker(s) on 8 partitions")
-        scale[str(n)] = _with_broker(8, lambda s, d, n=n: run_workers(s, msgs, 100, 60_000, d, workers=n))
+        scale[str(n)] = _with_broker(8, lambda s, d, n=n: run_workers(s, batched, len(msgs), d, workers=n))
     out["scale_out"] = scale
     return out
 
 
-def bench_sink() -> dict[str, object]:
+def bench_sink(msgs: list[Message]) -> dict[str, object]:
     from sinks.migrate import migrate
     from sinks.rows import Record
     from sinks.warehouse import open_warehouse
     from sinks.writer import SinkWriter
 
-    msgs = readings(N_READINGS)
     now = int(time.time() * 1000)
     records = [Record(t, 0, i, now, v) for i, (t, _k, v) in enumerate(msgs)]
     with tempfile.TemporaryDirectory() as tmp:
@@ -255,9 +262,13 @@ def bench_sink() -> dict[str, object]:
 def main() -> int:
     started = time.time()
     results: dict[str, object] = {"date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-                                  "host": platform.node(), "cpus": os.cpu_count(), "readings": N_READINGS}
-    results["streams"] = bench_streams()
-    results["sink"] = bench_sink()
+                                  "host": platform.node(), "cpus": os.cpu_count()}
+    log(f"simulating about {N_READINGS:,} readings of one minute over the 2,146 series")
+    msgs = readings(N_READINGS)
+    results["readings"] = len(msgs)
+    results["streams"] = bench_streams(msgs)
+    results["sink"] = bench_sink(msgs)
+    del msgs
     from bench.latency import bench_latency
 
     results["latency"] = bench_latency(SOAK_S, LATENCY_RATE)

@@ -40,7 +40,9 @@ class Settings(BaseSettings):
     max_future_s: float = 300.0
 
     # Micro-batches
-    stream_batch_max: int = 10_000
+    # Messages per micro-batch. Memory follows it: a batched source's message holds up to ~100 readings,
+    # so 500 messages (and a Faust buffer of twice that) keep a worker catching up on a backlog < 250 MB.
+    stream_batch_max: int = 500
     stream_batch_within_s: float = 0.2
     sink_batch_rows: int = 50_000
     # an insert per table at most every 0.5 s (or every sink_batch_rows): readings queryable within ~1.7 s (p95)

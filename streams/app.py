@@ -105,11 +105,12 @@ def build_app(settings: Settings, catalog: Catalog) -> faust.App:
         producer_acks=-1,
         producer_linger_ms=5,
         producer_max_batch_size=1 << 20,
-        stream_buffer_maxsize=max(4096, settings.stream_batch_max * 2),
-        broker_commit_every=settings.stream_batch_max,
+        stream_buffer_maxsize=settings.stream_batch_max * 2,  # bounded: the backlog waits in Kafka
+        # offsets (and the coalesced changelog) every commit interval (2.8 s), or after this many messages
+        broker_commit_every=10_000,
         # large polls and fetches: the worker otherwise idles between small fetch round-trips
         broker_max_poll_records=settings.stream_batch_max,
-        consumer_max_fetch_size=16 << 20,
+        consumer_max_fetch_size=4 << 20,
     )
     source = app.topic(*catalog.topics, value_serializer="raw", key_serializer="raw")
     table = app.Table(CHANGELOG_TABLE, default=None, partitions=settings.topic_partitions,
