@@ -115,7 +115,6 @@ def run_workers(settings: Settings, messages: list[Message], expect: int, data_d
                                    env=_env(settings, data_dir / "alerter", app_id), cwd=ROOT,
                                    stderr=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
     latest = [0] * workers
-    messages = [0] * workers
     lock = threading.Lock()
 
     def follow(i: int, proc: subprocess.Popen[str]) -> None:
@@ -124,7 +123,7 @@ def run_workers(settings: Settings, messages: list[Message], expect: int, data_d
             if '"streams progress"' in line:
                 d = orjson.loads(line)
                 with lock:
-                    latest[i], messages[i] = d["readings"], d["messages"]
+                    latest[i] = d["readings"]
 
     for i, proc in enumerate(procs):
         threading.Thread(target=follow, args=(i, proc), daemon=True).start()
