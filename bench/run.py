@@ -26,6 +26,7 @@ sys.path.insert(0, str(ROOT))
 from controlroom.broker import free_port, start_tansu  # noqa: E402
 from controlroom.catalog import default_catalog  # noqa: E402
 from controlroom.kafka import ensure_topics, make_producer, system_topics  # noqa: E402
+from controlroom.runner import tune_gc  # noqa: E402
 from controlroom.settings import Settings  # noqa: E402
 from producers.simulator import Simulator  # noqa: E402
 
@@ -229,6 +230,7 @@ def bench_sink(msgs: list[Message]) -> dict[str, object]:
     from sinks.warehouse import open_warehouse
     from sinks.writer import SinkWriter
 
+    tune_gc()  # as the sink's own process does (controlroom sink / api)
     now = int(time.time() * 1000)
     records = [Record(t, 0, i, now, v) for i, (t, _k, v) in enumerate(msgs)]
     with tempfile.TemporaryDirectory() as tmp:

@@ -8,6 +8,7 @@ from collections.abc import Callable
 
 from controlroom.errors import ControlRoomError
 from controlroom.logs import configure_logging, get_logger
+from controlroom.runner import tune_gc
 from controlroom.settings import Settings
 
 Registrar = Callable[["argparse._SubParsersAction[argparse.ArgumentParser]"], None]
@@ -39,10 +40,15 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+SERVICES = {"worker", "alerter", "notifier", "sink", "api"}  # long-running: see tune_gc
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     settings = Settings()
     configure_logging(settings.log_level, settings.log_format, process=args.command)
+    if args.command in SERVICES:
+        tune_gc()
     try:
         return int(args.func(settings, args) or 0)
     except ControlRoomError as exc:
