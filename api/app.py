@@ -32,6 +32,7 @@ from controlroom.logs import get_logger
 from controlroom.schema import ms_to_iso, now_ms
 from controlroom.security import TokenBucket, load_agencies
 from controlroom.settings import Settings
+from controlroom.supervisor import supervisor_health
 from sinks.migrate import migrate
 from sinks.warehouse import Warehouse, open_warehouse
 from sinks.writer import SinkWriter
@@ -160,8 +161,11 @@ def create_app(settings: Settings, catalog: Catalog | None = None) -> FastAPI:
             wh = "error"
         sink = _sink_health(state)
         ok = wh == "ok" and (sink is None or sink.running)
-        body = Health(status="ok" if ok else "degraded", warehouse=wh, sink=sink)
-        return body if ok else JSONResponse(status_code=503, content=body.model_dump())
+        body = Health(status="ok" if ok else "degraded", warehouse=wh, sink=sink).model_dump()
+        supervisor = supervisor_health(state.settings.data_dir)  # under `controlroom up`: restarts per child
+        if supervisor is not None:
+            body["supervisor"] = supervisor
+        return JSONResponse(status_code=200 if ok else 503, content=body)
 
     @app.get("/feeds", response_model=FeedsOut, dependencies=viewer)
     async def feeds(request: Request) -> Any:

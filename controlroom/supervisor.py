@@ -4,25 +4,35 @@ Starts the embedded broker (unless KAFKA_BOOTSTRAP is set), creates the topics, 
 (which owns the chDB warehouse and runs the sink inside it), the streams worker, the alerter, the
 notifier and the simulator as child processes. Children run in their own session so Ctrl-C reaches only this supervisor,
 which stops them in order: producers first, the API (and its sink's last flush) last.
+
+A child that exits on its own is restarted after a backoff (RestartPolicy: the numbers and why are below); one that
+keeps dying stops everything with a message naming it. The restarts per child are in data/supervisor.json, which the
+API (itself a child) shows in GET /healthz.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
+import json
 import os
 import secrets
 import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Literal
 
 import httpx
 
 from controlroom.broker import port_is_free, start_tansu
 from controlroom.catalog import default_catalog
-from controlroom.errors import StartupError
+from controlroom.errors import ControlRoomError, StartupError
 from controlroom.kafka import ensure_topics, system_topics
 from controlroom.logs import get_logger
 from controlroom.settings import Settings
@@ -30,15 +40,155 @@ from controlroom.settings import Settings
 log = get_logger("supervisor")
 
 
+# Restart policy. A child killed by something transient (the OOM killer, an operator's kill -9, a lost broker
+# connection) is usually fine again at once, so the first restart waits only RESTART_BASE_DELAY_S; each further one
+# doubles the wait (0.5, 1, 2, 4, 8 s) so a failing child does not spin the CPU or flood the log, up to
+# RESTART_MAX_DELAY_S. A child that needs more than RESTART_MAX restarts within RESTART_WINDOW_S is crash-looping
+# (bad configuration, a broken dependency): restarting it again only hides that, so everything stops with a message
+# naming it. The five delays add up to 15.5 s, well inside the window, so a child that dies while starting reaches
+# the cap within it; a child that stayed up a whole window starts again from the shortest delay.
+RESTART_BASE_DELAY_S = 0.5
+RESTART_MAX_DELAY_S = 10.0
+RESTART_MAX = 5
+RESTART_WINDOW_S = 60.0
+POLL_S = 0.2  # how often the supervisor looks at its children: a dead child is noticed within this
+STATUS_FILE = "supervisor.json"  # in settings.data_dir: restarts per child, read by the API's GET /healthz
+STOP_ORDER = ("simulator", "worker", "alerter", "notifier", "api")  # producers first; the API's sink flushes last
+
+
+class ChildFailed(ControlRoomError):
+    """A child kept dying: more restarts than the policy allows within its window."""
+
+
+@dataclass(frozen=True)
+class RestartDecision:
+    action: Literal["restart", "give_up", "ignore"]  # ignore: we are stopping, the exit is ours
+    attempt: int = 0  # restarts within the window, this one included (give_up: the ones already made)
+    delay_s: float = 0.0
+    history: tuple[float, ...] = ()  # restart times to remember for the next decision (inside the window)
+
+
+@dataclass(frozen=True)
+class RestartPolicy:
+    """When to restart a child that exited: pure, so it is tested with plain numbers (tests/unit)."""
+
+    base_delay_s: float = RESTART_BASE_DELAY_S
+    max_delay_s: float = RESTART_MAX_DELAY_S
+    max_restarts: int = RESTART_MAX
+    window_s: float = RESTART_WINDOW_S
+
+    def decide(self, restarted_at: Sequence[float], now: float, *, stopping: bool = False) -> RestartDecision:
+        """`restarted_at`: monotonic times of this child's earlier restarts; `now`: when its exit was seen."""
+        if stopping:
+            return RestartDecision("ignore")
+        recent = tuple(t for t in restarted_at if now - t < self.window_s)
+        if len(recent) >= self.max_restarts:
+            return RestartDecision("give_up", attempt=len(recent), history=recent)
+        attempt = len(recent) + 1
+        delay = min(self.max_delay_s, self.base_delay_s * 2 ** (attempt - 1))
+        return RestartDecision("restart", attempt=attempt, delay_s=delay, history=(*recent, now))
+
+
+def describe_exit(returncode: int) -> str:
+    """Popen's return code in words: a negative one is the signal that ended the process."""
+    if returncode < 0:
+        try:
+            return f"signal {signal.Signals(-returncode).name}"
+        except ValueError:
+            return f"signal {-returncode}"
+    return f"exit code {returncode}"
+
+
+def _signal_name(returncode: int) -> str | None:
+    return describe_exit(returncode).removeprefix("signal ") if returncode < 0 else None
+
+
 @dataclass
 class Child:
     name: str
+    args: list[str]
     proc: subprocess.Popen[bytes]
+    restarts: int = 0  # since `up` started: what /healthz shows
+    restarted_at: tuple[float, ...] = ()  # the policy's memory (monotonic times inside its window)
+    restart_due: float | None = None  # set while the child waits out its backoff
+    last_exit: int | None = None
+
+
+def _popen(args: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
+    return subprocess.Popen([sys.executable, "-m", "controlroom.cli", *args], env=env, start_new_session=True)
 
 
 def _spawn(name: str, args: list[str], env: dict[str, str]) -> Child:
-    proc = subprocess.Popen([sys.executable, "-m", "controlroom.cli", *args], env=env, start_new_session=True)
-    return Child(name, proc)
+    return Child(name, args, _popen(args, env))
+
+
+def write_status(path: Path, children: Sequence[Child]) -> None:
+    """Atomically (a rename): the API may read it at any moment. A failure is logged, never fatal: the children
+    matter more than the report on them."""
+    status = {
+        "pid": os.getpid(),
+        "updated_at": datetime.now(UTC).isoformat(timespec="milliseconds"),
+        "restarts": {c.name: c.restarts for c in children},
+        "children": {c.name: {"pid": c.proc.pid, "running": c.restart_due is None and c.proc.poll() is None,
+                              "restarts": c.restarts, "last_exit": c.last_exit} for c in children},
+    }
+    tmp = path.with_name(f".{path.name}.tmp")
+    try:
+        tmp.write_text(json.dumps(status, indent=1) + "\n")
+        os.replace(tmp, path)
+    except OSError as exc:
+        log.warning("could not write the supervisor status", path=str(path), error=str(exc))
+
+
+def supervisor_health(data_dir: Path) -> dict[str, Any] | None:
+    """For GET /healthz in the API: `{"restarts": {child: n}}` when this process runs under `controlroom up`, else None.
+    A file left by another or a dead supervisor (its pid is not our parent's) is ignored."""
+    try:
+        status = json.loads((data_dir / STATUS_FILE).read_text())
+        if status.get("pid") != os.getppid() or not isinstance(status.get("restarts"), dict):
+            return None
+        return {"restarts": {str(k): int(v) for k, v in status["restarts"].items()}}
+    except (OSError, ValueError, TypeError, AttributeError):
+        return None
+
+
+def supervise(children: Sequence[Child], env: dict[str, str], policy: RestartPolicy, status_path: Path,
+              stopping: Callable[[], bool], broker: subprocess.Popen[bytes] | None = None) -> None:
+    """Until `stopping()`: restart children that exit, per `policy`. Raises ChildFailed when one keeps dying."""
+    while not stopping():
+        if broker is not None and broker.poll() is not None:  # its topics were in memory: restarting cannot help
+            raise ChildFailed(f"the embedded broker (Tansu) stopped ({describe_exit(broker.returncode)}); "
+                              "stopping everything")
+        now = time.monotonic()
+        for child in children:
+            if child.restart_due is not None:
+                if now >= child.restart_due and not stopping():
+                    child.proc = _popen(child.args, env)
+                    child.restart_due = None
+                    log.info("child restarted", child=child.name, pid=child.proc.pid, restarts=child.restarts)
+                    write_status(status_path, children)
+                continue
+            code = child.proc.poll()
+            if code is None:
+                continue
+            decision = policy.decide(child.restarted_at, now, stopping=stopping())
+            if decision.action == "ignore":
+                return
+            child.last_exit = code
+            if decision.action == "give_up":
+                message = (f"{child.name} exited ({describe_exit(code)}) after {decision.attempt} restarts within "
+                           f"{policy.window_s:.0f} s; stopping everything")
+                log.error("child keeps failing", child=child.name, exit_code=code, signal=_signal_name(code),
+                          restarts=decision.attempt, window_s=policy.window_s)
+                raise ChildFailed(message)
+            child.restarts += 1
+            child.restarted_at = decision.history
+            child.restart_due = now + decision.delay_s
+            log.warning("child exited unexpectedly; restarting", child=child.name, pid=child.proc.pid, exit_code=code,
+                        signal=_signal_name(code), attempt=decision.attempt, delay_s=decision.delay_s,
+                        restarts=child.restarts)
+            write_status(status_path, children)
+        time.sleep(POLL_S)
 
 
 def _stop(children: list[Child], timeout_s: float = 20.0) -> None:
@@ -53,9 +203,9 @@ def _stop(children: list[Child], timeout_s: float = 20.0) -> None:
                 child.proc.wait()
 
 
-def _wait_healthy(url: str, children: list[Child], timeout_s: float) -> None:
+def _wait_healthy(url: str, children: list[Child], timeout_s: float, stopping: Callable[[], bool]) -> None:
     deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
+    while time.monotonic() < deadline and not stopping():
         for child in children:
             if child.proc.poll() is not None:
                 raise StartupError(f"{child.name} exited with code {child.proc.returncode} while starting")
@@ -65,7 +215,8 @@ def _wait_healthy(url: str, children: list[Child], timeout_s: float) -> None:
         except httpx.HTTPError:
             pass
         time.sleep(0.3)
-    raise StartupError(f"the API did not answer {url} within {timeout_s:.0f} s")
+    if not stopping():
+        raise StartupError(f"the API did not answer {url} within {timeout_s:.0f} s")
 
 
 def banner(settings: Settings, bootstrap: str, embedded_broker: bool, admin_key: str | None) -> str:
@@ -116,6 +267,7 @@ def run_up(settings: Settings, args: argparse.Namespace) -> int:
         bootstrap = settings.kafka_bootstrap
     effective = settings.model_copy(update={"kafka_bootstrap": bootstrap})
     children: list[Child] = []
+    status_path = settings.data_dir / STATUS_FILE
     stopping = False
 
     def on_signal(signum: int, _frame: object) -> None:
@@ -136,22 +288,22 @@ def run_up(settings: Settings, args: argparse.Namespace) -> int:
             key_file.write_text(admin_key + "\n")
         env.setdefault("NOTIFY_SIGNING_KEY", local_signing_key(settings))  # the API hands out webhook secrets
         children.append(_spawn("api", ["api"], env))
-        _wait_healthy(f"http://{settings.api_host}:{settings.api_port}/healthz", children, 60.0)
-        children.append(_spawn("worker", ["worker"], env))
-        children.append(_spawn("alerter", ["alerter"], env))
-        children.append(_spawn("notifier", ["notifier"], env))
-        children.append(_spawn("simulator", ["simulate"], env))
-        print(banner(settings, bootstrap, embedded_broker, admin_key), file=sys.stderr, flush=True)
-        while not stopping:
-            for child in children:
-                if child.proc.poll() is not None:
-                    raise StartupError(f"{child.name} stopped unexpectedly (exit code {child.proc.returncode})")
-            time.sleep(0.5)
+        _wait_healthy(f"http://{settings.api_host}:{settings.api_port}/healthz", children, 60.0, lambda: stopping)
+        if not stopping:
+            children.append(_spawn("worker", ["worker"], env))
+            children.append(_spawn("alerter", ["alerter"], env))
+            children.append(_spawn("notifier", ["notifier"], env))
+            children.append(_spawn("simulator", ["simulate"], env))
+            write_status(status_path, children)
+            print(banner(settings, bootstrap, embedded_broker, admin_key), file=sys.stderr, flush=True)
+            supervise(children, env, RestartPolicy(), status_path, lambda: stopping, broker)
         log.info("stopping")
         return 0
     finally:
         by_name = {c.name: c for c in children}
-        _stop([by_name[n] for n in ("simulator", "worker", "alerter", "notifier", "api") if n in by_name])
+        _stop([by_name[n] for n in STOP_ORDER if n in by_name])
+        with contextlib.suppress(OSError):
+            status_path.unlink()
         if broker is not None:
             broker.terminate()
             broker.wait(timeout=10)

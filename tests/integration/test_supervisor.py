@@ -1,15 +1,28 @@
-"""`controlroom up` (what `make up` runs) fails fast and clearly when a part cannot start."""
+"""`controlroom up` (what `make up` runs): fails fast and clearly when a part cannot start; heals a child that dies."""
 
 from __future__ import annotations
 
+import asyncio
+import json
+import os
+import signal
 import socket
 import subprocess
 import sys
+import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
+import httpx
 import pytest
+from aiokafka import AIOKafkaConsumer, TopicPartition
 
+from controlroom import supervisor
 from controlroom.broker import free_port
+from controlroom.catalog import default_catalog
+from controlroom.settings import Settings
+from tests.conftest import register_secret
 from tests.integration.pipeline import ROOT
 
 pytestmark = pytest.mark.integration
@@ -21,8 +34,6 @@ def run_cli(args: list[str], env: dict[str, str], timeout: float = 60) -> subpro
 
 
 def base_env(tmp_path: Path) -> dict[str, str]:
-    import os
-
     env = {k: v for k, v in os.environ.items() if k != "KAFKA_BOOTSTRAP"}
     env.update(DATA_DIR=str(tmp_path / "data"), CLICKHOUSE_URL=f"chdb://{tmp_path / 'wh'}",
                API_PORT=str(free_port()), BROKER_PORT=str(free_port()), LOG_FORMAT="console")
@@ -45,3 +56,173 @@ def test_help_lists_every_command(tmp_path: Path) -> None:
     assert result.returncode == 0
     for command in ("up", "worker", "simulate", "replay", "publish", "sink", "migrate", "api", "keys"):
         assert command in result.stdout
+
+
+# --- healing: `controlroom up` brings a killed child back, and nothing is lost -------------------------------------
+
+
+def descendants(pid: int) -> set[int]:
+    """Every live process below `pid` (from /proc), e.g. the supervisor's children and the broker."""
+    parents: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            parents.setdefault(ppid, []).append(int(entry.name))
+    out: set[int] = set()
+    todo = [pid]
+    while todo:
+        for child in parents.get(todo.pop(), []):
+            if child not in out:
+                out.add(child)
+                todo.append(child)
+    return out
+
+
+def alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state != "Z"
+
+
+def cmdline(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+    except OSError:
+        return ""
+
+
+def poll(check: Callable[[], Any], timeout_s: float, what: str, up: subprocess.Popen[bytes] | None = None) -> Any:
+    deadline = time.monotonic() + timeout_s
+    last: Any = None
+    while time.monotonic() < deadline:
+        assert up is None or up.poll() is None, f"controlroom up exited ({up.returncode}) while waiting for {what}"
+        try:
+            last = check()
+        except (httpx.HTTPError, OSError, ValueError, KeyError) as exc:
+            last = exc
+        else:
+            if last:
+                return last
+        time.sleep(0.5)
+    raise AssertionError(f"timed out after {timeout_s:.0f} s waiting for {what}; last value: {last!r}")
+
+
+async def published_event_ids(bootstrap: str) -> list[str]:
+    """Every reading on the feed topics, read back from the start (the simulator sends one per record). Records are
+    counted, not end offsets: Tansu's ListOffsets can answer one short of the last record."""
+    tps = [TopicPartition(t, p) for t in default_catalog().topics for p in range(Settings().topic_partitions)]
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, max_poll_records=5000)
+    await consumer.start()
+    try:
+        consumer.assign(tps)
+        await consumer.seek_to_beginning(*tps)
+        ids: list[str] = []
+        quiet = 0
+        while quiet < 2:  # publishing has stopped: two empty polls in a row mean the end
+            batches = await consumer.getmany(timeout_ms=1000)
+            quiet = 0 if batches else quiet + 1
+            ids += [json.loads(r.value or b"")["event_id"] for records in batches.values() for r in records]
+        return ids
+    finally:
+        await consumer.stop()
+
+
+def test_up_restarts_a_killed_worker_and_api_with_nothing_lost(tmp_path: Path) -> None:
+    env = base_env(tmp_path)
+    env.update(LOG_FORMAT="json", LOG_LEVEL="info", SIM_RATE="4", STREAMS_REPORT_S="1",
+               QUERY_MAX_ROWS="100000")  # every stored event_id in one answer
+    data, api = Path(env["DATA_DIR"]), f"http://127.0.0.1:{env['API_PORT']}"
+    bootstrap = f"127.0.0.1:{env['BROKER_PORT']}"
+    log_path = tmp_path / "up.log"
+    started = time.monotonic()
+    with log_path.open("wb") as log_file:
+        up = subprocess.Popen([sys.executable, "-m", "controlroom.cli", "up"], env=env, cwd=ROOT,
+                              stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True)
+    spawned: set[int] = set()
+    key = ""
+    try:
+        health = poll(lambda: (r := httpx.get(f"{api}/healthz", timeout=2)).status_code == 200
+                      and "supervisor" in r.json() and r.json(), 90, "the system to be up", up)
+        assert health["supervisor"] == {"restarts": {n: 0 for n in ("api", "worker", "alerter", "notifier",
+                                                                     "simulator")}}
+        key = (data / "admin.key").read_text().strip()
+        register_secret(key)
+        spawned = descendants(up.pid)
+        client = httpx.Client(base_url=api, headers={"Authorization": f"Bearer {key}"}, timeout=15)
+
+        def q(sql: str) -> int:
+            r = client.post("/query", json={"sql": sql})
+            r.raise_for_status()
+            return int(r.json()["rows"][0][0])
+
+        def status() -> dict[str, Any]:
+            return json.loads((data / supervisor.STATUS_FILE).read_text())  # type: ignore[no-any-return]
+
+        # the worker is consuming while the simulator publishes: then kill it
+        poll(lambda: any('"streams progress"' in line and '"readings":0,' not in line
+                         for line in log_path.read_text().splitlines()), 40, "the worker to absorb readings", up)
+        old_pid = status()["children"]["worker"]["pid"]
+        assert " worker" in cmdline(old_pid) and alive(old_pid)
+        killed_ms = int(time.time() * 1000)
+        os.kill(old_pid, signal.SIGKILL)
+
+        # the supervisor brings it back (a new process), and /healthz counts the restart
+        poll(lambda: httpx.get(f"{api}/healthz", timeout=2).json()["supervisor"]["restarts"]["worker"] == 1,
+             10, "/healthz to count the restart", up)
+        new_pid = poll(lambda: status()["children"]["worker"]["running"] and status()["children"]["worker"]["pid"],
+                       10, "the worker's new process", up)
+        assert new_pid != old_pid and alive(new_pid) and " worker" in cmdline(new_pid)
+
+        # the API too (it owns chDB and runs the sink): back on the same port, the warehouse reopened
+        api_pid = status()["children"]["api"]["pid"]
+        os.kill(api_pid, signal.SIGKILL)
+        health = poll(lambda: (r := httpx.get(f"{api}/healthz", timeout=2)).status_code == 200
+                      and r.json()["supervisor"]["restarts"]["api"] == 1 and r.json(), 30, "the API to be back", up)
+        assert health["supervisor"]["restarts"] == {"api": 1, "worker": 1, "alerter": 0, "notifier": 0,
+                                                    "simulator": 0}
+        assert status()["children"]["api"]["pid"] != api_pid
+
+        # aggregates keep flowing: the restarted worker closes windows (each minute, after the lateness allowance)
+        poll(lambda: q(f"SELECT count() FROM agg_1m WHERE closed_at > fromUnixTimestamp64Milli({killed_ms})") > 0,
+             80, "a window closed by the restarted worker", up)
+
+        # nothing lost: stop publishing, then every reading on the feed topics is one row in `readings`
+        sim_pid = status()["children"]["simulator"]["pid"]
+        os.kill(sim_pid, signal.SIGSTOP)
+        try:
+            time.sleep(1.0)  # what the broker holds now is what was published
+            published = asyncio.run(published_event_ids(bootstrap))
+            assert len(published) > 2146 and len(set(published)) == len(published)  # more than the first round
+            poll(lambda: q("SELECT count() FROM readings FINAL") == len(published), 30,
+                 f"all {len(published)} published readings in `readings`", up)
+            stored = client.post("/query", json={"sql": "SELECT event_id FROM readings FINAL"}).json()["rows"]
+            assert sorted(r[0] for r in stored) == sorted(published)
+        finally:
+            os.kill(sim_pid, signal.SIGCONT)
+        client.close()
+
+        # Ctrl-C: everything stops cleanly, nothing restarted on the way down
+        up.send_signal(signal.SIGINT)
+        assert up.wait(timeout=60) == 0
+        assert not [p for p in spawned if alive(p)], "a child outlived the supervisor"
+        assert not (data / supervisor.STATUS_FILE).exists()
+    finally:
+        if up.poll() is None:
+            up.kill()
+            up.wait()
+        for pid in descendants(up.pid) | spawned:
+            if alive(pid):
+                os.kill(pid, signal.SIGKILL)
+        text = log_path.read_text(errors="replace")
+        print(f"controlroom up ran {time.monotonic() - started:.0f} s; its log (tail):\n"
+              + "\n".join(text.splitlines()[-40:]).replace(key or "\0", "<admin key>"))
+    events = [json.loads(line) for line in text.splitlines() if line.startswith("{")]
+    restarts = [e for e in events if e.get("event") == "child exited unexpectedly; restarting"]
+    assert [(e["child"], e["exit_code"], e["signal"], e["attempt"], e["delay_s"], e["pid"]) for e in restarts] == [
+        ("worker", -9, "SIGKILL", 1, 0.5, old_pid), ("api", -9, "SIGKILL", 1, 0.5, api_pid)]
+    assert [e["pid"] for e in events if e.get("event") == "child restarted"][0] == new_pid
