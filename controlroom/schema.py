@@ -3,7 +3,9 @@
 A reading on topic ``feeds.<feed>`` (key = province code), plain JSON:
     {"event_id": "…", "feed": "water_level", "province": "01", "ts": "2026-11-22T10:00:00Z",
      "value": 412.5, "dims": {"station": "s1"}, "source": "hydro-station-01"}
-``ts`` is ISO 8601 with a timezone, or epoch milliseconds (a number).
+``ts`` is ISO 8601 with a timezone, or epoch milliseconds (a number), no earlier than 2000-01-01.
+``event_id`` is 1–128 characters without surrounding whitespace. A dimension the catalog lists as
+closed takes only its listed values; an open one takes any value.
 
 Validation is a pure function of the bytes, the catalog and a reference time. Kafka consumers use
 the message's own timestamp as that reference, so every consumer of a topic reaches the same verdict.
@@ -27,6 +29,8 @@ LATE_TOPIC = "feeds.late"
 AGG_TOPIC = "agg.1m"
 
 MAX_ID_LEN = 128
+MIN_TS_MS = 946_684_800_000  # 2000-01-01T00:00:00Z: no reading is older, whatever MAX_PAST_S allows
+DEFAULT_MAX_PAST_MS = 34_560_000_000  # 400 days, Settings.max_past_s's default
 MAX_DIM_LEN = 64
 MAX_SOURCE_LEN = 128
 
@@ -39,8 +43,10 @@ FEED_TOPIC_MISMATCH = "feed_topic_mismatch"
 UNKNOWN_PROVINCE = "unknown_province"
 SCOPE_MISMATCH = "scope_mismatch"
 UNKNOWN_DIM = "unknown_dim"
+UNKNOWN_DIM_VALUE = "unknown_dim_value"
 OUT_OF_RANGE = "out_of_range"
 IN_FUTURE = "in_future"
+TOO_OLD = "too_old"
 BAD_TIMESTAMP = "bad_timestamp"
 
 REQUIRED = ("event_id", "feed", "province", "ts", "value")
@@ -110,8 +116,9 @@ def ms_to_iso(ms: int) -> str:
 
 
 def validate(doc: Any, catalog: Catalog, *, ref_ms: int, max_future_ms: int,
-             topic_feed: str | None = None) -> Reading | Rejection:
-    """Check one decoded reading. `ref_ms` is "now" for the future check; `topic_feed` the feed its topic names."""
+             max_past_ms: int = DEFAULT_MAX_PAST_MS, topic_feed: str | None = None) -> Reading | Rejection:
+    """Check one decoded reading. `ref_ms` is "now" for the future and past limits; `topic_feed` the feed
+    its topic names."""
     if not isinstance(doc, dict):
         return Rejection(MALFORMED, "", f"a reading must be a JSON object, not {type(doc).__name__}")
     try:
@@ -122,8 +129,8 @@ def validate(doc: Any, catalog: Catalog, *, ref_ms: int, max_future_ms: int,
             if name not in doc:
                 return Rejection(MISSING_FIELD, name, "is required")
         raise
-    if not isinstance(event_id, str) or not event_id or len(event_id) > MAX_ID_LEN:
-        return Rejection(WRONG_TYPE, "event_id", f"must be a non-empty string of at most {MAX_ID_LEN} chars")
+    if not isinstance(event_id, str) or not event_id or len(event_id) > MAX_ID_LEN or event_id != event_id.strip():
+        return _bad_event_id(event_id)
     if not isinstance(feed_id, str):
         return Rejection(WRONG_TYPE, "feed", "must be a string")
     feed = catalog.feeds.get(feed_id)
@@ -157,15 +164,19 @@ def validate(doc: Any, catalog: Catalog, *, ref_ms: int, max_future_ms: int,
     if ts_ms > ref_ms + max_future_ms:
         return Rejection(IN_FUTURE, "ts", f"{(ts_ms - ref_ms) / 1000:.0f} s in the future "
                                           f"(limit {max_future_ms / 1000:.0f} s)")
+    if ts_ms < ref_ms - max_past_ms or ts_ms < MIN_TS_MS:
+        return _too_old(ts_ms, ref_ms, max_past_ms)
     raw_dims = doc.get("dims") or {}
     if not isinstance(raw_dims, dict):
         return Rejection(WRONG_TYPE, "dims", "must be an object of strings")
-    allowed = feed.dims
+    allowed, open_dims = feed.dims, feed.open_dims
     for k, v in raw_dims.items():
         if k not in allowed:
             return Rejection(UNKNOWN_DIM, f"dims.{k}"[:80], f"feed {feed_id} has dims {sorted(feed.dims)}")
         if type(v) is not str or not v or len(v) > MAX_DIM_LEN:
             return Rejection(WRONG_TYPE, f"dims.{k}", f"must be a non-empty string of at most {MAX_DIM_LEN} chars")
+        if k not in open_dims and v not in allowed[k]:
+            return Rejection(UNKNOWN_DIM_VALUE, f"dims.{k}", f"{v!r} is not one of {', '.join(allowed[k])}")
     dims: dict[str, str] = raw_dims  # every key and value checked: the decoded object is ours to keep
     source = doc.get("source", "")
     if not isinstance(source, str) or len(source) > MAX_SOURCE_LEN:
@@ -173,24 +184,47 @@ def validate(doc: Any, catalog: Catalog, *, ref_ms: int, max_future_ms: int,
     return Reading(event_id, feed_id, current, ts_ms, value, dims, source, province)
 
 
+def _bad_event_id(event_id: Any) -> Rejection:
+    """Why an event_id was refused: one reason (wrong_type), a precise detail."""
+    rule = f"must be a string of 1 to {MAX_ID_LEN} chars without surrounding whitespace"
+    if not isinstance(event_id, str):
+        problem = f"a {type(event_id).__name__}"
+    elif not event_id.strip():
+        problem = "empty or only whitespace"
+    elif len(event_id) > MAX_ID_LEN:
+        problem = f"{len(event_id)} chars"
+    else:
+        problem = "leading or trailing whitespace"
+    return Rejection(WRONG_TYPE, "event_id", f"{rule} ({problem})")
+
+
+def _too_old(ts_ms: int, ref_ms: int, max_past_ms: int) -> Rejection:
+    if ts_ms < MIN_TS_MS:
+        return Rejection(TOO_OLD, "ts", f"{ts_ms} ms is before 2000-01-01T00:00:00Z")
+    return Rejection(TOO_OLD, "ts", f"{(ref_ms - ts_ms) / 86_400_000:.1f} days in the past "
+                                    f"(limit {max_past_ms / 86_400_000:g} days)")
+
+
 def decode_and_validate(raw: bytes | None, catalog: Catalog, *, ref_ms: int, max_future_ms: int,
-                        topic_feed: str | None = None) -> Reading | Rejection:
+                        max_past_ms: int = DEFAULT_MAX_PAST_MS, topic_feed: str | None = None) -> Reading | Rejection:
     try:
         doc = orjson.loads(raw or b"")
     except orjson.JSONDecodeError as exc:
         return Rejection(MALFORMED, "", f"not valid JSON: {exc.msg}")
-    return validate(doc, catalog, ref_ms=ref_ms, max_future_ms=max_future_ms, topic_feed=topic_feed)
+    return validate(doc, catalog, ref_ms=ref_ms, max_future_ms=max_future_ms, max_past_ms=max_past_ms,
+                    topic_feed=topic_feed)
 
 
 def decode_message(raw: bytes | None, catalog: Catalog, *, ref_ms: int, max_future_ms: int,
-                   topic_feed: str | None) -> list[Reading | Rejection]:
+                   max_past_ms: int = DEFAULT_MAX_PAST_MS, topic_feed: str | None) -> list[Reading | Rejection]:
     """One Kafka message → verdicts: a JSON object is one reading, a JSON array carries several."""
     try:
         doc = orjson.loads(raw or b"")
     except orjson.JSONDecodeError as exc:
         return [Rejection(MALFORMED, "", f"not valid JSON: {exc.msg}")]
     docs = doc if isinstance(doc, list) and doc else [doc]
-    return [validate(d, catalog, ref_ms=ref_ms, max_future_ms=max_future_ms, topic_feed=topic_feed) for d in docs]
+    return [validate(d, catalog, ref_ms=ref_ms, max_future_ms=max_future_ms, max_past_ms=max_past_ms,
+                     topic_feed=topic_feed) for d in docs]
 
 
 # --- Messages the pipeline emits (all plain JSON) -------------------------------------------------
@@ -231,12 +265,15 @@ def feed_of_dead_letter(d: dict[str, Any], catalog: Catalog) -> str:
 
 def window_message(*, feed: str, province: str, dims: dict[str, str], window_start_ms: int, window_s: int,
                    count: int, total: float, vmin: float, vmax: float, last: float, last_ts_ms: int,
-                   closed_ms: int, source_partition: int) -> dict[str, Any]:
+                   closed_ms: int, source_partition: int, source_topic: str = "",
+                   max_offset: int = -1) -> dict[str, Any]:
     """A closed 1-minute window on topic agg.1m; identity (feed, province, dims_key, window_start, source_partition).
 
     One series normally lives in one partition (key = province). A reading keyed by a legacy code can
     land in another partition: that partition closes its own partial window, and readers sum the
     partials (count, sum; min of min, max of max), so nothing replaces anything.
+    `source_topic` and `max_offset` say where its readings are: the sink stores the window recomputed
+    from the raw readings of that topic-partition once they are stored through `max_offset`.
     """
     return {
         "feed": feed, "province": province, "dims": dims, "dims_key": dims_key(dims),
@@ -244,16 +281,24 @@ def window_message(*, feed: str, province: str, dims: dict[str, str], window_sta
         "window_start": window_start_ms, "window_end": window_start_ms + window_s * 1000,
         "count": count, "sum": total, "min": vmin, "max": vmax, "avg": total / count if count else 0.0,
         "last": last, "last_ts": last_ts_ms, "closed_ms": closed_ms,
+        "source_topic": source_topic, "max_offset": max_offset,
     }
 
 
+LATE_AMENDED, LATE_TOO_LATE = "amended", "too_late"
+
+
 def late_message(r: Reading, *, source_topic: str, partition: int, offset: int, watermark_ms: int,
-                 detected_ms: int) -> dict[str, Any]:
-    """A valid reading that arrived after its window closed: stored raw, counted here, not aggregated."""
+                 detected_ms: int, amend: bool = True, window_s: int = 60) -> dict[str, Any]:
+    """A valid reading that arrived after its window closed: stored raw and counted here. `amended`: its
+    window is within the amend horizon, and the stored window is recomputed with it (sinks/recompute.py);
+    `too_late`: older, not aggregated until `controlroom backfill` covers its range."""
+    size = window_s * 1000
     return {
         "event_id": r.event_id, "feed": r.feed, "province": r.province, "dims": r.dims, "ts": r.ts_ms,
         "value": r.value, "watermark": watermark_ms, "source_topic": source_topic,
         "source_partition": partition, "source_offset": offset, "detected_ms": detected_ms,
+        "status": LATE_AMENDED if amend else LATE_TOO_LATE, "window_start": r.ts_ms - r.ts_ms % size,
     }
 
 

@@ -37,7 +37,13 @@ class Settings(BaseSettings):
     window_s: int = 60
     allowed_lateness_s: float = 10.0
     idle_advance_after_s: float = 5.0  # a partition quiet this long lets its watermark follow the clock
+    # a late reading whose window is younger than this (by its partition's watermark) amends the stored window;
+    # an older one is stored raw and counted `too_late` (`controlroom backfill` recomputes such ranges)
+    amend_horizon_s: float = 2 * 86_400.0
     max_future_s: float = 300.0
+    # a reading's event time may be at most this much older than its reference time (the Kafka message
+    # timestamp, as for max_future_s): 400 days, so yearly backfills pass; never before 2000 either way
+    max_past_s: float = 34_560_000.0
 
     # Micro-batches
     # Messages per micro-batch. Memory follows it (and Faust's buffer, twice it), not the backlog: with

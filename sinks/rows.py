@@ -22,14 +22,18 @@ from controlroom.catalog import Catalog
 from controlroom.schema import (
     AGG_TOPIC,
     ALERTS_TOPIC,
+    DEFAULT_MAX_PAST_MS,
     DELIVERIES_TOPIC,
     DLQ_TOPIC,
+    LATE_AMENDED,
+    LATE_TOO_LATE,
     LATE_TOPIC,
     Reading,
     decode_message,
     dims_key,
     feed_of_dead_letter,
 )
+from sinks.recompute import Trigger
 
 TS = pa.timestamp("ms", tz="UTC")
 DIMS = pa.map_(pa.string(), pa.string())
@@ -57,6 +61,7 @@ class Converted:
     rejected: int = 0  # invalid readings: the worker dead-letters them
     malformed: int = 0  # unreadable messages on the worker's own topics
     malformed_at: list[tuple[str, int, int]] = field(default_factory=list)  # (topic, partition, offset)
+    triggers: list[Trigger] = field(default_factory=list)  # stored windows to recompute from raw readings
 
 
 def target_of(topic: str) -> str:
@@ -76,7 +81,7 @@ SCHEMAS: dict[str, pa.Schema] = {
         ("feed", pa.string()), ("province", pa.string()), ("dims", DIMS), ("dims_key", pa.string()),
         ("source_partition", pa.uint32()), ("window_start", TS), ("window_end", TS), ("count", pa.uint64()),
         ("sum", pa.float64()), ("min", pa.float64()), ("max", pa.float64()), ("avg", pa.float64()),
-        ("last", pa.float64()), ("last_ts", TS), ("closed_at", TS),
+        ("last", pa.float64()), ("last_ts", TS), ("closed_at", TS), ("revision", pa.uint64()),
     ]),
     DEAD: pa.schema([
         ("dlq_id", pa.string()), ("reason", pa.string()), ("field", pa.string()), ("detail", pa.string()),
@@ -88,7 +93,7 @@ SCHEMAS: dict[str, pa.Schema] = {
         ("event_id", pa.string()), ("feed", pa.string()), ("province", pa.string()), ("dims", DIMS),
         ("dims_key", pa.string()), ("ts", TS), ("value", pa.float64()), ("watermark", TS),
         ("source_topic", pa.string()), ("source_partition", pa.uint32()), ("source_offset", pa.int64()),
-        ("detected_at", TS),
+        ("detected_at", TS), ("status", pa.string()),
     ]),
     ALERT_EVENTS: pa.schema([
         ("alert_id", pa.string()), ("seq", pa.uint64()), ("fingerprint", pa.string()), ("rule_id", pa.string()),
@@ -165,7 +170,19 @@ def _agg_row(rec: Record, d: dict[str, Any], catalog: Catalog) -> tuple[Any, ...
     return (_str(d, "feed"), _str(d, "province"), list(dims.items()), dims_key(dims),
             _uint(d, "source_partition", 0), _int(d, "window_start"), _int(d, "window_end"), _uint(d, "count"),
             _num(d, "sum"), _num(d, "min"), _num(d, "max"), _num(d, "avg"), _num(d, "last"),
-            _int(d, "last_ts"), _int(d, "closed_ms"))
+            _int(d, "last_ts"), _int(d, "closed_ms"), max(_int(d, "max_offset", 0), 0))
+
+
+def _trigger(rec: Record, d: dict[str, Any], *, topic_key: str, offset_key: str) -> Trigger | None:
+    """A window message (or an amending late reading) that names its source: recompute, do not copy."""
+    topic = d.get(topic_key)
+    offset = d.get(offset_key)
+    if not topic or not isinstance(offset, int) or isinstance(offset, bool) or offset < 0:
+        return None
+    if not isinstance(topic, str):
+        raise ValueError(topic_key)
+    return Trigger(_str(d, "feed"), _str(d, "province"), dims_key(_dims(d)), _int(d, "window_start"), topic,
+                   _uint(d, "source_partition"), offset, (rec.topic, rec.partition, rec.offset))
 
 
 def _dead_row(rec: Record, d: dict[str, Any], catalog: Catalog) -> tuple[Any, ...]:
@@ -179,7 +196,8 @@ def _late_row(rec: Record, d: dict[str, Any], catalog: Catalog) -> tuple[Any, ..
     dims = _dims(d)
     return (_str(d, "event_id"), _str(d, "feed"), _str(d, "province"), list(dims.items()), dims_key(dims),
             _int(d, "ts"), _num(d, "value"), _int(d, "watermark"), _str(d, "source_topic"),
-            _uint(d, "source_partition"), _int(d, "source_offset"), _int(d, "detected_ms"))
+            _uint(d, "source_partition"), _int(d, "source_offset"), _int(d, "detected_ms"),
+            _str(d, "status", LATE_TOO_LATE))
 
 
 def _optional_num(d: dict[str, Any], k: str) -> float | None:
@@ -213,7 +231,8 @@ _WORKER_ROWS: dict[str, Callable[[Record, dict[str, Any], Catalog], tuple[Any, .
 }
 
 
-def convert(records: Iterable[Record], catalog: Catalog, *, max_future_ms: int, ingested_ms: int) -> Converted:
+def convert(records: Iterable[Record], catalog: Catalog, *, max_future_ms: int, ingested_ms: int,
+            max_past_ms: int = DEFAULT_MAX_PAST_MS) -> Converted:
     """Records (any topics, any order) → one Arrow table per target table that had records."""
     rows: dict[str, list[tuple[Any, ...]]] = {}
     out = Converted(tables={})
@@ -223,7 +242,7 @@ def convert(records: Iterable[Record], catalog: Catalog, *, max_future_ms: int, 
         if target == READINGS:
             feed = catalog.feed_for_topic(rec.topic)
             verdicts = decode_message(rec.value, catalog, ref_ms=rec.timestamp_ms, max_future_ms=max_future_ms,
-                                      topic_feed=feed.id if feed else None)
+                                      max_past_ms=max_past_ms, topic_feed=feed.id if feed else None)
             for v in verdicts:
                 if not isinstance(v, Reading):
                     out.rejected += 1
@@ -234,7 +253,22 @@ def convert(records: Iterable[Record], catalog: Catalog, *, max_future_ms: int, 
             continue
         make = _WORKER_ROWS[target]
         try:
-            bucket.extend([make(rec, d, catalog) for d in _docs(rec.value)])
+            docs = _docs(rec.value)
+            made: list[tuple[Any, ...]] = []
+            triggers: list[Trigger] = []
+            for d in docs:
+                if target == AGG:  # the worker's window: recomputed from raw; one without a source: as given
+                    trig = _trigger(rec, d, topic_key="source_topic", offset_key="max_offset")
+                    if trig is not None:
+                        triggers.append(trig)
+                        continue
+                elif target == LATE and d.get("status") == LATE_AMENDED:
+                    trig = _trigger(rec, d, topic_key="source_topic", offset_key="source_offset")
+                    if trig is not None:
+                        triggers.append(trig)
+                made.append(make(rec, d, catalog))
+            bucket.extend(made)
+            out.triggers.extend(triggers)
         except (ValueError, TypeError, OverflowError):  # orjson.JSONDecodeError is a ValueError
             out.malformed += 1
             out.malformed_at.append((rec.topic, rec.partition, rec.offset))

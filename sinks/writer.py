@@ -23,13 +23,15 @@ from controlroom.errors import WarehouseError
 from controlroom.kafka import all_topics, ensure_topics
 from controlroom.logs import get_logger
 from controlroom.settings import Settings
-from sinks import rows
+from sinks import recompute, rows
+from sinks.recompute import Trigger
 from sinks.rows import Record
 from sinks.warehouse import Warehouse
 
 log = get_logger("sink")
 
 MAX_BACKOFF_S = 30.0
+RECOMPUTE = "agg_1m recompute"  # a step of a batch's write, after its inserts (retried like a table)
 
 
 @dataclass
@@ -44,14 +46,12 @@ class SinkStats:
     last_flush_monotonic: float | None = None  # time.monotonic() when it completed
     last_error: str | None = None
     committed: dict[str, int] = field(default_factory=dict)  # "topic:partition" → next offset to read
+    recomputed: int = 0  # agg_1m windows written recomputed from raw readings (closes and amendments)
+    waiting_triggers: int = 0  # windows closed whose raw readings are not stored yet
 
 
 def _ranges_text(records: Sequence[Record]) -> dict[str, str]:
     return {f"{t}:{p}": f"{lo}-{hi}" for (t, p), (lo, hi) in sorted(rows.offset_ranges(records).items())}
-
-
-def _commit_offsets(records: Sequence[Record]) -> dict[TopicPartition, int]:
-    return {TopicPartition(t, p): hi + 1 for (t, p), (_lo, hi) in rows.offset_ranges(records).items()}
 
 
 class _DropRevoked(ConsumerRebalanceListener):  # type: ignore[misc]  # aiokafka is untyped
@@ -64,6 +64,11 @@ class _DropRevoked(ConsumerRebalanceListener):  # type: ignore[misc]  # aiokafka
         gone = {(tp.topic, tp.partition) for tp in revoked}
         if gone:
             self.writer._pending = [r for r in self.writer._pending if (r.topic, r.partition) not in gone]
+            # a trigger of a revoked partition is uncommitted too: its next owner recomputes that window
+            self.writer.waiting = [t for t in self.writer.waiting if (t.at[0], t.at[1]) not in gone]
+            for key in gone:
+                self.writer._written_to.pop(key, None)
+                self.writer.stats.committed.pop(f"{key[0]}:{key[1]}", None)
 
     async def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
         log.info("sink partitions assigned", partitions=len(assigned))
@@ -77,6 +82,11 @@ class SinkWriter:
         self.stats = SinkStats()
         self._pending: list[Record] = []
         self._max_future_ms = int(settings.max_future_s * 1000)
+        # raw readings stored, per feed topic-partition: the highest offset written (a recompute waits for it)
+        self.stored_through: dict[tuple[str, int], int] = {}
+        self.waiting: list[Trigger] = []  # closed/amended windows whose raw readings are not all stored yet
+        self._written_to: dict[tuple[str, int], int] = {}  # per topic-partition: next offset after what we wrote
+        self._max_past_ms = int(settings.max_past_s * 1000)
 
     # --- blocking part: conversion and inserts (run in a worker thread) ---------------------------
 
@@ -92,7 +102,7 @@ class SinkWriter:
         for r in records:
             by_target.setdefault(rows.target_of(r.topic), []).append(r)
         conv = rows.convert(records, self.catalog, max_future_ms=self._max_future_ms,
-                            ingested_ms=int(time.time() * 1000))
+                            max_past_ms=self._max_past_ms, ingested_ms=int(time.time() * 1000))
         if conv.malformed:
             log.warning("skipped unreadable messages", count=conv.malformed, first=list(conv.malformed_at[:5]))
         written: dict[str, int] = {}
@@ -118,7 +128,31 @@ class SinkWriter:
         if failed:
             first = next(iter(failed.values()))
             raise WarehouseError(f"insert into {', '.join(sorted(failed))} failed: {first}") from first
+        if RECOMPUTE not in done:
+            for (topic, partition), (_lo, hi) in rows.offset_ranges(by_target.get(rows.READINGS, [])).items():
+                key = (topic, partition)
+                self.stored_through[key] = max(self.stored_through.get(key, -1), hi)
+            recomputed = self.recompute(conv.triggers)
+            if recomputed:
+                written[rows.AGG] = written.get(rows.AGG, 0) + recomputed
+            done.add(RECOMPUTE)
         return written
+
+    def recompute(self, new: Sequence[Trigger]) -> int:
+        """Write the windows whose raw readings are stored (recomputed from them); keep the others waiting.
+        Blocking. Returns the number of windows written."""
+        ready, waiting = recompute.split_ready([*self.waiting, *new], self.stored_through)
+        sql = recompute.recompute_sql(self.wh.database, ready, self.settings.window_s)
+        if sql is not None:
+            try:
+                self.wh.command(sql)
+            except Exception as exc:
+                raise WarehouseError(f"recompute of {len(ready)} windows failed: {exc}") from exc
+        self.waiting = waiting
+        n = len({t.window for t in ready})
+        self.stats.recomputed += n
+        self.stats.waiting_triggers = len(waiting)
+        return n
 
     # --- the loop -----------------------------------------------------------------------------------
 
@@ -171,6 +205,8 @@ class SinkWriter:
                     await self._flush(consumer, stop)
                     last_flush = time.monotonic()
                 elif not self._pending:
+                    if self.waiting and time.monotonic() - last_flush >= self.settings.sink_flush_interval_s:
+                        await self._recompute_waiting(consumer)
                     last_flush = time.monotonic()  # the interval counts from the first buffered record
             if self._pending:
                 await self._flush(consumer, stop, attempts=3)
@@ -202,6 +238,8 @@ class SinkWriter:
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, MAX_BACKOFF_S)
         await self._commit(consumer, batch)
+        if self.waiting:  # raw readings another sink stores: learn how far through the group's commits
+            await self._learn_stored(consumer)
         self.stats.records += len(batch)
         self.stats.batches += 1
         self.stats.last_flush_s = round(time.monotonic() - started, 4)
@@ -209,9 +247,44 @@ class SinkWriter:
         self.stats.last_error = None
         return True
 
+    async def _recompute_waiting(self, consumer: AIOKafkaConsumer) -> None:
+        """Nothing new to read, but windows wait for raw readings: another member (or our last commit) may
+        have stored them by now. Their offsets are committed with the next batch of their partitions."""
+        await self._learn_stored(consumer)
+        try:
+            await asyncio.to_thread(self.recompute, [])
+        except Exception as exc:  # kept waiting; tried again at the next flush
+            self.stats.failed_inserts += 1
+            self.stats.last_error = f"{type(exc).__name__}: {str(exc)[:300]}"
+            log.warning("recompute kept for retry", error=self.stats.last_error, windows=len(self.waiting))
+            return
+        await self._commit(consumer, [])
+
+    async def _learn_stored(self, consumer: AIOKafkaConsumer) -> None:
+        """For the waiting triggers' source partitions: the group's committed offset means every reading
+        before it is stored (by this sink or another member), so a recompute may read them."""
+        for topic, partition in {(t.topic, t.partition) for t in self.waiting}:
+            try:
+                committed = await consumer.committed(TopicPartition(topic, partition))
+            except KafkaError as exc:
+                log.warning("committed offset unknown", topic=topic, partition=partition, error=repr(exc))
+                continue
+            if committed is not None:
+                key = (topic, partition)
+                self.stored_through[key] = max(self.stored_through.get(key, -1), committed - 1)
+
     async def _commit(self, consumer: AIOKafkaConsumer, batch: Sequence[Record]) -> None:
+        """Commit what `batch` wrote, and what was held back behind triggers that have been written since."""
+        for (topic, partition), (_lo, hi) in rows.offset_ranges(batch).items():
+            self._written_to[(topic, partition)] = hi + 1
         assigned = consumer.assignment()
-        offsets = {tp: off for tp, off in _commit_offsets(batch).items() if tp in assigned}
+        caps = recompute.commit_caps(self.waiting)
+        offsets: dict[TopicPartition, int] = {}
+        for (topic, partition), upto in self._written_to.items():
+            tp = TopicPartition(topic, partition)
+            off = min(upto, caps.get((topic, partition), upto))
+            if tp in assigned and off > self.stats.committed.get(f"{topic}:{partition}", -1):
+                offsets[tp] = off
         if not offsets:
             return
         try:

@@ -9,12 +9,14 @@ waits until they are acknowledged, and only then forgets them.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections import defaultdict
 from typing import Any
 
 import faust
 import orjson
+from faust.types import TP
 
 from controlroom.catalog import Catalog
 from controlroom.logs import get_logger
@@ -30,6 +32,7 @@ from controlroom.schema import (
     window_message,
 )
 from controlroom.settings import Settings
+from streams.changelog import ChangelogBuffer
 from streams.live import LiveThrottle
 from streams.windows import ClosedWindow, WindowEngine
 
@@ -115,30 +118,24 @@ def build_app(settings: Settings, catalog: Catalog) -> faust.App:
     source = app.topic(*catalog.topics, value_serializer="raw", key_serializer="raw")
     table = app.Table(CHANGELOG_TABLE, default=None, partitions=settings.topic_partitions,
                       key_type=bytes, value_type=bytes)  # bytes ⇒ raw serializers
-    max_future_ms = int(settings.max_future_s * 1000)
+    max_future_ms, max_past_ms = int(settings.max_future_s * 1000), int(settings.max_past_s * 1000)
     counters = Counters()
 
-    # The changelog is coalesced: the newest value of each key waits in `unsent` and goes to the producer
-    # right before Faust commits offsets (and when windows close). At 10k readings/s over 2,146 series a
-    # batch touches ~2,000 windows: writing each touched window every batch cost one record per reading.
-    # Exactly-once is unchanged: every state change is in the changelog before the offsets that
-    # produced it are committed (Faust flushes the producer just after our hook); a crash loses only
-    # uncommitted work, which is replayed, and the window offsets guard the replay as before.
-    unsent: dict[tuple[int, bytes], bytes | None] = {}
-    unsent_partition_states: dict[tuple[int, bytes], bytes | None] = {}
-
-    def persist(partition: int, key: bytes, value: bytes | None) -> None:
-        # partition states (windows.py _pkey, "p|…") go last: one landing before its windows would make a
-        # replay skip their readings
-        (unsent_partition_states if key.startswith(b"p|") else unsent)[(partition, key)] = value
+    # The changelog is coalesced: the newest value of each key waits here and goes to the producer right
+    # before Faust commits offsets (and when windows close). At 10k readings/s over 2,146 series a batch
+    # touches ~2,000 windows: writing each touched window every batch cost one record per reading.
+    # Order of one write (streams/windows.py, invariants I2 and I4): window updates, then partition states,
+    # then tombstones of closed windows. The three are taken in one step (no await in between) and one write
+    # runs at a time, so the changelog is always a prefix of that order.
+    changelog = ChangelogBuffer()
+    changelog_lock = asyncio.Lock()
 
     async def write_changelog() -> None:
-        topic = table.changelog_topic.get_topic_name()
-        for pending in (unsent, unsent_partition_states):
-            batch = list(pending.items())
-            pending.clear()
+        async with changelog_lock:
+            batch = changelog.take()
             counters.changelog_records += len(batch)
-            for (partition, key), value in batch:
+            topic = table.changelog_topic.get_topic_name()
+            for partition, key, value in batch:
                 await app.producer.send(topic, key, value, partition, None, None)
 
     def changelog_before_commit() -> None:
@@ -156,9 +153,21 @@ def build_app(settings: Settings, catalog: Catalog) -> faust.App:
         commit_after_changelog.controlroom_patched = True  # type: ignore[attr-defined]
         consumer._commit_offsets = commit_after_changelog
 
-    engine = WindowEngine(table.data, persist, size_ms=settings.window_s * 1000,
+    engine = WindowEngine(table.data, changelog.persist, size_ms=settings.window_s * 1000,
                           lateness_ms=int(settings.allowed_lateness_s * 1000),
-                          idle_ms=int(settings.idle_advance_after_s * 1000))
+                          idle_ms=int(settings.idle_advance_after_s * 1000),
+                          amend_horizon_ms=int(settings.amend_horizon_s * 1000))
+    read_through: dict[tuple[str, int], int] = {}  # last offset handed to us per source partition (any verdict)
+
+    def owned(topic: str, partition: int) -> bool:
+        return TP(topic, partition) in app.assignor.assigned_actives()
+
+    def caught_up(topic: str, partition: int) -> bool:
+        """Nothing left to read on this partition: the broker's high watermark is just past what we read."""
+        if not owned(topic, partition):
+            return False
+        high = app.consumer.highwater(TP(topic, partition))
+        return high is not None and read_through.get((topic, partition), -1) + 1 >= high
 
     async def send(topic: str, key: bytes | None, value: dict[str, Any]) -> Any:
         return await app.producer.send(topic, key, orjson.dumps(value), None, None, None)
@@ -170,7 +179,7 @@ def build_app(settings: Settings, catalog: Catalog) -> faust.App:
             feed=w.feed, province=w.province, dims=w.dims, window_start_ms=w.window_start_ms,
             window_s=settings.window_s, count=w.agg.count, total=w.agg.total, vmin=w.agg.vmin,
             vmax=w.agg.vmax, last=w.agg.last, last_ts_ms=w.agg.last_ts, closed_ms=wall,
-            source_partition=partition)
+            source_partition=partition, source_topic=w.topic, max_offset=w.agg.max_offset)
 
     async def publish_live(wall: int) -> None:
         """Open windows as they stand, one message per source partition (same partition on agg.live, so
@@ -196,8 +205,9 @@ def build_app(settings: Settings, catalog: Catalog) -> faust.App:
                 feed = catalog.feed_for_topic(msg.topic)
                 ref_ms = round(msg.timestamp * 1000)  # the broker's timestamp: same verdict as the sink
                 verdicts = decode_message(msg.value, catalog, ref_ms=ref_ms, max_future_ms=max_future_ms,
-                                          topic_feed=feed.id if feed else None)
+                                          max_past_ms=max_past_ms, topic_feed=feed.id if feed else None)
                 counters.messages += 1
+                read_through[(msg.topic, msg.partition)] = msg.offset
                 for i, v in enumerate(verdicts):
                     if isinstance(v, Reading):
                         per_tp[(msg.topic, msg.partition)].append((msg.offset, v))
@@ -220,7 +230,7 @@ def build_app(settings: Settings, catalog: Catalog) -> faust.App:
                     await send(LATE_TOPIC, late.reading.province.encode(),
                                late_message(late.reading, source_topic=topic, partition=partition,
                                             offset=late.offset, watermark_ms=late.watermark_ms,
-                                            detected_ms=wall))
+                                            detected_ms=wall, amend=late.amend, window_s=settings.window_s))
             await publish_live(wall)  # the changelog waits for the commit (changelog_before_commit)
             counters.slowest_batch_ms = max(counters.slowest_batch_ms, round((time.perf_counter() - started) * 1000))
 
@@ -230,8 +240,8 @@ def build_app(settings: Settings, catalog: Catalog) -> faust.App:
             return  # windows are only complete once the changelog has been replayed
         wall = now_ms()
         started = time.perf_counter()
-        engine.advance_idle(wall)  # watermarks moved by the clock: in the changelog by the next commit
-        due = engine.due_windows()
+        engine.advance_idle(wall, caught_up)  # watermarks moved by the clock: in the changelog by the next commit
+        due = engine.due_windows(owned)
         for key, _partition, _w in due:
             live.forget(key)
         await publish_live(wall)  # updates held back by the throttle

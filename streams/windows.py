@@ -6,12 +6,31 @@ State lives in a byte mapping (`store`) that the Faust adapter backs with a chan
 Every change is also handed to `persist(partition, key, value_or_None)` so the adapter can write
 it to the changelog once per key per batch.
 
-Exactly-once over restarts without Kafka transactions:
-- each window and each partition state remembers the highest source offset it has absorbed, and a
-  replayed record at or below it is skipped (the changelog can be ahead of committed offsets);
-- a reading is late when its window ends at or before the partition's watermark *as it stood when
-  the reading came in*, so lateness depends on the order of records, not on batch boundaries.
+The invariant kept across a crash (SIGKILL at any instant). Durable things, per source partition P:
+the changelog (a prefix of what was sent, in send order: one producer, one changelog partition per P),
+the committed offset C of P, and the messages on agg.1m / feeds.late.
+  I1  A window's stored state holds exactly the non-duplicate on-time readings of P for that window
+      with offset <= its `max_offset` (records are absorbed in offset order).
+  I2  The partition state's `applied_offset` A is sent after every window update it covers, so a
+      changelog prefix that holds A holds all of them: a replayed record at offset <= A is skipped
+      (it is in a window, or it was late and reported), never absorbed twice.
+  I3  C <= A once both are durable: the adapter sends the changelog and flushes the producer before
+      it commits offsets. Records in (C, A] are replayed and skipped by I2; after A they are new.
+  I4  A window is forgotten (tombstoned) only after its aggregate is acknowledged on agg.1m, and
+      the tombstone is sent after the partition state whose watermark closed it: a changelog prefix
+      that lost the window also holds that watermark, so a replayed record of the window is judged
+      late or skipped, never absorbed into a new partial window for an interval already closed.
+  I5  Lateness depends on the order of records only: a reading is late when its window ends at or
+      before the watermark as it stood when the reading came in. The watermark moves with event
+      time, and with the clock only for a partition that is caught up (nothing left to read) and
+      quiet: a partition not yet fetching after a restart is not idle, its backlog is not late.
+What is not durable: the memory of recent event ids (duplicates). After a restart it holds only the
+ids replayed since C, so an id re-sent before the crash and again after it can be counted twice in
+the worker's own windows (live values, alerts). Stored aggregates do not depend on it: the sink
+recomputes every closed or amended window from the stored raw readings (sinks/recompute.py).
 Windows close from a timer (`close_due`), driven by the watermark, never by the next event.
+A late reading whose window is younger than the amend horizon is reported as `amend`: the sink then
+recomputes that stored window; an older one is `too_late` (stored raw, counted, not aggregated).
 """
 
 from __future__ import annotations
@@ -99,6 +118,7 @@ class ClosedWindow:  # also used for an open window's running aggregate (live up
     dims: dict[str, str]
     window_start_ms: int
     agg: WindowAgg
+    topic: str = ""  # the source topic (with the partition: where the sink finds its raw readings)
 
 
 @dataclass(slots=True)
@@ -106,6 +126,7 @@ class LateReading:
     reading: Reading
     offset: int
     watermark_ms: int
+    amend: bool = True  # its window is within the amend horizon: the stored window is recomputed
 
 
 @dataclass(slots=True)
@@ -143,14 +164,25 @@ def _wkey(end_ms: int, topic: str, partition: int, skey: str, start_ms: int) -> 
     return f"w|{end_ms}|{topic}|{partition}|{skey}|{start_ms}".encode()
 
 
+def _window_of(key: bytes, raw: bytes) -> ClosedWindow:
+    _, _end, topic, _part, feed, province, _dkey, start = key.decode().split("|")
+    agg, dims = WindowAgg.decode(raw)
+    return ClosedWindow(feed, province, dims, int(start), agg, topic)
+
+
+TopicPartitionCheck = Callable[[str, int], bool]
+
+
 class WindowEngine:
     def __init__(self, store: MutableMapping[bytes, bytes], persist: Persist, *, size_ms: int,
-                 lateness_ms: int, idle_ms: int, recent: RecentIds | None = None) -> None:
+                 lateness_ms: int, idle_ms: int, recent: RecentIds | None = None,
+                 amend_horizon_ms: int = 2 * 86_400_000) -> None:
         self.store = store
         self.persist = persist
         self.size_ms = size_ms
         self.lateness_ms = lateness_ms
         self.idle_ms = idle_ms
+        self.amend_horizon_ms = amend_horizon_ms
         self.recent = recent or RecentIds()
         self.last_seen_wall: dict[tuple[str, int], int] = {}  # not persisted: wall clock of last record
 
@@ -180,7 +212,8 @@ class WindowEngine:
             start = r.ts_ms - r.ts_ms % size
             end = start + size
             if end <= ps.watermark_ms:
-                result.late.append(LateReading(r, offset, ps.watermark_ms))
+                amend = end > ps.watermark_ms - self.amend_horizon_ms
+                result.late.append(LateReading(r, offset, ps.watermark_ms, amend))
             else:
                 ident = (start, r.feed, r.province, tuple(r.dims.items()))
                 key = wkeys.get(ident)
@@ -193,18 +226,20 @@ class WindowEngine:
                     stored_off = WindowAgg.decode(raw)[0].max_offset if raw else NO_OFFSET
                     key_offsets[key] = stored_off
                 if offset <= stored_off:
-                    result.skipped_replayed += 1  # absorbed before a restart; its changelog survived
+                    # absorbed before a restart (its window's changelog survived, the partition state may not
+                    # have): skipped, but it moved the watermark then, so it moves it now (I5)
+                    result.skipped_replayed += 1
                     self.recent.seen(r.event_id)
-                    continue
-                if self.recent.seen(r.event_id):
+                elif self.recent.seen(r.event_id):
                     result.duplicates += 1
                     continue
-                entry = local.get(key)
-                if entry is None:
-                    local[key] = (WindowAgg.first(r.value, r.ts_ms, offset), r.dims)
                 else:
-                    entry[0].add(r.value, r.ts_ms, offset)
-                result.applied += 1
+                    entry = local.get(key)
+                    if entry is None:
+                        local[key] = (WindowAgg.first(r.value, r.ts_ms, offset), r.dims)
+                    else:
+                        entry[0].add(r.value, r.ts_ms, offset)
+                    result.applied += 1
                 if r.ts_ms > ps.max_event_ms:
                     ps.max_event_ms = r.ts_ms
                     if ps.max_event_ms - self.lateness_ms > ps.watermark_ms:
@@ -221,17 +256,22 @@ class WindowEngine:
             self.store[key] = enc
             self.persist(partition, key, enc)
             parts = key.decode().split("|")  # w|end|topic|partition|feed|province|dims_key|start
-            result.touched.append((key, ClosedWindow(parts[4], parts[5], dims, int(parts[7]), agg)))
+            result.touched.append((key, ClosedWindow(parts[4], parts[5], dims, int(parts[7]), agg, topic)))
         # Partition state last: if we crash before it lands, replay is guarded by the window offsets.
         self._save_partition(topic, partition, ps)
         self.last_seen_wall[(topic, partition)] = wall_ms
         return result
 
-    def advance_idle(self, wall_ms: int) -> None:
-        """A partition quiet for `idle_ms` lets its watermark follow the wall clock from its last event."""
+    def advance_idle(self, wall_ms: int, caught_up: TopicPartitionCheck) -> None:
+        """A partition that is caught up (`caught_up(topic, partition)`: nothing left to read) and has been
+        quiet for `idle_ms` lets its watermark follow the wall clock from its last event. Quiet alone is
+        not idle: after a restart, or behind a backlog, a partition is quiet because it is not read yet."""
         for key in [k for k in self.store if k.startswith(b"p|")]:
             _, topic, part = key.decode().split("|")
             tp = (topic, int(part))
+            if not caught_up(*tp):
+                self.last_seen_wall[tp] = wall_ms  # the quiet time counts from when it is caught up
+                continue
             last_wall = self.last_seen_wall.setdefault(tp, wall_ms)
             idle = wall_ms - last_wall
             ps = PartitionState.decode(self.store[key])
@@ -245,21 +285,23 @@ class WindowEngine:
                 ps.watermark_ms = candidate
                 self._save_partition(topic, int(part), ps)
 
-    def due_windows(self) -> list[tuple[bytes, int, ClosedWindow]]:
-        """Windows whose end is at or before their partition's watermark: (key, partition, window)."""
+    def due_windows(self, owned: TopicPartitionCheck | None = None) -> list[tuple[bytes, int, ClosedWindow]]:
+        """Windows whose end is at or before their partition's watermark: (key, partition, window).
+        `owned` limits them to the partitions this worker processes (a standby copy is not closed here)."""
         watermarks: dict[tuple[str, int], int] = {}
         due: list[tuple[bytes, int, ClosedWindow]] = []
         for key in list(self.store.keys()):
             if not key.startswith(b"w|"):
                 continue
-            _, end, topic, part, feed, province, dkey, start = key.decode().split("|")
+            _, end, topic, part, *_rest = key.decode().split("|")
             tp = (topic, int(part))
+            if owned is not None and not owned(*tp):
+                continue
             wm = watermarks.get(tp)
             if wm is None:
                 wm = watermarks[tp] = self.partition_state(*tp).watermark_ms
             if int(end) <= wm:
-                agg, dims = WindowAgg.decode(self.store[key])
-                due.append((key, tp[1], ClosedWindow(feed, province, dims, int(start), agg)))
+                due.append((key, tp[1], _window_of(key, self.store[key])))
         due.sort(key=lambda d: (d[2].window_start_ms, d[0]))
         return due
 

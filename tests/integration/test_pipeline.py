@@ -59,7 +59,7 @@ PHASE_2 = [
     wl("w6", T0 + 3 * MIN, 90),  # watermark → 2:50: windows [0:00, 1:00) and [1:00, 2:00) close
     hot("h5", T0 + 3 * MIN, 1, "79"),
     hot("h6", T0 + 3 * MIN, 1, "02"),  # same key as h3, so its partition's watermark moves too
-    wl("w-late", T0 + 30_000, 999),  # its window closed: late, stored raw, not aggregated
+    wl("w-late", T0 + 30_000, 999),  # its window closed: late, reported, and it amends the stored window
     ("feeds.water_level", b"00", reading("bad-scope", "gold_price", "00", T0, 1, side="buy")),  # wrong topic
 ]
 
@@ -87,6 +87,7 @@ async def test_known_readings_give_exact_results_across_a_worker_crash(
         await publish(broker, PHASE_2)
         await wait_for(lambda: q("SELECT count() AS n FROM DB.agg_1m FINAL")[0]["n"] >= 5
                        and q("SELECT count() AS n FROM DB.late_readings FINAL")[0]["n"] >= 1
+                       and q("SELECT max(max) AS m FROM DB.agg_1m FINAL WHERE feed = 'water_level'")[0]["m"] == 999
                        and q("SELECT count() AS n FROM DB.dead_letters FINAL")[0]["n"] >= 4,
                        what="closed windows, late reading and dead letters")
         await asyncio.sleep(2.0)  # anything extra (a duplicate) would land by now
@@ -115,11 +116,12 @@ async def test_known_readings_give_exact_results_across_a_worker_crash(
         ("hotline_calls", "08", "line=113", 0, 1, 4.0, 4.0, 4.0, 4.0, 4.0),
         ("hotline_calls", "79", "line=113", 0, 2, 10.0, 3.0, 7.0, 5.0, 3.0),
         ("hotline_calls", "79", "line=113", MIN, 1, 9.0, 9.0, 9.0, 9.0, 9.0),
-        ("water_level", "01", "station=s1", 0, 4, 435.0, 100.0, 120.0, 108.75, 120.0),
+        # w1–w4 and the late w-late (999 at 0:30; the latest value is still w4's, at 0:50)
+        ("water_level", "01", "station=s1", 0, 5, 1434.0, 100.0, 999.0, 286.8, 120.0),
         ("water_level", "01", "station=s1", MIN, 1, 130.0, 130.0, 130.0, 130.0, 130.0),
     ]
-    late = q("SELECT event_id, toUnixTimestamp64Milli(watermark) AS wm FROM DB.late_readings FINAL")
-    assert [(r["event_id"], int(r["wm"]) - T0) for r in late] == [("w-late", 3 * MIN - 10_000)]
+    late = q("SELECT event_id, toUnixTimestamp64Milli(watermark) AS wm, status FROM DB.late_readings FINAL")
+    assert [(r["event_id"], int(r["wm"]) - T0, r["status"]) for r in late] == [("w-late", 3 * MIN - 10_000, "amended")]
     dead = q("SELECT reason, field, source_topic FROM DB.dead_letters FINAL ORDER BY reason")
     assert [(d["reason"], d["field"], d["source_topic"]) for d in dead] == [
         ("feed_topic_mismatch", "feed", "feeds.water_level"),

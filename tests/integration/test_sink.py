@@ -179,7 +179,7 @@ def messages() -> list[Msg]:
                          closed_ms=T0 + 200_000, source_partition=1)
     late_r = Reading("w-late", "water_level", "01", T0 + 30_000, 999.0, {"station": "s1"}, "test", "01")
     late = late_message(late_r, source_topic="feeds.water_level", partition=2, offset=17,
-                        watermark_ms=T0 + 170_000, detected_ms=T0 + 180_000)
+                        watermark_ms=T0 + 170_000, detected_ms=T0 + 180_000, amend=False)
     bad = reading("bad-range", "water_level", "01", T0 + 2_000, 99_999, station="s1")
     dlq = dead_letter(Rejection(OUT_OF_RANGE, "value", "99999 outside [-500, 3000] cm"), bad,
                       source_topic="feeds.water_level", partition=3, offset=4, received_ms=T0 + 9_000)
@@ -229,7 +229,7 @@ async def test_writer_writes_exact_rows_and_commits_what_it_wrote(
             "feed": "hotline_calls", "province": "79", "dims": {"line": "113"}, "dims_key": "line=113",
             "source_partition": 1, "window_start": dt(T0), "window_end": dt(T0 + 60_000), "count": 2, "sum": 10.0,
             "min": 3.0, "max": 7.0, "avg": 5.0, "last": 3.0, "last_ts": dt(T0 + 35_000),
-            "closed_at": dt(T0 + 200_000)}]
+            "closed_at": dt(T0 + 200_000), "revision": 0}]
         assert q(wh, "SELECT * FROM DB.dead_letters FINAL") == [{
             "dlq_id": "feeds.water_level:3:4", "reason": "out_of_range", "field": "value",
             "detail": "99999 outside [-500, 3000] cm", "payload": msgs[4][2].decode(), "feed": "water_level",
@@ -239,7 +239,7 @@ async def test_writer_writes_exact_rows_and_commits_what_it_wrote(
             "event_id": "w-late", "feed": "water_level", "province": "01", "dims": {"station": "s1"},
             "dims_key": "station=s1", "ts": dt(T0 + 30_000), "value": 999.0, "watermark": dt(T0 + 170_000),
             "source_topic": "feeds.water_level", "source_partition": 2, "source_offset": 17,
-            "detected_at": dt(T0 + 180_000)}]
+            "detected_at": dt(T0 + 180_000), "status": "too_late"}]
 
         assert writer.stats.rows == {"readings": 4, "agg_1m": 1, "dead_letters": 1, "late_readings": 1,
                                       "alert_events": 0, "alert_deliveries": 0}
@@ -249,6 +249,58 @@ async def test_writer_writes_exact_rows_and_commits_what_it_wrote(
         want = expected_commits([m[0] for m in msgs], pos)
         assert writer.stats.committed == want
         assert await committed_offsets(broker, settings, catalog) == want
+
+
+async def test_closed_and_amended_windows_are_recomputed_from_stored_readings_once_they_are_all_stored(
+        broker: str, make_settings, catalog: Catalog) -> None:  # type: ignore[no-untyped-def]
+    """The worker's closed window names its readings (topic-partition, max offset); the sink waits until it
+    stored them, writes the window recomputed from `readings FINAL` (not the worker's figures), and does not
+    commit the trigger before. A late reading within the horizon makes it recompute the window again."""
+    settings: Settings = make_settings(kafka_bootstrap=broker, sink_flush_interval_s=0.2)
+    async with ready_warehouse(settings, catalog) as wh:
+        raw = [("feeds.water_level", b"01", reading(f"r{i}", "water_level", "01", T0 + i * 10_000, float(v),
+                                                       station="s1"))
+               for i, v in enumerate([5, 1, 9])]
+        raw.append(raw[0])  # a re-sent reading: stored once, counted once
+        # the trigger first, its readings later: it must wait for them (the worker's count 99 is ignored)
+        pos_raw_partition = (await publish(broker, [raw[0]]))[0][0]
+        closed = window_message(feed="water_level", province="01", dims={"station": "s1"}, window_start_ms=T0,
+                                window_s=60, count=99, total=0.0, vmin=0.0, vmax=0.0, last=0.0, last_ts_ms=T0,
+                                closed_ms=T0 + 70_000, source_partition=pos_raw_partition,
+                                source_topic="feeds.water_level", max_offset=3)
+        trig = await publish(broker, [("agg.1m", b"01", orjson.dumps(closed))])
+        writer = SinkWriter(settings, catalog, wh)
+        stop = asyncio.Event()
+        task = asyncio.create_task(writer.run(stop))
+        try:
+            await wait_for(lambda: writer.stats.waiting_triggers == 1 and writer.stats.records >= 2,
+                           timeout_s=30, what="the trigger waiting for its readings")
+            assert count(wh, "agg_1m") == 0
+            agg_tp = f"agg.1m:{trig[0][0]}"
+            assert writer.stats.committed.get(agg_tp, 0) <= trig[0][1]  # not committed past the waiting trigger
+            await publish(broker, raw[1:])
+            await wait_for(lambda: count(wh, "agg_1m") == 1, timeout_s=30, what="the recomputed window")
+            row = q(wh, "SELECT count, sum, min, max, last, revision FROM DB.agg_1m FINAL")[0]
+            assert row == {"count": 3, "sum": 15.0, "min": 1.0, "max": 9.0, "last": 9.0, "revision": 3}
+            # a late reading amends it: stored raw, reported amended, the window recomputed with it
+            late_r = Reading("r-late", "water_level", "01", T0 + 30_000, 100.0, {"station": "s1"}, "test", "01")
+            late_pos = (await publish(broker, [("feeds.water_level", b"01", reading(
+                "r-late", "water_level", "01", T0 + 30_000, 100.0, station="s1"))]))[0]
+            await publish(broker, [("feeds.late", b"01", orjson.dumps(late_message(
+                late_r, source_topic="feeds.water_level", partition=late_pos[0], offset=late_pos[1],
+                watermark_ms=T0 + 200_000, detected_ms=T0 + 200_000)))])
+            await wait_for(lambda: q(wh, "SELECT count FROM DB.agg_1m FINAL")[0]["count"] == 4, timeout_s=30,
+                           what="the amended window")
+            row = q(wh, "SELECT count, sum, max, last, revision FROM DB.agg_1m FINAL")[0]
+            assert row == {"count": 4, "sum": 115.0, "max": 100.0, "last": 100.0, "revision": late_pos[1]}
+            # the hourly rollup follows the amendment
+            hour = q(wh, "SELECT count, sum FROM DB.agg_1h FINAL")
+            assert hour == [{"count": 4, "sum": 115.0}]
+            await wait_for(lambda: writer.stats.committed.get(agg_tp, 0) > trig[0][1], timeout_s=30,
+                           what="the trigger committed once written")
+        finally:
+            stop.set()
+            await task
 
 
 async def test_same_batch_twice_and_restart_from_uncommitted_offsets_write_no_duplicate(

@@ -20,6 +20,7 @@ from controlroom.schema import (
 )
 from sinks import rows
 from sinks.migrate import migration_files, reference_tables, render, split_statements
+from sinks.recompute import Trigger
 from sinks.rows import Record
 from sinks.warehouse import chdb_path, check_identifier, literal, param_text, qualify, quote_string
 
@@ -104,16 +105,35 @@ def test_agg_late_and_dead_letter_rows(catalog: Catalog) -> None:
     assert out.tables["agg_1m"].to_pylist() == [{
         "feed": "hotline_calls", "province": "79", "dims": [("line", "113")], "dims_key": "line=113",
         "source_partition": 3, "window_start": dt(T0), "window_end": dt(T0 + 60_000), "count": 2, "sum": 10.0,
-        "min": 3.0, "max": 7.0, "avg": 5.0, "last": 3.0, "last_ts": dt(T0 + 35_000), "closed_at": dt(T0 + 200_000)}]
+        "min": 3.0, "max": 7.0, "avg": 5.0, "last": 3.0, "last_ts": dt(T0 + 35_000), "closed_at": dt(T0 + 200_000),
+        "revision": 0}]  # a window without a source (max_offset) is stored as given
+    # the late reading within the horizon is stored and makes the sink recompute its window from raw readings
+    assert out.triggers == [Trigger("water_level", "08", "station=s2", T0, "feeds.water_level", 1, 55,
+                                    ("feeds.late", 1, 4))]
     assert out.tables["late_readings"].to_pylist() == [{
         "event_id": "e1", "feed": "water_level", "province": "08", "dims": [("station", "s2")],
         "dims_key": "station=s2", "ts": dt(T0 + 30_000), "value": 999.0, "watermark": dt(T0 + 170_000),
         "source_topic": "feeds.water_level", "source_partition": 1, "source_offset": 55,
-        "detected_at": dt(T0 + 180_000)}]
+        "detected_at": dt(T0 + 180_000), "status": "amended"}]
     assert out.tables["dead_letters"].to_pylist() == [{
         "dlq_id": "feeds.water_level:2:9", "reason": "out_of_range", "field": "value", "detail": "too high",
         "payload": bad.decode(), "feed": "water_level", "source_topic": "feeds.water_level", "source_partition": 2,
         "source_offset": 9, "received_at": dt(T0 + 5), "kafka_offset": 5}]
+
+
+def test_the_workers_windows_and_amending_late_readings_are_triggers_not_rows(catalog: Catalog) -> None:
+    agg = window_message(feed="hotline_calls", province="79", dims={"line": "113"}, window_start_ms=T0, window_s=60,
+                         count=2, total=10.0, vmin=3.0, vmax=7.0, last=3.0, last_ts_ms=T0 + 35_000,
+                         closed_ms=T0 + 200_000, source_partition=3, source_topic="feeds.hotline_calls", max_offset=41)
+    r = Reading("e1", "water_level", "01", T0 + 30_000, 9.0, {"station": "s2"}, "src", "01")
+    too_late = late_message(r, source_topic="feeds.water_level", partition=1, offset=55, watermark_ms=T0 + 9 ** 9,
+                            detected_ms=T0, amend=False)
+    out = convert([Record("agg.1m", 0, 3, T0 + 1, orjson.dumps(agg)),
+                   Record("feeds.late", 1, 4, T0 + 2, orjson.dumps(too_late))], catalog)
+    assert out.tables["agg_1m"].num_rows == 0  # stored once recomputed from the readings, not copied
+    assert out.triggers == [Trigger("hotline_calls", "79", "line=113", T0, "feeds.hotline_calls", 3, 41,
+                                    ("agg.1m", 0, 3))]
+    assert out.tables["late_readings"].column("status").to_pylist() == ["too_late"]
 
 
 def test_dead_letter_feed_is_best_effort(catalog: Catalog) -> None:

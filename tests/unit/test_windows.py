@@ -135,16 +135,56 @@ def test_series_are_separate_windows() -> None:
     assert wins == [("01", "s1", 1.0), ("01", "s2", 2.0), ("79", "s1", 4.0)]
 
 
+def caught_up(topic: str, partition: int) -> bool:
+    return True
+
+
 def test_idle_partition_watermark_follows_clock() -> None:
     e = engine(idle_ms=5_000)
     e.apply("t", 0, [(0, reading(T0 + 30_000, 1, "a"))], wall_ms=(T0 + 30_000))
-    e.advance_idle((T0 + 30_000) + 5_000)
+    e.advance_idle((T0 + 30_000) + 5_000, caught_up)
     assert e.due_windows() == []  # not idle long enough yet
     # watermark = 30 s - 10 s + (idle - 5 s): reaches 60 s after 45 s of silence
-    e.advance_idle((T0 + 30_000) + 44_999)
+    e.advance_idle((T0 + 30_000) + 44_999, caught_up)
     assert e.due_windows() == []
-    e.advance_idle((T0 + 30_000) + 45_000)
+    e.advance_idle((T0 + 30_000) + 45_000, caught_up)
     assert [w.agg.count for _, _, w in e.due_windows()] == [1]
+
+
+def test_a_partition_with_a_backlog_is_not_idle() -> None:
+    """After a restart the worker may not read a partition for a while (recovery, other partitions' backlog):
+    quiet is not idle while records wait. Its watermark must not follow the clock, or the backlog turns late."""
+    store: dict[bytes, bytes] = {}
+    wall = T0 + 30_000
+    engine(store).apply("t", 0, [(0, reading(T0 + 30_000, 1, "a"))], wall_ms=wall)
+    restarted = engine(store, idle_ms=5_000)
+    for later in (10_000, 60_000, 300_000):  # minutes pass while partition 0 is not read
+        restarted.advance_idle(wall + later, lambda topic, partition: False)
+    assert restarted.partition_state("t", 0).watermark_ms == T0 + 20_000  # from event time only
+    res = restarted.apply("t", 0, [(1, reading(T0 + 40_000, 2, "backlog"))], wall_ms=wall + 300_000)
+    assert res.late == [] and res.applied == 1
+    # caught up now: the quiet time counts from here, not from the last record before the restart
+    restarted.advance_idle(wall + 300_001, caught_up)
+    assert restarted.partition_state("t", 0).watermark_ms == T0 + 30_000
+    restarted.advance_idle(wall + 300_000 + 5_000 + 40_000, caught_up)
+    assert [w.agg.count for _, _, w in restarted.due_windows()] == [2]
+
+
+def test_standby_windows_are_not_closed_here() -> None:
+    e = engine()
+    e.apply("t", 0, [(0, reading(T0, 1, "a"))], 0)
+    e.apply("t", 1, [(0, reading(T0, 2, "b"))], 0)
+    e.apply("t", 0, [(1, reading(T0 + 2 * MIN, 0, "z0"))], 0)
+    e.apply("t", 1, [(1, reading(T0 + 2 * MIN, 0, "z1"))], 0)
+    mine = e.due_windows(lambda topic, partition: partition == 0)
+    assert [(p, w.agg.total, w.topic) for _, p, w in mine] == [(0, 1.0, "t")]
+
+
+def test_late_reading_within_the_amend_horizon_amends_older_is_too_late() -> None:
+    e = WindowEngine({}, Log(), size_ms=MIN, lateness_ms=10_000, idle_ms=5_000, amend_horizon_ms=10 * MIN)
+    e.apply("t", 0, [(0, reading(T0 + 20 * MIN, 1, "now"))], 0)  # watermark 20 min - 10 s
+    res = e.apply("t", 0, [(1, reading(T0 + 15 * MIN, 1, "5-min-late")), (2, reading(T0 + 5 * MIN, 1, "old"))], 0)
+    assert [(lr.reading.event_id, lr.amend) for lr in res.late] == [("5-min-late", True), ("old", False)]
 
 
 
@@ -153,9 +193,9 @@ def test_idle_watermark_never_overtakes_the_clock() -> None:
     e = engine(idle_ms=5_000)
     wall = T0
     e.apply("t", 0, [(0, reading(T0 + 120_000, 1, "ahead"))], wall_ms=wall)
-    e.advance_idle(wall + 60_000)  # a minute of silence
+    e.advance_idle(wall + 60_000, caught_up)  # a minute of silence
     assert e.partition_state("t", 0).watermark_ms == T0 + 110_000  # from the reading itself, not beyond
-    e.advance_idle(wall + 200_000)
+    e.advance_idle(wall + 200_000, caught_up)
     assert e.partition_state("t", 0).watermark_ms == wall + 200_000 - 10_000  # the clock minus lateness
     late = e.apply("t", 0, [(1, reading(wall + 200_000, 2, "on-time"))], wall_ms=wall + 200_000).late
     assert late == []
