@@ -207,16 +207,23 @@ def test_up_restarts_a_killed_worker_and_api_with_nothing_lost(tmp_path: Path) -
         client.close()
 
         # Ctrl-C: everything stops cleanly, nothing restarted on the way down
+        spawned |= descendants(up.pid)
+        assert {new_pid, status()["children"]["api"]["pid"]} <= spawned and len(spawned) >= 6  # 5 children, broker
         up.send_signal(signal.SIGINT)
         assert up.wait(timeout=60) == 0
         assert not [p for p in spawned if alive(p)], "a child outlived the supervisor"
         assert not (data / supervisor.STATUS_FILE).exists()
     finally:
-        if up.poll() is None:
-            up.kill()
-            up.wait()
-        for pid in descendants(up.pid) | spawned:
-            if alive(pid):
+        if up.poll() is None:  # a failure above: stop it the normal way, and leave nothing behind in any case
+            spawned |= descendants(up.pid)  # now, before they are orphaned: restarted children too
+            up.send_signal(signal.SIGINT)
+            try:
+                up.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                up.kill()
+                up.wait()
+        for pid in spawned:
+            if alive(pid) and ("controlroom" in cmdline(pid) or "tansu" in cmdline(pid)):
                 os.kill(pid, signal.SIGKILL)
         text = log_path.read_text(errors="replace")
         print(f"controlroom up ran {time.monotonic() - started:.0f} s; its log (tail):\n"
