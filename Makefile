@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install up test unit integration lint bench clean chromium grafana
+.PHONY: install up test unit integration lint bench chaos clean chromium grafana
 
 # grafana-client needs niquests, whose urllib3-future wheel overwrites urllib3 at every start-up
 # (a .pth hook) and breaks requests-based tools (schemathesis). Built from source with
@@ -33,6 +33,10 @@ integration: $(STAMP) chromium
 
 bench: $(STAMP)
 	$(BIN)/python bench/run.py
+
+# Seeded SIGKILL scenarios on the real broker and chDB (CHAOS_RUNS, default 20; CHAOS_SEED; CHAOS_PARALLEL)
+chaos: $(STAMP)
+	$(BIN)/python -m bench.chaos
 
 # The /wall test drives Debian's Chromium (headless): installed here when missing (root, apt)
 chromium:
