@@ -98,3 +98,27 @@ async def audit(request: Request, _: Annotated[Principal, Depends(require("admin
                 limit: Annotated[int, Query(ge=1, le=1000)] = 100,
                 action: Annotated[str | None, Query(max_length=64)] = None) -> list[dict[str, Any]]:
     return await run_in_threadpool(security_of(request).audit.read, limit, action)
+
+
+class BackfillRequest(BaseModel):
+    from_: str = Field(alias="from", description="start: a date or ISO 8601 time (UTC when no zone)",
+                       examples=["2026-11-01"], max_length=64)
+    to: str = Field(description="end, exclusive (same forms)", examples=["2026-11-02"], max_length=64)
+
+
+@router.post("/admin/backfill", summary="Recompute the 1-minute aggregates of a past range from the raw readings")
+async def backfill_range(body: BackfillRequest, request: Request,
+                         admin: Annotated[Principal, Depends(require("admin"))]) -> dict[str, Any]:
+    from controlroom.errors import ConfigError
+    from sinks.backfill import backfill, chunks, parse_instant
+
+    state = request.app.state.api
+    try:
+        lo, hi = parse_instant(body.from_, "from"), parse_instant(body.to, "to")
+        chunks(lo, hi, state.settings.window_s)
+    except ConfigError as exc:
+        raise HTTPException(422, [{"loc": ["body", "from"], "msg": str(exc), "type": "value_error"}]) from exc
+    result = await run_in_threadpool(backfill, state.warehouse, lo, hi, state.settings.window_s)
+    await run_in_threadpool(security_of(request).audit.record, actor=admin, action="aggregates.backfill",
+                            target=f"{body.from_}..{body.to}", after=result.as_dict(), remote=_remote(request))
+    return result.as_dict()

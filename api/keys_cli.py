@@ -8,22 +8,16 @@ from __future__ import annotations
 
 import argparse
 
-from controlroom.errors import ConfigError, WarehouseError
+from controlroom.errors import ConfigError
 from controlroom.settings import Settings
 
 LOCAL_ADMIN = "local admin (make up)"
 
 
 def _open(settings: Settings):  # type: ignore[no-untyped-def]
-    from sinks.warehouse import open_warehouse
+    from sinks.warehouse import open_exclusive
 
-    try:
-        return open_warehouse(settings)
-    except WarehouseError as exc:
-        if "lock" in str(exc).lower() or "already" in str(exc).lower():
-            raise ConfigError("the warehouse is in use by a running API (make up): manage keys through "
-                              "POST/GET/DELETE /admin/keys with the admin key it printed") from exc
-        raise
+    return open_exclusive(settings, "manage keys through POST/GET/DELETE /admin/keys with the admin key it printed")
 
 
 def bootstrap_admin_key(settings: Settings) -> str:

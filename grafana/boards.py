@@ -304,14 +304,29 @@ def dead_letter_reasons(pos: Pos) -> cogbuilder.Builder[dash.Panel]:
     return P.table("Dead letters by reason", [Q(dead_letter_reasons_sql())], pos)
 
 
-def late_readings_sql() -> str:
-    return (f"SELECT $__timeInterval(detected_at) AS time, feed, uniqExact(event_id) AS late "
-            f"FROM {DB}.late_readings WHERE $__timeFilter(detected_at) GROUP BY time, feed ORDER BY time")
+def amended_windows_sql() -> str:
+    return ("SELECT $__timeInterval(detected_at) AS time, feed, "
+            "uniqExact(province, dims_key, toStartOfMinute(ts)) AS amended_windows "
+            f"FROM {DB}.late_readings WHERE $__timeFilter(detected_at) AND status = 'amended' "
+            "GROUP BY time, feed ORDER BY time")
 
 
-def late_readings(pos: Pos) -> cogbuilder.Builder[dash.Panel]:
-    return P.timeseries("Late readings per feed", [Q(late_readings_sql(), time_series=True)], pos, stack=True,
-                        description="Readings whose window had closed: stored raw, not aggregated.")
+def amended_windows(pos: Pos) -> cogbuilder.Builder[dash.Panel]:
+    return P.timeseries("Amended windows per feed", [Q(amended_windows_sql(), time_series=True)], pos, stack=True,
+                        description="Closed 1-minute windows changed by a late reading within the amend horizon "
+                                    "(AMEND_HORIZON_S): recomputed from the stored readings, rollups follow.")
+
+
+def too_late_sql() -> str:
+    return (f"SELECT $__timeInterval(detected_at) AS time, feed, uniqExact(event_id) AS too_late "
+            f"FROM {DB}.late_readings WHERE $__timeFilter(detected_at) AND status = 'too_late' "
+            "GROUP BY time, feed ORDER BY time")
+
+
+def too_late(pos: Pos) -> cogbuilder.Builder[dash.Panel]:
+    return P.timeseries("Too-late readings per feed", [Q(too_late_sql(), time_series=True)], pos, stack=True,
+                        description="Readings older than the amend horizon: stored raw, not aggregated until "
+                                    "`controlroom backfill` recomputes their range.")
 
 
 def sink_latency_sql() -> str:
@@ -365,7 +380,8 @@ def pipeline_health() -> dash_b.Dashboard:
             .with_panel(readings_rate(Pos(0, 0, 12, 9)))
             .with_panel(sink_latency(Pos(12, 0, 12, 9)))
             .with_panel(dead_letters(Pos(0, 9, 12, 9)))
-            .with_panel(late_readings(Pos(12, 9, 12, 9)))
+            .with_panel(amended_windows(Pos(12, 9, 6, 9)))
+            .with_panel(too_late(Pos(18, 9, 6, 9)))
             .with_panel(dead_letter_reasons(Pos(0, 18, 12, 9)))
             .with_panel(freshness(Pos(12, 18, 12, 9)))
             .with_panel(alerts_by_state(Pos(0, 27, 8, 8)))

@@ -3,8 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import os
+from pathlib import Path
+
+import orjson
 
 from controlroom.catalog import default_catalog
+from controlroom.errors import ConfigError
 from controlroom.runner import run_until_signalled
 from controlroom.settings import Settings
 
@@ -41,7 +46,65 @@ def run_sink(settings: Settings) -> int:
     return 0
 
 
+def run_backfill(settings: Settings, args: argparse.Namespace) -> int:
+    """Recompute agg_1m (and its rollups) for [--from, --to) from the stored readings. With a running API that
+    owns the embedded warehouse (make up), the API does it: POST /admin/backfill with an admin key."""
+    from sinks.backfill import BackfillResult, backfill, chunks, parse_instant
+    from sinks.warehouse import open_exclusive
+
+    lo, hi = parse_instant(args.from_, "--from"), parse_instant(args.to, "--to")
+    chunks(lo, hi, settings.window_s)  # checks the range before anything runs
+    if args.api:
+        return _backfill_through_api(settings, args)
+    wh = open_exclusive(settings, "run `controlroom backfill --api` (it asks the API to do it)")
+    try:
+        from tqdm import tqdm
+
+        with tqdm(total=len(chunks(lo, hi, settings.window_s)), unit="day", desc="backfill") as bar:
+            def progress(done: int, total: int, so_far: BackfillResult) -> None:
+                bar.update(1)
+                bar.set_postfix(windows=so_far.windows, readings=so_far.readings)
+
+            result = backfill(wh, lo, hi, settings.window_s, progress)
+    finally:
+        wh.close()
+    print(orjson.dumps(result.as_dict()).decode())
+    return 0
+
+
+def _backfill_through_api(settings: Settings, args: argparse.Namespace) -> int:
+    import httpx
+
+    key = os.environ.get("CONTROLROOM_API_KEY") or _read_key(settings.data_dir / "admin.key")
+    url = args.api if args.api.startswith("http") else f"http://{settings.api_host}:{settings.api_port}"
+    try:
+        resp = httpx.post(f"{url.rstrip('/')}/admin/backfill", json={"from": args.from_, "to": args.to},
+                          headers={"Authorization": f"Bearer {key}"}, timeout=3600.0)
+    except httpx.HTTPError as exc:
+        raise ConfigError(f"backfill: the API at {url} did not answer: {exc}") from exc
+    if resp.status_code != 200:
+        raise ConfigError(f"backfill: the API answered {resp.status_code}: {resp.text[:500]}")
+    print(resp.text)
+    return 0
+
+
+def _read_key(path: Path) -> str:
+    try:
+        return path.read_text().strip()
+    except OSError as exc:
+        raise ConfigError(f"backfill --api needs an admin key: set CONTROLROOM_API_KEY or keep {path} "
+                          "(make up writes it)") from exc
+
+
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser("backfill", help="recompute the 1-minute aggregates (and rollups) of a past range from the "
+                                        "stored raw readings")
+    p.add_argument("--from", dest="from_", required=True, help="start, e.g. 2026-11-01 or 2026-11-01T06:00:00+07:00")
+    p.add_argument("--to", required=True, help="end (exclusive), same forms")
+    p.add_argument("--api", nargs="?", const="local", default=None,
+                   help="ask the running API to do it (needed while `make up` owns the embedded warehouse); "
+                        "optionally its URL, default http://API_HOST:API_PORT")
+    p.set_defaults(func=run_backfill)
     p = sub.add_parser("migrate", help="apply ClickHouse migrations and refresh the reference tables")
     p.set_defaults(func=lambda settings, args: run_migrate(settings))
     p = sub.add_parser("sink", help="run the Kafka → ClickHouse sink on its own (server mode) until SIGINT/SIGTERM")

@@ -284,6 +284,16 @@ def chdb_path(url: str) -> str:
     return rest
 
 
+def open_exclusive(settings: Settings, in_use: str) -> Warehouse:
+    """open_warehouse for a command line tool; `in_use` says what to do instead while an API owns a chDB path."""
+    try:
+        return open_warehouse(settings)
+    except WarehouseError as exc:
+        if "lock" in str(exc).lower() or "already" in str(exc).lower():
+            raise ConfigError(f"the warehouse is in use by a running API (make up): {in_use}") from exc
+        raise
+
+
 def open_warehouse(settings: Settings) -> Warehouse:
     url = settings.clickhouse_url.get_secret_value()
     if url.startswith("chdb://"):

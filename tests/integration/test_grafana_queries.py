@@ -126,7 +126,12 @@ def seed(wh: ChdbWarehouse) -> None:
     insert(wh, DEAD, [{"dlq_id": f"dlq{i}", "reason": "out_of_range", "field": "value", "feed": "water_level",
                        "received_at": NOW - i * MIN} for i in range(3)])
     insert(wh, LATE, [{"event_id": "late1", "feed": "hotline_calls", "province": "01", "ts": NOW - 10 * MIN,
-                       "detected_at": NOW - 2 * MIN}])
+                       "detected_at": NOW - 2 * MIN, "status": "amended"},
+                      # the same window amended again
+                      {"event_id": "late2", "feed": "hotline_calls", "province": "01",
+                       "ts": NOW - 10 * MIN + timedelta(seconds=1), "detected_at": NOW - 2 * MIN, "status": "amended"},
+                      {"event_id": "old1", "feed": "hotline_calls", "province": "01", "ts": NOW - timedelta(days=3),
+                       "detected_at": NOW - 2 * MIN, "status": "too_late"}])
     insert(wh, DELIVERIES, [{"delivery_id": "x1", "alert_id": "a1", "seq": 1, "status": "delivered",
                              "attempted_at": NOW - 4 * MIN}])
 
@@ -275,8 +280,10 @@ def test_explorer_variables_and_all(wh: ChdbWarehouse) -> None:
 def test_pipeline_figures(wh: ChdbWarehouse) -> None:
     dead = run(wh, panel_sql("pipeline-health", "Dead letters per feed"))
     assert sum(r["dead_letters"] for r in dead) == 3
-    late = run(wh, panel_sql("pipeline-health", "Late readings"))
-    assert sum(r["late"] for r in late) == 1
+    amended = run(wh, panel_sql("pipeline-health", "Amended windows"))
+    assert [(r["feed"], r["amended_windows"]) for r in amended] == [("hotline_calls", 1)]
+    too_late = run(wh, panel_sql("pipeline-health", "Too-late readings"))
+    assert [(r["feed"], r["too_late"]) for r in too_late] == [("hotline_calls", 1)]
     lat = run(wh, panel_sql("pipeline-health", "Sink latency"))
     assert lat and {r["p50_s"] for r in lat} == {1.5}
     states = {(r["state"], r["severity"]): r["alerts"] for r in run(wh, panel_sql("pipeline-health", "Alerts by"))}
