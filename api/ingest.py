@@ -108,7 +108,8 @@ async def ingest(request: Request, principal: Annotated[Principal, Depends(requi
         if isinstance(doc, bytes):
             verdict = Rejection("malformed", "", "line is not valid JSON")
         else:
-            verdict = validate(doc, catalog, ref_ms=now_ms, max_future_ms=int(settings.max_future_s * 1000))
+            verdict = validate(doc, catalog, ref_ms=now_ms, max_future_ms=int(settings.max_future_s * 1000),
+                               max_past_ms=int(settings.max_past_s * 1000))
         if isinstance(verdict, Reading):
             denial = ingest_denial(principal, sec.agencies, verdict.feed, verdict.province)
             if denial:

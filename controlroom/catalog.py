@@ -35,11 +35,14 @@ class Feed:
     unit: str
     kind: Literal["counter", "gauge"]
     scope: Literal["provincial", "national"]
+    # per dimension, its known values: every allowed value of a closed dimension, the example values
+    # of an open one (the series the simulator sends and the overview expects)
     dims: dict[str, tuple[str, ...]]
     cadence_s: float
     valid_min: float
     valid_max: float
     sim: dict[str, Any] = field(default_factory=dict)
+    open_dims: frozenset[str] = frozenset()  # dimensions that take any value (new stations appear)
 
     @property
     def topic(self) -> str:
@@ -93,8 +96,47 @@ class Catalog:
         return [f.topic for f in self.feeds.values()]
 
 
+OPEN_DIM_SHAPE = "{open: true, examples: [v1, v2]}"
+
+
+def _parse_dims(raw: Any, where: str) -> tuple[dict[str, tuple[str, ...]], frozenset[str]]:
+    """A feed's `dims` → (known values per dimension, the open dimensions).
+
+    A closed dimension is the list of its allowed values (`on_time: ["true", "false"]`); an open one
+    takes any value and lists a few examples (`station: {open: true, examples: [s1, s2]}`).
+    """
+    if raw is None:
+        return {}, frozenset()
+    if not isinstance(raw, dict):
+        raise CatalogError(f"{where}: dims must be a mapping of dimension → values, not {type(raw).__name__}")
+    dims: dict[str, tuple[str, ...]] = {}
+    open_dims: set[str] = set()
+    for name, spec in raw.items():
+        at = f"{where}: dims.{name}"
+        if not isinstance(name, str) or not name:
+            raise CatalogError(f"{at}: a dimension name must be a non-empty string")
+        if isinstance(spec, list):
+            values = spec
+        elif isinstance(spec, dict) and spec.get("open") is True and set(spec) == {"open", "examples"}:
+            values = spec["examples"]
+            open_dims.add(name)
+        else:
+            raise CatalogError(f"{at}: must be the list of its allowed values (closed) or {OPEN_DIM_SHAPE} "
+                               f"(open), not {spec!r}")
+        if not isinstance(values, list) or not values:
+            raise CatalogError(f"{at}: needs a non-empty list of values")
+        if not all(isinstance(v, str) and v for v in values):
+            raise CatalogError(f"{at}: values must be non-empty strings (quote true, false and numbers: "
+                               f"\"true\", \"111\"), not {values!r}")
+        if len(set(values)) != len(values):
+            raise CatalogError(f"{at}: a value is listed twice in {values!r}")
+        dims[name] = tuple(values)
+    return dims, frozenset(open_dims)
+
+
 def _parse_feed(raw: dict[str, Any], categories: dict[str, Category]) -> Feed:
     where = f"feed {raw.get('id', '?')!r}"
+    dims, open_dims = _parse_dims(raw.get("dims"), where)
     try:
         lo, hi = (float(v) for v in raw["valid"])
         feed = Feed(
@@ -106,11 +148,12 @@ def _parse_feed(raw: dict[str, Any], categories: dict[str, Category]) -> Feed:
             unit=str(raw["unit"]),
             kind=raw["kind"],
             scope=raw["scope"],
-            dims={str(k): tuple(str(v) for v in vals) for k, vals in (raw.get("dims") or {}).items()},
+            dims=dims,
             cadence_s=float(raw["cadence_s"]),
             valid_min=lo,
             valid_max=hi,
             sim=dict(raw.get("sim") or {}),
+            open_dims=open_dims,
         )
     except KeyError as exc:
         raise CatalogError(f"{where}: missing field {exc.args[0]!r}") from exc

@@ -75,6 +75,9 @@ def make_settings(tmp_path: Path):  # type: ignore[no-untyped-def]
             "clickhouse_url": f"chdb://{tmp_path / 'warehouse'}",
             "kafka_idempotence": False,  # Tansu has no InitProducerId
             "log_format": "console",
+            # fixtures at fixed dates (2026-01-01) stay inside MAX_PAST_S as the clock moves on; the
+            # limit itself has its own tests (unit, and /ingest with max_past_s set)
+            "max_past_s": 100 * 365 * 86_400.0,
         }
         base.update(overrides)
         return Settings(**base)  # type: ignore[arg-type]

@@ -44,6 +44,26 @@ def test_series_count_follows_scope_and_dims(catalog: Catalog) -> None:
     assert sum(1 for _ in catalog.iter_series()) == 2146
 
 
+# Open: values that grow with the country (stations, hotlines, diseases, monitored goods, report codes).
+# Closed: booleans, sides, fixed classifications.
+OPEN_DIMS = {
+    ("air_quality_pm25", "station"), ("water_level", "station"), ("hotline_calls", "line"),
+    ("epidemic_cases", "disease"), ("commodity_prices", "commodity"), ("report_submissions", "report_code"),
+}
+
+
+def test_each_dim_is_open_or_closed(catalog: Catalog) -> None:
+    got = {(f.id, d) for f in catalog.feeds.values() for d in f.open_dims}
+    assert got == OPEN_DIMS
+    for f in catalog.feeds.values():
+        assert f.open_dims <= set(f.dims)
+        assert all(f.dims[d] for d in f.dims)  # closed: its allowed values; open: its examples
+    assert catalog.feeds["water_level"].dims == {"station": ("s1", "s2")}  # the examples the simulator sends
+    assert catalog.feeds["dvc_dossiers_resolved"].dims == {"on_time": ("true", "false")}
+    assert catalog.feeds["dvc_dossiers_resolved"].open_dims == frozenset()
+    assert catalog.feeds["report_submissions"].open_dims == {"report_code"}
+
+
 def test_topics_are_feed_ids(catalog: Catalog) -> None:
     assert catalog.feeds["water_level"].topic == "feeds.water_level"
     assert catalog.feed_for_topic("feeds.water_level") is catalog.feeds["water_level"]
@@ -70,11 +90,32 @@ def _docs() -> tuple[dict, list[dict[str, str]]]:  # type: ignore[type-arg]
     (lambda f, p: f["feeds"].append(copy.deepcopy(f["feeds"][0])), "defined twice"),
     (lambda f, p: p[1].update(merged_from_legacy_codes="01"), "claimed by 01 and 04"),
     (lambda f, p: p[0].update(code="00"), "reserved"),
+    (lambda f, p: f["feeds"][0].update(dims=["topic"]), "dims must be a mapping"),
+    (lambda f, p: f["feeds"][0].update(dims={"station": "open"}), r"dims.station: must be the list of its allowed "
+                                                                  r"values \(closed\) or \{open: true, examples"),
+    (lambda f, p: f["feeds"][0].update(dims={"station": {"open": True}}), "dims.station: must be the list"),
+    (lambda f, p: f["feeds"][0].update(dims={"station": {"open": False, "examples": ["s1"]}}),
+     "dims.station: must be the list"),
+    (lambda f, p: f["feeds"][0].update(dims={"station": {"open": True, "examples": []}}),
+     "dims.station: needs a non-empty list"),
+    (lambda f, p: f["feeds"][0].update(dims={"station": {"open": True, "examples": "s1"}}),
+     "dims.station: needs a non-empty list"),
+    (lambda f, p: f["feeds"][0].update(dims={"on_time": []}), "dims.on_time: needs a non-empty list"),
+    (lambda f, p: f["feeds"][0].update(dims={"on_time": [True, False]}), r"quote true, false and numbers"),
+    (lambda f, p: f["feeds"][0].update(dims={"line": [111, 113]}), r"quote true, false and numbers"),
+    (lambda f, p: f["feeds"][0].update(dims={"side": ["buy", "buy"]}), "listed twice"),
 ])
 def test_invalid_catalog_is_rejected_with_a_clear_message(mutate, message: str) -> None:  # type: ignore[no-untyped-def]
     feeds, rows = _docs()
     mutate(feeds, rows)
     with pytest.raises(CatalogError, match=message):
+        parse_catalog(feeds, rows)
+
+
+def test_catalog_error_names_the_feed() -> None:
+    feeds, rows = _docs()
+    feeds["feeds"][1].update(dims={"disease": "open"})
+    with pytest.raises(CatalogError, match="^feed 'epidemic_cases': dims.disease: "):
         parse_catalog(feeds, rows)
 
 
