@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
@@ -12,6 +13,7 @@ import orjson
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
+from api.queries import overview_series_sql
 from controlroom.catalog import Catalog
 from controlroom.kafka import all_topics, ensure_topics
 from controlroom.schema import OUT_OF_RANGE, Reading, Rejection, dead_letter, late_message, window_message
@@ -35,14 +37,15 @@ def dt(ms: int) -> datetime:
 Msg = tuple[str, bytes | None, bytes]
 
 
-async def publish(bootstrap: str, messages: list[Msg]) -> list[tuple[int, int]]:
-    """Send in order (lz4, as producers do); return each message's (partition, offset)."""
+async def publish(bootstrap: str, messages: list[Msg], timestamp_ms: int | None = MSG_TS) -> list[tuple[int, int]]:
+    """Send in order (lz4, as producers do); return each message's (partition, offset). Message timestamps are
+    MSG_TS unless given (None: the producer's clock)."""
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", compression_type="lz4")
     await producer.start()
     try:
         out = []
         for topic, key, value in messages:
-            md = await producer.send_and_wait(topic, value, key=key, timestamp_ms=MSG_TS)
+            md = await producer.send_and_wait(topic, value, key=key, timestamp_ms=timestamp_ms)
             out.append((md.partition, md.offset))
         return out
     finally:
@@ -257,18 +260,19 @@ async def test_closed_and_amended_windows_are_recomputed_from_stored_readings_on
     stored them, writes the window recomputed from `readings FINAL` (not the worker's figures), and does not
     commit the trigger before. A late reading within the horizon makes it recompute the window again."""
     settings: Settings = make_settings(kafka_bootstrap=broker, sink_flush_interval_s=0.2)
+    T0 = (int(time.time() * 1000) // 60_000 - 2) * 60_000  # a recent minute: /overview's figures move too  # noqa: N806
     async with ready_warehouse(settings, catalog) as wh:
         raw = [("feeds.water_level", b"01", reading(f"r{i}", "water_level", "01", T0 + i * 10_000, float(v),
                                                        station="s1"))
                for i, v in enumerate([5, 1, 9])]
         raw.append(raw[0])  # a re-sent reading: stored once, counted once
         # the trigger first, its readings later: it must wait for them (the worker's count 99 is ignored)
-        pos_raw_partition = (await publish(broker, [raw[0]]))[0][0]
+        pos_raw_partition = (await publish(broker, timestamp_ms=None, messages=[raw[0]]))[0][0]
         closed = window_message(feed="water_level", province="01", dims={"station": "s1"}, window_start_ms=T0,
                                 window_s=60, count=99, total=0.0, vmin=0.0, vmax=0.0, last=0.0, last_ts_ms=T0,
                                 closed_ms=T0 + 70_000, source_partition=pos_raw_partition,
                                 source_topic="feeds.water_level", max_offset=3)
-        trig = await publish(broker, [("agg.1m", b"01", orjson.dumps(closed))])
+        trig = await publish(broker, timestamp_ms=None, messages=[("agg.1m", b"01", orjson.dumps(closed))])
         writer = SinkWriter(settings, catalog, wh)
         stop = asyncio.Event()
         task = asyncio.create_task(writer.run(stop))
@@ -278,24 +282,27 @@ async def test_closed_and_amended_windows_are_recomputed_from_stored_readings_on
             assert count(wh, "agg_1m") == 0
             agg_tp = f"agg.1m:{trig[0][0]}"
             assert writer.stats.committed.get(agg_tp, 0) <= trig[0][1]  # not committed past the waiting trigger
-            await publish(broker, raw[1:])
+            await publish(broker, timestamp_ms=None, messages=raw[1:])
             await wait_for(lambda: count(wh, "agg_1m") == 1, timeout_s=30, what="the recomputed window")
             row = q(wh, "SELECT count, sum, min, max, last, revision FROM DB.agg_1m FINAL")[0]
             assert row == {"count": 3, "sum": 15.0, "min": 1.0, "max": 9.0, "last": 9.0, "revision": 3}
             # a late reading amends it: stored raw, reported amended, the window recomputed with it
             late_r = Reading("r-late", "water_level", "01", T0 + 30_000, 100.0, {"station": "s1"}, "test", "01")
-            late_pos = (await publish(broker, [("feeds.water_level", b"01", reading(
+            late_pos = (await publish(broker, timestamp_ms=None, messages=[("feeds.water_level", b"01", reading(
                 "r-late", "water_level", "01", T0 + 30_000, 100.0, station="s1"))]))[0]
-            await publish(broker, [("feeds.late", b"01", orjson.dumps(late_message(
+            await publish(broker, timestamp_ms=None, messages=[("feeds.late", b"01", orjson.dumps(late_message(
                 late_r, source_topic="feeds.water_level", partition=late_pos[0], offset=late_pos[1],
                 watermark_ms=T0 + 200_000, detected_ms=T0 + 200_000)))])
             await wait_for(lambda: q(wh, "SELECT count FROM DB.agg_1m FINAL")[0]["count"] == 4, timeout_s=30,
                            what="the amended window")
             row = q(wh, "SELECT count, sum, max, last, revision FROM DB.agg_1m FINAL")[0]
             assert row == {"count": 4, "sum": 115.0, "max": 100.0, "last": 100.0, "revision": late_pos[1]}
-            # the hourly rollup follows the amendment
+            # the hourly rollup follows the amendment, and so do /overview's 5-minute figures
             hour = q(wh, "SELECT count, sum FROM DB.agg_1h FINAL")
             assert hour == [{"count": 4, "sum": 115.0}]
+            sql, params = overview_series_sql(wh.database, T0 - 60_000, T0 - 60_000)
+            [series] = wh.query(sql, params)
+            assert (series["n_recent"], series["total_recent"], series["hi_recent"]) == (4, 115.0, 100.0)
             await wait_for(lambda: writer.stats.committed.get(agg_tp, 0) > trig[0][1], timeout_s=30,
                            what="the trigger committed once written")
         finally:
