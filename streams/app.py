@@ -39,6 +39,7 @@ from streams.windows import ClosedWindow, WindowEngine
 log = get_logger("streams")
 
 CHANGELOG_TABLE = "windows"
+CHANGELOG_END = b"end|"  # closes every changelog write (see write_changelog); never a key of the window engine
 FETCH_MAX_WAIT_MS = 50
 
 
@@ -116,6 +117,7 @@ def build_app(settings: Settings, catalog: Catalog) -> faust.App:
         consumer_max_fetch_size=4 << 20,
     )
     source = app.topic(*catalog.topics, value_serializer="raw", key_serializer="raw")
+    source_topics = frozenset(catalog.topics)
     table = app.Table(CHANGELOG_TABLE, default=None, partitions=settings.topic_partitions,
                       key_type=bytes, value_type=bytes)  # bytes ⇒ raw serializers
     max_future_ms, max_past_ms = int(settings.max_future_s * 1000), int(settings.max_past_s * 1000)
@@ -133,10 +135,19 @@ def build_app(settings: Settings, catalog: Catalog) -> faust.App:
     async def write_changelog() -> None:
         async with changelog_lock:
             batch = changelog.take()
+            if not batch:
+                return
             counters.changelog_records += len(batch)
             topic = table.changelog_topic.get_topic_name()
             for partition, key, value in batch:
                 await app.producer.send(topic, key, value, partition, None, None)
+            # Tansu answers ListOffsets with the last batch's first offset + 1, not its last offset + 1 (measured:
+            # 4 records in one batch → end offset 1), and Faust's recovery reads a changelog up to that end: the
+            # rest of the last batch — the partition states, written last — was lost on every restart. So the
+            # write ends with a batch of one record per partition, a tombstone of a key never set.
+            await app.producer.flush()
+            for partition in sorted({p for p, _k, _v in batch}):
+                await app.producer.send(topic, CHANGELOG_END, None, partition, None, None)
 
     def changelog_before_commit() -> None:
         """Wrap the consumer's commit so the coalesced changelog is sent first (Faust then flushes the
@@ -163,11 +174,20 @@ def build_app(settings: Settings, catalog: Catalog) -> faust.App:
         return TP(topic, partition) in app.assignor.assigned_actives()
 
     def caught_up(topic: str, partition: int) -> bool:
-        """Nothing left to read on this partition: the broker's high watermark is just past what we read."""
+        """Nothing left to read on this partition: the broker's high watermark is just past what we were handed,
+        or, when nothing was handed to us since the start, the offset we started from (the committed one: a
+        worker restarted after the last reading has nothing to read, and its restored windows must close)."""
+        tp = TP(topic, partition)
         if not owned(topic, partition):
             return False
-        high = app.consumer.highwater(TP(topic, partition))
-        return high is not None and read_through.get((topic, partition), -1) + 1 >= high
+        high = app.consumer.highwater(tp)
+        if high is None:
+            return False
+        read = read_through.get((topic, partition))
+        if read is not None:
+            return read + 1 >= high
+        consumer: Any = app.consumer  # faust's Consumer keeps the offsets it started from (untyped, private)
+        return int(consumer._committed_offset.get(tp) or 0) >= high
 
     async def send(topic: str, key: bytes | None, value: dict[str, Any]) -> Any:
         return await app.producer.send(topic, key, orjson.dumps(value), None, None, None)
@@ -260,7 +280,10 @@ def build_app(settings: Settings, catalog: Catalog) -> faust.App:
 
     @app.timer(settings.streams_report_s)
     async def report() -> None:
-        log.info("streams progress", open_windows=engine.open_windows(), **counters.report())
+        owned_tps = [tp for tp in app.assignor.assigned_actives() if tp.topic in source_topics]
+        behind = sum(1 for tp in owned_tps if not caught_up(tp.topic, tp.partition))
+        log.info("streams progress", open_windows=engine.open_windows(), partitions=len(owned_tps),
+                 partitions_behind=behind, **counters.report())
 
     app.conf.controlroom_counters = counters  # for tests and the benchmark
     return app

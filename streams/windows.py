@@ -102,9 +102,10 @@ class PartitionState:
     applied_offset: int = NO_OFFSET
     max_event_ms: int = NO_TIME
     watermark_ms: int = NO_TIME
+    last_wall_ms: int = NO_TIME  # wall clock when its last record was absorbed: idle time survives a restart
 
     def encode(self) -> bytes:
-        return orjson.dumps([self.applied_offset, self.max_event_ms, self.watermark_ms])
+        return orjson.dumps([self.applied_offset, self.max_event_ms, self.watermark_ms, self.last_wall_ms])
 
     @classmethod
     def decode(cls, raw: bytes | None) -> PartitionState:
@@ -184,7 +185,7 @@ class WindowEngine:
         self.idle_ms = idle_ms
         self.amend_horizon_ms = amend_horizon_ms
         self.recent = recent or RecentIds()
-        self.last_seen_wall: dict[tuple[str, int], int] = {}  # not persisted: wall clock of last record
+        self.last_seen_wall: dict[tuple[str, int], int] = {}  # not persisted: when a partition was last behind
 
     def partition_state(self, topic: str, partition: int) -> PartitionState:
         return PartitionState.decode(self.store.get(_pkey(topic, partition)))
@@ -258,23 +259,28 @@ class WindowEngine:
             parts = key.decode().split("|")  # w|end|topic|partition|feed|province|dims_key|start
             result.touched.append((key, ClosedWindow(parts[4], parts[5], dims, int(parts[7]), agg, topic)))
         # Partition state last: if we crash before it lands, replay is guarded by the window offsets.
+        ps.last_wall_ms = wall_ms
         self._save_partition(topic, partition, ps)
-        self.last_seen_wall[(topic, partition)] = wall_ms
+        self.last_seen_wall.pop((topic, partition), None)  # quiet time now counts from ps.last_wall_ms
         return result
 
     def advance_idle(self, wall_ms: int, caught_up: TopicPartitionCheck) -> None:
         """A partition that is caught up (`caught_up(topic, partition)`: nothing left to read) and has been
         quiet for `idle_ms` lets its watermark follow the wall clock from its last event. Quiet alone is
-        not idle: after a restart, or behind a backlog, a partition is quiet because it is not read yet."""
+        not idle: after a restart, or behind a backlog, a partition is quiet because it is not read yet.
+        Quiet time counts from the last record absorbed (kept in the partition state, so a worker restarted
+        with nothing left to read closes its restored windows at once) or from when it was last behind."""
         for key in [k for k in self.store if k.startswith(b"p|")]:
             _, topic, part = key.decode().split("|")
             tp = (topic, int(part))
             if not caught_up(*tp):
                 self.last_seen_wall[tp] = wall_ms  # the quiet time counts from when it is caught up
                 continue
-            last_wall = self.last_seen_wall.setdefault(tp, wall_ms)
-            idle = wall_ms - last_wall
             ps = PartitionState.decode(self.store[key])
+            quiet_since = max(ps.last_wall_ms, self.last_seen_wall.get(tp, NO_TIME))
+            if quiet_since == NO_TIME:
+                quiet_since = self.last_seen_wall[tp] = wall_ms
+            idle = wall_ms - quiet_since
             if idle <= self.idle_ms or ps.max_event_ms == NO_TIME:
                 continue
             candidate = ps.max_event_ms - self.lateness_ms + (idle - self.idle_ms)

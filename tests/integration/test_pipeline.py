@@ -138,3 +138,40 @@ def _catalog():  # type: ignore[no-untyped-def]
     from controlroom.catalog import default_catalog
 
     return default_catalog()
+
+
+async def test_a_worker_restarted_with_nothing_left_to_read_closes_its_restored_windows(
+        broker: str, make_settings, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """Killed after it had absorbed and committed everything: the restarted worker is handed no record at all,
+    yet it is caught up, so its partitions' watermarks follow the clock and the restored windows close."""
+    import time
+
+    settings = make_settings(kafka_bootstrap=broker, idle_advance_after_s=3600.0, sink_flush_interval_s=0.3)
+    warehouse = open_warehouse(settings)
+    migrate(warehouse, _catalog())
+    db = warehouse.database
+    stop = asyncio.Event()
+    sink = asyncio.create_task(SinkWriter(settings, _catalog(), warehouse).run(stop))
+    now = int(time.time() * 1000)
+    if now % MIN < 12_000:  # the previous minute's windows may close 10 s (the lateness) into this one
+        await asyncio.sleep((12_000 - now % MIN) / 1000)
+    minute = (int(time.time() * 1000) // MIN - 1) * MIN
+    worker = start_worker(settings, tmp_path / "worker1.log")
+    try:
+        # the last seconds of the previous minute: an idle partition's watermark reaches the window's end soon
+        await publish(broker, [wl("a", minute + 57_000, 100), wl("b", minute + 58_000, 110),
+                               hot("c", minute + 59_000, 7, "79")])
+        await wait_for(lambda: "readings=3" in (tmp_path / "worker1.log").read_text(), what="the worker took them")
+        await asyncio.sleep(6.0)  # two commit intervals: offsets and changelog are durable
+        assert warehouse.query(f"SELECT count() AS n FROM {db}.agg_1m")[0]["n"] == 0  # idle 1 h: still open
+        worker.send_signal(signal.SIGKILL)
+        worker.wait(10)
+        worker = start_worker(settings.model_copy(update={"idle_advance_after_s": 1.0}), tmp_path / "worker2.log")
+        await wait_for(lambda: warehouse.query(f"SELECT sum(count) AS n FROM {db}.agg_1m FINAL")[0]["n"] == 3,
+                       timeout_s=60, what="the restored windows closed and stored")
+    finally:
+        worker.terminate()
+        worker.wait(20)
+        stop.set()
+        await sink
+        warehouse.close()

@@ -170,6 +170,17 @@ def test_a_partition_with_a_backlog_is_not_idle() -> None:
     assert [w.agg.count for _, _, w in restarted.due_windows()] == [2]
 
 
+def test_a_worker_restarted_with_nothing_to_read_closes_restored_windows_from_the_last_records_time() -> None:
+    """The partition has been quiet since its last record (wall clock kept in its state); a restarted worker
+    that is caught up need not wait a whole window again before closing what it restored."""
+    store: dict[bytes, bytes] = {}
+    wall = T0 + 2_000
+    engine(store).apply("t", 0, [(0, reading(T0 + 2_000, 1, "a"))], wall_ms=wall)
+    restarted = engine(store, idle_ms=5_000)
+    restarted.advance_idle(wall + 75_000, caught_up)  # back 75 s after the last record, nothing new to read
+    assert [w.agg.count for _, _, w in restarted.due_windows()] == [1]
+
+
 def test_standby_windows_are_not_closed_here() -> None:
     e = engine()
     e.apply("t", 0, [(0, reading(T0, 1, "a"))], 0)
