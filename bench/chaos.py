@@ -9,8 +9,9 @@ Each run, on a fresh Tansu broker and a fresh data dir (chDB warehouse, Faust an
   (30–90 s old, in windows that already closed); a few water-level series cross the run's threshold rule
   just before a minute boundary and come back to normal after it;
 - meanwhile SIGKILLs the children at random moments (a Poisson process), the worker in its first seconds,
-  the worker or the API right when windows close (minute boundary + 10–11 s) and at the last close, and
-  restarts each 0.3–2 s later (sometimes killing it again within its first seconds);
+  the worker or the API right when windows close (minute boundary + 10–11 s), the worker just before the
+  boundary and at the last close, and restarts each 0.3–2 s later (sometimes killing it again within its
+  first seconds);
 - stops publishing just before a minute boundary, waits until every window has closed and the tables stop
   changing (or fails the run after a timeout), stops the services, reads the warehouse, and judges it with
   bench/chaos_oracle.py.
@@ -146,8 +147,8 @@ def alert_rules_yaml(provinces: list[str]) -> str:
 
 def plan_kills(rng: random.Random, profile: Profile, p0: float, b: float, worker_start: float) -> list[Kill]:
     """The run's kills: random (Poisson) over the publishing, the worker in its first seconds, at the window
-    close after b (b + 10–11 s: watermark = newest event − 10 s) and at the last close (b + 75 s: the idle
-    watermark follows the clock 15 s behind)."""
+    close after b (b + 10–11 s: watermark = newest event − 10 s), just before b, and at the last close
+    (b + 75 s: the idle watermark follows the clock 15 s behind)."""
     def delay() -> float:
         return rng.uniform(0.3, 2.0)
 
@@ -163,6 +164,8 @@ def plan_kills(rng: random.Random, profile: Profile, p0: float, b: float, worker
         if close > p0 + 2.0 and rng.random() < 0.85:
             kills.append(Kill(close + rng.uniform(0.0, 1.2), "worker" if rng.random() < 0.7 else "api", delay(),
                               "window-close"))
+    if rng.random() < 0.5:  # its backlog then spans the boundary: the close at b + 10 s meets a restored state
+        kills.append(Kill(b - rng.uniform(0.0, 3.0), "worker", delay(), "across-boundary"))
     if profile.last_close_kill and rng.random() < 0.5:
         kills.append(Kill(b + MIN_S + 15.0 + rng.uniform(0.0, 1.0), "worker", delay(), "last-close"))
     return sorted(kills, key=lambda k: k.at)
