@@ -304,27 +304,23 @@ def dead_letter_reasons(pos: Pos) -> cogbuilder.Builder[dash.Panel]:
     return P.table("Dead letters by reason", [Q(dead_letter_reasons_sql())], pos)
 
 
-def amended_windows_sql() -> str:
-    return ("SELECT $__timeInterval(detected_at) AS time, feed, "
-            "uniqExact(province, dims_key, toStartOfMinute(ts)) AS amended_windows "
-            f"FROM {DB}.late_readings WHERE $__timeFilter(detected_at) AND status = 'amended' "
+def late_by_status_sql(status: str, measure: str, alias: str) -> str:
+    """Late readings of one status (`amended`, `too_late`) per feed and interval, counted by `measure`."""
+    return (f"SELECT $__timeInterval(detected_at) AS time, feed, {measure} AS {alias} "
+            f"FROM {DB}.late_readings WHERE $__timeFilter(detected_at) AND status = '{status}' "
             "GROUP BY time, feed ORDER BY time")
 
 
 def amended_windows(pos: Pos) -> cogbuilder.Builder[dash.Panel]:
-    return P.timeseries("Amended windows per feed", [Q(amended_windows_sql(), time_series=True)], pos, stack=True,
+    sql = late_by_status_sql("amended", "uniqExact(province, dims_key, toStartOfMinute(ts))", "amended_windows")
+    return P.timeseries("Amended windows per feed", [Q(sql, time_series=True)], pos, stack=True,
                         description="Closed 1-minute windows changed by a late reading within the amend horizon "
                                     "(AMEND_HORIZON_S): recomputed from the stored readings, rollups follow.")
 
 
-def too_late_sql() -> str:
-    return (f"SELECT $__timeInterval(detected_at) AS time, feed, uniqExact(event_id) AS too_late "
-            f"FROM {DB}.late_readings WHERE $__timeFilter(detected_at) AND status = 'too_late' "
-            "GROUP BY time, feed ORDER BY time")
-
-
 def too_late(pos: Pos) -> cogbuilder.Builder[dash.Panel]:
-    return P.timeseries("Too-late readings per feed", [Q(too_late_sql(), time_series=True)], pos, stack=True,
+    sql = late_by_status_sql("too_late", "uniqExact(event_id)", "too_late")
+    return P.timeseries("Too-late readings per feed", [Q(sql, time_series=True)], pos, stack=True,
                         description="Readings older than the amend horizon: stored raw, not aggregated until "
                                     "`controlroom backfill` recomputes their range.")
 
