@@ -848,16 +848,25 @@ def summary(results: list[dict[str, Any]]) -> dict[str, Any]:
             "alert_violations": total("alerts", "violations"), "notify_violations": total("notify", "violations")}
 
 
-def write_results(results: list[dict[str, Any]], profile: Profile, started: float, elapsed_s: float) -> Path:
+def git_head() -> str:
+    """The commit the run starts from (with `+dirty` when the tree has uncommitted changes)."""
+    def git(*args: str) -> str:
+        return subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True).stdout.strip()
+
+    return git("rev-parse", "--short", "HEAD") + ("+dirty" if git("status", "--porcelain", "--untracked-files=no")
+                                                  else "")
+
+
+def write_results(results: list[dict[str, Any]], profile: Profile, started: float, elapsed_s: float,
+                  git: str) -> Path:
     RESULTS.mkdir(parents=True, exist_ok=True)
     path = RESULTS / f"chaos-{dt.date.today().isoformat()}.json"
     doc: dict[str, Any] = {"invocations": []}
     with contextlib.suppress(OSError, ValueError):
         doc = json.loads(path.read_text())
-    git = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout
     doc.setdefault("invocations", []).append({
         "started": dt.datetime.fromtimestamp(started, dt.UTC).isoformat(), "host": platform.node(),
-        "git": git.strip(), "profile": asdict(profile), "elapsed_s": round(elapsed_s, 1),
+        "git": git, "profile": asdict(profile), "elapsed_s": round(elapsed_s, 1),
         "summary": summary(results), "runs": results})
     path.write_text(json.dumps(doc, indent=1, ensure_ascii=False) + "\n")
     return path
@@ -888,12 +897,12 @@ def main(argv: list[str] | None = None) -> int:
     seeds = seeds_from_env()
     parallel = int(os.environ.get("CHAOS_PARALLEL", "3"))
     profile = PROFILES[os.environ.get("CHAOS_PROFILE", "full")]
-    started = time.time()
+    started, git = time.time(), git_head()
     log(None, f"{len(seeds)} runs, seeds {seeds[0]}…{seeds[-1]}, at most {parallel} at once, one per minute")
     print("| " + " | ".join(HEADER) + " |\n|" + "---|" * len(HEADER), flush=True)
     results = run_many(seeds, profile, parallel, keep=os.environ.get("CHAOS_KEEP") == "1")
     elapsed = time.time() - started
-    path = write_results(results, profile, started, elapsed)
+    path = write_results(results, profile, started, elapsed, git)
     print("\n" + table(results))
     s = summary(results)
     print(f"\n{s['runs']} runs in {elapsed / 60:.1f} min, {s['violated']} violated; {s['readings']:,} readings; "
