@@ -53,7 +53,7 @@ from aiokafka.errors import KafkaError
 
 from controlroom.catalog import Catalog
 from controlroom.errors import ConfigError, ControlRoomError, StartupError
-from controlroom.kafka import ensure_topics, make_producer
+from controlroom.kafka import StartEnd, ensure_topics, make_producer
 from controlroom.logs import get_logger
 from controlroom.schema import ALERTS_TOPIC, CONTROL_TOPIC, DELIVERIES_TOPIC
 from controlroom.settings import Settings
@@ -126,9 +126,9 @@ class _Follower:
                 await asyncio.sleep(0.05)
             parts = sorted(c.assignment())
             await c.seek_to_beginning(*parts)
-            ends = await c.end_offsets(parts)
+            end = StartEnd(c, await c.end_offsets(parts))
             while not stop.is_set():
-                if not self.caught_up.is_set() and all([await c.position(tp) >= ends[tp] for tp in parts]):
+                if not self.caught_up.is_set() and await end.reached():
                     self.caught_up.set()
                 try:
                     polled = await c.getmany(timeout_ms=200)

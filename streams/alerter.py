@@ -28,7 +28,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.errors import KafkaError
 
 from controlroom.catalog import Catalog
-from controlroom.kafka import ensure_topics, make_producer, system_topics
+from controlroom.kafka import StartEnd, ensure_topics, make_producer, system_topics
 from controlroom.logs import get_logger
 from controlroom.schema import AGG_TOPIC, ALERTS_TOPIC, CONTROL_TOPIC, DLQ_TOPIC, LATE_TOPIC, LIVE_TOPIC
 from controlroom.settings import Settings
@@ -108,16 +108,16 @@ class Alerter:
                     await consumer.seek_to_beginning(tp)
                 else:
                     consumer.seek(tp, pos)
-            ends = await consumer.end_offsets(tps)
+            end = StartEnd(consumer, await consumer.end_offsets(tps))
             log.info("alerter started", rules=len(self.core.engine.rules), inputs=len(tps))
-            await self._loop(consumer, producer, tps, ends, stop)
+            await self._loop(consumer, producer, tps, end, stop)
         finally:
             await consumer.stop()
             await producer.stop()
             log.info("alerter stopped", **self.stats)
 
     async def _loop(self, consumer: AIOKafkaConsumer, producer: Any, tps: list[TopicPartition],
-                    ends: dict[TopicPartition, int], stop: asyncio.Event) -> None:
+                    end: StartEnd, stop: asyncio.Event) -> None:
         s = self.settings
         last_tick = last_snapshot = 0.0
         dirty = False
@@ -136,7 +136,7 @@ class Alerter:
                 self.stats["inputs"] += len(polled[tp])
                 dirty = True
             if not self.caught_up:
-                self.caught_up = all([await consumer.position(tp) >= ends.get(tp, 0) for tp in tps])
+                self.caught_up = await end.reached()
                 if self.caught_up:
                     log.info("caught up with the inputs; clock-driven rules start", inputs=self.stats["inputs"])
             mono = time.monotonic()
