@@ -190,7 +190,7 @@ class SinkWriter:
         consumer.subscribe(topics, listener=_DropRevoked(self))
         await consumer.start()
         log.info("sink started", topics=len(topics), group=self.settings.sink_group_id)
-        last_flush = time.monotonic()
+        last_flush = last_recheck = time.monotonic()
         try:
             while not stop.is_set():
                 try:
@@ -205,9 +205,10 @@ class SinkWriter:
                     await self._flush(consumer, stop)
                     last_flush = time.monotonic()
                 elif not self._pending:
-                    if self.waiting and time.monotonic() - last_flush >= self.settings.sink_flush_interval_s:
-                        await self._recompute_waiting(consumer)
                     last_flush = time.monotonic()  # the interval counts from the first buffered record
+                    if self.waiting and last_flush - last_recheck >= self.settings.sink_flush_interval_s:
+                        await self._recompute_waiting(consumer)  # raw readings another sink stored meanwhile
+                        last_recheck = time.monotonic()
             if self._pending:
                 await self._flush(consumer, stop, attempts=3)
         finally:

@@ -310,6 +310,28 @@ async def test_closed_and_amended_windows_are_recomputed_from_stored_readings_on
             await task
 
 
+async def test_a_restarted_sink_recomputes_a_window_whose_readings_an_earlier_instance_stored(
+        broker: str, make_settings, catalog: Catalog) -> None:  # type: ignore[no-untyped-def]
+    """The readings were stored and committed before a restart; the window closes afterwards and nothing else
+    arrives: the new sink learns from the group's committed offsets that they are stored, and recomputes."""
+    settings: Settings = make_settings(kafka_bootstrap=broker)  # the default flush interval (0.5 s > a poll)
+    async with ready_warehouse(settings, catalog) as wh:
+        pos = await publish(broker, [("feeds.water_level", b"01", reading(f"k{i}", "water_level", "01",
+                                                                            T0 + i * 1_000, float(i), station="s1"))
+                                     for i in range(3)])
+        first = SinkWriter(settings, catalog, wh)
+        await run_writer(first, lambda: first.stats.records >= 3, "the readings stored and committed")
+        closed = window_message(feed="water_level", province="01", dims={"station": "s1"}, window_start_ms=T0,
+                                window_s=60, count=3, total=3.0, vmin=0.0, vmax=2.0, last=2.0, last_ts_ms=T0 + 2_000,
+                                closed_ms=T0 + 70_000, source_partition=pos[0][0], source_topic="feeds.water_level",
+                                max_offset=pos[-1][1])
+        await publish(broker, [("agg.1m", b"01", orjson.dumps(closed))])
+        second = SinkWriter(settings, catalog, wh)
+        await run_writer(second, lambda: count(wh, "agg_1m") == 1 and second.stats.waiting_triggers == 0,
+                         "the window recomputed by the restarted sink")
+        assert q(wh, "SELECT count, sum, max FROM DB.agg_1m FINAL") == [{"count": 3, "sum": 3.0, "max": 2.0}]
+
+
 async def test_same_batch_twice_and_restart_from_uncommitted_offsets_write_no_duplicate(
         broker: str, make_settings, catalog: Catalog) -> None:  # type: ignore[no-untyped-def]
     settings: Settings = make_settings(kafka_bootstrap=broker, sink_flush_interval_s=0.3)
