@@ -12,12 +12,12 @@ import contextlib
 from typing import Annotated, Any
 
 import orjson
-from aiokafka import AIOKafkaConsumer
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import StreamingResponse
 
 from api.auth import require
 from api.sse import sse_frame, sse_response
+from controlroom.kafka import make_consumer
 from controlroom.logs import get_logger
 from controlroom.schema import ALERTS_TOPIC, SEVERITIES
 from controlroom.security import Principal
@@ -55,8 +55,7 @@ class AlertFanout:
                 queue.put_nowait(event)
 
     async def _consume(self) -> None:
-        consumer = AIOKafkaConsumer(ALERTS_TOPIC, bootstrap_servers=self.settings.kafka_bootstrap, group_id=None,
-                                    auto_offset_reset="latest")
+        consumer = make_consumer(self.settings, ALERTS_TOPIC, offset_reset="latest")
         try:
             await consumer.start()
             await consumer.seek_to_end()

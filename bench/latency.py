@@ -24,11 +24,10 @@ from typing import Any
 
 import httpx
 import orjson
-from aiokafka import AIOKafkaConsumer
 
 from controlroom.broker import free_port, start_tansu
 from controlroom.catalog import default_catalog
-from controlroom.kafka import ensure_topics, make_producer, system_topics
+from controlroom.kafka import ensure_topics, make_consumer, make_producer, system_topics
 from controlroom.schema import ALERTS_TOPIC, LIVE_TOPIC
 from controlroom.settings import Settings
 from producers.simulator import Simulator
@@ -119,8 +118,7 @@ class Run:
             await producer.stop()
 
     async def watch_alerts(self, settings: Settings, t_end: float) -> None:
-        consumer = AIOKafkaConsumer(ALERTS_TOPIC, LIVE_TOPIC, bootstrap_servers=settings.kafka_bootstrap,
-                                    group_id=None, auto_offset_reset="earliest", fetch_max_wait_ms=20)
+        consumer = make_consumer(settings, ALERTS_TOPIC, LIVE_TOPIC, fetch_max_wait_ms=20)
         await consumer.start()
         try:
             while time.monotonic() < t_end:

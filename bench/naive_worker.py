@@ -10,13 +10,15 @@ import faust
 import orjson
 
 from controlroom.catalog import default_catalog
+from controlroom.kafka import GROUP_HEARTBEAT_INTERVAL_MS, GROUP_REBALANCE_TIMEOUT_MS, GROUP_SESSION_TIMEOUT_MS
 
 catalog = default_catalog()
 PARTITIONS = int(os.environ.get("TOPIC_PARTITIONS", "4"))
 app = faust.App(os.environ["BENCH_APP_ID"], broker=f"kafka://{os.environ['KAFKA_BOOTSTRAP']}", store="memory://",
                 value_serializer="raw", key_serializer="raw", topic_partitions=PARTITIONS,
-                web_enabled=False, broker_session_timeout=6.0, broker_heartbeat_interval=1.0,
-                broker_rebalance_timeout=6.0, consumer_auto_offset_reset="earliest")
+                web_enabled=False, broker_session_timeout=GROUP_SESSION_TIMEOUT_MS / 1000,
+                broker_heartbeat_interval=GROUP_HEARTBEAT_INTERVAL_MS / 1000,
+                broker_rebalance_timeout=GROUP_REBALANCE_TIMEOUT_MS / 1000, consumer_auto_offset_reset="earliest")
 source = app.topic(*catalog.topics, value_serializer="raw", key_serializer="raw")
 sums = app.Table("naive-sums", default=float, partitions=PARTITIONS).tumbling(
     60, expires=3600)

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
+from typing import Any
 
+import structlog
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.errors import KafkaConnectionError, TopicAlreadyExistsError
+from aiokafka.errors import KafkaConnectionError, KafkaError, TopicAlreadyExistsError
 
 from controlroom.catalog import Catalog
 from controlroom.errors import StartupError
@@ -25,6 +27,20 @@ from controlroom.settings import Settings
 
 # commands are read whole and in order: one partition
 SINGLE_PARTITION_TOPICS = (CONTROL_TOPIC,)
+
+# Consumer groups (the sink, the notifier, the Faust worker): on Tansu a group join waits about
+# session_timeout/2, so every member keeps the session short (real Kafka is content with these too).
+GROUP_SESSION_TIMEOUT_MS = 6000
+GROUP_HEARTBEAT_INTERVAL_MS = 1000
+GROUP_REBALANCE_TIMEOUT_MS = 6000
+# How long a broker may hold a fetch when the partitions asked for have nothing new at that instant. A broker
+# may hold it that long (Tansu does), and a record arriving meanwhile waits with it; so the readers on the path
+# reading → alert → notification (worker, alerter, notifier) wait 50 ms: the end-to-end target is reading →
+# webhook under 2 s.
+FETCH_MAX_WAIT_MS = 50
+# aiokafka's own fetch wait, kept by the other readers (the sink, the API's alert stream).
+DEFAULT_FETCH_MAX_WAIT_MS = 500
+POLL_RETRY_S = 1.0  # after a failed poll (the broker gone for a moment)
 
 
 def all_topics(catalog: Catalog) -> list[str]:
@@ -62,6 +78,37 @@ class StartEnd:
             if await self.consumer.position(tp) < end:
                 return False
         return True
+
+
+def make_consumer(settings: Settings, *topics: str, group_id: str | None = None,
+                  offset_reset: str = "earliest", fetch_max_wait_ms: int = DEFAULT_FETCH_MAX_WAIT_MS,
+                  **extra: Any) -> AIOKafkaConsumer:
+    """A consumer that commits only when told (never automatically) and starts at `offset_reset` where it has
+    no committed offset (always, without a group, unless it seeks). A group member gets the short group
+    timeouts above. The topics may be left out (assigned or subscribed later); `extra` are further aiokafka
+    options (max_poll_records, fetch sizes)."""
+    group: dict[str, Any] = {} if group_id is None else {
+        "session_timeout_ms": GROUP_SESSION_TIMEOUT_MS, "heartbeat_interval_ms": GROUP_HEARTBEAT_INTERVAL_MS,
+        "rebalance_timeout_ms": GROUP_REBALANCE_TIMEOUT_MS}
+    return AIOKafkaConsumer(*topics, bootstrap_servers=settings.kafka_bootstrap, group_id=group_id,
+                            enable_auto_commit=False, auto_offset_reset=offset_reset,
+                            fetch_max_wait_ms=fetch_max_wait_ms, **group, **extra)
+
+
+async def polls(consumer: AIOKafkaConsumer, stop: asyncio.Event, log: structlog.typing.FilteringBoundLogger, *,
+                timeout_ms: int, max_records: int | None = None,
+                **context: object) -> AsyncIterator[dict[TopicPartition, Any]]:
+    """Poll until `stop` is set, yielding every batch (empty ones too: the caller's timers run). A poll that
+    fails is logged ("poll failed", with `context`) and tried again after POLL_RETRY_S; the caller keeps
+    what it buffered and its offsets uncommitted meanwhile."""
+    while not stop.is_set():
+        try:
+            polled = await consumer.getmany(timeout_ms=timeout_ms, max_records=max_records)
+        except KafkaError as exc:
+            log.warning("poll failed", **context, error=repr(exc))
+            await asyncio.sleep(POLL_RETRY_S)
+            continue
+        yield polled
 
 
 def make_producer(settings: Settings, **extra: object) -> AIOKafkaProducer:

@@ -53,7 +53,7 @@ from aiokafka.errors import KafkaError
 
 from controlroom.catalog import Catalog
 from controlroom.errors import ConfigError, ControlRoomError, StartupError
-from controlroom.kafka import StartEnd, ensure_topics, make_producer
+from controlroom.kafka import FETCH_MAX_WAIT_MS, StartEnd, ensure_topics, make_consumer, make_producer, polls
 from controlroom.logs import get_logger
 from controlroom.schema import ALERTS_TOPIC, CONTROL_TOPIC, DELIVERIES_TOPIC
 from controlroom.settings import Settings
@@ -65,14 +65,8 @@ from notify.subscriptions import Subscription, SubscriptionError, parse_subscrip
 log = get_logger("notifier")
 
 REMEMBER_KEYS = 1_000_000  # finished idempotency keys kept in memory (oldest forgotten first)
-FETCH_MAX_WAIT_MS = 50  # the end-to-end target is reading → webhook under 2 s
 PUBLISH_TRIES = 20  # a delivery record that cannot be published stops the service (offsets stay uncommitted)
 CATCH_UP_TIMEOUT_S = 60.0
-
-
-def _consumer_options(settings: Settings) -> dict[str, Any]:
-    return {"bootstrap_servers": settings.kafka_bootstrap, "enable_auto_commit": False,
-            "auto_offset_reset": "earliest", "fetch_max_wait_ms": FETCH_MAX_WAIT_MS}
 
 
 def master_key(settings: Settings) -> str:
@@ -113,7 +107,7 @@ class _Follower:
         self.topic = topic
         self.apply = apply
         self.caught_up = asyncio.Event()
-        self._consumer = AIOKafkaConsumer(topic, group_id=None, **_consumer_options(settings))
+        self._consumer = make_consumer(settings, topic, fetch_max_wait_ms=FETCH_MAX_WAIT_MS)
 
     async def run(self, stop: asyncio.Event) -> None:
         c = self._consumer
@@ -127,18 +121,12 @@ class _Follower:
             parts = sorted(c.assignment())
             await c.seek_to_beginning(*parts)
             end = StartEnd(c, await c.end_offsets(parts))
-            while not stop.is_set():
-                if not self.caught_up.is_set() and await end.reached():
-                    self.caught_up.set()
-                try:
-                    polled = await c.getmany(timeout_ms=200)
-                except KafkaError as exc:
-                    log.warning("follow poll failed", topic=self.topic, error=repr(exc))
-                    await asyncio.sleep(1.0)
-                    continue
+            async for polled in polls(c, stop, log, timeout_ms=200, topic=self.topic):
                 for records in polled.values():
                     for r in records:
                         self.apply(r.value)
+                if not self.caught_up.is_set() and await end.reached():
+                    self.caught_up.set()
         finally:
             await c.stop()
 
@@ -213,24 +201,15 @@ class Notifier:
         followers = [_Follower(s, CONTROL_TOPIC, self.apply_control),
                      _Follower(s, DELIVERIES_TOPIC, self.apply_delivery)]
         tasks = [asyncio.create_task(f.run(stop), name=f"follow-{f.topic}") for f in followers]
-        consumer = AIOKafkaConsumer(
-            ALERTS_TOPIC, group_id=s.notify_group_id, **_consumer_options(s),
-            # On Tansu a group join waits about session_timeout/2: keep it short.
-            session_timeout_ms=6000, heartbeat_interval_ms=1000, rebalance_timeout_ms=6000,
-            max_poll_records=s.notify_batch_max)
+        consumer = make_consumer(s, ALERTS_TOPIC, group_id=s.notify_group_id, fetch_max_wait_ms=FETCH_MAX_WAIT_MS,
+                                 max_poll_records=s.notify_batch_max)
         try:
             await self._catch_up(followers, tasks)
             await consumer.start()
             self.started.set()
             log.info("notifier started", subscriptions=len(self.subscriptions), finished_keys=len(self.finished),
                      group=s.notify_group_id)
-            while not stop.is_set():
-                try:
-                    polled = await consumer.getmany(timeout_ms=200, max_records=s.notify_batch_max)
-                except KafkaError as exc:
-                    log.warning("poll failed", error=repr(exc))
-                    await asyncio.sleep(1.0)
-                    continue
+            async for polled in polls(consumer, stop, log, timeout_ms=200, max_records=s.notify_batch_max):
                 if polled:
                     await self._batch(consumer, polled, stop)
         finally:

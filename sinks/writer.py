@@ -20,7 +20,7 @@ from aiokafka.errors import KafkaError
 
 from controlroom.catalog import Catalog
 from controlroom.errors import WarehouseError
-from controlroom.kafka import all_topics, ensure_topics
+from controlroom.kafka import all_topics, ensure_topics, make_consumer, polls
 from controlroom.logs import get_logger
 from controlroom.settings import Settings
 from sinks import recompute, rows
@@ -157,16 +157,9 @@ class SinkWriter:
     # --- the loop -----------------------------------------------------------------------------------
 
     def _consumer(self) -> AIOKafkaConsumer:
-        return AIOKafkaConsumer(
-            bootstrap_servers=self.settings.kafka_bootstrap,
-            group_id=self.settings.sink_group_id,
-            enable_auto_commit=False,
-            auto_offset_reset="earliest",
-            # On Tansu a group join waits about session_timeout/2: keep it short.
-            session_timeout_ms=6000, heartbeat_interval_ms=1000, rebalance_timeout_ms=6000,
-            max_poll_records=max(self.settings.sink_batch_rows, 1000),
-            fetch_max_bytes=64 << 20, max_partition_fetch_bytes=8 << 20,
-        )
+        return make_consumer(self.settings, group_id=self.settings.sink_group_id,
+                             max_poll_records=max(self.settings.sink_batch_rows, 1000),
+                             fetch_max_bytes=64 << 20, max_partition_fetch_bytes=8 << 20)
 
     def _due(self, last_flush: float) -> bool:
         if not self._pending:
@@ -192,13 +185,7 @@ class SinkWriter:
         log.info("sink started", topics=len(topics), group=self.settings.sink_group_id)
         last_flush = last_recheck = time.monotonic()
         try:
-            while not stop.is_set():
-                try:
-                    polled = await consumer.getmany(timeout_ms=200, max_records=self.settings.sink_batch_rows)
-                except KafkaError as exc:  # broker gone for a moment: keep the buffer, try again
-                    log.warning("poll failed", error=repr(exc))
-                    await asyncio.sleep(1.0)
-                    continue
+            async for polled in polls(consumer, stop, log, timeout_ms=200, max_records=self.settings.sink_batch_rows):
                 for tp, recs in polled.items():
                     self._pending.extend(Record(tp.topic, tp.partition, r.offset, r.timestamp, r.value) for r in recs)
                 if self._due(last_flush):

@@ -25,10 +25,17 @@ from typing import Any
 
 import orjson
 from aiokafka import AIOKafkaConsumer, TopicPartition
-from aiokafka.errors import KafkaError
 
 from controlroom.catalog import Catalog
-from controlroom.kafka import StartEnd, ensure_topics, make_producer, system_topics
+from controlroom.kafka import (
+    FETCH_MAX_WAIT_MS,
+    StartEnd,
+    ensure_topics,
+    make_consumer,
+    make_producer,
+    polls,
+    system_topics,
+)
 from controlroom.logs import get_logger
 from controlroom.schema import AGG_TOPIC, ALERTS_TOPIC, CONTROL_TOPIC, DLQ_TOPIC, LATE_TOPIC, LIVE_TOPIC
 from controlroom.settings import Settings
@@ -93,9 +100,7 @@ class Alerter:
         if path.exists():
             positions = self.core.restore(path.read_bytes())
             log.info("state restored", alerts=len(self.core.book.alerts), path=str(path))
-        consumer = AIOKafkaConsumer(bootstrap_servers=s.kafka_bootstrap, group_id=None, enable_auto_commit=False,
-                                    auto_offset_reset="earliest", fetch_max_wait_ms=50,
-                                    max_partition_fetch_bytes=8 << 20)
+        consumer = make_consumer(s, fetch_max_wait_ms=FETCH_MAX_WAIT_MS, max_partition_fetch_bytes=8 << 20)
         producer = make_producer(s)
         await consumer.start()
         await producer.start()
@@ -121,13 +126,7 @@ class Alerter:
         s = self.settings
         last_tick = last_snapshot = 0.0
         dirty = False
-        while not stop.is_set():
-            try:
-                polled = await consumer.getmany(timeout_ms=100, max_records=5000)
-            except KafkaError as exc:
-                log.warning("poll failed", error=repr(exc))
-                await asyncio.sleep(1.0)
-                continue
+        async for polled in polls(consumer, stop, log, timeout_ms=100, max_records=5000):
             events: list[dict[str, Any]] = []
             # commands first: a rule changed or a silence set applies to the data that came with it
             for tp in sorted(polled, key=lambda tp: tp.topic != CONTROL_TOPIC):

@@ -19,6 +19,12 @@ import orjson
 from faust.types import TP
 
 from controlroom.catalog import Catalog
+from controlroom.kafka import (
+    FETCH_MAX_WAIT_MS,
+    GROUP_HEARTBEAT_INTERVAL_MS,
+    GROUP_REBALANCE_TIMEOUT_MS,
+    GROUP_SESSION_TIMEOUT_MS,
+)
 from controlroom.logs import get_logger
 from controlroom.schema import (
     AGG_TOPIC,
@@ -40,7 +46,6 @@ log = get_logger("streams")
 
 CHANGELOG_TABLE = "windows"
 CHANGELOG_END = b"end|"  # closes every changelog write (see write_changelog); never a key of the window engine
-FETCH_MAX_WAIT_MS = 50
 
 
 def _short_fetch_wait() -> None:
@@ -101,10 +106,9 @@ def build_app(settings: Settings, catalog: Catalog) -> faust.App:
         topic_partitions=settings.topic_partitions,
         datadir=str(settings.data_dir / "faust"),
         web_enabled=False,
-        # On Tansu a group join waits about session_timeout/2: keep it short.
-        broker_session_timeout=6.0,
-        broker_heartbeat_interval=1.0,
-        broker_rebalance_timeout=6.0,
+        broker_session_timeout=GROUP_SESSION_TIMEOUT_MS / 1000,
+        broker_heartbeat_interval=GROUP_HEARTBEAT_INTERVAL_MS / 1000,
+        broker_rebalance_timeout=GROUP_REBALANCE_TIMEOUT_MS / 1000,
         consumer_auto_offset_reset="earliest",
         producer_acks=-1,
         producer_linger_ms=5,
