@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import secrets
-import time
 from typing import Annotated, Any, Literal
 
 import orjson
@@ -27,6 +26,7 @@ from api.ingest import kafka_producer
 from controlroom.errors import ControlRoomError
 from controlroom.kafka import ensure_topics
 from controlroom.schema import CONTROL_TOPIC, SEVERITIES, control_message
+from controlroom.schema import now_ms as _now_ms
 from controlroom.security import Principal
 from notify.signing import subscription_secret
 from notify.subscriptions import new_subscription_id, parse_subscription, subscription_to_doc
@@ -37,10 +37,6 @@ router = APIRouter(tags=["alerts"])
 
 ALERT_ID = Path(pattern="^[0-9a-f]{16}$", description="16 hex digits (from /alerts)")
 MAX_SILENCE_MS = 30 * 86_400_000
-
-
-def _now_ms() -> int:
-    return time.time_ns() // 1_000_000
 
 
 def _unprocessable(field: str, msg: str) -> HTTPException:

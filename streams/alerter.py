@@ -30,7 +30,7 @@ from aiokafka.errors import KafkaError
 from controlroom.catalog import Catalog
 from controlroom.kafka import StartEnd, ensure_topics, make_producer, system_topics
 from controlroom.logs import get_logger
-from controlroom.schema import AGG_TOPIC, ALERTS_TOPIC, CONTROL_TOPIC, DLQ_TOPIC, LATE_TOPIC, LIVE_TOPIC
+from controlroom.schema import AGG_TOPIC, ALERTS_TOPIC, CONTROL_TOPIC, DLQ_TOPIC, LATE_TOPIC, LIVE_TOPIC, now_ms
 from controlroom.settings import Settings
 from streams.alerting import AlertingCore
 from streams.rules import read_rule_docs
@@ -38,10 +38,6 @@ from streams.rules import read_rule_docs
 log = get_logger("alerter")
 
 INPUTS = (CONTROL_TOPIC, LIVE_TOPIC, AGG_TOPIC, DLQ_TOPIC, LATE_TOPIC)
-
-
-def now_ms() -> int:
-    return int(time.time() * 1000)
 
 
 def state_path(settings: Settings) -> Path:
