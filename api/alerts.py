@@ -23,6 +23,7 @@ from pydantic import BaseModel, Field
 from api import alerts_sql
 from api.auth import require, security_of
 from api.ingest import kafka_producer
+from controlroom.catalog import NATIONAL
 from controlroom.errors import ControlRoomError
 from controlroom.kafka import ensure_topics
 from controlroom.schema import CONTROL_TOPIC, SEVERITIES, control_message
@@ -136,7 +137,7 @@ async def list_alerts(
     catalog = request.app.state.api.catalog
     if feed is not None and feed not in catalog.feeds:
         raise HTTPException(422, [{"loc": ["query", "feed"], "msg": f"unknown feed {feed!r}", "type": "value_error"}])
-    if province is not None and province not in catalog.provinces and province != "00":
+    if province is not None and province not in catalog.provinces and province != NATIONAL:
         raise HTTPException(422, [{"loc": ["query", "province"], "msg": f"unknown province code {province!r}",
                                    "type": "value_error"}])
     states = {"active": ("pending", "firing"), "all": alerts_sql.STATES}.get(state, (state,))

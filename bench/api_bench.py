@@ -84,7 +84,7 @@ class Series:
         self.province = pa.array([p for _f, p, _d in rows])
         self.dims = pa.array([list(d.items()) for _f, _p, d in rows], pa.map_(pa.string(), pa.string()))
         self.dims_key = pa.array([dims_key(d) for _f, _p, d in rows])
-        self.topic = pa.array([f"feeds.{f.id}" for f, _p, _d in rows])
+        self.topic = pa.array([f.topic for f, _p, _d in rows])
         self.lo = np.array([max(f.valid_min, -1e6) for f, _p, _d in rows])
         self.hi = np.array([min(f.valid_max, 1e6) for f, _p, _d in rows])
 
