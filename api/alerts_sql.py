@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from api.queries import Params, _db
+from api.series_sql import Params, _db
 
 _ALERT_COLUMNS = (
     "alert_id, seq, fingerprint, rule_id, rule_version, rule_type, severity, event, state, feed, province, dims, "

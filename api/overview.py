@@ -19,7 +19,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
-from api import queries
+from api.series_sql import overview_series_sql, quality_counts_sql
 from controlroom.catalog import Catalog, Feed
 from controlroom.schema import dims_key, ms_to_iso
 
@@ -168,8 +168,8 @@ Query = Callable[[tuple[str, dict[str, Any]]], Awaitable[list[dict[str, Any]]]]
 async def read_overview(query: Query, database: str, catalog: Catalog, now_ms: int) -> dict[str, Any]:
     """/overview at `now_ms`: its two queries through `query` (the caller's warehouse access), then build_overview.
     The one way /overview and the live wall (api/wall.py) read their figures."""
-    series_rows = await query(queries.overview_series_sql(database, now_ms - lookback_ms(catalog), now_ms - RECENT_MS))
-    quality = await query(queries.quality_counts_sql(database, now_ms - RECENT_MS))
+    series_rows = await query(overview_series_sql(database, now_ms - lookback_ms(catalog), now_ms - RECENT_MS))
+    quality = await query(quality_counts_sql(database, now_ms - RECENT_MS))
     q = quality[0] if quality else {}
     return build_overview(catalog, [SeriesLatest.from_row(r) for r in series_rows], now_ms=now_ms,
                           dead_letters_recent=int(q.get("dead_letters", 0)), late_recent=int(q.get("late", 0)))

@@ -1,6 +1,6 @@
 """The boards, one function per panel: National wall, one board per category, Feed explorer, Pipeline health.
 
-Figures follow /overview's definitions (api/overview.py, api/queries.py): a series reports when its latest
+Figures follow /overview's definitions (api/overview.py, api/series_sql.py): a series reports when its latest
 reading is within 3 cadences; a feed is reporting / degraded / silent by its expected series; the 5-minute
 figures count each reading once by event_id (readings_recent); the on-time rate is the share of dossiers
 resolved with on_time=true. The "now" of a wall figure is the end of the dashboard's time range ($__toTime_ms),

@@ -8,7 +8,7 @@ import pytest
 
 from api.overview import SeriesLatest, build_overview, is_reporting, lookback_ms
 from api.params import MAX_POINTS, ParamError, build_series_query, parse_dims, parse_time
-from api.queries import SeriesQuery, overview_series_sql, quality_counts_sql, series_sql
+from api.series_sql import SeriesQuery, overview_series_sql, quality_counts_sql, series_sql
 from controlroom.catalog import Catalog
 
 T0 = 1_767_225_600_000  # 2026-01-01T00:00:00Z

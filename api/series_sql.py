@@ -1,4 +1,4 @@
-"""SQL the API runs, as pure builders returning (sql, params).
+"""SQL for /series, /overview (and the live wall) and /healthz, as pure builders returning (sql, params).
 
 Every value a caller supplies travels as a ClickHouse `{name:Type}` parameter; only the database
 name (from settings, checked to be an identifier) and the builder's own fixed fragments are spliced
