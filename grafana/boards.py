@@ -19,12 +19,12 @@ from grafana_foundation_sdk.models import dashboard as dash
 
 from api.overview import ON_TIME_DIM, ON_TIME_FEED, STALE_CADENCES
 from api.wall import HEADLINE_FEEDS
-from controlroom.catalog import Catalog, Category, Feed
+from controlroom.board_uids import EXPLORER_UID, PIPELINE_UID, WALL_UID
+from controlroom.catalog import NATIONAL, Catalog, Category, Feed
 from grafana import panels as P
 from grafana.panels import Pos, Q
 
 DB = "controlroom"  # Settings.clickhouse_database's default; the datasource's default database too
-WALL_UID, EXPLORER_UID, PIPELINE_UID = "controlroom-wall", "controlroom-feed-explorer", "controlroom-pipeline"
 
 # --- the rollup that fits the range ------------------------------------------------------------------
 RANGE_S = "(toUnixTimestamp($__toTime) - toUnixTimestamp($__fromTime))"
@@ -140,7 +140,7 @@ def feed_health_sql(cat_order: list[str]) -> str:
         f"INNER JOIN {DB}.feeds AS c ON c.id = l.feed "
         "WHERE l.lt >= $__toTime_ms - toIntervalMillisecond(toInt64(c.cadence_s * 1000 * "
         f"{STALE_CADENCES})) "
-        f"AND if(c.scope = 'national', l.province = '00', l.province IN (SELECT code FROM {DB}.provinces)) "
+        f"AND if(c.scope = 'national', l.province = '{NATIONAL}', l.province IN (SELECT code FROM {DB}.provinces)) "
         "AND if(length(mapKeys(c.dims)) = 0, l.dims_key = '', "
         "length(splitByChar(',', l.dims_key)) = length(mapKeys(c.dims))) "
         "GROUP BY l.feed) AS r ON r.feed = f.id "
