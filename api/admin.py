@@ -9,6 +9,7 @@ from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, Field
 
 from api.auth import require, security_of
+from controlroom.catalog import NATIONAL
 from controlroom.security import Principal
 
 router = APIRouter(tags=["admin"])
@@ -52,7 +53,7 @@ async def create_key(body: KeyRequest, request: Request,
     if body.role != "agency" and body.agency:
         raise HTTPException(422, [{"loc": ["body", "agency"], "msg": "only agency keys have an agency",
                                    "type": "value_error"}])
-    unknown = [p for p in body.provinces if p not in catalog.provinces and p != "00"]
+    unknown = [p for p in body.provinces if p not in catalog.provinces and p != NATIONAL]
     if unknown:
         raise HTTPException(422, [{"loc": ["body", "provinces"], "msg": f"unknown province codes {unknown}",
                                    "type": "value_error"}])

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import secrets
-import time
 from typing import Annotated, Any, Literal
 
 import orjson
@@ -24,9 +23,11 @@ from pydantic import BaseModel, Field
 from api import alerts_sql
 from api.auth import require, security_of
 from api.ingest import kafka_producer
+from controlroom.catalog import NATIONAL
 from controlroom.errors import ControlRoomError
 from controlroom.kafka import ensure_topics
 from controlroom.schema import CONTROL_TOPIC, SEVERITIES, control_message
+from controlroom.schema import now_ms as _now_ms
 from controlroom.security import Principal
 from notify.signing import subscription_secret
 from notify.subscriptions import new_subscription_id, parse_subscription, subscription_to_doc
@@ -37,10 +38,6 @@ router = APIRouter(tags=["alerts"])
 
 ALERT_ID = Path(pattern="^[0-9a-f]{16}$", description="16 hex digits (from /alerts)")
 MAX_SILENCE_MS = 30 * 86_400_000
-
-
-def _now_ms() -> int:
-    return time.time_ns() // 1_000_000
 
 
 def _unprocessable(field: str, msg: str) -> HTTPException:
@@ -140,7 +137,7 @@ async def list_alerts(
     catalog = request.app.state.api.catalog
     if feed is not None and feed not in catalog.feeds:
         raise HTTPException(422, [{"loc": ["query", "feed"], "msg": f"unknown feed {feed!r}", "type": "value_error"}])
-    if province is not None and province not in catalog.provinces and province != "00":
+    if province is not None and province not in catalog.provinces and province != NATIONAL:
         raise HTTPException(422, [{"loc": ["query", "province"], "msg": f"unknown province code {province!r}",
                                    "type": "value_error"}])
     states = {"active": ("pending", "firing"), "all": alerts_sql.STATES}.get(state, (state,))

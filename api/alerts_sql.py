@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from api.queries import Params, _db
+from api.series_sql import Params
+from sinks.warehouse import check_identifier
 
 _ALERT_COLUMNS = (
     "alert_id, seq, fingerprint, rule_id, rule_version, rule_type, severity, event, state, feed, province, dims, "
@@ -23,25 +24,27 @@ def alerts_sql(database: str, *, states: tuple[str, ...], severity: str | None, 
         if value is not None:
             where.append(f"{name} = {{{name}:String}}")
             params[name] = value
-    sql = (f"SELECT {_ALERT_COLUMNS} FROM {_db(database)}.alerts_current FINAL WHERE {' AND '.join(where)} "
+    db = check_identifier(database)
+    sql = (f"SELECT {_ALERT_COLUMNS} FROM {db}.alerts_current FINAL WHERE {' AND '.join(where)} "
            f"ORDER BY {SEVERITY_RANK} DESC, event_at DESC LIMIT {{limit:Int64}}")
     return sql, params
 
 
 def alert_sql(database: str, alert_id: str) -> tuple[str, Params]:
-    return (f"SELECT {_ALERT_COLUMNS} FROM {_db(database)}.alerts_current FINAL WHERE alert_id = {{id:String}}",
-            {"id": alert_id})
+    db = check_identifier(database)
+    return f"SELECT {_ALERT_COLUMNS} FROM {db}.alerts_current FINAL WHERE alert_id = {{id:String}}", {"id": alert_id}
 
 
 def history_sql(database: str, alert_id: str) -> tuple[str, Params]:
-    return (f"SELECT {_ALERT_COLUMNS} FROM {_db(database)}.alert_events FINAL WHERE alert_id = {{id:String}} "
+    db = check_identifier(database)
+    return (f"SELECT {_ALERT_COLUMNS} FROM {db}.alert_events FINAL WHERE alert_id = {{id:String}} "
             f"ORDER BY seq", {"id": alert_id})
 
 
 def deliveries_sql(database: str, alert_id: str) -> tuple[str, Params]:
     return (f"SELECT seq, event, subscription_id, channel, target, attempt, status, http_status, error, "
             f"toUnixTimestamp64Milli(attempted_at) AS attempted_at_ms, duration_ms "
-            f"FROM {_db(database)}.alert_deliveries FINAL WHERE alert_id = {{id:String}} "
+            f"FROM {check_identifier(database)}.alert_deliveries FINAL WHERE alert_id = {{id:String}} "
             f"ORDER BY attempted_at, seq, attempt", {"id": alert_id})
 
 
@@ -49,4 +52,5 @@ def latest_versions_sql(database: str, table: str, id_col: str) -> tuple[str, Pa
     """The newest version of each row of a versioned table (rules, silences, subscriptions)."""
     if table not in ("alert_rules", "silences", "subscriptions"):
         raise ValueError(f"not a versioned table: {table}")
-    return (f"SELECT * FROM {_db(database)}.{table} ORDER BY {id_col}, version DESC LIMIT 1 BY {id_col}", {})
+    db = check_identifier(database)
+    return f"SELECT * FROM {db}.{table} ORDER BY {id_col}, version DESC LIMIT 1 BY {id_col}", {}

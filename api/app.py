@@ -19,13 +19,14 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse, Response
 
-from api import admin, alerts, alerts_stream, ingest, queries, query, wall_stream
-from api.analyst import AnalystQueries
+from api import admin, alerts, alerts_stream, ingest, query_route, wall_stream
 from api.auth import HardeningMiddleware, Security, require
 from api.keystore import AuditLog, KeyStore
 from api.models import FeedsOut, Health, Overview, ProvinceOut, SeriesOut, SinkHealth
 from api.overview_cache import overview_cache
 from api.params import MAX_STEP_S, MIN_STEP_S, ParamError, build_series_query
+from api.readonly_sql import AnalystQueries
+from api.series_sql import ping_sql, series_sql
 from controlroom.catalog import Catalog, default_catalog
 from controlroom.errors import WarehouseError
 from controlroom.logs import get_logger
@@ -137,7 +138,7 @@ def create_app(settings: Settings, catalog: Catalog | None = None) -> FastAPI:
     if origins:  # CORS stays off unless configured
         app.add_middleware(CORSMiddleware, allow_origins=origins, allow_methods=["GET", "POST", "PUT", "DELETE"],
                            allow_headers=["Authorization", "Content-Type", "X-API-Key"])
-    for router in (ingest.router, admin.router, query.router, alerts_stream.router, alerts.router,
+    for router in (ingest.router, admin.router, query_route.router, alerts_stream.router, alerts.router,
                    wall_stream.router):
         app.include_router(router)
 
@@ -154,7 +155,7 @@ def create_app(settings: Settings, catalog: Catalog | None = None) -> FastAPI:
     async def healthz(request: Request) -> Any:
         state = _state(request)
         try:
-            await _query(state, queries.ping_sql())
+            await _query(state, ping_sql())
             wh: Literal["ok", "error"] = "ok"
         except Exception as exc:  # any failure means "not ok"; the reason goes to the log, not the wire
             log.warning("health check: warehouse failed", error=str(exc))
@@ -205,7 +206,7 @@ def create_app(settings: Settings, catalog: Catalog | None = None) -> FastAPI:
         state = _state(request)
         q = build_series_query(state.catalog, feed=feed, province=province, from_=from_, to=to, step=step,
                                dims=dims or [], source=source, now_ms=now_ms())
-        rows = await _query(state, queries.series_sql(state.warehouse.database, q))
+        rows = await _query(state, series_sql(state.warehouse.database, q))
         f = state.catalog.feeds[q.feed]
         points = []
         for r in rows:

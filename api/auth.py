@@ -13,8 +13,6 @@ from starlette.responses import JSONResponse, Response
 from api.keystore import AuditLog, KeyStore
 from controlroom.security import Agency, Principal, Role, TokenBucket
 
-OPEN_PATHS = ("/healthz", "/docs", "/redoc", "/openapi.json")
-
 
 @dataclass
 class Security:

@@ -14,6 +14,7 @@ from typing import Any
 import orjson
 import pyarrow as pa
 
+from controlroom.schema import now_ms
 from controlroom.security import ROLES, NewKey, Principal, Role, new_key, parse_token, secret_matches
 from sinks.warehouse import Warehouse
 
@@ -26,10 +27,6 @@ class _Cached:
     secret_hash: str
     principal: Principal | None  # None: revoked or unknown
     at: float
-
-
-def _now_ms() -> int:
-    return int(time.time() * 1000)
 
 
 class KeyStore:
@@ -61,7 +58,7 @@ class KeyStore:
         key = new_key()
         row = {"key_id": key.key_id, "name": name, "role": role, "agency": agency,
                "provinces": sorted(provinces or []), "secret_hash": key.secret_hash,
-               "created_at": _now_ms(), "created_by": created_by, "revoked_at": None}
+               "created_at": now_ms(), "created_by": created_by, "revoked_at": None}
         self._write(row)
         return key, _public(row)
 
@@ -70,7 +67,7 @@ class KeyStore:
         if row is None:
             return None
         if row["revoked_at"] is None:
-            row["revoked_at"] = _now_ms()
+            row["revoked_at"] = now_ms()
             self._write(row)
         with self._lock:
             self._cache.pop(key_id, None)
@@ -134,7 +131,7 @@ class AuditLog:
     def record(self, *, actor: Principal | None, action: str, target: str, before: Any = None,
                after: Any = None, remote: str = "") -> None:
         table = pa.table({
-            "at": pa.array([_now_ms()], pa.timestamp("ms", tz="UTC")),
+            "at": pa.array([now_ms()], pa.timestamp("ms", tz="UTC")),
             "actor_key_id": [actor.key_id if actor else ""], "actor_name": [actor.name if actor else ""],
             "actor_role": [actor.role if actor else ""], "action": [action], "target": [target],
             "before": [orjson.dumps(before).decode() if before is not None else ""],

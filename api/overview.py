@@ -19,7 +19,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
-from api import queries
+from api.series_sql import overview_series_sql, quality_counts_sql
 from controlroom.catalog import Catalog, Feed
 from controlroom.schema import dims_key, ms_to_iso
 
@@ -76,6 +76,25 @@ def _iso(ms: int | None) -> str | None:
     return None if ms is None else ms_to_iso(ms)
 
 
+def _feed_out(f: Feed, frows: list[SeriesLatest], expected: int, reporting: int, now_ms: int) -> dict[str, Any]:
+    """One feed of /overview: its series counts and status, latest value, and its last-5-minutes figures."""
+    live = [r.last_value for r in frows if is_reporting(f, r.last_ms, now_ms)]
+    latest = (sum(live) if f.kind == "counter" else sum(live) / len(live)) if live else None
+    n = sum(r.n_recent for r in frows)
+    total = sum(r.total_recent for r in frows)
+    los = [r.lo_recent for r in frows if r.lo_recent is not None]
+    his = [r.hi_recent for r in frows if r.hi_recent is not None]
+    return {
+        "id": f.id, "name_vi": f.name_vi, "name_en": f.name_en, "category": f.category, "unit": f.unit,
+        "kind": f.kind, "cadence_s": f.cadence_s, "series_expected": expected,
+        "series_reporting": reporting, "series_silent": expected - reporting,
+        "status": feed_status(expected, reporting),
+        "last_ts": _iso(max((r.last_ms for r in frows), default=None)), "latest_value": latest,
+        "last_5m": {"count": n, "sum": total, "avg": total / n if n else None,
+                    "min": min(los, default=None), "max": max(his, default=None)},
+    }
+
+
 def build_overview(catalog: Catalog, rows: list[SeriesLatest], *, now_ms: int, dead_letters_recent: int,
                    late_recent: int) -> dict[str, Any]:
     seen = {(r.feed, r.province, r.dims_key): r for r in rows}
@@ -106,24 +125,8 @@ def build_overview(catalog: Catalog, rows: list[SeriesLatest], *, now_ms: int, d
         if (r.feed, r.province, r.dims_key) not in expected and is_reporting(catalog.feeds[r.feed], r.last_ms, now_ms):
             unexpected += 1
 
-    feeds_out = []
-    for f in catalog.feeds.values():
-        frows = by_feed.get(f.id, [])
-        live = [r.last_value for r in frows if is_reporting(f, r.last_ms, now_ms)]
-        latest = (sum(live) if f.kind == "counter" else sum(live) / len(live)) if live else None
-        n = sum(r.n_recent for r in frows)
-        total = sum(r.total_recent for r in frows)
-        los = [r.lo_recent for r in frows if r.lo_recent is not None]
-        his = [r.hi_recent for r in frows if r.hi_recent is not None]
-        feeds_out.append({
-            "id": f.id, "name_vi": f.name_vi, "name_en": f.name_en, "category": f.category, "unit": f.unit,
-            "kind": f.kind, "cadence_s": f.cadence_s, "series_expected": feed_expected[f.id],
-            "series_reporting": feed_reporting[f.id], "series_silent": feed_expected[f.id] - feed_reporting[f.id],
-            "status": feed_status(feed_expected[f.id], feed_reporting[f.id]),
-            "last_ts": _iso(max((r.last_ms for r in frows), default=None)), "latest_value": latest,
-            "last_5m": {"count": n, "sum": total, "avg": total / n if n else None,
-                        "min": min(los, default=None), "max": max(his, default=None)},
-        })
+    feeds_out = [_feed_out(f, by_feed.get(f.id, []), feed_expected[f.id], feed_reporting[f.id], now_ms)
+                 for f in catalog.feeds.values()]
 
     categories_out = []
     for c in catalog.categories.values():
@@ -168,8 +171,8 @@ Query = Callable[[tuple[str, dict[str, Any]]], Awaitable[list[dict[str, Any]]]]
 async def read_overview(query: Query, database: str, catalog: Catalog, now_ms: int) -> dict[str, Any]:
     """/overview at `now_ms`: its two queries through `query` (the caller's warehouse access), then build_overview.
     The one way /overview and the live wall (api/wall.py) read their figures."""
-    series_rows = await query(queries.overview_series_sql(database, now_ms - lookback_ms(catalog), now_ms - RECENT_MS))
-    quality = await query(queries.quality_counts_sql(database, now_ms - RECENT_MS))
+    series_rows = await query(overview_series_sql(database, now_ms - lookback_ms(catalog), now_ms - RECENT_MS))
+    quality = await query(quality_counts_sql(database, now_ms - RECENT_MS))
     q = quality[0] if quality else {}
     return build_overview(catalog, [SeriesLatest.from_row(r) for r in series_rows], now_ms=now_ms,
                           dead_letters_recent=int(q.get("dead_letters", 0)), late_recent=int(q.get("late", 0)))

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from api.queries import SeriesQuery, Source
+from api.series_sql import SeriesQuery, Source
 from controlroom.catalog import NATIONAL, Catalog
 from controlroom.schema import parse_ts
 

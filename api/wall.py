@@ -4,7 +4,7 @@ One snapshot holds every panel of the national wall: a tile per category (headli
 34 provinces placed on a map and coloured by their worst *firing* alert, the firing alerts, the feed-health
 grid and the public-service on-time rate. Its figures are /overview's own (api.overview.read_overview), the
 alerts are /alerts' own query (api.alerts_sql.alerts_sql, state firing) and the trends are /series' own query
-on the 1-minute table (api.queries.series_sql, source agg): api/wall_stream.py runs those queries, once per
+on the 1-minute table (api.series_sql.series_sql, source agg): api/wall_stream.py runs those queries, once per
 refresh per API process, and hands the rows to `build_wall`.
 """
 
@@ -14,7 +14,7 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from api.queries import SeriesQuery
+from api.series_sql import SeriesQuery
 from controlroom.catalog import Catalog
 from controlroom.schema import ms_to_iso
 

@@ -31,7 +31,7 @@ from fastapi.responses import Response, StreamingResponse
 from api.alerts_sql import alerts_sql
 from api.auth import require
 from api.overview_cache import overview_cache
-from api.queries import series_sql
+from api.series_sql import series_sql
 from api.sse import sse_frame, sse_response
 from api.wall import ALERTS_READ, HEADLINE_FEEDS, build_wall, trend_query
 from controlroom.catalog import Catalog

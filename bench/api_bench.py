@@ -30,7 +30,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from api.overview import RECENT_MS, lookback_ms  # noqa: E402
-from api.queries import overview_series_sql  # noqa: E402
+from api.series_sql import overview_series_sql  # noqa: E402
 from controlroom.broker import free_port  # noqa: E402
 from controlroom.catalog import default_catalog  # noqa: E402
 from controlroom.schema import dims_key  # noqa: E402
@@ -56,7 +56,7 @@ def log(msg: str) -> None:
 
 def old_overview_series_sql(database: str, since_ms: int, recent_ms: int) -> tuple[str, dict[str, Any]]:
     """The BASELINE only (the bench, never the API): /overview's series query before migration 0005, verbatim.
-    It scans `readings` (ordered by series first) by ts. Same rows as api.queries.overview_series_sql."""
+    It scans `readings` (ordered by series first) by ts. Same rows as api.series_sql.overview_series_sql."""
     recent = "ev_ts >= fromUnixTimestamp64Milli({recent_ms:Int64}, 'UTC')"
     sql = (
         "SELECT ev_feed AS feed, ev_province AS province, ev_dims_key AS dims_key, "
@@ -84,7 +84,7 @@ class Series:
         self.province = pa.array([p for _f, p, _d in rows])
         self.dims = pa.array([list(d.items()) for _f, _p, d in rows], pa.map_(pa.string(), pa.string()))
         self.dims_key = pa.array([dims_key(d) for _f, _p, d in rows])
-        self.topic = pa.array([f"feeds.{f.id}" for f, _p, _d in rows])
+        self.topic = pa.array([f.topic for f, _p, _d in rows])
         self.lo = np.array([max(f.valid_min, -1e6) for f, _p, _d in rows])
         self.hi = np.array([min(f.valid_max, 1e6) for f, _p, _d in rows])
 

@@ -111,7 +111,8 @@ class Run:
                         doc = {"event_id": f"probe-{now}-{province}-{station}", "feed": "water_level",
                                "province": province, "ts": now, "value": PROBE_VALUE,
                                "dims": {"station": station}, "source": "bench-probe"}
-                        await producer.send("feeds.water_level", orjson.dumps(doc), key=province.encode())
+                        await producer.send(self.catalog.feeds["water_level"].topic, orjson.dumps(doc),
+                                            key=province.encode())
                         self.published += 1
                 await asyncio.sleep(0.02)
         finally:

@@ -16,6 +16,7 @@ import yaml
 from controlroom.errors import CatalogError
 
 NATIONAL = "00"  # province code of national feeds; never a province
+TOPIC_PREFIX = "feeds."  # a feed's readings travel on topic feeds.<feed id>
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,7 +47,7 @@ class Feed:
 
     @property
     def topic(self) -> str:
-        return f"feeds.{self.id}"
+        return f"{TOPIC_PREFIX}{self.id}"
 
     def dim_combinations(self) -> list[dict[str, str]]:
         """Every series' dims of this feed (one empty dict when the feed has no dims)."""
@@ -73,7 +74,7 @@ class Catalog:
     legacy_to_current: dict[str, str]
 
     def feed_for_topic(self, topic: str) -> Feed | None:
-        return self.feeds.get(topic[6:]) if topic.startswith("feeds.") else None
+        return self.feeds.get(topic.removeprefix(TOPIC_PREFIX)) if topic.startswith(TOPIC_PREFIX) else None
 
     def current_province(self, code: str) -> str | None:
         """Map a current or legacy (pre-2025) province code to the current code; None when unknown."""

@@ -21,11 +21,10 @@ from typing import Any, NamedTuple
 
 import orjson
 
-from controlroom.catalog import NATIONAL, Catalog
+from controlroom.catalog import NATIONAL, TOPIC_PREFIX, Catalog
 
-TOPIC_PREFIX = "feeds."
-DLQ_TOPIC = "feeds.dlq"
-LATE_TOPIC = "feeds.late"
+DLQ_TOPIC = f"{TOPIC_PREFIX}dlq"
+LATE_TOPIC = f"{TOPIC_PREFIX}late"
 AGG_TOPIC = "agg.1m"
 
 MAX_ID_LEN = 128

@@ -1,6 +1,6 @@
 """The boards, one function per panel: National wall, one board per category, Feed explorer, Pipeline health.
 
-Figures follow /overview's definitions (api/overview.py, api/queries.py): a series reports when its latest
+Figures follow /overview's definitions (api/overview.py, api/series_sql.py): a series reports when its latest
 reading is within 3 cadences; a feed is reporting / degraded / silent by its expected series; the 5-minute
 figures count each reading once by event_id (readings_recent); the on-time rate is the share of dossiers
 resolved with on_time=true. The "now" of a wall figure is the end of the dashboard's time range ($__toTime_ms),
@@ -19,12 +19,12 @@ from grafana_foundation_sdk.models import dashboard as dash
 
 from api.overview import ON_TIME_DIM, ON_TIME_FEED, STALE_CADENCES
 from api.wall import HEADLINE_FEEDS
-from controlroom.catalog import Catalog, Category, Feed
+from controlroom.board_uids import EXPLORER_UID, PIPELINE_UID, WALL_UID
+from controlroom.catalog import NATIONAL, Catalog, Category, Feed
 from grafana import panels as P
 from grafana.panels import Pos, Q
 
 DB = "controlroom"  # Settings.clickhouse_database's default; the datasource's default database too
-WALL_UID, EXPLORER_UID, PIPELINE_UID = "controlroom-wall", "controlroom-feed-explorer", "controlroom-pipeline"
 
 # --- the rollup that fits the range ------------------------------------------------------------------
 RANGE_S = "(toUnixTimestamp($__toTime) - toUnixTimestamp($__fromTime))"
@@ -140,7 +140,7 @@ def feed_health_sql(cat_order: list[str]) -> str:
         f"INNER JOIN {DB}.feeds AS c ON c.id = l.feed "
         "WHERE l.lt >= $__toTime_ms - toIntervalMillisecond(toInt64(c.cadence_s * 1000 * "
         f"{STALE_CADENCES})) "
-        f"AND if(c.scope = 'national', l.province = '00', l.province IN (SELECT code FROM {DB}.provinces)) "
+        f"AND if(c.scope = 'national', l.province = '{NATIONAL}', l.province IN (SELECT code FROM {DB}.provinces)) "
         "AND if(length(mapKeys(c.dims)) = 0, l.dims_key = '', "
         "length(splitByChar(',', l.dims_key)) = length(mapKeys(c.dims))) "
         "GROUP BY l.feed) AS r ON r.feed = f.id "

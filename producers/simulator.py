@@ -17,7 +17,7 @@ from datetime import UTC, datetime, timedelta
 
 import orjson
 
-from controlroom.catalog import Catalog, Feed
+from controlroom.catalog import NATIONAL, Catalog, Feed
 
 VN = timedelta(hours=7)
 MONEY_UNITS = {"VND", "USD"}
@@ -77,7 +77,7 @@ def province_scale(code: str, kind: str) -> float:
     """Hanoi and Ho Chi Minh City largest, other cities next; provinces spread deterministically."""
     if code in ("01", "79"):
         return 1.0
-    if code == "00":
+    if code == NATIONAL:
         return 1.0
     spread = random.Random(f"scale-{code}").uniform(0.12, 0.35)
     return spread * (1.6 if kind == "city" else 1.0)

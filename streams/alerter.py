@@ -1,4 +1,4 @@
-"""The alerter service: one instance evaluates every rule (streams/alerting.py) and publishes alert
+"""The alerter service: one instance evaluates every rule (streams/alerting_core.py) and publishes alert
 events on topic `alerts`. I/O only.
 
 Why one instance: it reads aggregates, not readings — at most one live update per series per second
@@ -37,18 +37,14 @@ from controlroom.kafka import (
     system_topics,
 )
 from controlroom.logs import get_logger
-from controlroom.schema import AGG_TOPIC, ALERTS_TOPIC, CONTROL_TOPIC, DLQ_TOPIC, LATE_TOPIC, LIVE_TOPIC
+from controlroom.schema import AGG_TOPIC, ALERTS_TOPIC, CONTROL_TOPIC, DLQ_TOPIC, LATE_TOPIC, LIVE_TOPIC, now_ms
 from controlroom.settings import Settings
-from streams.alerting import AlertingCore
+from streams.alerting_core import AlertingCore
 from streams.rules import read_rule_docs
 
 log = get_logger("alerter")
 
 INPUTS = (CONTROL_TOPIC, LIVE_TOPIC, AGG_TOPIC, DLQ_TOPIC, LATE_TOPIC)
-
-
-def now_ms() -> int:
-    return int(time.time() * 1000)
 
 
 def state_path(settings: Settings) -> Path:

@@ -35,6 +35,7 @@ from controlroom.schema import (
     dead_letter,
     decode_message,
     late_message,
+    now_ms,
     window_message,
 )
 from controlroom.settings import Settings
@@ -66,10 +67,6 @@ def _short_fetch_wait() -> None:
 
     build_with_short_wait.controlroom_patched = True  # type: ignore[attr-defined]
     driver.AIOKafkaConsumerThread._create_worker_consumer = build_with_short_wait  # type: ignore[method-assign]
-
-
-def now_ms() -> int:
-    return int(time.time() * 1000)
 
 
 class Counters:

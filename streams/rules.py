@@ -22,7 +22,7 @@ import yaml
 
 from controlroom.catalog import NATIONAL, Catalog, Feed, default_catalog
 from controlroom.errors import ControlRoomError
-from controlroom.schema import SEVERITIES, dims_key
+from controlroom.schema import SEVERITIES
 
 RULE_TYPES = ("threshold", "rate_of_change", "anomaly", "staleness", "data_quality", "target")
 METRICS = ("avg", "sum", "min", "max", "last", "count")
@@ -360,20 +360,6 @@ def parse_rules(doc: Any, catalog: Catalog | None = None) -> list[Rule]:
         seen.add(rule.id)
         rules.append(rule)
     return rules
-
-
-def rule_to_doc(rule: Rule) -> dict[str, Any]:
-    """A rule as plain data (API responses, storage). Params are the normalised ones."""
-    return {"id": rule.id, "version": rule.version, "type": rule.type, "feed": rule.feed,
-            "severity": rule.severity, "for_s": rule.for_s, "repeat_interval_s": rule.repeat_interval_s,
-            "escalate_after_s": rule.escalate_after_s, "provinces": sorted(rule.provinces), "dims": dict(rule.dims),
-            "params": dict(rule.params), "overrides": {k: dict(v) for k, v in rule.overrides.items()},
-            "summary": {"vi": rule.summary_vi, "en": rule.summary_en}, "enabled": rule.enabled,
-            "description": rule.description}
-
-
-def series_override_key(province: str, dims: Mapping[str, str]) -> str:
-    return f"{province}|{dims_key(dict(dims))}"
 
 
 def _rules_file() -> Path:

@@ -11,7 +11,7 @@ import orjson
 import pytest
 
 from api.overview import RECENT_MS, lookback_ms
-from api.queries import overview_series_sql
+from api.series_sql import overview_series_sql
 from controlroom.catalog import default_catalog
 from controlroom.settings import Settings
 from sinks.migrate import migrate, migration_files, render, split_statements

@@ -13,7 +13,7 @@ import orjson
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
-from api.queries import overview_series_sql
+from api.series_sql import overview_series_sql
 from controlroom.catalog import Catalog
 from controlroom.kafka import all_topics, ensure_topics
 from controlroom.schema import OUT_OF_RANGE, Reading, Rejection, dead_letter, late_message, window_message

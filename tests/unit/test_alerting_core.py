@@ -11,7 +11,7 @@ import orjson
 
 from controlroom.catalog import default_catalog
 from controlroom.schema import control_message, window_message
-from streams.alerting import AlertingCore, alert_id_of
+from streams.alerting_core import AlertingCore, alert_id_of
 from streams.live import LiveThrottle
 from streams.rules import effective_rule_docs, read_rule_docs
 from streams.windows import ClosedWindow, WindowAgg

@@ -8,8 +8,9 @@ import pytest
 
 from api.overview import SeriesLatest, build_overview, is_reporting, lookback_ms
 from api.params import MAX_POINTS, ParamError, build_series_query, parse_dims, parse_time
-from api.queries import SeriesQuery, overview_series_sql, quality_counts_sql, series_sql
+from api.series_sql import SeriesQuery, overview_series_sql, quality_counts_sql, series_sql
 from controlroom.catalog import Catalog
+from controlroom.errors import ConfigError
 
 T0 = 1_767_225_600_000  # 2026-01-01T00:00:00Z
 EVIL = "x'); DROP TABLE readings; --"
@@ -53,9 +54,9 @@ def test_agg_series_sql_sums_partial_windows_from_final() -> None:
 
 def test_database_name_must_be_an_identifier() -> None:
     q = SeriesQuery(feed="f", province=None, from_ms=0, to_ms=1, step_s=1)
-    with pytest.raises(ValueError, match="identifier"):
+    with pytest.raises(ConfigError, match="identifier"):
         series_sql("db; DROP", q)
-    with pytest.raises(ValueError):
+    with pytest.raises(ConfigError):
         overview_series_sql("a.b", 0, 0)
 
 

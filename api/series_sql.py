@@ -1,4 +1,4 @@
-"""SQL the API runs, as pure builders returning (sql, params).
+"""SQL for /series, /overview (and the live wall) and /healthz, as pure builders returning (sql, params).
 
 Every value a caller supplies travels as a ClickHouse `{name:Type}` parameter; only the database
 name (from settings, checked to be an identifier) and the builder's own fixed fragments are spliced
@@ -11,21 +11,13 @@ aliases shadow columns in WHERE, which would turn a filter into an aggregate.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from sinks.warehouse import check_identifier
+
 Params = dict[str, Any]
 Source = Literal["raw", "agg"]
-
-_IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-
-
-def _db(database: str) -> str:
-    if not _IDENT.match(database):  # settings, not user input, but it is spliced in: refuse anything odd
-        raise ValueError(f"database name {database!r} is not a plain identifier")
-    return database
-
 
 def _ms(param: str) -> str:
     return f"fromUnixTimestamp64Milli({{{param}:Int64}}, 'UTC')"
@@ -67,7 +59,7 @@ def series_sql(database: str, q: SeriesQuery) -> tuple[str, Params]:
     agg: closed 1-minute windows; one window may be split in partials (one per source partition), so
     partials are summed, never replaced (see controlroom.schema.window_message).
     """
-    db = _db(database)
+    db = check_identifier(database)
     params: Params = {"step_ms": q.step_s * 1000}
     if q.source == "raw":
         where = " AND ".join(_filters(q, "ts", params))
@@ -105,7 +97,7 @@ def overview_series_sql(database: str, since_ms: int, recent_ms: int) -> tuple[s
     that day; /overview asks for the last 5 minutes. Measured with 10M readings (bench/api_bench.py): p50 55 ms
     vs 165 ms (100 live readings/s), 180 ms vs 783 ms (1,000/s); the cost now grows with the 5-minute traffic only.
     """
-    db = _db(database)
+    db = check_identifier(database)
     sql = (
         "SELECT feed, province, dims_key, toUnixTimestamp64Milli(ev_last_ts) AS last_ms, ev_last_value AS last_value, "
         "n_recent, total_recent, lo_recent, hi_recent "
@@ -129,7 +121,7 @@ def overview_series_sql(database: str, since_ms: int, recent_ms: int) -> tuple[s
 
 def quality_counts_sql(database: str, since_ms: int) -> tuple[str, Params]:
     """Dead letters and late readings received since `since_ms`, each counted once by its identity."""
-    db = _db(database)
+    db = check_identifier(database)
     sql = (
         f"SELECT (SELECT uniqExact(dlq_id) FROM {db}.dead_letters WHERE received_at >= {_ms('since_ms')}) "
         "AS dead_letters, "

@@ -20,6 +20,7 @@ from urllib.parse import urlencode
 
 import orjson
 
+from controlroom.board_uids import EXPLORER_UID  # the Grafana board an alert links to
 from controlroom.catalog import Catalog
 from controlroom.logs import get_logger
 from controlroom.schema import dims_key, feed_of_dead_letter
@@ -31,7 +32,6 @@ log = get_logger("alerter")
 
 SNAPSHOT_VERSION = 1
 MINUTE_MS = 60_000
-EXPLORER_UID = "controlroom-feed-explorer"  # the Grafana board an alert links to
 ALL = "$__all"  # Grafana's URL value for a variable's "All"
 
 

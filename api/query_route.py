@@ -1,4 +1,4 @@
-"""POST /query: read-only SQL for analysts (see api/analyst.py for how ClickHouse enforces it)."""
+"""POST /query: read-only SQL for analysts (see api/readonly_sql.py for how ClickHouse enforces it)."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import Response
 from pydantic import BaseModel, Field
 
-from api.analyst import QueryRefused
 from api.auth import require
+from api.readonly_sql import QueryRefused
 from controlroom.security import Principal
 
 router = APIRouter(tags=["query"])
