@@ -37,7 +37,7 @@ from api.wall import ALERTS_READ, HEADLINE_FEEDS, build_wall, trend_query
 from controlroom.catalog import Catalog
 from controlroom.logs import get_logger
 from controlroom.security import Principal
-from sinks.warehouse import Warehouse
+from controlroom.warehouse import Warehouse
 
 log = get_logger("wall")
 router = APIRouter(tags=["wall"])
