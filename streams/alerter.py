@@ -27,13 +27,13 @@ import orjson
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.errors import KafkaError
 
+from controlroom.alerts.rules import read_rule_docs
 from controlroom.catalog import Catalog
 from controlroom.kafka import StartEnd, ensure_topics, make_producer, system_topics
 from controlroom.logs import get_logger
 from controlroom.schema import AGG_TOPIC, ALERTS_TOPIC, CONTROL_TOPIC, DLQ_TOPIC, LATE_TOPIC, LIVE_TOPIC
 from controlroom.settings import Settings
 from streams.alerting import AlertingCore
-from streams.rules import read_rule_docs
 
 log = get_logger("alerter")
 
