@@ -23,16 +23,16 @@ from pydantic import BaseModel, Field
 from api import alerts_sql
 from api.auth import require, security_of
 from api.ingest import kafka_producer
+from controlroom.alerts.rules import RuleError, effective_rule_docs, parse_rule, read_rule_docs
+from controlroom.alerts.signing import subscription_secret
+from controlroom.alerts.silences import SILENCE_FIELDS, matcher_field_error
+from controlroom.alerts.subscriptions import new_subscription_id, parse_subscription, subscription_to_doc
 from controlroom.catalog import NATIONAL
 from controlroom.errors import ControlRoomError
 from controlroom.kafka import ensure_topics
 from controlroom.schema import CONTROL_TOPIC, SEVERITIES, control_message
 from controlroom.schema import now_ms as _now_ms
 from controlroom.security import Principal
-from notify.signing import subscription_secret
-from notify.subscriptions import new_subscription_id, parse_subscription, subscription_to_doc
-from streams.lifecycle import SILENCE_FIELDS
-from streams.rules import RuleError, effective_rule_docs, parse_rule, read_rule_docs
 
 router = APIRouter(tags=["alerts"])
 
@@ -211,9 +211,8 @@ async def list_silences(request: Request, _: Annotated[Principal, Depends(requir
 async def create_silence(request: Request, who: Annotated[Principal, Depends(require("operator"))],
                          body: SilenceRequest) -> dict[str, Any]:
     for name in body.matchers:
-        if name not in SILENCE_FIELDS and not (name.startswith("dims.") and len(name) > 5):
-            raise _unprocessable(f"matchers.{name}", f"unknown field (allowed: {', '.join(SILENCE_FIELDS)}, "
-                                                     "dims.<name>)")
+        if (error := matcher_field_error(name)) is not None:
+            raise _unprocessable(f"matchers.{name}", error)
     if body.matchers.get("severity", "info") not in SEVERITIES:
         raise _unprocessable("matchers.severity", f"must be one of {', '.join(SEVERITIES)}")
     starts = body.starts_at if body.starts_at is not None else _now_ms()

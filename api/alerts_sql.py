@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from api.series_sql import Params
-from sinks.warehouse import check_identifier
+from controlroom.warehouse import check_identifier
 
 _ALERT_COLUMNS = (
     "alert_id, seq, fingerprint, rule_id, rule_version, rule_type, severity, event, state, feed, province, dims, "

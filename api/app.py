@@ -34,8 +34,8 @@ from controlroom.schema import ms_to_iso, now_ms
 from controlroom.security import TokenBucket, load_agencies
 from controlroom.settings import Settings
 from controlroom.supervisor import supervisor_health
+from controlroom.warehouse import Warehouse, open_warehouse
 from sinks.migrate import migrate
-from sinks.warehouse import Warehouse, open_warehouse
 from sinks.writer import SinkWriter
 
 log = get_logger("api")

@@ -15,7 +15,7 @@ LOCAL_ADMIN = "local admin (make up)"
 
 
 def _open(settings: Settings):  # type: ignore[no-untyped-def]
-    from sinks.warehouse import open_exclusive
+    from controlroom.warehouse import open_exclusive
 
     return open_exclusive(settings, "manage keys through POST/GET/DELETE /admin/keys with the admin key it printed")
 

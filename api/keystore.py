@@ -16,7 +16,7 @@ import pyarrow as pa
 
 from controlroom.schema import now_ms
 from controlroom.security import ROLES, NewKey, Principal, Role, new_key, parse_token, secret_matches
-from sinks.warehouse import Warehouse
+from controlroom.warehouse import Warehouse
 
 CACHE_TTL_S = 1.0
 KEY_COLUMNS = ("key_id", "name", "role", "agency", "provinces", "created_at", "created_by", "revoked_at")

@@ -1,6 +1,6 @@
 """Pure assembly of /overview from the latest reading of each series (one row per series).
 
-A series is reporting when its last reading is within STALE_CADENCES × its feed's cadence of now;
+A series is reporting when its last reading is within STALE_CADENCES (controlroom.catalog) × its feed's cadence of now;
 every other expected series (catalog.iter_series) is silent, including one never seen. Reporting and
 silent counts cover expected series only, so reporting + silent = expected everywhere; series the
 catalog does not list (e.g. a reading with partial dims) are counted apart as `series_unexpected`,
@@ -20,12 +20,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from api.series_sql import overview_series_sql, quality_counts_sql
-from controlroom.catalog import Catalog, Feed
+from controlroom.catalog import ON_TIME_DIM, ON_TIME_FEED, STALE_CADENCES, Catalog, Feed
 from controlroom.schema import dims_key, ms_to_iso
 
-STALE_CADENCES = 3
 RECENT_MS = 300_000  # the "last 5 minutes" figures
-ON_TIME_FEED, ON_TIME_DIM = "dvc_dossiers_resolved", "on_time=true"
 
 
 def lookback_ms(catalog: Catalog) -> int:

@@ -69,7 +69,7 @@ class AnalystQueries:
             self._explain_dsn = f"{path}?readonly=1&database={self.database}"
             self._server = None
         else:
-            from sinks.warehouse import ServerWarehouse
+            from controlroom.warehouse import ServerWarehouse
 
             self._server = ServerWarehouse(url, self.database)
             self._limits = limits

@@ -14,7 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from sinks.warehouse import check_identifier
+from controlroom.warehouse import check_identifier
 
 Params = dict[str, Any]
 Source = Literal["raw", "agg"]

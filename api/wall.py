@@ -15,21 +15,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from api.series_sql import SeriesQuery
-from controlroom.catalog import Catalog
+from controlroom.catalog import HEADLINE_FEEDS, Catalog
 from controlroom.schema import ms_to_iso
 
 SEVERITY_ORDER = ("info", "warning", "critical")
-# The headline feed of each category tile: a counter shows its sum over the last 5 minutes, a gauge its
-# latest value (both exactly as /overview reports them, `last_5m.sum` and `latest_value`).
-HEADLINE_FEEDS = {
-    "daily_news": "press_mentions",
-    "focal_issues": "hotline_calls",
-    "international_indices": "vn_index",
-    "socio_economic": "business_registrations",
-    "regional_local": "citizen_feedback",
-    "public_services": "dvc_dossiers_received",
-    "direction_operations": "gov_tasks",
-}
 TREND_MINUTES = 15  # closed 1-minute windows drawn as a sparkline under each tile
 TREND_HALF = 5  # trend arrow: the last 5 closed minutes against the 5 before them
 ALERTS_SHOWN = 50  # rows of the alerts table carried by a snapshot (the map uses every firing alert)

@@ -33,11 +33,11 @@ from api.auth import require
 from api.overview_cache import overview_cache
 from api.series_sql import series_sql
 from api.sse import sse_frame, sse_response
-from api.wall import ALERTS_READ, HEADLINE_FEEDS, build_wall, trend_query
-from controlroom.catalog import Catalog
+from api.wall import ALERTS_READ, build_wall, trend_query
+from controlroom.catalog import HEADLINE_FEEDS, Catalog
 from controlroom.logs import get_logger
 from controlroom.security import Principal
-from sinks.warehouse import Warehouse
+from controlroom.warehouse import Warehouse
 
 log = get_logger("wall")
 router = APIRouter(tags=["wall"])

@@ -177,8 +177,8 @@ def load_generator(url: str, key: str, path: str, requests: int) -> dict[str, fl
 
 def bench_api(n_rows: int = 10_000_000) -> dict[str, Any]:
     from api.keystore import KeyStore
+    from controlroom.warehouse import open_warehouse
     from sinks.migrate import migrate
-    from sinks.warehouse import open_warehouse
 
     started = time.time()
     catalog = default_catalog()

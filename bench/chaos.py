@@ -588,7 +588,7 @@ class Scenario:
     # -- the warehouse --
 
     def fetch(self, settings: Settings) -> dict[str, Any]:
-        from sinks.warehouse import open_warehouse
+        from controlroom.warehouse import open_warehouse
 
         wh = open_warehouse(settings)
         try:

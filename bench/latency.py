@@ -163,7 +163,7 @@ def _spawn(cmd: str, env: dict[str, str], log_path: Path) -> subprocess.Popen[by
 
 
 def storage_latency(clickhouse_url: str, since_ms: int) -> dict[str, float]:
-    from sinks.warehouse import open_warehouse
+    from controlroom.warehouse import open_warehouse
 
     wh = open_warehouse(Settings(clickhouse_url=clickhouse_url))  # type: ignore[arg-type]
     try:

@@ -226,9 +226,9 @@ def bench_streams(msgs: list[Message]) -> dict[str, object]:
 
 
 def bench_sink(msgs: list[Message]) -> dict[str, object]:
+    from controlroom.warehouse import open_warehouse
     from sinks.migrate import migrate
     from sinks.rows import Record
-    from sinks.warehouse import open_warehouse
     from sinks.writer import SinkWriter
 
     tune_gc()  # as the sink's own process does (controlroom sink / api)

@@ -18,6 +18,22 @@ from controlroom.errors import CatalogError
 NATIONAL = "00"  # province code of national feeds; never a province
 TOPIC_PREFIX = "feeds."  # a feed's readings travel on topic feeds.<feed id>
 
+# Definitions shared by /overview, the live wall and the Grafana boards.
+STALE_CADENCES = 3  # a series is reporting while its last reading is within 3 × its feed's cadence of now
+# The public-service on-time rate: dossiers resolved with this dimension among all dossiers resolved.
+ON_TIME_FEED, ON_TIME_DIM = "dvc_dossiers_resolved", "on_time=true"
+# The headline feed of each category tile: a counter shows its sum over the last 5 minutes, a gauge its
+# latest value (both exactly as /overview reports them, `last_5m.sum` and `latest_value`).
+HEADLINE_FEEDS = {
+    "daily_news": "press_mentions",
+    "focal_issues": "hotline_calls",
+    "international_indices": "vn_index",
+    "socio_economic": "business_registrations",
+    "regional_local": "citizen_feedback",
+    "public_services": "dvc_dossiers_received",
+    "direction_operations": "gov_tasks",
+}
+
 
 @dataclass(frozen=True, slots=True)
 class Category:

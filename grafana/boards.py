@@ -17,10 +17,17 @@ from grafana_foundation_sdk.builders import dashboard as dash_b
 from grafana_foundation_sdk.cog import builder as cogbuilder
 from grafana_foundation_sdk.models import dashboard as dash
 
-from api.overview import ON_TIME_DIM, ON_TIME_FEED, STALE_CADENCES
-from api.wall import HEADLINE_FEEDS
 from controlroom.board_uids import EXPLORER_UID, PIPELINE_UID, WALL_UID
-from controlroom.catalog import NATIONAL, Catalog, Category, Feed
+from controlroom.catalog import (
+    HEADLINE_FEEDS,
+    NATIONAL,
+    ON_TIME_DIM,
+    ON_TIME_FEED,
+    STALE_CADENCES,
+    Catalog,
+    Category,
+    Feed,
+)
 from grafana import panels as P
 from grafana.panels import Pos, Q
 

@@ -16,12 +16,12 @@ from typing import Any, Protocol
 
 import httpx
 
+from controlroom.alerts.signing import SIGNATURE_HEADER, sign, subscription_secret
+from controlroom.alerts.subscriptions import Subscription
 from controlroom.catalog import Catalog
 from controlroom.settings import Settings
 from notify.formats import EVENT_HEADER, IDEMPOTENCY_HEADER, build_email, event_key, webhook_body
 from notify.policy import Outcome, http_outcome
-from notify.signing import SIGNATURE_HEADER, sign, subscription_secret
-from notify.subscriptions import Subscription
 
 USER_AGENT = "controlroom-notifier/1"
 

@@ -15,9 +15,9 @@ from zoneinfo import ZoneInfo
 
 import orjson
 
+from controlroom.alerts.subscriptions import Subscription
 from controlroom.catalog import NATIONAL, Catalog
 from controlroom.schema import ms_to_iso
-from notify.subscriptions import Subscription
 
 VN_TZ = ZoneInfo("Asia/Ho_Chi_Minh")
 AM_ZERO_TIME = "0001-01-01T00:00:00Z"  # Alertmanager's "no end yet"

@@ -9,7 +9,7 @@ How it runs
    followed for as long as the service runs (a subscription added later applies to later events; keys
    finished by another notifier of the group are learnt too).
 2. Consumes `alerts` in its own consumer group (NOTIFY_GROUP_ID), in batches. For each event, the
-   subscriptions it concerns (notify.subscriptions.matches) each get one delivery, idempotency key
+   subscriptions it concerns (controlroom.alerts.subscriptions.matches) each get one delivery, idempotency key
    ``<alert_id>:<seq>:<subscription_id>``; a key already finished is skipped. Deliveries to different
    subscriptions run concurrently (at most NOTIFY_CONCURRENCY requests in flight, each bounded by
    NOTIFY_TIMEOUT_S); one subscription's deliveries go out in event order.
@@ -51,6 +51,7 @@ import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.errors import KafkaError
 
+from controlroom.alerts.subscriptions import Subscription, SubscriptionError, parse_subscription, recipients
 from controlroom.catalog import Catalog
 from controlroom.errors import ConfigError, ControlRoomError, StartupError
 from controlroom.kafka import FETCH_MAX_WAIT_MS, StartEnd, ensure_topics, make_consumer, make_producer, polls
@@ -60,7 +61,6 @@ from controlroom.settings import Settings
 from notify.channels import Channel, EmailChannel, WebhookChannel
 from notify.formats import event_key
 from notify.policy import FINAL_STATUSES, backoff_s, delivery_record, redact_target, status_after
-from notify.subscriptions import Subscription, SubscriptionError, parse_subscription, recipients
 
 log = get_logger("notifier")
 

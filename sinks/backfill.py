@@ -12,8 +12,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from controlroom.errors import ConfigError
+from controlroom.warehouse import Warehouse, check_identifier
 from sinks.recompute import backfill_count_sql, backfill_sql
-from sinks.warehouse import Warehouse, check_identifier
 
 DAY_MS = 86_400_000
 

@@ -15,8 +15,8 @@ from controlroom.settings import Settings
 
 
 def run_migrate(settings: Settings) -> int:
+    from controlroom.warehouse import open_warehouse
     from sinks.migrate import migrate
-    from sinks.warehouse import open_warehouse
 
     wh = open_warehouse(settings)
     try:
@@ -28,8 +28,8 @@ def run_migrate(settings: Settings) -> int:
 
 
 def run_sink(settings: Settings) -> int:
+    from controlroom.warehouse import open_warehouse
     from sinks.migrate import migrate
-    from sinks.warehouse import open_warehouse
     from sinks.writer import SinkWriter
 
     if settings.is_embedded_clickhouse:
@@ -49,8 +49,8 @@ def run_sink(settings: Settings) -> int:
 def run_backfill(settings: Settings, args: argparse.Namespace) -> int:
     """Recompute agg_1m (and its rollups) for [--from, --to) from the stored readings. With a running API that
     owns the embedded warehouse (make up), the API does it: POST /admin/backfill with an admin key."""
+    from controlroom.warehouse import open_exclusive
     from sinks.backfill import BackfillResult, backfill, chunks, parse_instant
-    from sinks.warehouse import open_exclusive
 
     lo, hi = parse_instant(args.from_, "--from"), parse_instant(args.to, "--to")
     chunks(lo, hi, settings.window_s)  # checks the range before anything runs

@@ -14,7 +14,7 @@ import pyarrow as pa
 
 from controlroom.catalog import Catalog
 from controlroom.logs import get_logger
-from sinks.warehouse import Warehouse, check_identifier
+from controlroom.warehouse import Warehouse, check_identifier
 
 log = get_logger("migrate")
 

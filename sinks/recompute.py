@@ -18,7 +18,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
-from sinks.warehouse import check_identifier, literal
+from controlroom.warehouse import check_identifier, literal
 
 
 @dataclass(frozen=True, slots=True)

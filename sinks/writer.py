@@ -23,10 +23,10 @@ from controlroom.errors import WarehouseError
 from controlroom.kafka import all_topics, ensure_topics, make_consumer, polls
 from controlroom.logs import get_logger
 from controlroom.settings import Settings
+from controlroom.warehouse import Warehouse
 from sinks import recompute, rows
 from sinks.recompute import Trigger
 from sinks.rows import Record
-from sinks.warehouse import Warehouse
 
 log = get_logger("sink")
 

@@ -26,6 +26,7 @@ from typing import Any
 import orjson
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
+from controlroom.alerts.rules import read_rule_docs
 from controlroom.catalog import Catalog
 from controlroom.kafka import (
     FETCH_MAX_WAIT_MS,
@@ -40,7 +41,6 @@ from controlroom.logs import get_logger
 from controlroom.schema import AGG_TOPIC, ALERTS_TOPIC, CONTROL_TOPIC, DLQ_TOPIC, LATE_TOPIC, LIVE_TOPIC, now_ms
 from controlroom.settings import Settings
 from streams.alerting_core import AlertingCore
-from streams.rules import read_rule_docs
 
 log = get_logger("alerter")
 

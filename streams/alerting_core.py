@@ -20,13 +20,13 @@ from urllib.parse import urlencode
 
 import orjson
 
+from controlroom.alerts.rules import RuleError, effective_rule_docs, parse_rule
 from controlroom.board_uids import EXPLORER_UID  # the Grafana board an alert links to
 from controlroom.catalog import Catalog
 from controlroom.logs import get_logger
 from controlroom.schema import dims_key, feed_of_dead_letter
 from streams.evaluate import Condition, RuleEngine
 from streams.lifecycle import AlertBook, LifecycleError
-from streams.rules import RuleError, effective_rule_docs, parse_rule
 
 log = get_logger("alerter")
 

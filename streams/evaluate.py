@@ -28,9 +28,9 @@ from typing import Any
 
 import orjson
 
+from controlroom.alerts.rules import ANY_FEED, TEMPLATE_FIELDS, Rule
 from controlroom.catalog import NATIONAL, Catalog
 from controlroom.schema import dims_key, fingerprint, series_key
-from streams.rules import ANY_FEED, TEMPLATE_FIELDS, Rule
 
 HOUR_MS = 3_600_000
 PLAN_COVERAGE_SLACK_MS = 3_600_000  # a plan sum must start within the year's first hour to be judged

@@ -32,12 +32,12 @@ from typing import Any
 
 import orjson
 
+from controlroom.alerts.silences import Silence, matcher_field_error
 from controlroom.errors import ControlRoomError
 from controlroom.schema import SEVERITIES, alert_message
 from streams.evaluate import Condition
 
 SNAPSHOT_VERSION = 1
-SILENCE_FIELDS = ("fingerprint", "rule_id", "rule_type", "feed", "province", "severity")  # and dims.<name>
 
 
 class LifecycleError(ControlRoomError):
@@ -72,23 +72,6 @@ class AlertState:
     escalated: bool = False
     notified_at_ms: int | None = None  # last unsilenced firing/repeat/escalated event of this episode
     link: str = ""
-
-
-@dataclass(frozen=True, slots=True)
-class Silence:
-    id: str
-    matchers: dict[str, str]
-    starts_ms: int
-    ends_ms: int
-
-    def covers(self, a: AlertState, now_ms: int) -> bool:
-        if not self.starts_ms <= now_ms < self.ends_ms:
-            return False
-        for name, want in self.matchers.items():
-            have = a.dims.get(name[5:]) if name.startswith("dims.") else getattr(a, name)
-            if have != want:
-                return False
-        return True
 
 
 def _sev_rank(severity: str) -> int:
@@ -205,9 +188,8 @@ class AlertBook:
         if not matchers:
             raise LifecycleError("matchers: at least one matcher is required (a silence of everything is a mistake)")
         for name, value in matchers.items():
-            if name not in SILENCE_FIELDS and not (name.startswith("dims.") and len(name) > 5):
-                raise LifecycleError(f"matchers.{name}: unknown field "
-                                     f"(allowed: {', '.join(SILENCE_FIELDS)}, dims.<name>)")
+            if (error := matcher_field_error(name)) is not None:
+                raise LifecycleError(f"matchers.{name}: {error}")
             if not isinstance(value, str):
                 raise LifecycleError(f"matchers.{name}: must be a string")
         if ends_ms <= starts_ms:

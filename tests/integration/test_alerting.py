@@ -22,9 +22,9 @@ import pytest
 from confluent_kafka import Producer
 from fastapi.testclient import TestClient
 
+from controlroom.alerts.signing import verify_signature
 from controlroom.broker import start_tansu
 from controlroom.settings import Settings
-from notify.signing import verify_signature
 from tests.conftest import free_port, register_secret
 from tests.integration.api_client import Keys, api_client
 from tests.integration.pipeline import ROOT, reading, settings_env

@@ -16,7 +16,7 @@ import pytest
 from aiokafka import AIOKafkaProducer
 
 from controlroom.schema import dims_key
-from sinks.warehouse import Warehouse, literal
+from controlroom.warehouse import Warehouse, literal
 from tests.integration.api_client import api_client
 from tests.integration.pipeline import wait_for
 

@@ -7,9 +7,9 @@ import sys
 
 import orjson
 
+from controlroom.warehouse import Warehouse, open_warehouse
 from sinks.backfill import backfill
 from sinks.migrate import migrate
-from sinks.warehouse import Warehouse, open_warehouse
 from tests.integration.api_client import api_client
 from tests.integration.pipeline import ROOT, settings_env
 from tests.integration.test_api import insert_readings

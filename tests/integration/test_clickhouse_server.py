@@ -17,9 +17,9 @@ import pytest
 
 from controlroom.catalog import Catalog
 from controlroom.errors import WarehouseError
+from controlroom.warehouse import ServerWarehouse, Warehouse, open_warehouse
 from sinks.migrate import migrate
 from sinks.rows import Record, convert, dedup_token
-from sinks.warehouse import ServerWarehouse, Warehouse, open_warehouse
 
 pytestmark = pytest.mark.integration
 

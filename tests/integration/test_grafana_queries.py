@@ -17,11 +17,11 @@ import pytest
 
 from api.overview import read_overview
 from controlroom.catalog import Catalog
+from controlroom.warehouse import ChdbWarehouse
 from grafana.generate import DASHBOARDS
 from grafana.macros import ALL, QueryContext, Variable, expand
 from sinks.migrate import migrate
 from sinks.rows import AGG, ALERT_EVENTS, DEAD, DELIVERIES, LATE, READINGS, SCHEMAS
-from sinks.warehouse import ChdbWarehouse
 
 pytestmark = pytest.mark.integration
 

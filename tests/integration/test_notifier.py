@@ -24,13 +24,13 @@ import pytest
 from aiokafka import AIOKafkaConsumer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
+from controlroom.alerts.signing import subscription_secret, verify_signature
 from controlroom.catalog import default_catalog
 from controlroom.errors import StartupError
 from controlroom.kafka import ensure_topics, make_producer
 from controlroom.schema import ALERTS_TOPIC, CONTROL_TOPIC, DELIVERIES_TOPIC, alert_message, control_message
 from controlroom.settings import Settings
 from notify.service import Notifier
-from notify.signing import subscription_secret, verify_signature
 from tests.conftest import leaked_secrets, register_secret
 from tests.integration.pipeline import ROOT, settings_env
 from tests.integration.receivers import http_receiver, smtp_server

@@ -14,9 +14,9 @@ from api.overview import RECENT_MS, lookback_ms
 from api.series_sql import overview_series_sql
 from controlroom.catalog import default_catalog
 from controlroom.settings import Settings
+from controlroom.warehouse import Warehouse, open_warehouse
 from sinks.migrate import migrate, migration_files, render, split_statements
 from sinks.rows import Record
-from sinks.warehouse import Warehouse, open_warehouse
 from sinks.writer import SinkWriter
 
 pytestmark = pytest.mark.integration

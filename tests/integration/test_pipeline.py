@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 from aiokafka import AIOKafkaProducer
 
+from controlroom.warehouse import open_warehouse
 from sinks.migrate import migrate
-from sinks.warehouse import open_warehouse
 from sinks.writer import SinkWriter
 from tests.integration.pipeline import reading, start_worker, wait_for
 

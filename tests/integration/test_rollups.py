@@ -13,9 +13,9 @@ import pyarrow as pa
 import pytest
 
 from controlroom.catalog import Catalog
+from controlroom.warehouse import ChdbWarehouse
 from sinks.migrate import migrate
 from sinks.rows import AGG, SCHEMAS
-from sinks.warehouse import ChdbWarehouse
 
 pytestmark = pytest.mark.integration
 

@@ -18,9 +18,9 @@ from controlroom.catalog import Catalog
 from controlroom.kafka import all_topics, ensure_topics
 from controlroom.schema import OUT_OF_RANGE, Reading, Rejection, dead_letter, late_message, window_message
 from controlroom.settings import Settings
+from controlroom.warehouse import Warehouse, open_warehouse
 from sinks.migrate import migrate, migration_files
 from sinks.rows import Record
-from sinks.warehouse import Warehouse, open_warehouse
 from sinks.writer import SinkWriter
 from tests.integration.pipeline import reading, wait_for
 
@@ -401,7 +401,7 @@ async def test_insert_failure_keeps_batch_and_offsets_until_it_succeeds(
 def test_a_failed_query_does_not_spoil_the_next(make_settings) -> None:  # type: ignore[no-untyped-def]
     """chDB hands a failed query's partial output to the next query on the session; the warehouse drains it."""
     from controlroom.errors import WarehouseError
-    from sinks.warehouse import open_warehouse
+    from controlroom.warehouse import open_warehouse
 
     wh = open_warehouse(make_settings())
     try:

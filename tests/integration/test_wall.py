@@ -29,10 +29,10 @@ import uvicorn
 from playwright.sync_api import ConsoleMessage, Page, Request, Response, sync_playwright
 
 from api.app import create_app
-from api.wall import HEADLINE_FEEDS, TREND_MINUTES
+from api.wall import TREND_MINUTES
 from api.wall_stream import WallHub
 from controlroom.broker import free_port
-from controlroom.catalog import Catalog
+from controlroom.catalog import HEADLINE_FEEDS, Catalog
 from controlroom.schema import ALERTS_TOPIC, alert_message, fingerprint, window_message
 from producers.simulator import Simulator
 from sinks.rows import Record

@@ -9,11 +9,11 @@ from urllib.parse import parse_qsl, urlsplit
 
 import orjson
 
+from controlroom.alerts.rules import effective_rule_docs, read_rule_docs
 from controlroom.catalog import default_catalog
 from controlroom.schema import control_message, window_message
 from streams.alerting_core import AlertingCore, alert_id_of
 from streams.live import LiveThrottle
-from streams.rules import effective_rule_docs, read_rule_docs
 from streams.windows import ClosedWindow, WindowAgg
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -8,11 +8,11 @@ from typing import Any
 
 import pytest
 
+from controlroom.alerts.rules import Rule, parse_rules
 from controlroom.catalog import default_catalog
 from controlroom.schema import ALERT_EVENTS, alert_message, fingerprint
 from streams.evaluate import Condition
 from streams.lifecycle import AlertBook, LifecycleError
-from streams.rules import Rule, parse_rules
 
 T0 = 1_767_225_600_000
 S = 1000

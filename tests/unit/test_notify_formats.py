@@ -9,6 +9,8 @@ from typing import Any
 import orjson
 import pytest
 
+from controlroom.alerts.signing import sign, subscription_secret, verify_signature
+from controlroom.alerts.subscriptions import parse_subscription
 from controlroom.catalog import Catalog
 from controlroom.schema import alert_message, fingerprint
 from notify.formats import (
@@ -31,8 +33,6 @@ from notify.policy import (
     schedule,
     status_after,
 )
-from notify.signing import sign, subscription_secret, verify_signature
-from notify.subscriptions import parse_subscription
 
 T = 1_795_687_200_000  # 2026-11-26T10:00:00Z = 17:00 in Hà Nội
 

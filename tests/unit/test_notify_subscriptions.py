@@ -6,9 +6,7 @@ from typing import Any
 
 import pytest
 
-from controlroom.catalog import Catalog
-from controlroom.schema import alert_message, fingerprint
-from notify.subscriptions import (
+from controlroom.alerts.subscriptions import (
     Filters,
     Subscription,
     SubscriptionError,
@@ -18,6 +16,8 @@ from notify.subscriptions import (
     recipients,
     subscription_to_doc,
 )
+from controlroom.catalog import Catalog
+from controlroom.schema import alert_message, fingerprint
 
 
 def webhook(**over: Any) -> dict[str, Any]:

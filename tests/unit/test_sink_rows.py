@@ -18,11 +18,11 @@ from controlroom.schema import (
     late_message,
     window_message,
 )
+from controlroom.warehouse import chdb_path, check_identifier, literal, param_text, qualify, quote_string
 from sinks import rows
 from sinks.migrate import migration_files, reference_tables, render, split_statements
 from sinks.recompute import Trigger
 from sinks.rows import Record
-from sinks.warehouse import chdb_path, check_identifier, literal, param_text, qualify, quote_string
 
 T0 = 1_767_225_600_000  # 2026-01-01T00:00:00Z
 FUTURE_MS = 300_000

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from api.overview import SeriesLatest, build_overview, feed_status, on_time_rate
 from api.wall import (
-    HEADLINE_FEEDS,
     MAP_H,
     MAP_W,
     TrendPoint,
@@ -15,7 +14,7 @@ from api.wall import (
     trend_query,
     worst,
 )
-from controlroom.catalog import Catalog
+from controlroom.catalog import HEADLINE_FEEDS, Catalog
 
 NOW = 1_767_225_600_000 + 42_000  # 2026-01-01T00:00:42Z
 
