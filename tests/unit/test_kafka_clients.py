@@ -64,9 +64,9 @@ def test_default_fetch_wait_is_aiokafkas_own() -> None:
 
 
 def test_faust_worker_shortens_its_fetch_wait_to_the_same_value() -> None:
-    from streams import app
+    from streams import faust_patches
 
-    assert app.FETCH_MAX_WAIT_MS is kafka.FETCH_MAX_WAIT_MS
+    assert faust_patches.FETCH_MAX_WAIT_MS is kafka.FETCH_MAX_WAIT_MS
 
 
 class StubConsumer:
