@@ -285,11 +285,8 @@ class RuleEngine:
                    dkey: str, at: int) -> Condition | None:
         p = rule.params_for(province, dkey)
         ws = int(point["window_start"] if "window_start" in point else point["window_start_ms"])
-        newest: dict[str, int] = self._st(rule)
-        skey = series_key(feed, province, dkey)
-        if ws < newest.get(skey, ws):
-            return None  # a window closing after the next one was judged live: its verdict is stale
-        newest[skey] = ws
+        if self._stale_window(self._st(rule), series_key(feed, province, dkey), point, ws):
+            return None
         x = metric_value(point, p["metric"])
         levels: list[dict[str, Any]] = p["levels"]
         above = levels[0]["op"] == "above"
@@ -307,6 +304,36 @@ class RuleEngine:
                "op": ">" if above else "<", "value": x}
         return self._emit(rule, feed, province, dims, worst is not None, x, ev, at,
                           worst["severity"] if worst else rule.severity, ctx)
+
+    def _stale_window(self, newest: dict[str, Any], skey: str, point: Mapping[str, Any], ws: int) -> bool:
+        """Whether a threshold input says less than what was already judged for its series, so judging it
+        would turn back a verdict on old news. Two ways:
+        - an older window than the newest judged (e.g. a window closing after the next one was judged live);
+        - the newest window, but an earlier state of the same partial (same source topic-partition) than
+          one already judged: its `max_offset` (else `last_ts`) went back. A restarted worker does that: it
+          restores the open window from its changelog, which may predate readings it had already published
+          live, and republishes the window as it re-reads them; and agg.live may repeat or reorder.
+        Partials of the same window from other source partitions (legacy province codes) are not stale.
+        State per series: [newest window start, {"topic:partition": [max_offset, last_ts]}]."""
+        entry = newest.get(skey)
+        if isinstance(entry, int):  # a snapshot from before partial progress was kept: the window only
+            entry = newest[skey] = [entry, {}]
+        if entry is not None and ws < entry[0]:
+            return True
+        if entry is None or ws > entry[0]:
+            entry = newest[skey] = [ws, {}]
+        we = int(point.get("window_end") or ws + self.window_ms)
+        offset = point.get("max_offset")
+        progress = [int(offset) if offset is not None else -1, int(point.get("last_ts") or we)]
+        part = f"{point.get('source_topic') or ''}:{point.get('source_partition', '')}"
+        seen = entry[1].get(part)
+        if seen is not None:
+            # offsets order the states of one partial (both grow as it fills); without offsets, event time
+            behind = progress[0] < seen[0] if progress[0] >= 0 and seen[0] >= 0 else progress[1] < seen[1]
+            if behind:
+                return True
+        entry[1][part] = progress if seen is None else [max(progress[0], seen[0]), max(progress[1], seen[1])]
+        return False
 
     def _rate(self, rule: Rule, point: Mapping[str, Any], feed: str, province: str, dims: dict[str, str],
               dkey: str, ws: int, at: int) -> Condition | None:

@@ -149,3 +149,74 @@ def test_live_throttle_sends_first_touch_at_once_then_at_most_once_per_interval(
     t.offer(b"k", 0, w)
     t.forget(b"k")  # the window closed: agg.1m carries it
     assert t.take(T0 + 5000) == []
+
+
+def live(vmax: float, *, start: int = T0, last_ts: int, offset: int, partition: int = 7,
+         topic: str = "feeds.water_level") -> dict[str, Any]:
+    """An open window of water_level|52|station=s1 as a worker publishes it on agg.live."""
+    return window_message(feed="water_level", province="52", dims={"station": "s1"}, window_start_ms=start,
+                          window_s=60, count=5, total=vmax * 5, vmin=min(vmax, 150.0), vmax=vmax, last=150.0,
+                          last_ts_ms=last_ts, closed_ms=last_ts + 50, source_partition=partition,
+                          source_topic=topic, max_offset=offset)
+
+
+def brief(events: list[dict[str, Any]]) -> list[tuple[str, int]]:
+    return [(e["event"], e["seq"]) for e in events]
+
+
+def test_a_restarted_worker_republishing_an_older_state_of_the_window_opens_no_new_episode() -> None:
+    """Chaos seed 1015: the spike (window [b-60, b)) fired live; the worker was killed before its changelog
+    held the spike, restored the window without it and republished it as it re-read its backlog: first
+    without the spike (resolved), then with it and, in the same agg.live batch, the next window (fired and
+    resolved again in one message). An earlier state of a judged window is old news: one episode only."""
+    c = core({**WATER, "id": "chaos_level", "repeat_interval_s": None, "provinces": ["14", "33", "52"],
+              "dims": {"station": "s1"}, "params": {"metric": "max", "above": 600.0}})
+    events = c.on_live(live(820.0, last_ts=T0 + 55_000, offset=120))  # the spike, at once: fires
+    events += c.on_live(live(820.0, last_ts=T0 + 56_500, offset=131))  # the worker's last update before its kill
+    # restarted: the window restored from an older changelog, rebuilt as the backlog is re-read
+    events += c.on_live(live(250.0, last_ts=T0 + 53_900, offset=112))  # the spike not re-read yet
+    b_events = c.on_live(live(820.0, last_ts=T0 + 56_500, offset=131))  # with the spike again (a repeat)
+    # one agg.live message: the old window complete, then the first update of the next one
+    b_events += c.on_live(live(820.0, last_ts=T0 + 59_300, offset=140))
+    b_events += c.on_live(live(180.0, start=T0 + MIN, last_ts=T0 + MIN + 1_200, offset=143))
+    events += b_events
+    assert brief(events) == [("firing", 1), ("resolved", 2)]
+    assert events[1]["event_at"] == T0 + MIN + 1_200  # resolved by the next window
+    # the old window closes later: judged already (older than the newest), nothing again
+    closed = {**live(820.0, last_ts=T0 + 59_300, offset=140), "closed_ms": T0 + MIN + 10_000}
+    assert c.on_closed(closed) == []
+    # after the newest window too, an older state of it is stale; the same state again says nothing new
+    assert c.on_live(live(180.0, start=T0 + MIN, last_ts=T0 + MIN + 1_200, offset=143)) == []
+    assert c.on_live(live(700.0, start=T0 + MIN, last_ts=T0 + MIN + 900, offset=141)) == []
+    [again] = c.on_live(live(700.0, start=T0 + MIN, last_ts=T0 + MIN + 2_500, offset=150))  # a real new crossing
+    assert (again["event"], again["seq"]) == ("firing", 3)
+
+
+def test_an_older_state_without_offsets_is_told_by_its_last_reading_time() -> None:
+    c = core()
+    assert brief(c.on_live(window(600))) == [("firing", 1)]  # last_ts T0 + 1000
+    older = {**window(300), "last_ts": T0 + 500}
+    assert c.on_live(older) == []  # the same window as it stood before: not a resolve
+    assert c.on_live(window(600)) == []  # the same state again: still firing, nothing new
+    assert brief(c.on_live({**window(300), "last_ts": T0 + 1500})) == [("resolved", 2)]  # a later state: judged
+
+
+def test_partials_from_other_source_partitions_are_not_stale() -> None:
+    """A reading keyed by a legacy code (64 → 52) lands in another partition: its partial of the same window
+    has its own offsets, and an older last reading time than the other partial does not make it stale."""
+    c = core({**WATER, "repeat_interval_s": None, "params": {"metric": "max", "above": 600.0}})
+    assert c.on_live(live(300.0, last_ts=T0 + 40_000, offset=900, partition=7)) == []
+    [crossing] = c.on_live(live(950.0, last_ts=T0 + 20_000, offset=15, partition=3))
+    assert (crossing["event"], crossing["value"]) == ("firing", 950.0)
+    assert c.on_live(live(300.0, last_ts=T0 + 19_000, offset=14, partition=3)) == []  # that partial's older state
+
+
+def test_a_snapshot_holding_window_starts_only_still_guards_older_windows() -> None:
+    a = core()
+    a.on_live(window(600, start=T0 + MIN))
+    state = a.engine._state["wl"][1]
+    state.update({k: v[0] for k, v in state.items()})  # the shape before partial progress was kept
+    b = core()
+    b.restore(a.snapshot({}))
+    assert b.on_live(window(300)) == []  # an older window: stale
+    assert brief(b.on_live(window(300, start=T0 + 2 * MIN))) == [("resolved", 2)]  # a newer one: judged
