@@ -237,7 +237,7 @@ class SinkWriter:
 
     async def _recompute_waiting(self, consumer: AIOKafkaConsumer) -> None:
         """Nothing new to read, but windows wait for raw readings: another member (or our last commit) may
-        have stored them by now. Their offsets are committed with the next batch of their partitions."""
+        have stored them by now. Offsets held back behind the triggers written here are committed at once."""
         await self._learn_stored(consumer)
         try:
             await asyncio.to_thread(self.recompute, [])

@@ -28,7 +28,7 @@ What is not durable: the memory of recent event ids (duplicates). After a restar
 ids replayed since C, so an id re-sent before the crash and again after it can be counted twice in
 the worker's own windows (live values, alerts). Stored aggregates do not depend on it: the sink
 recomputes every closed or amended window from the stored raw readings (sinks/recompute.py).
-Windows close from a timer (`close_due`), driven by the watermark, never by the next event.
+Windows close from a timer (`due_windows`), driven by the watermark, never by the next event.
 A late reading whose window is younger than the amend horizon is reported as `amend`: the sink then
 recomputes that stored window; an older one is `too_late` (stored raw, counted, not aggregated).
 """
@@ -185,7 +185,7 @@ class WindowEngine:
         self.idle_ms = idle_ms
         self.amend_horizon_ms = amend_horizon_ms
         self.recent = recent or RecentIds()
-        self.last_seen_wall: dict[tuple[str, int], int] = {}  # not persisted: when a partition was last behind
+        self.behind_at_wall: dict[tuple[str, int], int] = {}  # not persisted: when a partition was last behind
 
     def partition_state(self, topic: str, partition: int) -> PartitionState:
         return PartitionState.decode(self.store.get(_pkey(topic, partition)))
@@ -261,7 +261,7 @@ class WindowEngine:
         # Partition state last: if we crash before it lands, replay is guarded by the window offsets.
         ps.last_wall_ms = wall_ms
         self._save_partition(topic, partition, ps)
-        self.last_seen_wall.pop((topic, partition), None)  # quiet time now counts from ps.last_wall_ms
+        self.behind_at_wall.pop((topic, partition), None)  # quiet time now counts from ps.last_wall_ms
         return result
 
     def advance_idle(self, wall_ms: int, caught_up: TopicPartitionCheck) -> None:
@@ -274,12 +274,12 @@ class WindowEngine:
             _, topic, part = key.decode().split("|")
             tp = (topic, int(part))
             if not caught_up(*tp):
-                self.last_seen_wall[tp] = wall_ms  # the quiet time counts from when it is caught up
+                self.behind_at_wall[tp] = wall_ms  # the quiet time counts from when it is caught up
                 continue
             ps = PartitionState.decode(self.store[key])
-            quiet_since = max(ps.last_wall_ms, self.last_seen_wall.get(tp, NO_TIME))
+            quiet_since = max(ps.last_wall_ms, self.behind_at_wall.get(tp, NO_TIME))
             if quiet_since == NO_TIME:
-                quiet_since = self.last_seen_wall[tp] = wall_ms
+                quiet_since = self.behind_at_wall[tp] = wall_ms
             idle = wall_ms - quiet_since
             if idle <= self.idle_ms or ps.max_event_ms == NO_TIME:
                 continue
