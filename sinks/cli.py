@@ -53,14 +53,14 @@ def run_backfill(settings: Settings, args: argparse.Namespace) -> int:
     from sinks.backfill import BackfillResult, backfill, chunks, parse_instant
 
     lo, hi = parse_instant(args.from_, "--from"), parse_instant(args.to, "--to")
-    chunks(lo, hi, settings.window_s)  # checks the range before anything runs
+    days = len(chunks(lo, hi, settings.window_s))  # checks the range before anything runs
     if args.api:
         return _backfill_through_api(settings, args)
     wh = open_exclusive(settings, "run `controlroom backfill --api` (it asks the API to do it)")
     try:
         from tqdm import tqdm
 
-        with tqdm(total=len(chunks(lo, hi, settings.window_s)), unit="day", desc="backfill") as bar:
+        with tqdm(total=days, unit="day", desc="backfill") as bar:
             def progress(done: int, total: int, so_far: BackfillResult) -> None:
                 bar.update(1)
                 bar.set_postfix(windows=so_far.windows, readings=so_far.readings)
