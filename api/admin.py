@@ -9,6 +9,7 @@ from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, Field
 
 from api.auth import require, security_of
+from api.state import api_state
 from controlroom.catalog import NATIONAL
 from controlroom.security import Principal
 
@@ -46,7 +47,7 @@ def _remote(request: Request) -> str:
 async def create_key(body: KeyRequest, request: Request,
                      admin: Annotated[Principal, Depends(require("admin"))]) -> NewKeyOut:
     sec = security_of(request)
-    catalog = request.app.state.api.catalog
+    catalog = api_state(request).catalog
     if body.role == "agency" and body.agency not in sec.agencies:
         raise HTTPException(422, [{"loc": ["body", "agency"], "msg": f"unknown agency {body.agency!r}",
                                    "type": "value_error"}])
@@ -113,7 +114,7 @@ async def backfill_range(body: BackfillRequest, request: Request,
     from controlroom.errors import ConfigError
     from sinks.backfill import backfill, chunks, parse_instant
 
-    state = request.app.state.api
+    state = api_state(request)
     try:
         lo, hi = parse_instant(body.from_, "from"), parse_instant(body.to, "to")
         chunks(lo, hi, state.settings.window_s)

@@ -10,7 +10,6 @@ Roles: viewers read; operators acknowledge and silence; admins change rules and 
 
 from __future__ import annotations
 
-import asyncio
 import secrets
 from typing import Annotated, Any, Literal
 
@@ -21,16 +20,15 @@ from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, Field
 
 from api import alerts_sql
-from api.auth import require, security_of
-from api.ingest import kafka_producer
+from api.auth import require
+from api.state import api_state
 from controlroom.alerts.rules import RuleError, effective_rule_docs, parse_rule, read_rule_docs
 from controlroom.alerts.signing import subscription_secret
 from controlroom.alerts.silences import SILENCE_FIELDS, matcher_field_error
 from controlroom.alerts.subscriptions import new_subscription_id, parse_subscription, subscription_to_doc
 from controlroom.catalog import NATIONAL
 from controlroom.errors import ControlRoomError
-from controlroom.kafka import ensure_topics
-from controlroom.schema import CONTROL_TOPIC, SEVERITIES, control_message
+from controlroom.schema import CONTROL_TOPIC, SEVERITIES, ControlCommand, control_message
 from controlroom.schema import now_ms as _now_ms
 from controlroom.security import Principal
 
@@ -59,12 +57,6 @@ def _remote(request: Request) -> str:
     return request.client.host if request.client else ""
 
 
-async def _query(request: Request, built: tuple[str, dict[str, Any]]) -> list[dict[str, Any]]:
-    state = request.app.state.api
-    sql, params = built
-    return await run_in_threadpool(state.warehouse.query, sql, params)
-
-
 _TS = pa.timestamp("ms", tz="UTC")
 _VERSIONED: dict[str, pa.Schema] = {  # the columns of the versioned tables in migration 0003
     "alert_rules": pa.schema([("rule_id", pa.string()), ("version", pa.uint32()), ("doc", pa.string()),
@@ -86,21 +78,13 @@ async def _insert(request: Request, table: str, row: dict[str, Any]) -> None:
         if f.type == pa.map_(pa.string(), pa.string()):
             v = list(v.items())
         cols[f.name] = pa.array([v], f.type)
-    wh = request.app.state.api.warehouse
+    wh = api_state(request).warehouse
     await run_in_threadpool(wh.insert_arrow, f"{wh.database}.{table}", pa.table(cols, schema=schema), None)
 
 
-_topic_ready = asyncio.Lock()
-
-
-async def _command(request: Request, kind: str, who: Principal, **payload: Any) -> dict[str, Any]:
+async def _command(request: Request, kind: str, who: Principal, **payload: Any) -> ControlCommand:
     """Publish a command on alerts.control and wait for the broker's ack."""
-    settings = request.app.state.api.settings
-    async with _topic_ready:
-        if not getattr(request.app.state, "control_topic_ready", False):
-            await ensure_topics(settings, [CONTROL_TOPIC])
-            request.app.state.control_topic_ready = True
-    producer = await kafka_producer(request.app, settings)
+    producer = await api_state(request).producer(CONTROL_TOPIC)
     msg = control_message(kind, by=who.name, at_ms=_now_ms(), **payload)
     await (await producer.send(CONTROL_TOPIC, orjson.dumps(msg), key=kind.encode()))
     return msg
@@ -108,7 +92,7 @@ async def _command(request: Request, kind: str, who: Principal, **payload: Any) 
 
 async def _audit(request: Request, who: Principal, action: str, target: str, before: Any = None,
                  after: Any = None) -> None:
-    await run_in_threadpool(security_of(request).audit.record, actor=who, action=action, target=target,
+    await run_in_threadpool(api_state(request).security.audit.record, actor=who, action=action, target=target,
                             before=before, after=after, remote=_remote(request))
 
 
@@ -134,29 +118,30 @@ async def list_alerts(
     province: Annotated[str | None, Query(max_length=8)] = None,
     limit: Annotated[int, Query(ge=1, le=5000)] = 500,
 ) -> list[dict[str, Any]]:
-    catalog = request.app.state.api.catalog
+    api = api_state(request)
+    catalog = api.catalog
     if feed is not None and feed not in catalog.feeds:
         raise HTTPException(422, [{"loc": ["query", "feed"], "msg": f"unknown feed {feed!r}", "type": "value_error"}])
     if province is not None and province not in catalog.provinces and province != NATIONAL:
         raise HTTPException(422, [{"loc": ["query", "province"], "msg": f"unknown province code {province!r}",
                                    "type": "value_error"}])
     states = {"active": ("pending", "firing"), "all": alerts_sql.STATES}.get(state, (state,))
-    rows = await _query(request, alerts_sql.alerts_sql(request.app.state.api.settings.clickhouse_database,
-                                                       states=states, severity=severity, feed=feed,
-                                                       province=province, limit=limit))
+    rows = await api.query(alerts_sql.alerts_sql(api.settings.clickhouse_database, states=states,
+                                                 severity=severity, feed=feed, province=province, limit=limit))
     return [_alert_out(r) for r in rows]
 
 
 @router.get("/alerts/{alert_id}", summary="One alert: current state, evidence, every event and delivery")
 async def get_alert(request: Request, _: Annotated[Principal, Depends(require("viewer"))],
                     alert_id: Annotated[str, ALERT_ID]) -> dict[str, Any]:
-    db = request.app.state.api.settings.clickhouse_database
-    rows = await _query(request, alerts_sql.alert_sql(db, alert_id))
+    state = api_state(request)
+    db = state.settings.clickhouse_database
+    rows = await state.query(alerts_sql.alert_sql(db, alert_id))
     if not rows:
         raise HTTPException(404, f"no alert {alert_id}")
     out = _alert_out(rows[0])
-    out["history"] = [_alert_out(r) for r in await _query(request, alerts_sql.history_sql(db, alert_id))]
-    out["deliveries"] = await _query(request, alerts_sql.deliveries_sql(db, alert_id))
+    out["history"] = [_alert_out(r) for r in await state.query(alerts_sql.history_sql(db, alert_id))]
+    out["deliveries"] = await state.query(alerts_sql.deliveries_sql(db, alert_id))
     return out
 
 
@@ -168,8 +153,9 @@ class AckRequest(BaseModel):
              summary="Acknowledge: stops repeats and escalation of this episode (applied by the alerter)")
 async def ack_alert(request: Request, who: Annotated[Principal, Depends(require("operator"))],
                     alert_id: Annotated[str, ALERT_ID], body: AckRequest) -> dict[str, Any]:
-    db = request.app.state.api.settings.clickhouse_database
-    rows = await _query(request, alerts_sql.alert_sql(db, alert_id))
+    state = api_state(request)
+    db = state.settings.clickhouse_database
+    rows = await state.query(alerts_sql.alert_sql(db, alert_id))
     if not rows:
         raise HTTPException(404, f"no alert {alert_id}")
     if rows[0]["state"] == "resolved":
@@ -196,8 +182,9 @@ def _silence_out(row: dict[str, Any]) -> dict[str, Any]:
 
 
 async def _silences(request: Request) -> list[dict[str, Any]]:
-    db = request.app.state.api.settings.clickhouse_database
-    rows = await _query(request, alerts_sql.latest_versions_sql(db, "silences", "silence_id"))
+    state = api_state(request)
+    db = state.settings.clickhouse_database
+    rows = await state.query(alerts_sql.latest_versions_sql(db, "silences", "silence_id"))
     return [r for r in rows if not r["deleted"]]
 
 
@@ -250,13 +237,13 @@ async def delete_silence(request: Request, who: Annotated[Principal, Depends(req
 
 async def _rule_state(request: Request) -> tuple[list[dict[str, Any]], dict[str, dict[str, Any]]]:
     """(the rules file's docs, {rule id: {"version", "doc" | None}} as changed through the API)."""
-    state = request.app.state.api
-    base: list[dict[str, Any]] | None = getattr(request.app.state, "base_rule_docs", None)
+    state = api_state(request)
+    base = state.base_rule_docs
     if base is None:
         base = await run_in_threadpool(read_rule_docs, state.settings.alert_rules_file, state.catalog)
-        request.app.state.base_rule_docs = base
-    rows = await _query(request, alerts_sql.latest_versions_sql(state.settings.clickhouse_database, "alert_rules",
-                                                                "rule_id"))
+        state.base_rule_docs = base
+    rows = await state.query(alerts_sql.latest_versions_sql(state.settings.clickhouse_database, "alert_rules",
+                                                            "rule_id"))
     stored = {r["rule_id"]: {"version": int(r["version"]), "doc": None if r["deleted"] else orjson.loads(r["doc"])}
               for r in rows}
     return base, stored
@@ -298,7 +285,7 @@ async def _put_rule(request: Request, who: Annotated[Principal, Any], doc: dict[
         raise HTTPException(404, f"no rule {rule_id!r}")
     doc = {**doc, "version": _next_version(rule_id, base, stored)}  # the server numbers versions
     try:
-        parse_rule(doc, "rule", request.app.state.api.catalog)
+        parse_rule(doc, "rule", api_state(request).catalog)
     except RuleError as exc:
         raise _rule_error(exc, "rule") from exc
     await _insert(request, "alert_rules", {"rule_id": rule_id, "version": doc["version"],
@@ -345,13 +332,14 @@ async def delete_rule(request: Request, who: Annotated[Principal, Depends(requir
 # --- subscriptions ----------------------------------------------------------------------------------------
 
 def _signing_key(request: Request) -> str | None:
-    key = request.app.state.api.settings.notify_signing_key
+    key = api_state(request).settings.notify_signing_key
     return None if key is None else str(key.get_secret_value())
 
 
 async def _subscriptions(request: Request) -> list[dict[str, Any]]:
-    db = request.app.state.api.settings.clickhouse_database
-    rows = await _query(request, alerts_sql.latest_versions_sql(db, "subscriptions", "subscription_id"))
+    state = api_state(request)
+    db = state.settings.clickhouse_database
+    rows = await state.query(alerts_sql.latest_versions_sql(db, "subscriptions", "subscription_id"))
     return [orjson.loads(r["doc"]) for r in rows if not r["deleted"]]
 
 
@@ -367,7 +355,7 @@ async def create_subscription(request: Request, who: Annotated[Principal, Depend
                               doc: Annotated[dict[str, Any], Body()]) -> dict[str, Any]:
     doc = {**doc, "id": doc.get("id") or new_subscription_id()}
     try:
-        sub = parse_subscription(doc, request.app.state.api.catalog)
+        sub = parse_subscription(doc, api_state(request).catalog)
     except ControlRoomError as exc:
         raise _rule_error(exc, "") from exc
     if any(s["id"] == sub.id for s in await _subscriptions(request)):

@@ -9,17 +9,18 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Mapping
 from typing import Annotated, Any
 
-import orjson
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import StreamingResponse
 
 from api.auth import require
 from api.sse import sse_frame, sse_response
+from api.state import api_state
 from controlroom.kafka import make_consumer
 from controlroom.logs import get_logger
-from controlroom.schema import ALERTS_TOPIC, SEVERITIES
+from controlroom.schema import ALERTS_TOPIC, SEVERITIES, MessageError, read_alert_event
 from controlroom.security import Principal
 from controlroom.settings import Settings
 
@@ -31,21 +32,21 @@ QUEUE_SIZE = 1000
 class AlertFanout:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self.clients: set[asyncio.Queue[dict[str, Any]]] = set()
+        self.clients: set[asyncio.Queue[Mapping[str, Any]]] = set()
         self._task: asyncio.Task[None] | None = None
         self.ready = asyncio.Event()  # set once the consumer is positioned at the end of the topic
 
-    def subscribe(self) -> asyncio.Queue[dict[str, Any]]:
-        queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue(QUEUE_SIZE)
+    def subscribe(self) -> asyncio.Queue[Mapping[str, Any]]:
+        queue: asyncio.Queue[Mapping[str, Any]] = asyncio.Queue(QUEUE_SIZE)
         self.clients.add(queue)
         if self._task is None or self._task.done():
             self._task = asyncio.create_task(self._consume(), name="alerts-fanout")
         return queue
 
-    def unsubscribe(self, queue: asyncio.Queue[dict[str, Any]]) -> None:
+    def unsubscribe(self, queue: asyncio.Queue[Mapping[str, Any]]) -> None:
         self.clients.discard(queue)
 
-    def publish(self, event: dict[str, Any]) -> None:
+    def publish(self, event: Mapping[str, Any]) -> None:
         for queue in list(self.clients):
             if queue.full():  # a stalled screen: drop its oldest event rather than grow without bound
                 with contextlib.suppress(asyncio.QueueEmpty):
@@ -65,9 +66,9 @@ class AlertFanout:
                 for records in batches.values():
                     for record in records:
                         try:
-                            self.publish(orjson.loads(record.value))
-                        except orjson.JSONDecodeError:
-                            log.warning("undecodable alert event", offset=record.offset)
+                            self.publish(read_alert_event(record.value))
+                        except MessageError as exc:
+                            log.warning("unreadable alert event", offset=record.offset, error=str(exc)[:200])
         except Exception as exc:  # the broker went away: end the streams; clients reconnect (SSE retry)
             log.error("alert stream consumer failed", error=str(exc)[:300])
         finally:
@@ -83,7 +84,7 @@ class AlertFanout:
             await asyncio.wait([self._task], timeout=5)
 
 
-def _wanted(event: dict[str, Any], severity: str | None, feed: str | None, province: str | None) -> bool:
+def _wanted(event: Mapping[str, Any], severity: str | None, feed: str | None, province: str | None) -> bool:
     if event.get("event") in ("dropped", "closed"):
         return True
     if severity and SEVERITIES.index(event.get("severity", "info")) < SEVERITIES.index(severity):
@@ -91,7 +92,7 @@ def _wanted(event: dict[str, Any], severity: str | None, feed: str | None, provi
     return (not feed or event.get("feed") == feed) and (not province or event.get("province") == province)
 
 
-def sse(event: dict[str, Any]) -> bytes:
+def sse(event: Mapping[str, Any]) -> bytes:
     ident = f"{event['alert_id']}:{event['seq']}" if "alert_id" in event and "seq" in event else None
     return sse_frame(event.get("event", "message"), event, ident)
 
@@ -102,10 +103,10 @@ async def alerts_stream(request: Request, _: Annotated[Principal, Depends(requir
                         severity: Annotated[str | None, Query(pattern="^(info|warning|critical)$")] = None,
                         feed: Annotated[str | None, Query(max_length=64)] = None,
                         province: Annotated[str | None, Query(max_length=8)] = None) -> StreamingResponse:
-    fanout: AlertFanout = request.app.state.alert_fanout
+    fanout = api_state(request).alert_fanout
     queue = fanout.subscribe()
 
-    def render(event: dict[str, Any]) -> tuple[bytes | None, bool]:
+    def render(event: Mapping[str, Any]) -> tuple[bytes | None, bool]:
         return (sse(event) if _wanted(event, severity, feed, province) else None), event.get("event") == "closed"
 
     return sse_response(request, queue, lambda: fanout.unsubscribe(queue), render)

@@ -66,26 +66,11 @@ async def _start(app: FastAPI, state: ApiState, agencies: dict[str, Agency], sto
         state.sink = sink
         state.sink_task = asyncio.create_task(sink.run(stop), name="sink")
     app.state.api = state
-    app.state.security = Security(KeyStore(warehouse), AuditLog(warehouse), agencies,
-                                  TokenBucket(settings.rate_limit_per_s, settings.rate_limit_burst))
-    app.state.analyst = await asyncio.to_thread(AnalystQueries, settings)
-    app.state.producer = None  # started on the first ingest: reads need no broker
-    app.state.alert_fanout = alerts_stream.AlertFanout(settings)
-    app.state.producer_lock = asyncio.Lock()
 
 
 async def _close(app: FastAPI, state: ApiState) -> None:
     """Closes what _start (or the first request that needed it) opened; the warehouse last."""
-    if getattr(app.state, "alert_fanout", None) is not None:
-        await app.state.alert_fanout.close()
-    if getattr(app.state, "wall_hub", None) is not None:
-        await app.state.wall_hub.close()
-    if getattr(app.state, "overview_cache", None) is not None:
-        await app.state.overview_cache.close()
-    if getattr(app.state, "producer", None) is not None:
-        await app.state.producer.stop()
-    if getattr(app.state, "analyst", None) is not None:
-        await asyncio.to_thread(app.state.analyst.close)
+    await state.close()
     if state.sink_task is not None:
         try:
             await state.sink_task
@@ -100,7 +85,10 @@ def _lifespan(settings: Settings, catalog: Catalog,
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         warehouse = await asyncio.to_thread(open_warehouse, settings)
         stop = asyncio.Event()
-        state = ApiState(settings, catalog, warehouse)
+        security = Security(KeyStore(warehouse), AuditLog(warehouse), agencies,
+                            TokenBucket(settings.rate_limit_per_s, settings.rate_limit_burst))
+        state = ApiState(settings, catalog, warehouse, security, await asyncio.to_thread(AnalystQueries, settings),
+                         alerts_stream.AlertFanout(settings))
         try:
             await _start(app, state, agencies, stop)
             yield

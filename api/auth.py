@@ -11,6 +11,7 @@ from starlette.middleware.base import BaseHTTPMiddleware
 from starlette.responses import JSONResponse, Response
 
 from api.keystore import AuditLog, KeyStore
+from api.state import api_state
 from controlroom.security import Agency, Principal, Role, TokenBucket
 
 
@@ -23,8 +24,7 @@ class Security:
 
 
 def security_of(request: Request) -> Security:
-    sec: Security = request.app.state.security
-    return sec
+    return api_state(request).security
 
 
 def _token(request: Request) -> str | None:

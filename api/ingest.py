@@ -12,11 +12,10 @@ from fastapi import APIRouter, Depends, HTTPException, Request
 from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel
 
-from api.auth import require, security_of
-from controlroom.kafka import make_producer
+from api.auth import require
+from api.state import api_state
 from controlroom.schema import DLQ_TOPIC, Reading, Rejection, dead_letter, validate
 from controlroom.security import Principal, ingest_denial
-from controlroom.settings import Settings
 
 router = APIRouter(tags=["ingest"])
 
@@ -78,29 +77,19 @@ def parse_documents(body: bytes, content_type: str) -> list[Any]:
     return doc
 
 
-async def kafka_producer(app: Any, settings: Settings) -> Any:
-    """The API's producer, started on first use: reads need no broker. One per process."""
-    async with app.state.producer_lock:
-        if app.state.producer is None:
-            producer = make_producer(settings)
-            await producer.start()
-            app.state.producer = producer
-    return app.state.producer
-
-
 @router.post("/ingest", response_model=IngestResponse,
              summary="Push readings (JSON array or NDJSON, gzip accepted); agency keys only")
 async def ingest(request: Request, principal: Annotated[Principal, Depends(require("agency"))]) -> IngestResponse:
-    api = request.app.state.api
+    api = api_state(request)
     settings, catalog = api.settings, api.catalog
-    sec = security_of(request)
+    sec = api.security
     body = await read_body(request, settings.ingest_max_bytes)
     docs = parse_documents(body, request.headers.get("content-type", ""))
     if len(docs) > settings.ingest_max_readings:
         raise HTTPException(413, f"{len(docs)} readings in one request; the limit is {settings.ingest_max_readings}")
     now_ms = int(time.time() * 1000)
     request_id = uuid.uuid4().hex[:12]
-    producer = await kafka_producer(request.app, settings)
+    producer = await api.producer()
     results: list[ReadingResult] = []
     sends = []
     for i, doc in enumerate(docs):

@@ -19,9 +19,9 @@ from typing import Any
 
 import orjson
 from fastapi import Request
-from fastapi.concurrency import run_in_threadpool
 
 from api.overview import read_overview
+from api.state import api_state
 from controlroom.logs import get_logger
 from controlroom.schema import now_ms
 
@@ -84,17 +84,11 @@ class OverviewCache:
 
 
 def overview_cache(request: Request) -> OverviewCache:
-    """The process's shared snapshot, created on first use (request.app.state.api is the API's state)."""
-    cache: OverviewCache | None = getattr(request.app.state, "overview_cache", None)
+    """The process's shared snapshot, created on first use."""
+    state = api_state(request)
+    cache = state.overview_cache
     if cache is None:
-        state = request.app.state.api
-
-        async def query(built: tuple[str, dict[str, Any]]) -> list[dict[str, Any]]:
-            sql, params = built
-            rows: list[dict[str, Any]] = await run_in_threadpool(state.warehouse.query, sql, params)
-            return rows
-
-        cache = OverviewCache(lambda: read_overview(query, state.warehouse.database, state.catalog, now_ms()),
+        cache = OverviewCache(lambda: read_overview(state.query, state.warehouse.database, state.catalog, now_ms()),
                               state.settings.overview_refresh_s, state.settings.overview_max_stale_s)
-        request.app.state.overview_cache = cache
+        state.overview_cache = cache
     return cache

@@ -11,6 +11,7 @@ from pydantic import BaseModel, Field
 
 from api.auth import require
 from api.readonly_sql import QueryRefused
+from api.state import api_state
 from controlroom.security import Principal
 
 router = APIRouter(tags=["query"])
@@ -30,7 +31,7 @@ class QueryOut(BaseModel):
              responses={200: {"content": {"text/csv": {}}}})
 async def query(body: QueryRequest, request: Request,
                 _: Annotated[Principal, Depends(require("viewer"))]) -> Any:
-    analyst = request.app.state.analyst
+    analyst = api_state(request).analyst
     try:
         result = await run_in_threadpool(analyst.run, body.sql, body.format)
     except QueryRefused as exc:

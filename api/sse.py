@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 from typing import Any, TypeVar
 
 import orjson
@@ -22,7 +22,7 @@ HEADERS = {"Cache-Control": "no-store", "X-Accel-Buffering": "no"}
 Item = TypeVar("Item")
 
 
-def sse_frame(event: str, data: dict[str, Any], ident: str | None = None) -> bytes:
+def sse_frame(event: str, data: Mapping[str, Any], ident: str | None = None) -> bytes:
     head = f"id: {ident}\n" if ident else ""
     return f"{head}event: {event}\ndata: ".encode() + orjson.dumps(data) + b"\n\n"
 

@@ -1,17 +1,32 @@
-"""The API process's state (set by the lifespan in api/app.py) and the typed dependency that hands it out."""
+"""The API process's state (built by the lifespan in api/app.py) and the typed dependency that hands it out.
+
+Everything a router needs lives here, typed: nothing is added to `app.state` on the fly. The parts that
+cost something to start (the Kafka producer, the overview snapshot, the wall hub) are created on first
+use, once per process, by the methods below.
+"""
 
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass
-from typing import Annotated, Any, Protocol
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Annotated, Any, Protocol
 
 from fastapi import Depends, Request
 from fastapi.concurrency import run_in_threadpool
 
 from controlroom.catalog import Catalog
+from controlroom.kafka import ensure_topics, make_producer
 from controlroom.settings import Settings
 from controlroom.warehouse import Warehouse
+
+if TYPE_CHECKING:  # the routers' own types; they import this module
+    from aiokafka import AIOKafkaProducer
+
+    from api.alerts_stream import AlertFanout
+    from api.auth import Security
+    from api.overview_cache import OverviewCache
+    from api.readonly_sql import AnalystQueries
+    from api.wall_stream import WallHub
 
 
 class EmbeddedSink(Protocol):
@@ -26,13 +41,44 @@ class ApiState:
     settings: Settings
     catalog: Catalog
     warehouse: Warehouse
+    security: Security
+    analyst: AnalystQueries
+    alert_fanout: AlertFanout
     sink: EmbeddedSink | None = None
     sink_task: asyncio.Task[None] | None = None
+    base_rule_docs: list[dict[str, Any]] | None = None  # the rules file, read on first use
+    overview_cache: OverviewCache | None = None
+    wall_hub: WallHub | None = None
+    _producer: AIOKafkaProducer | None = None
+    _ready_topics: set[str] = field(default_factory=set)
+    _lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
     async def query(self, built: tuple[str, dict[str, Any]]) -> list[dict[str, Any]]:
         """Runs a built (sql, params) pair in a worker thread: warehouse calls block."""
         sql, params = built
         return await run_in_threadpool(self.warehouse.query, sql, params)
+
+    async def producer(self, *topics: str) -> AIOKafkaProducer:
+        """The API's Kafka producer, started on first use (reads need no broker); `topics` exist after."""
+        async with self._lock:
+            if self._producer is None:
+                producer = make_producer(self.settings)
+                await producer.start()
+                self._producer = producer
+            missing = [t for t in topics if t not in self._ready_topics]
+            if missing:
+                await ensure_topics(self.settings, missing)
+                self._ready_topics.update(missing)
+            return self._producer
+
+    async def close(self) -> None:
+        """Stops what this state started (the warehouse is closed by the lifespan, last)."""
+        for part in (self.alert_fanout, self.wall_hub, self.overview_cache):
+            if part is not None:
+                await part.close()
+        if self._producer is not None:
+            await self._producer.stop()
+        await asyncio.to_thread(self.analyst.close)
 
 
 def api_state(request: Request) -> ApiState:

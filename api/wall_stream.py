@@ -25,7 +25,6 @@ from importlib import resources
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, HTTPException, Request
-from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import Response, StreamingResponse
 
 from api.alerts_sql import alerts_sql
@@ -33,11 +32,11 @@ from api.auth import require
 from api.overview_cache import overview_cache
 from api.series_sql import series_sql
 from api.sse import sse_frame, sse_response
+from api.state import ApiState, api_state
 from api.wall import ALERTS_READ, build_wall, trend_query
-from controlroom.catalog import HEADLINE_FEEDS, Catalog
+from controlroom.catalog import HEADLINE_FEEDS
 from controlroom.logs import get_logger
 from controlroom.security import Principal
-from controlroom.warehouse import Warehouse
 
 log = get_logger("wall")
 router = APIRouter(tags=["wall"])
@@ -55,29 +54,24 @@ def _asset(name: str) -> bytes:
 
 
 class WallHub:
-    """Computes the snapshot once per refresh and fans it out; one per API process (app.state.wall_hub)."""
+    """Computes the snapshot once per refresh and fans it out; one per API process (ApiState.wall_hub)."""
 
-    def __init__(self, warehouse: Warehouse, catalog: Catalog, refresh_s: float,
-                 overview: Callable[[], Awaitable[dict[str, Any]]]) -> None:
-        self.warehouse = warehouse
+    def __init__(self, state: ApiState, overview: Callable[[], Awaitable[dict[str, Any]]]) -> None:
+        self.state = state
         self.overview = overview  # /overview's shared snapshot: the wall shows exactly what /overview says
-        self.catalog = catalog
-        self.refresh_s = refresh_s
+        self.catalog = state.catalog
+        self.refresh_s = state.settings.wall_refresh_s
         self.clients: set[asyncio.Queue[bytes]] = set()
         self.latest: bytes | None = None
         self.computed = 0  # snapshots computed by this process (tests check there is no per-client work)
         self._task: asyncio.Task[None] | None = None
 
-    async def _query(self, built: tuple[str, dict[str, Any]]) -> list[dict[str, Any]]:
-        sql, params = built
-        return await run_in_threadpool(self.warehouse.query, sql, params)
-
     async def snapshot(self, now_ms: int) -> dict[str, Any]:
-        db = self.warehouse.database
+        db = self.state.warehouse.database
         overview = await self.overview()
-        firing = await self._query(alerts_sql(db, states=("firing",), severity=None, feed=None, province=None,
+        firing = await self.state.query(alerts_sql(db, states=("firing",), severity=None, feed=None, province=None,
                                               limit=ALERTS_READ))
-        trends = {feed: await self._query(series_sql(db, trend_query(feed, now_ms)))
+        trends = {feed: await self.state.query(series_sql(db, trend_query(feed, now_ms)))
                   for feed in HEADLINE_FEEDS.values()}
         return build_wall(self.catalog, overview, firing, trends, refresh_s=self.refresh_s)
 
@@ -123,16 +117,16 @@ class WallHub:
 
 
 def hub_of(request: Request) -> WallHub:
-    hub: WallHub | None = getattr(request.app.state, "wall_hub", None)
-    if hub is None:  # created on first use: the lifespan (app.py) stays as it is
-        state = request.app.state.api
+    state = api_state(request)
+    hub = state.wall_hub
+    if hub is None:  # created on first use
         cache = overview_cache(request)
 
         async def overview() -> dict[str, Any]:
             return (await cache.get(wait=True)).doc
 
-        hub = WallHub(state.warehouse, state.catalog, state.settings.wall_refresh_s, overview)
-        request.app.state.wall_hub = hub
+        hub = WallHub(state, overview)
+        state.wall_hub = hub
     return hub
 
 

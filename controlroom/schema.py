@@ -1,5 +1,10 @@
 """The wire formats every process shares, and the one validation path for readings.
 
+Every message between processes is plain JSON with one TypedDict here, its builder and its reader side
+by side: readings (validated by `validate`), dead letters, late readings, closed and live windows,
+alert events, control commands and delivery records. A reader (`read_*`) decodes and checks that the
+required fields are there, raising MessageError (a ValueError) that names what is missing.
+
 A reading on topic ``feeds.<feed>`` (key = province code), plain JSON:
     {"event_id": "…", "feed": "water_level", "province": "01", "ts": "2026-11-22T10:00:00Z",
      "value": 412.5, "dims": {"station": "s1"}, "source": "hydro-station-01"}
@@ -13,11 +18,14 @@ the message's own timestamp as that reference, so every consumer of a topic reac
 
 from __future__ import annotations
 
+import hashlib
 import math
 import time
+import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, NotRequired, TypedDict, cast
 
 import orjson
 
@@ -228,8 +236,42 @@ def decode_message(raw: bytes | None, catalog: Catalog, *, ref_ms: int, max_futu
 
 # --- Messages the pipeline emits (all plain JSON) -------------------------------------------------
 
+class MessageError(ValueError):
+    """A message between our own processes that cannot be read (not JSON, not an object, a field missing)."""
+
+
+def _checked(doc: Any, required: frozenset[str], name: str) -> Any:
+    if not isinstance(doc, dict):
+        raise MessageError(f"{name}: not a JSON object")
+    missing = required - doc.keys()
+    if missing:
+        raise MessageError(f"{name}: missing {', '.join(sorted(missing))}")
+    return doc
+
+
+def _decoded(raw: bytes | None, name: str) -> Any:
+    try:
+        return orjson.loads(raw or b"")
+    except orjson.JSONDecodeError as exc:
+        raise MessageError(f"{name}: not valid JSON: {exc.msg}") from exc
+
+
+class DeadLetter(TypedDict):
+    """Topic feeds.dlq: a rejected message, its reason and where it came from."""
+
+    dlq_id: str
+    reason: str
+    field: str
+    detail: str
+    payload: str
+    source_topic: str
+    source_partition: int
+    source_offset: int
+    received_ms: int
+
+
 def dead_letter(rejection: Rejection, payload: bytes | None, *, source_topic: str, partition: int,
-                offset: int, received_ms: int, dlq_id: str | None = None) -> dict[str, Any]:
+                offset: int, received_ms: int, dlq_id: str | None = None) -> DeadLetter:
     """A dead letter. Its id is the source position when it came from Kafka, so a replay dedupes."""
     text = (payload or b"")[:65536].decode("utf-8", errors="replace")
     return {
@@ -245,7 +287,11 @@ def dead_letter(rejection: Rejection, payload: bytes | None, *, source_topic: st
     }
 
 
-def feed_of_dead_letter(d: dict[str, Any], catalog: Catalog) -> str:
+def read_dead_letter(raw: bytes | None) -> DeadLetter:
+    return cast(DeadLetter, _checked(_decoded(raw, "dead letter"), frozenset(), "dead letter"))
+
+
+def feed_of_dead_letter(d: Mapping[str, Any], catalog: Catalog) -> str:
     """Best effort: the feed its source topic names, else the payload's `feed` when it is a known feed, else ''."""
     topic = d.get("source_topic")
     feed = catalog.feed_for_topic(topic) if isinstance(topic, str) else None
@@ -262,10 +308,35 @@ def feed_of_dead_letter(d: dict[str, Any], catalog: Catalog) -> str:
     return name if isinstance(name, str) and name in catalog.feeds else ""  # never an unbounded garbage value
 
 
+class WindowMessage(TypedDict):
+    """Topic agg.1m (a closed window) and agg.live (an array of open ones, as they stand)."""
+
+    feed: str
+    province: str
+    dims: dict[str, str]
+    dims_key: str
+    source_partition: int
+    window_start: int
+    window_end: int
+    count: int
+    sum: float
+    min: float
+    max: float
+    avg: float
+    last: float
+    last_ts: int
+    closed_ms: int
+    source_topic: str
+    max_offset: int
+
+
+_WINDOW_REQUIRED = frozenset({"feed", "province", "window_start", "count", "sum", "min", "max"})
+
+
 def window_message(*, feed: str, province: str, dims: dict[str, str], window_start_ms: int, window_s: int,
                    count: int, total: float, vmin: float, vmax: float, last: float, last_ts_ms: int,
                    closed_ms: int, source_partition: int, source_topic: str = "",
-                   max_offset: int = -1) -> dict[str, Any]:
+                   max_offset: int = -1) -> WindowMessage:
     """A closed 1-minute window on topic agg.1m; identity (feed, province, dims_key, window_start, source_partition).
 
     One series normally lives in one partition (key = province). A reading keyed by a legacy code can
@@ -284,11 +355,40 @@ def window_message(*, feed: str, province: str, dims: dict[str, str], window_sta
     }
 
 
+def read_window(raw: bytes | None) -> WindowMessage:
+    return cast(WindowMessage, _checked(_decoded(raw, "window"), _WINDOW_REQUIRED, "window"))
+
+
+def read_live_windows(raw: bytes | None) -> list[WindowMessage]:
+    """An agg.live message: an array of windows (one object is accepted too)."""
+    doc = _decoded(raw, "live windows")
+    return [cast(WindowMessage, _checked(d, _WINDOW_REQUIRED, "live window"))
+            for d in (doc if isinstance(doc, list) else [doc])]
+
+
 LATE_AMENDED, LATE_TOO_LATE = "amended", "too_late"
 
 
+class LateReading(TypedDict):
+    """Topic feeds.late: a valid reading that came after its window closed (see late_message)."""
+
+    event_id: str
+    feed: str
+    province: str
+    dims: dict[str, str]
+    ts: int
+    value: float
+    watermark: int
+    source_topic: str
+    source_partition: int
+    source_offset: int
+    detected_ms: int
+    status: str
+    window_start: int
+
+
 def late_message(r: Reading, *, source_topic: str, partition: int, offset: int, watermark_ms: int,
-                 detected_ms: int, amend: bool = True, window_s: int = 60) -> dict[str, Any]:
+                 detected_ms: int, amend: bool = True, window_s: int = 60) -> LateReading:
     """A valid reading that arrived after its window closed: stored raw and counted here. `amended`: its
     window is within the amend horizon, and the stored window is recomputed with it (sinks/recompute.py);
     `too_late`: older, not aggregated until `controlroom backfill` covers its range."""
@@ -299,6 +399,10 @@ def late_message(r: Reading, *, source_topic: str, partition: int, offset: int, 
         "source_partition": partition, "source_offset": offset, "detected_ms": detected_ms,
         "status": LATE_AMENDED if amend else LATE_TOO_LATE, "window_start": r.ts_ms - r.ts_ms % size,
     }
+
+
+def read_late(raw: bytes | None) -> LateReading:
+    return cast(LateReading, _checked(_decoded(raw, "late reading"), frozenset({"feed"}), "late reading"))
 
 
 # --- Alerts (issue #4): one JSON event per state change, on topic `alerts` ---------------------
@@ -318,17 +422,47 @@ def fingerprint(rule_id: str, feed: str, province: str, dkey: str) -> str:
     return f"{rule_id}|{feed}|{province}|{dkey}"
 
 
+def alert_id_of(fingerprint_: str) -> str:
+    """The alert's short stable id (URLs, idempotency keys): a hash of its fingerprint."""
+    return hashlib.sha256(fingerprint_.encode()).hexdigest()[:16]
+
+
+class AlertEvent(TypedDict):
+    """Topic alerts: one alert state change (see alert_message)."""
+
+    alert_id: str
+    fingerprint: str
+    rule_id: str
+    rule_version: int
+    rule_type: str
+    severity: str
+    event: str
+    state: str
+    seq: int
+    feed: str
+    province: str
+    dims: dict[str, str]
+    summary_vi: str
+    summary_en: str
+    value: float | None
+    evidence: dict[str, Any]
+    starts_at: int
+    ends_at: int | None
+    event_at: int
+    ack: dict[str, Any] | None
+    link: str
+    silenced: NotRequired[bool]  # set by the alert book when the event is published
+
+
 def alert_message(*, fingerprint_: str, rule_id: str, rule_version: int, rule_type: str, severity: str,
                   event: str, state: str, seq: int, feed: str, province: str, dims: dict[str, str],
                   summary_vi: str, summary_en: str, value: float | None, evidence: dict[str, Any],
                   starts_at_ms: int, ends_at_ms: int | None, event_at_ms: int,
-                  ack: dict[str, Any] | None = None, link: str = "") -> dict[str, Any]:
+                  ack: dict[str, Any] | None = None, link: str = "") -> AlertEvent:
     """An alert state change. `seq` grows by one per event of a fingerprint, so (alert_id, seq) is the
     idempotency key every notification carries: a receiver can drop a repeat it has seen."""
-    import hashlib
-
     return {
-        "alert_id": hashlib.sha256(fingerprint_.encode()).hexdigest()[:16], "fingerprint": fingerprint_,
+        "alert_id": alert_id_of(fingerprint_), "fingerprint": fingerprint_,
         "rule_id": rule_id, "rule_version": rule_version, "rule_type": rule_type, "severity": severity,
         "event": event, "state": state, "seq": seq, "feed": feed, "province": province, "dims": dims,
         "summary_vi": summary_vi, "summary_en": summary_en, "value": value, "evidence": evidence,
@@ -336,11 +470,35 @@ def alert_message(*, fingerprint_: str, rule_id: str, rule_version: int, rule_ty
     }
 
 
+_ALERT_REQUIRED = frozenset({"alert_id", "seq", "event", "rule_id", "feed", "province"})
+
+
+def read_alert_event(raw: bytes | None) -> AlertEvent:
+    return cast(AlertEvent, _checked(_decoded(raw, "alert event"), _ALERT_REQUIRED, "alert event"))
+
+
 CONTROL_KINDS = ("rule.put", "rule.delete", "silence.put", "silence.delete", "ack",
                  "subscription.put", "subscription.delete")
 
 
-def control_message(kind: str, *, by: str, at_ms: int, **payload: Any) -> dict[str, Any]:
+class ControlCommand(TypedDict):
+    """Topic alerts.control: a command and the fields of its kind (see control_message)."""
+
+    kind: str
+    by: str
+    at: int
+    rule: NotRequired[dict[str, Any]]
+    rule_id: NotRequired[str]
+    version: NotRequired[int]
+    silence: NotRequired[dict[str, Any]]
+    silence_id: NotRequired[str]
+    alert_id: NotRequired[str]
+    comment: NotRequired[str]
+    subscription: NotRequired[dict[str, Any]]
+    subscription_id: NotRequired[str]
+
+
+def control_message(kind: str, *, by: str, at_ms: int, **payload: Any) -> ControlCommand:
     """A command on topic alerts.control. Payload per kind:
     rule.put {rule: <rule doc>}; rule.delete {rule_id, version};
     silence.put {silence: {id, matchers, starts_ms, ends_ms, comment}}; silence.delete {silence_id};
@@ -348,4 +506,58 @@ def control_message(kind: str, *, by: str, at_ms: int, **payload: Any) -> dict[s
     {subscription_id}. Every kind is idempotent, so a reader may replay the topic from the start."""
     if kind not in CONTROL_KINDS:
         raise ValueError(f"kind: must be one of {', '.join(CONTROL_KINDS)}")
-    return {"kind": kind, "by": by, "at": at_ms, **payload}
+    return cast(ControlCommand, {"kind": kind, "by": by, "at": at_ms, **payload})
+
+
+def read_control(raw: bytes | None) -> ControlCommand:
+    return cast(ControlCommand, _checked(_decoded(raw, "control command"), frozenset({"kind"}), "control command"))
+
+
+# --- Deliveries: every notification attempt, on topic alerts.deliveries ---------------------------
+MAX_DELIVERY_ERROR = 500
+
+
+class DeliveryRecord(TypedDict):
+    """One notification attempt: exactly the columns of table alert_deliveries."""
+
+    delivery_id: str
+    idempotency_key: str
+    alert_id: str
+    seq: int
+    event: str
+    subscription_id: str
+    channel: str
+    target: str
+    attempt: int
+    status: str
+    http_status: int
+    error: str
+    attempted_at: int
+    duration_ms: float
+
+
+def delivery_message(*, key: str, event: AlertEvent, subscription_id: str, channel: str, target: str,
+                     attempt: int, status: str, http_status: int, error: str, attempted_ms: int,
+                     duration_ms: float, delivery_id: str | None = None) -> DeliveryRecord:
+    """`target` as it may be stored (the notifier redacts credentials first); `http_status` 0 when none."""
+    return {
+        "delivery_id": delivery_id or uuid.uuid4().hex,
+        "idempotency_key": key,
+        "alert_id": str(event["alert_id"]),
+        "seq": int(event["seq"]),
+        "event": str(event["event"]),
+        "subscription_id": subscription_id,
+        "channel": channel,
+        "target": target,
+        "attempt": attempt,
+        "status": status,
+        "http_status": http_status if 0 <= http_status < 65536 else 0,
+        "error": error[:MAX_DELIVERY_ERROR],
+        "attempted_at": attempted_ms,
+        "duration_ms": round(duration_ms, 3),
+    }
+
+
+def read_delivery(raw: bytes | None) -> DeliveryRecord:
+    return cast(DeliveryRecord, _checked(_decoded(raw, "delivery"), frozenset({"idempotency_key", "status", "attempt"}),
+                                         "delivery"))

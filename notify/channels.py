@@ -10,15 +10,15 @@ import asyncio
 import smtplib
 import ssl
 import time
-from collections.abc import Mapping
 from email.message import EmailMessage
-from typing import Any, Protocol
+from typing import Protocol
 
 import httpx
 
 from controlroom.alerts.signing import SIGNATURE_HEADER, sign, subscription_secret
 from controlroom.alerts.subscriptions import Subscription
 from controlroom.catalog import Catalog
+from controlroom.schema import AlertEvent
 from controlroom.settings import Settings
 from notify.formats import EVENT_HEADER, IDEMPOTENCY_HEADER, build_email, event_key, webhook_body
 from notify.policy import Outcome, http_outcome
@@ -27,7 +27,7 @@ USER_AGENT = "controlroom-notifier/1"
 
 
 class Channel(Protocol):
-    async def send(self, sub: Subscription, event: Mapping[str, Any]) -> Outcome: ...
+    async def send(self, sub: Subscription, event: AlertEvent) -> Outcome: ...
 
     async def close(self) -> None: ...
 
@@ -49,13 +49,13 @@ class WebhookChannel:
             limits=httpx.Limits(max_connections=max(4, settings.notify_concurrency)),
             headers={"User-Agent": USER_AGENT})
 
-    def headers(self, sub: Subscription, event: Mapping[str, Any], body: bytes) -> dict[str, str]:
+    def headers(self, sub: Subscription, event: AlertEvent, body: bytes) -> dict[str, str]:
         return {"Content-Type": "application/json",
                 SIGNATURE_HEADER: sign(subscription_secret(self._master_key, sub.id), body),
                 IDEMPOTENCY_HEADER: event_key(event, sub),
                 EVENT_HEADER: str(event["event"])}
 
-    async def send(self, sub: Subscription, event: Mapping[str, Any]) -> Outcome:
+    async def send(self, sub: Subscription, event: AlertEvent) -> Outcome:
         body = webhook_body(event, sub, self._external_url)
         try:
             resp = await self._client.post(sub.target, content=body, headers=self.headers(sub, event, body))
@@ -76,7 +76,7 @@ class EmailChannel:
         self._settings = settings
         self._catalog = catalog
 
-    async def send(self, sub: Subscription, event: Mapping[str, Any]) -> Outcome:
+    async def send(self, sub: Subscription, event: AlertEvent) -> Outcome:
         if not self._settings.smtp_host:
             return Outcome(False, 0, "SMTP_HOST is not set: e-mail is off", permanent=True)
         msg = build_email(event, sub, self._catalog, sender=self._settings.smtp_from,

@@ -6,7 +6,6 @@ catalog in; bytes, headers or an EmailMessage out. Times in e-mails are shown in
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from datetime import datetime
 from email.message import EmailMessage
 from email.utils import format_datetime
@@ -17,7 +16,7 @@ import orjson
 
 from controlroom.alerts.subscriptions import Subscription
 from controlroom.catalog import NATIONAL, Catalog
-from controlroom.schema import ms_to_iso
+from controlroom.schema import AlertEvent, ms_to_iso
 
 VN_TZ = ZoneInfo("Asia/Ho_Chi_Minh")
 AM_ZERO_TIME = "0001-01-01T00:00:00Z"  # Alertmanager's "no end yet"
@@ -33,13 +32,13 @@ def idempotency_key(alert_id: str, seq: int, subscription_id: str) -> str:
     return f"{alert_id}:{seq}:{subscription_id}"
 
 
-def event_key(event: Mapping[str, Any], sub: Subscription) -> str:
+def event_key(event: AlertEvent, sub: Subscription) -> str:
     return idempotency_key(str(event["alert_id"]), int(event["seq"]), sub.id)
 
 
 # --- webhooks ----------------------------------------------------------------------------------------
 
-def alertmanager_payload(event: Mapping[str, Any], sub: Subscription, external_url: str = "") -> dict[str, Any]:
+def alertmanager_payload(event: AlertEvent, sub: Subscription, external_url: str = "") -> dict[str, Any]:
     """The Alertmanager webhook v4 payload for one event: one alert, its own group."""
     status = "resolved" if event["event"] == "resolved" else "firing"
     dims = event.get("dims") or {}
@@ -62,7 +61,7 @@ def alertmanager_payload(event: Mapping[str, Any], sub: Subscription, external_u
             "truncatedAlerts": 0}
 
 
-def webhook_body(event: Mapping[str, Any], sub: Subscription, external_url: str = "") -> bytes:
+def webhook_body(event: AlertEvent, sub: Subscription, external_url: str = "") -> bytes:
     """The exact bytes POSTed (and signed) for this subscription's format."""
     if sub.format == "alertmanager":
         return orjson.dumps(alertmanager_payload(event, sub, external_url))
@@ -121,7 +120,7 @@ def _evidence_lines(evidence: Any) -> list[str]:
     return lines
 
 
-def _names(event: Mapping[str, Any], catalog: Catalog, lang: str) -> tuple[str, str, str]:
+def _names(event: AlertEvent, catalog: Catalog, lang: str) -> tuple[str, str, str]:
     """(feed name, province name, unit) in the language, falling back to the codes."""
     feed = catalog.feeds.get(str(event.get("feed")))
     code = str(event.get("province"))
@@ -134,7 +133,7 @@ def _names(event: Mapping[str, Any], catalog: Catalog, lang: str) -> tuple[str, 
     return feed_name, prov_name, feed.unit if feed else ""
 
 
-def email_subject(event: Mapping[str, Any], catalog: Catalog, lang: str) -> str:
+def email_subject(event: AlertEvent, catalog: Catalog, lang: str) -> str:
     _feed, province, _unit = _names(event, catalog, lang)
     severity = SEVERITY_NAMES[lang].get(str(event["severity"]), str(event["severity"]))
     summary = str(event["summary_vi"] if lang == "vi" else event["summary_en"])
@@ -142,7 +141,7 @@ def email_subject(event: Mapping[str, Any], catalog: Catalog, lang: str) -> str:
     return _one_line(f"[{severity}] {what}: {summary} – {province}", MAX_SUBJECT)
 
 
-def email_text(event: Mapping[str, Any], catalog: Catalog, lang: str, key: str) -> str:
+def email_text(event: AlertEvent, catalog: Catalog, lang: str, key: str) -> str:
     """The plain-text body: severity, summary, feed, province, value, evidence, times (UTC+7), link, key."""
     lab = LABELS[lang]
     feed, province, unit = _names(event, catalog, lang)
@@ -175,7 +174,7 @@ def email_text(event: Mapping[str, Any], catalog: Catalog, lang: str, key: str) 
     return "\n".join(lines) + "\n"
 
 
-def build_email(event: Mapping[str, Any], sub: Subscription, catalog: Catalog, *, sender: str,
+def build_email(event: AlertEvent, sub: Subscription, catalog: Catalog, *, sender: str,
                 now_ms: int) -> EmailMessage:
     key = event_key(event, sub)
     msg = EmailMessage()

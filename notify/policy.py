@@ -3,14 +3,12 @@
 An attempt ends in one of three ways: 2xx → delivered; a permanent refusal (3xx, 4xx other than 408 and
 429, an SMTP 5xx) → dead letter at once; anything else (5xx, 408, 429, timeout, connection refused, SMTP 4xx)
 → retry after an exponential backoff, and after the last allowed attempt → dead letter. Every attempt is one
-record on topic alerts.deliveries with exactly the columns of table alert_deliveries.
+record on topic alerts.deliveries (controlroom.schema.delivery_message).
 """
 
 from __future__ import annotations
 
-import uuid
 from dataclasses import dataclass
-from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 DELIVERED = "delivered"
@@ -18,9 +16,6 @@ RETRY = "retry"
 DEAD_LETTER = "dead_letter"
 FINAL_STATUSES = frozenset({DELIVERED, DEAD_LETTER})
 RETRYABLE_4XX = frozenset({408, 429})
-MAX_ERROR = 500
-DELIVERY_COLUMNS = ("delivery_id", "idempotency_key", "alert_id", "seq", "event", "subscription_id", "channel",
-                    "target", "attempt", "status", "http_status", "error", "attempted_at", "duration_ms")
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,25 +63,3 @@ def redact_target(target: str) -> str:
     if parts.port is not None:
         netloc += f":{parts.port}"
     return urlunsplit((parts.scheme, netloc, parts.path, "…" if parts.query else "", ""))
-
-
-def delivery_record(*, key: str, event: dict[str, Any], subscription_id: str, channel: str, target: str,
-                    attempt: int, status: str, outcome: Outcome, attempted_ms: int, duration_ms: float,
-                    delivery_id: str | None = None) -> dict[str, Any]:
-    """One attempt, as published on alerts.deliveries (the columns of alert_deliveries, nothing else)."""
-    return {
-        "delivery_id": delivery_id or uuid.uuid4().hex,
-        "idempotency_key": key,
-        "alert_id": str(event["alert_id"]),
-        "seq": int(event["seq"]),
-        "event": str(event["event"]),
-        "subscription_id": subscription_id,
-        "channel": channel,
-        "target": redact_target(target),
-        "attempt": attempt,
-        "status": status,
-        "http_status": outcome.status_code if 0 <= outcome.status_code < 65536 else 0,
-        "error": outcome.error[:MAX_ERROR],
-        "attempted_at": attempted_ms,
-        "duration_ms": round(duration_ms, 3),
-    }

@@ -56,11 +56,22 @@ from controlroom.catalog import Catalog
 from controlroom.errors import ConfigError, ControlRoomError, StartupError
 from controlroom.kafka import FETCH_MAX_WAIT_MS, StartEnd, ensure_topics, make_consumer, make_producer, polls
 from controlroom.logs import get_logger
-from controlroom.schema import ALERTS_TOPIC, CONTROL_TOPIC, DELIVERIES_TOPIC
+from controlroom.schema import (
+    ALERTS_TOPIC,
+    CONTROL_TOPIC,
+    DELIVERIES_TOPIC,
+    AlertEvent,
+    DeliveryRecord,
+    MessageError,
+    delivery_message,
+    read_alert_event,
+    read_control,
+    read_delivery,
+)
 from controlroom.settings import Settings
 from notify.channels import Channel, EmailChannel, WebhookChannel
 from notify.formats import event_key
-from notify.policy import FINAL_STATUSES, backoff_s, delivery_record, redact_target, status_after
+from notify.policy import FINAL_STATUSES, backoff_s, redact_target, status_after
 
 log = get_logger("notifier")
 
@@ -94,7 +105,7 @@ class NotifierStats:
 @dataclass(frozen=True, slots=True)
 class Job:
     key: str
-    event: Mapping[str, Any]
+    event: AlertEvent
     sub: Subscription
     tp: TopicPartition
     offset: int
@@ -150,13 +161,11 @@ class Notifier:
 
     def apply_control(self, raw: bytes | None) -> None:
         try:
-            doc = orjson.loads(raw or b"")
-        except orjson.JSONDecodeError:
-            log.warning("undecodable control message skipped")
+            doc = read_control(raw)
+        except MessageError as exc:
+            log.warning("unreadable control message skipped", error=str(exc)[:200])
             return
-        if not isinstance(doc, dict):
-            return
-        kind = doc.get("kind")
+        kind = doc["kind"]
         if kind == "subscription.put":
             body = doc.get("subscription")
             if not isinstance(body, dict) or not isinstance(body.get("id"), str):
@@ -170,14 +179,16 @@ class Notifier:
             self.subscriptions[sub.id] = sub
             log.info("subscription set", subscription_id=sub.id, channel=sub.channel, tier=sub.tier,
                      target=redact_target(sub.target), enabled=sub.enabled)
-        elif kind == "subscription.delete" and self.subscriptions.pop(str(doc.get("subscription_id")), None):
-            log.info("subscription deleted", subscription_id=str(doc.get("subscription_id")))
+        elif kind == "subscription.delete":
+            sid = str(doc.get("subscription_id"))
+            if self.subscriptions.pop(sid, None) is not None:
+                log.info("subscription deleted", subscription_id=sid)
 
     def apply_delivery(self, raw: bytes | None) -> None:
         try:
-            doc = orjson.loads(raw or b"")
+            doc = read_delivery(raw)
             key, status, attempt = doc["idempotency_key"], doc["status"], int(doc["attempt"])
-        except (orjson.JSONDecodeError, KeyError, TypeError, ValueError):
+        except (TypeError, ValueError):  # MessageError is a ValueError
             return
         if status in FINAL_STATUSES:
             self._finish(key)
@@ -241,12 +252,10 @@ class Notifier:
         for tp, records in polled.items():
             for r in records:
                 try:
-                    event = orjson.loads(r.value or b"")
-                    if not isinstance(event, dict):
-                        raise ValueError("not an object")
+                    event = read_alert_event(r.value)
                     targets = recipients(subs, event, self.catalog)
                     keys = [event_key(event, sub) for sub in targets]
-                except (orjson.JSONDecodeError, ValueError, KeyError, TypeError) as exc:
+                except (ValueError, KeyError, TypeError) as exc:  # MessageError is a ValueError
                     self.stats.malformed += 1
                     log.warning("unreadable alert event skipped", partition=tp.partition, offset=r.offset,
                                 error=str(exc)[:200])
@@ -292,9 +301,10 @@ class Notifier:
                 outcome = await channel.send(job.sub, job.event)
                 duration_ms = (time.perf_counter() - started) * 1000
                 status = status_after(outcome, attempt, s.notify_max_attempts)
-                await self._publish(delivery_record(
-                    key=job.key, event=dict(job.event), subscription_id=job.sub.id, channel=job.sub.channel,
-                    target=job.sub.target, attempt=attempt, status=status, outcome=outcome, attempted_ms=at_ms,
+                await self._publish(delivery_message(
+                    key=job.key, event=job.event, subscription_id=job.sub.id, channel=job.sub.channel,
+                    target=redact_target(job.sub.target), attempt=attempt, status=status,
+                    http_status=outcome.status_code, error=outcome.error, attempted_ms=at_ms,
                     duration_ms=duration_ms))
             if status in FINAL_STATUSES:
                 self._finish(job.key)
@@ -316,7 +326,7 @@ class Notifier:
             except TimeoutError:
                 pass
 
-    async def _publish(self, record: dict[str, Any]) -> None:
+    async def _publish(self, record: DeliveryRecord) -> None:
         assert self._producer is not None
         payload, key = orjson.dumps(record), record["idempotency_key"].encode()
         for tries in range(1, PUBLISH_TRIES + 1):

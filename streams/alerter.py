@@ -38,7 +38,21 @@ from controlroom.kafka import (
     system_topics,
 )
 from controlroom.logs import get_logger
-from controlroom.schema import AGG_TOPIC, ALERTS_TOPIC, CONTROL_TOPIC, DLQ_TOPIC, LATE_TOPIC, LIVE_TOPIC, now_ms
+from controlroom.schema import (
+    AGG_TOPIC,
+    ALERTS_TOPIC,
+    CONTROL_TOPIC,
+    DLQ_TOPIC,
+    LATE_TOPIC,
+    LIVE_TOPIC,
+    AlertEvent,
+    now_ms,
+    read_control,
+    read_dead_letter,
+    read_late,
+    read_live_windows,
+    read_window,
+)
 from controlroom.settings import Settings
 from streams.alerting_core import AlertingCore
 
@@ -70,19 +84,18 @@ class Alerter:
         self.caught_up = False
         self.stats: dict[str, int] = {"inputs": 0, "events": 0, "snapshots": 0, "malformed": 0}
 
-    def handle(self, topic: str, value: bytes | None) -> list[dict[str, Any]]:
+    def handle(self, topic: str, value: bytes | None) -> list[AlertEvent]:
         """One input record → events. A record that cannot be read is counted and skipped."""
         try:
-            doc = orjson.loads(value or b"")
             if topic == LIVE_TOPIC:
-                return [e for point in doc for e in self.core.on_live(point)]
+                return [e for point in read_live_windows(value) for e in self.core.on_live(point)]
             if topic == AGG_TOPIC:
-                return self.core.on_closed(doc)
+                return self.core.on_closed(read_window(value))
             if topic == DLQ_TOPIC:
-                return self.core.on_dead_letter(doc)
+                return self.core.on_dead_letter(read_dead_letter(value))
             if topic == LATE_TOPIC:
-                return self.core.on_late(doc)
-            return self.core.on_control(doc)
+                return self.core.on_late(read_late(value))
+            return self.core.on_control(read_control(value))
         except (ValueError, TypeError, KeyError, AttributeError) as exc:
             self.stats["malformed"] += 1
             log.warning("input skipped", topic=topic, error=f"{type(exc).__name__}: {exc}")
@@ -123,7 +136,7 @@ class Alerter:
         last_tick = last_snapshot = 0.0
         dirty = False
         async for polled in polls(consumer, stop, log, timeout_ms=100, max_records=5000):
-            events: list[dict[str, Any]] = []
+            events: list[AlertEvent] = []
             # commands first: a rule changed or a silence set applies to the data that came with it
             for tp in sorted(polled, key=lambda tp: tp.topic != CONTROL_TOPIC):
                 for rec in polled[tp]:
@@ -148,7 +161,7 @@ class Alerter:
                 self.stats["snapshots"] += 1
                 last_snapshot, dirty = mono, False
 
-    async def _publish(self, producer: Any, events: list[dict[str, Any]]) -> None:
+    async def _publish(self, producer: Any, events: list[AlertEvent]) -> None:
         """Send and wait for the broker's acks: only then may a snapshot say these inputs are done."""
         futures = [await producer.send(ALERTS_TOPIC, orjson.dumps(e), key=e["alert_id"].encode()) for e in events]
         await asyncio.gather(*futures)

@@ -12,7 +12,6 @@ State (rule engine, alert book, rules changed through the API) round-trips throu
 
 from __future__ import annotations
 
-import hashlib
 import zlib
 from collections.abc import Iterable, Mapping
 from typing import Any
@@ -24,7 +23,16 @@ from controlroom.alerts.rules import RuleError, effective_rule_docs, parse_rule
 from controlroom.board_uids import EXPLORER_UID  # the Grafana board an alert links to
 from controlroom.catalog import Catalog
 from controlroom.logs import get_logger
-from controlroom.schema import dims_key, feed_of_dead_letter
+from controlroom.schema import (
+    AlertEvent,
+    ControlCommand,
+    DeadLetter,
+    LateReading,
+    WindowMessage,
+    alert_id_of,
+    dims_key,
+    feed_of_dead_letter,
+)
 from streams.evaluate import Condition, RuleEngine
 from streams.lifecycle import AlertBook, LifecycleError
 
@@ -33,10 +41,6 @@ log = get_logger("alerter")
 SNAPSHOT_VERSION = 1
 MINUTE_MS = 60_000
 ALL = "$__all"  # Grafana's URL value for a variable's "All"
-
-
-def alert_id_of(fp: str) -> str:
-    return hashlib.sha256(fp.encode()).hexdigest()[:16]
 
 
 def board_link(grafana_url: str, event: Mapping[str, Any]) -> str:
@@ -68,37 +72,37 @@ class AlertingCore:
                 log.error("rule skipped: no longer valid", rule_id=rid, error=str(exc))
         return rules
 
-    def reload_rules(self, now_ms: int) -> list[dict[str, Any]]:
+    def reload_rules(self, now_ms: int) -> list[AlertEvent]:
         rules = self._rules()
         events = self._apply(self.engine.replace_rules(rules, now_ms))
         return events + self._linked(self.book.resolve_retired([r.id for r in rules if r.enabled], now_ms))
 
     # --- inputs -------------------------------------------------------------------------------------
 
-    def on_live(self, point: Mapping[str, Any]) -> list[dict[str, Any]]:
+    def on_live(self, point: WindowMessage) -> list[AlertEvent]:
         return self._apply(self.engine.on_window(point, live=True))
 
-    def on_closed(self, point: Mapping[str, Any]) -> list[dict[str, Any]]:
+    def on_closed(self, point: WindowMessage) -> list[AlertEvent]:
         conditions = self.engine.on_window(point)
         conditions += self.engine.on_quality(str(point["feed"]), int(point["window_start"]), int(point["count"]),
                                              0, 0)
         return self._apply(conditions)
 
-    def on_dead_letter(self, doc: Mapping[str, Any]) -> list[dict[str, Any]]:
-        feed = feed_of_dead_letter(dict(doc), self.catalog)
+    def on_dead_letter(self, doc: DeadLetter) -> list[AlertEvent]:
+        feed = feed_of_dead_letter(doc, self.catalog)
         if not feed:
             return []  # no feed to charge it to (garbage on a feed topic of no known feed)
         minute = int(doc.get("received_ms") or 0) // MINUTE_MS * MINUTE_MS
         return self._apply(self.engine.on_quality(feed, minute, 1, 1, 0))
 
-    def on_late(self, doc: Mapping[str, Any]) -> list[dict[str, Any]]:
+    def on_late(self, doc: LateReading) -> list[AlertEvent]:
         feed = str(doc.get("feed") or "")
         if feed not in self.catalog.feeds:
             return []
         minute = int(doc.get("detected_ms") or 0) // MINUTE_MS * MINUTE_MS
         return self._apply(self.engine.on_quality(feed, minute, 1, 0, 1))
 
-    def on_control(self, msg: Mapping[str, Any]) -> list[dict[str, Any]]:
+    def on_control(self, msg: ControlCommand) -> list[AlertEvent]:
         """A command from the API. Each is idempotent; a bad one is logged and skipped, never fatal."""
         kind, at = msg.get("kind"), int(msg.get("at") or 0)
         try:
@@ -122,7 +126,7 @@ class AlertingCore:
             log.error("control command skipped", kind=kind, error=f"{type(exc).__name__}: {exc}")
         return []  # subscription commands are the notifier's
 
-    def _ack(self, alert_id: str, by: str, comment: str, at: int) -> list[dict[str, Any]]:
+    def _ack(self, alert_id: str, by: str, comment: str, at: int) -> list[AlertEvent]:
         for fp, a in self.book.alerts.items():
             if alert_id_of(fp) != alert_id:
                 continue
@@ -132,19 +136,19 @@ class AlertingCore:
         log.warning("ack for an unknown alert", alert_id=alert_id)
         return []
 
-    def tick(self, now_ms: int) -> list[dict[str, Any]]:
+    def tick(self, now_ms: int) -> list[AlertEvent]:
         events = self._apply(self.engine.tick(now_ms))
         return events + self._linked(self.book.tick(now_ms))
 
     # --- helpers ------------------------------------------------------------------------------------
 
-    def _apply(self, conditions: Iterable[Condition]) -> list[dict[str, Any]]:
-        events: list[dict[str, Any]] = []
+    def _apply(self, conditions: Iterable[Condition]) -> list[AlertEvent]:
+        events: list[AlertEvent] = []
         for c in conditions:
             events.extend(self.book.apply(c))
         return self._linked(events)
 
-    def _linked(self, events: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    def _linked(self, events: list[AlertEvent]) -> list[AlertEvent]:
         for e in events:
             e["link"] = board_link(self.grafana_url, e)
         return events

@@ -30,7 +30,10 @@ from controlroom.schema import (
     DLQ_TOPIC,
     LATE_TOPIC,
     LIVE_TOPIC,
+    DeadLetter,
+    LateReading,
     Reading,
+    WindowMessage,
     dead_letter,
     decode_message,
     late_message,
@@ -166,10 +169,10 @@ class Worker:
 
     # --- output --------------------------------------------------------------------------------------------
 
-    async def send(self, topic: str, key: bytes | None, value: dict[str, Any]) -> Any:
+    async def send(self, topic: str, key: bytes | None, value: WindowMessage | DeadLetter | LateReading) -> Any:
         return await self.app.producer.send(topic, key, orjson.dumps(value), None, None, None)
 
-    def to_message(self, w: ClosedWindow, partition: int, wall: int) -> dict[str, Any]:
+    def to_message(self, w: ClosedWindow, partition: int, wall: int) -> WindowMessage:
         return window_message(
             feed=w.feed, province=w.province, dims=w.dims, window_start_ms=w.window_start_ms,
             window_s=self.settings.window_s, count=w.agg.count, total=w.agg.total, vmin=w.agg.vmin,
@@ -180,7 +183,7 @@ class Worker:
         """Open windows as they stand, one message per source partition (same partition on agg.live, so
         each series' updates stay in order). Not awaited: a lost live update is made good by the next
         one or by the closed window on agg.1m."""
-        by_partition: dict[int, list[dict[str, Any]]] = defaultdict(list)
+        by_partition: dict[int, list[WindowMessage]] = defaultdict(list)
         for partition, w in self.live.take(wall):
             by_partition[partition].append(self.to_message(w, partition, wall))
         for partition, batch in by_partition.items():

@@ -34,7 +34,7 @@ import orjson
 
 from controlroom.alerts.silences import Silence, matcher_field_error
 from controlroom.errors import ControlRoomError
-from controlroom.schema import SEVERITIES, alert_message
+from controlroom.schema import SEVERITIES, AlertEvent, alert_message
 from streams.evaluate import Condition
 
 SNAPSHOT_VERSION = 1
@@ -97,7 +97,7 @@ class AlertBook:
 
     # --- inputs -----------------------------------------------------------------------------------
 
-    def apply(self, c: Condition) -> list[dict[str, Any]]:
+    def apply(self, c: Condition) -> list[AlertEvent]:
         a = self.alerts.get(c.fingerprint)
         at = c.at_ms
         if not c.active:
@@ -136,9 +136,9 @@ class AlertBook:
             return [self._notify(a, "firing", at)]
         return []
 
-    def tick(self, now_ms: int) -> list[dict[str, Any]]:
+    def tick(self, now_ms: int) -> list[AlertEvent]:
         """Time-driven transitions: pending → firing, repeats, escalations; expired silences are dropped."""
-        out: list[dict[str, Any]] = []
+        out: list[AlertEvent] = []
         for sid in [sid for sid, s in self.silences.items() if s.ends_ms <= now_ms]:
             del self.silences[sid]
         for a in self.alerts.values():
@@ -160,7 +160,7 @@ class AlertBook:
                 out.append(self._notify(a, "escalated", now_ms))
         return out
 
-    def acknowledge(self, fp: str, by: str, comment: str, now_ms: int) -> list[dict[str, Any]]:
+    def acknowledge(self, fp: str, by: str, comment: str, now_ms: int) -> list[AlertEvent]:
         """Acknowledge a pending or firing alert: stops repeats and escalation for this episode.
         Acknowledging again, or an alert that is resolved, changes nothing (no event)."""
         a = self.alerts.get(fp)
@@ -171,11 +171,11 @@ class AlertBook:
         a.ack = {"by": by, "comment": comment, "at": now_ms}
         return [self._event(a, "acknowledged", now_ms)]
 
-    def resolve_retired(self, rule_ids: Iterable[str], now_ms: int) -> list[dict[str, Any]]:
+    def resolve_retired(self, rule_ids: Iterable[str], now_ms: int) -> list[AlertEvent]:
         """Resolve open alerts whose rule is not among `rule_ids` (deleted or disabled, perhaps while the
         worker was down: nothing else would ever end them)."""
         keep = set(rule_ids)
-        out: list[dict[str, Any]] = []
+        out: list[AlertEvent] = []
         for a in self.alerts.values():
             if a.state != "resolved" and a.rule_id not in keep:
                 a.state, a.ends_at_ms, a.active = "resolved", now_ms, False
@@ -217,18 +217,18 @@ class AlertBook:
         else:
             a.evidence = {**a.evidence, "resolved_by": c.evidence}
 
-    def _fire(self, a: AlertState, at: int) -> list[dict[str, Any]]:
+    def _fire(self, a: AlertState, at: int) -> list[AlertEvent]:
         a.state, a.fired_at_ms = "firing", at
         a.critical_since_ms = at if a.severity == "critical" else None
         return [self._notify(a, "firing", at)]
 
-    def _notify(self, a: AlertState, event: str, at: int) -> dict[str, Any]:
+    def _notify(self, a: AlertState, event: str, at: int) -> AlertEvent:
         msg = self._event(a, event, at)
         if not msg["silenced"]:
             a.notified_at_ms = at
         return msg
 
-    def _event(self, a: AlertState, event: str, at: int) -> dict[str, Any]:
+    def _event(self, a: AlertState, event: str, at: int) -> AlertEvent:
         a.seq += 1
         msg = alert_message(
             fingerprint_=a.fingerprint, rule_id=a.rule_id, rule_version=a.rule_version, rule_type=a.rule_type,

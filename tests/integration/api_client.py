@@ -31,7 +31,7 @@ class Keys:
 @contextmanager
 def api_client(settings: Settings) -> Iterator[tuple[TestClient, Keys]]:
     with TestClient(create_app(settings)) as client:
-        store = client.app.state.security.keys  # type: ignore[attr-defined]
+        store = client.app.state.api.security.keys  # type: ignore[attr-defined]
 
         def make(role: str, **kw: object) -> str:
             key, _ = store.create(name=f"test-{role}", role=role, created_by="test", **kw)

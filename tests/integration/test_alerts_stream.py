@@ -8,13 +8,13 @@ import orjson
 import pytest
 from confluent_kafka import Producer
 
-from controlroom.schema import ALERTS_TOPIC, alert_message, fingerprint
+from controlroom.schema import ALERTS_TOPIC, AlertEvent, alert_message, fingerprint
 from tests.integration.api_client import api_client
 
 pytestmark = pytest.mark.integration
 
 
-def event(severity: str, seq: int, province: str) -> dict:  # type: ignore[type-arg]
+def event(severity: str, seq: int, province: str) -> AlertEvent:
     fp = fingerprint("water_level_alarm", "water_level", province, "station=s1")
     return alert_message(fingerprint_=fp, rule_id="water_level_alarm", rule_version=1, rule_type="threshold",
                          severity=severity, event="firing", state="firing", seq=seq, feed="water_level",
@@ -30,7 +30,7 @@ def test_stream_relays_filtered_events_as_sse(broker: str, make_settings) -> Non
             assert resp.headers["content-type"].startswith("text/event-stream")
             lines = resp.iter_lines()
             assert next(lines) == "retry: 3000"
-            fanout = client.app.state.alert_fanout  # type: ignore[attr-defined]
+            fanout = client.app.state.api.alert_fanout  # type: ignore[attr-defined]
             deadline = time.monotonic() + 20
             while not fanout.ready.is_set() and time.monotonic() < deadline:
                 time.sleep(0.05)

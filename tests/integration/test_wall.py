@@ -59,7 +59,7 @@ class LiveApi:
 
     @property
     def hub(self) -> WallHub:
-        hub: WallHub = self.app.state.wall_hub
+        hub: WallHub = self.app.state.api.wall_hub
         return hub
 
     def get(self, path: str, **params: Any) -> Any:
@@ -82,7 +82,7 @@ def live_api(make_settings) -> Iterator[LiveApi]:  # type: ignore[no-untyped-def
     while not server.started and thread.is_alive() and time.monotonic() < deadline:
         time.sleep(0.05)
     assert server.started, "the API did not start"
-    key, _ = app.state.security.keys.create(name="wall screen", role="viewer", created_by="test")
+    key, _ = app.state.api.security.keys.create(name="wall screen", role="viewer", created_by="test")
     register_secret(key.token)
     try:
         yield LiveApi(f"http://127.0.0.1:{port}", app, key.token)
@@ -372,7 +372,7 @@ def test_stream_needs_a_viewer_key_and_ends_when_it_is_revoked(make_settings, mo
     with api_client(make_settings(embedded_sink=False, wall_refresh_s=0.2)) as (client, keys):
         assert client.get("/wall/stream").status_code == 401
         assert client.get("/wall/stream", headers=keys.header("agency")).status_code == 403  # ingest-only key
-        store = client.app.state.security.keys  # type: ignore[attr-defined]
+        store = client.app.state.api.security.keys  # type: ignore[attr-defined]
         key, meta = store.create(name="wall", role="viewer", created_by="test")
         register_secret(key.token)
         events: list[str] = []
@@ -390,4 +390,4 @@ def test_stream_needs_a_viewer_key_and_ends_when_it_is_revoked(make_settings, mo
                 if time.monotonic() - started > 20:
                     break
         assert events[:2] == ["wall", "revoked"] and events[-1] == "auth"  # the stream told the screen, then ended
-        assert not client.app.state.wall_hub.clients  # type: ignore[attr-defined]
+        assert not client.app.state.api.wall_hub.clients  # type: ignore[attr-defined]

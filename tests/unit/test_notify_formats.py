@@ -12,7 +12,7 @@ import pytest
 from controlroom.alerts.signing import sign, subscription_secret, verify_signature
 from controlroom.alerts.subscriptions import parse_subscription
 from controlroom.catalog import Catalog
-from controlroom.schema import alert_message, fingerprint
+from controlroom.schema import DeliveryRecord, alert_message, delivery_message, fingerprint
 from notify.formats import (
     alertmanager_payload,
     build_email,
@@ -24,15 +24,14 @@ from notify.formats import (
 from notify.policy import (
     DEAD_LETTER,
     DELIVERED,
-    DELIVERY_COLUMNS,
     RETRY,
     Outcome,
-    delivery_record,
     http_outcome,
     redact_target,
     schedule,
     status_after,
 )
+from sinks.rows import DELIVERIES, SCHEMAS
 
 T = 1_795_687_200_000  # 2026-11-26T10:00:00Z = 17:00 in Hà Nội
 
@@ -143,10 +142,12 @@ def test_backoff_and_status() -> None:
 
 def test_delivery_record_has_exactly_the_table_columns() -> None:
     e = event()
-    r = delivery_record(key="k", event=e, subscription_id="s", channel="webhook",
-                        target="https://u:pw@hooks.example.vn:8443/p?token=zzz", attempt=2, status=RETRY,
-                        outcome=http_outcome(503, "Service Unavailable"), attempted_ms=T, duration_ms=12.3456)
-    assert tuple(r) == DELIVERY_COLUMNS
+    outcome = http_outcome(503, "Service Unavailable")
+    r = delivery_message(key="k", event=e, subscription_id="s", channel="webhook",
+                         target=redact_target("https://u:pw@hooks.example.vn:8443/p?token=zzz"), attempt=2,
+                         status=RETRY, http_status=outcome.status_code, error=outcome.error, attempted_ms=T,
+                         duration_ms=12.3456)
+    assert tuple(r) == tuple(SCHEMAS[DELIVERIES].names) == tuple(DeliveryRecord.__annotations__)
     assert r["target"] == "https://hooks.example.vn:8443/p?…"
     assert (r["http_status"], r["error"]) == (503, "HTTP 503 Service Unavailable")
     assert (r["seq"], r["duration_ms"]) == (7, 12.346)
