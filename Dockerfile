@@ -9,6 +9,8 @@ COPY sinks sinks
 COPY api api
 COPY notify notify
 COPY grafana grafana
+# No extras: the production image talks to a ClickHouse server and Apache Kafka, so neither chDB nor the
+# embedded broker (extra `embedded`) nor the board generator (extra `boards`) is installed.
 # keep urllib3 (clickhouse-connect) apart from niquests' urllib3-future: see the Makefile
 RUN URLLIB3_NO_OVERRIDE=1 pip install --no-cache-dir --no-binary urllib3-future .
 USER nobody

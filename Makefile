@@ -14,7 +14,7 @@ PIP_INSTALL := URLLIB3_NO_OVERRIDE=1 $(BIN)/python -m pip install --quiet --no-b
 $(STAMP): pyproject.toml
 	@test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(PIP_INSTALL) -e '.[dev]'
+	$(PIP_INSTALL) -e '.[dev,embedded,boards]'
 	@touch $(STAMP)
 
 install: $(STAMP)

@@ -24,7 +24,6 @@ def run(settings: Settings, _args: argparse.Namespace) -> int:
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    parser = sub.add_parser("api", help="serve the HTTP API (embedded mode: also runs the sink)",
-                            description="Serve the Control Room API on API_HOST:API_PORT. With a chdb:// "
-                                        "CLICKHOUSE_URL this process owns the warehouse and runs the sink too.")
+    parser = sub.add_parser("api", description="Serve the Control Room API on API_HOST:API_PORT. With a chdb:// "
+                                               "CLICKHOUSE_URL this process owns the warehouse and runs the sink too.")
     parser.set_defaults(func=run)

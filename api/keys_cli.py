@@ -80,7 +80,7 @@ def run_keys(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    p = sub.add_parser("keys", help="create, list or revoke API keys")
+    p = sub.add_parser("keys")
     p.add_argument("action", choices=["create", "list", "revoke"])
     p.add_argument("key_id", nargs="?", help="for revoke")
     p.add_argument("--name", help="who the key is for")

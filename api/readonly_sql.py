@@ -20,6 +20,7 @@ import orjson
 
 from controlroom.errors import ControlRoomError
 from controlroom.settings import Settings
+from controlroom.warehouse import embedded_engine
 
 ALLOWED_TABLE_FUNCTIONS = {"numbers", "one", "zeros"}  # generate data, read nothing
 ALLOWED_TABLES = {"system.one"}  # what `SELECT 1` (no FROM) reads
@@ -59,8 +60,7 @@ class AnalystQueries:
         self._lock = threading.Lock()
         limits = limit_settings(settings)
         if url.startswith("chdb://"):
-            import chdb
-
+            chdb = embedded_engine()
             path = url[len("chdb://"):]
             opts = "&".join(f"{k}={v}" for k, v in limits.items())
             self._connect = chdb.connect

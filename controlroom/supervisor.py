@@ -310,7 +310,7 @@ def run_up(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    p = sub.add_parser("up", help="run the whole system on embedded defaults (what `make up` does)")
+    p = sub.add_parser("up")
     p.set_defaults(func=run_up)
 
 

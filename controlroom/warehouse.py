@@ -141,11 +141,22 @@ def _settings_clause(dedup_token: str | None) -> str:
 
 # --- embedded chDB ----------------------------------------------------------------------------------
 
+def embedded_engine() -> Any:
+    """The chdb module, imported on first use (server-mode processes never load it; the production image
+    does not even install it: it comes with the `embedded` extra)."""
+    try:
+        import chdb
+    except ImportError as exc:
+        raise ConfigError("CLICKHOUSE_URL is chdb://… but chDB is not installed: install the embedded extra "
+                          "(pip install 'controlroom[embedded]'; `make up` does) or point CLICKHOUSE_URL at a "
+                          "ClickHouse server") from exc
+    return chdb
+
 class ChdbWarehouse:
     """chDB session on a path. One lock around every call: the API calls from many threads."""
 
     def __init__(self, path: str, database: str) -> None:
-        from chdb import session  # imported here: server-mode processes need not load the engine
+        session = embedded_engine().session
 
         self.database = check_identifier(database)
         self.path = path
@@ -181,12 +192,10 @@ class ChdbWarehouse:
             self._run(sql, "CSV")
 
     def query(self, sql: str, params: dict[str, Any] | None = None) -> list[dict[str, Any]]:
-        import chdb
-
         with self._lock:
             res = self._run(sql, "Arrow", params)
             try:
-                table = chdb.to_arrowTable(res)
+                table = embedded_engine().to_arrowTable(res)
             except Exception as exc:
                 raise WarehouseError(f"chDB: cannot read the result: {exc}") from exc
         return _rows_from_arrow(table)

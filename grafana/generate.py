@@ -13,8 +13,7 @@ from grafana_foundation_sdk.cog.encoder import JSONEncoder
 
 from controlroom.catalog import Catalog, default_catalog
 from grafana.boards import all_boards
-
-DASHBOARDS = Path(__file__).parent / "dashboards"
+from grafana.layout import DASHBOARDS
 
 
 def board_json(board: Any) -> dict[str, Any]:

@@ -23,8 +23,8 @@ from grafana_foundation_sdk.models import common
 from grafana_foundation_sdk.models import dashboard as dash
 from grafana_foundation_sdk.models import text as text_m
 
-DATASOURCE_UID = "controlroom-clickhouse"
-PLUGIN_TYPE = "grafana-clickhouse-datasource"
+from grafana.layout import DATASOURCE_UID, PLUGIN_TYPE
+
 DS = dash.DataSourceRef(type_val=PLUGIN_TYPE, uid=DATASOURCE_UID)
 
 FORMAT_TABLE, FORMAT_TIME_SERIES = 1, 0  # the plugin's Format enum (src/types/queryBuilder.ts)

@@ -25,8 +25,7 @@ import yaml
 from controlroom.errors import ControlRoomError
 from controlroom.logs import get_logger
 from controlroom.settings import Settings
-from grafana.generate import DASHBOARDS
-from grafana.panels import DATASOURCE_UID, PLUGIN_TYPE
+from grafana.layout import DASHBOARDS, DATASOURCE_UID, PLUGIN_TYPE
 
 log = get_logger("grafana")
 
@@ -156,10 +155,9 @@ def run_sync(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    p = sub.add_parser("grafana", help="Grafana boards: push them to a running Grafana")
+    p = sub.add_parser("grafana")
     gsub = p.add_subparsers(dest="grafana_command", metavar="ACTION", required=True)
-    s = gsub.add_parser("sync", help="push the ClickHouse datasource and every board (idempotent by uid)",
-                        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    s = gsub.add_parser("sync", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     s.add_argument("--url", help="Grafana's URL (default: GRAFANA_URL, then http://localhost:3000)")
     s.add_argument("--token", help="API token of a service account (default: GRAFANA_TOKEN; prefer the environment: "
                                    "a command-line argument is visible to other users of the machine)")

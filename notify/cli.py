@@ -18,6 +18,5 @@ def run_notifier(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    p = sub.add_parser("notifier", help="send alert events to webhook and e-mail subscriptions (signed, retried, "
-                                        "recorded on alerts.deliveries) until SIGINT/SIGTERM")
+    p = sub.add_parser("notifier")
     p.set_defaults(func=run_notifier)

@@ -78,7 +78,7 @@ def run_publish(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    p = sub.add_parser("simulate", help="publish simulated readings for all 25 feeds")
+    p = sub.add_parser("simulate")
     p.add_argument("--seed", type=int, default=None, help="RNG seed (default SIM_SEED, 42)")
     p.add_argument("--rate", type=float, default=None, help="multiply every feed's reporting rate (default SIM_RATE)")
     p.add_argument("--incident", action="append", default=[], metavar="SPEC",
@@ -86,11 +86,11 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
                         "(kinds: spike, drop, silent, malformed, late)")
     p.add_argument("--duration", type=float, default=None, help="stop after this many seconds")
     p.set_defaults(func=run_simulate)
-    r = sub.add_parser("replay", help="publish recorded readings from a JSON-lines file")
+    r = sub.add_parser("replay")
     r.add_argument("file", help="one JSON reading per line")
     r.add_argument("--rate", type=float, default=None, help="lines per second (default: as fast as possible)")
     r.set_defaults(func=run_replay)
-    pub = sub.add_parser("publish", help="kcat -P style: publish each stdin line as one message")
+    pub = sub.add_parser("publish")
     pub.add_argument("-b", "--broker", default=None, help="bootstrap servers (default KAFKA_BOOTSTRAP)")
     pub.add_argument("-t", "--topic", required=True)
     pub.add_argument("-k", "--key", default=None, help="message key (the province code for feeds.*)")

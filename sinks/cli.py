@@ -97,15 +97,14 @@ def _read_key(path: Path) -> str:
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    p = sub.add_parser("backfill", help="recompute the 1-minute aggregates (and rollups) of a past range from the "
-                                        "stored raw readings")
+    p = sub.add_parser("backfill")
     p.add_argument("--from", dest="from_", required=True, help="start, e.g. 2026-11-01 or 2026-11-01T06:00:00+07:00")
     p.add_argument("--to", required=True, help="end (exclusive), same forms")
     p.add_argument("--api", nargs="?", const="local", default=None,
                    help="ask the running API to do it (needed while `make up` owns the embedded warehouse); "
                         "optionally its URL, default http://API_HOST:API_PORT")
     p.set_defaults(func=run_backfill)
-    p = sub.add_parser("migrate", help="apply ClickHouse migrations and refresh the reference tables")
+    p = sub.add_parser("migrate")
     p.set_defaults(func=lambda settings, args: run_migrate(settings))
-    p = sub.add_parser("sink", help="run the Kafka → ClickHouse sink on its own (server mode) until SIGINT/SIGTERM")
+    p = sub.add_parser("sink")
     p.set_defaults(func=lambda settings, args: run_sink(settings))

@@ -38,7 +38,7 @@ def run_alerter(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    p = sub.add_parser("worker", help="run the streams worker (validate, window, dead-letter)")
+    p = sub.add_parser("worker")
     p.set_defaults(func=run_worker)
-    p = sub.add_parser("alerter", help="run the alerter (rules → alert events on topic `alerts`) until SIGINT/SIGTERM")
+    p = sub.add_parser("alerter")
     p.set_defaults(func=run_alerter)

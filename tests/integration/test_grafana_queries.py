@@ -18,7 +18,7 @@ import pytest
 from api.overview import read_overview
 from controlroom.catalog import Catalog
 from controlroom.warehouse import ChdbWarehouse
-from grafana.generate import DASHBOARDS
+from grafana.layout import DASHBOARDS
 from grafana.macros import ALL, QueryContext, Variable, expand
 from sinks.migrate import migrate
 from sinks.rows import AGG, ALERT_EVENTS, DEAD, DELIVERIES, LATE, READINGS, SCHEMAS

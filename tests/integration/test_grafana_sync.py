@@ -15,7 +15,7 @@ import pytest
 
 from controlroom.broker import free_port
 from controlroom.cli import main
-from grafana.generate import DASHBOARDS
+from grafana.layout import DASHBOARDS
 from grafana.sync import GrafanaSyncError, sync
 from tests.conftest import register_secret
 

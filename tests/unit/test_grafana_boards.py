@@ -6,7 +6,8 @@ from __future__ import annotations
 import json
 
 from controlroom.catalog import Catalog
-from grafana.generate import DASHBOARDS, differences, generate
+from grafana.generate import differences, generate
+from grafana.layout import DASHBOARDS
 
 
 def test_committed_json_matches_the_code(catalog: Catalog) -> None:
