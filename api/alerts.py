@@ -262,13 +262,20 @@ async def list_rules(request: Request, _: Annotated[Principal, Depends(require("
     return [doc for _, doc in sorted(effective_rule_docs(base, stored).items())]
 
 
-@router.get("/rules/{rule_id}", summary="One rule in force")
-async def get_rule(request: Request, _: Annotated[Principal, Depends(require("viewer"))],
-                   rule_id: Annotated[str, Path(max_length=80)]) -> dict[str, Any]:
+async def _rule_in_force(request: Request, rule_id: str) -> tuple[dict[str, Any], list[dict[str, Any]],
+                                                                    dict[str, dict[str, Any]]]:
+    """(the rule's doc, the rules file's docs, the API's changes); 404 when no such rule is in force."""
     base, stored = await _rule_state(request)
     doc = effective_rule_docs(base, stored).get(rule_id)
     if doc is None:
         raise HTTPException(404, f"no rule {rule_id!r}")
+    return doc, base, stored
+
+
+@router.get("/rules/{rule_id}", summary="One rule in force")
+async def get_rule(request: Request, _: Annotated[Principal, Depends(require("viewer"))],
+                   rule_id: Annotated[str, Path(max_length=80)]) -> dict[str, Any]:
+    doc, _base, _stored = await _rule_in_force(request, rule_id)
     return doc
 
 
@@ -317,10 +324,7 @@ async def update_rule(request: Request, who: Annotated[Principal, Depends(requir
 @router.delete("/rules/{rule_id}", summary="Delete a rule: its open alerts resolve")
 async def delete_rule(request: Request, who: Annotated[Principal, Depends(require("admin"))],
                       rule_id: Annotated[str, Path(max_length=80)]) -> dict[str, Any]:
-    base, stored = await _rule_state(request)
-    current = effective_rule_docs(base, stored).get(rule_id)
-    if current is None:
-        raise HTTPException(404, f"no rule {rule_id!r}")
+    current, base, stored = await _rule_in_force(request, rule_id)
     version = _next_version(rule_id, base, stored)
     await _insert(request, "alert_rules", {"rule_id": rule_id, "version": version, "doc": "", "deleted": 1,
                                            "changed_at": _now_ms(), "changed_by": who.name})

@@ -85,7 +85,7 @@ class AnalystQueries:
                         return bytes(conn.query(sql, fmt).bytes())
                     finally:
                         conn.close()
-            client = self._server._client  # the same HTTP client; settings apply to this query only
+            client = self._server.client  # the same HTTP client; settings apply to this query only
             limits = {"readonly": 1} if explain else self._limits
             return bytes(client.raw_query(sql, settings=limits, fmt=fmt))
         except Exception as exc:  # the engine's own words: readonly, timeout, too many rows, syntax

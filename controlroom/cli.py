@@ -12,7 +12,7 @@ from controlroom.logs import configure_logging, get_logger
 from controlroom.runner import tune_gc
 from controlroom.settings import Settings
 
-Registrar = Callable[["argparse._SubParsersAction[argparse.ArgumentParser]"], None]
+Registrar = Callable[["argparse._SubParsersAction[argparse.ArgumentParser]"], None]  # noqa: SLF001 (no public name)
 
 # command → (the module whose register() adds it, the line `controlroom --help` shows). Only the chosen
 # command's module is imported: `controlroom --help` loads no part, and one broken part names itself.

@@ -46,7 +46,7 @@ def configure_logging(level: str = "info", fmt: str = "auto", process: str = "")
         logger_factory=structlog.PrintLoggerFactory(file=_CurrentStderr()),  # type: ignore[arg-type]
         cache_logger_on_first_use=True,
     )
-    logging.basicConfig(level=max(numeric, logging.WARNING), stream=_CurrentStderr(),  # type: ignore[arg-type]
+    logging.basicConfig(level=max(numeric, logging.WARNING), stream=_CurrentStderr(),
                         format=f"%(asctime)s {process} %(levelname)s %(name)s: %(message)s")
     if process:
         structlog.contextvars.bind_contextvars(process=process)

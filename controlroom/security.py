@@ -22,7 +22,7 @@ Role = Literal["viewer", "operator", "admin", "agency"]
 ROLES: tuple[Role, ...] = ("viewer", "operator", "admin", "agency")
 # viewer < operator < admin; an agency key only ingests (it reads nothing)
 _RANK = {"viewer": 1, "operator": 2, "admin": 3, "agency": 0}
-TOKEN_PREFIX = "cr_"
+TOKEN_PREFIX = "cr_"  # noqa: S105 (the visible prefix of every key, not a secret)
 
 
 @dataclass(frozen=True, slots=True)

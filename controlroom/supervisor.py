@@ -115,7 +115,9 @@ class Child:
 
 
 def _popen(args: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
-    return subprocess.Popen([sys.executable, "-m", "controlroom.cli", *args], env=env, start_new_session=True)
+    # our own CLI in this interpreter, an argument list, no shell
+    return subprocess.Popen([sys.executable, "-m", "controlroom.cli", *args], env=env,  # noqa: S603
+                            start_new_session=True)
 
 
 def _spawn(name: str, args: list[str], env: dict[str, str]) -> Child:

@@ -115,7 +115,7 @@ def param_text(value: Any) -> str:
 
 
 def _rows_from_arrow(table: pa.Table) -> list[dict[str, Any]]:
-    rows = table.to_pylist()
+    rows: list[dict[str, Any]] = table.to_pylist()
     maps = [f.name for f in table.schema if pa.types.is_map(f.type)]
     if maps:  # Arrow gives a Map as [(k, v)]; clickhouse-connect gives a dict: answer alike on both
         for row in rows:
@@ -283,6 +283,11 @@ class ServerWarehouse:
     def close(self) -> None:
         with self._lock:
             self._client.close()
+
+    @property
+    def client(self) -> Any:
+        """The clickhouse-connect client, for a caller that sets its own per-query settings (api/readonly_sql)."""
+        return self._client
 
 
 def chdb_path(url: str) -> str:

@@ -327,7 +327,8 @@ class Notifier:
                 pass
 
     async def _publish(self, record: DeliveryRecord) -> None:
-        assert self._producer is not None
+        if self._producer is None:
+            raise RuntimeError("the notifier's producer is not started: run() starts it")
         payload, key = orjson.dumps(record), record["idempotency_key"].encode()
         for tries in range(1, PUBLISH_TRIES + 1):
             try:

@@ -61,14 +61,7 @@ class _DropRevoked(ConsumerRebalanceListener):  # type: ignore[misc]  # aiokafka
         self.writer = writer
 
     async def on_partitions_revoked(self, revoked: list[TopicPartition]) -> None:
-        gone = {(tp.topic, tp.partition) for tp in revoked}
-        if gone:
-            self.writer._pending = [r for r in self.writer._pending if (r.topic, r.partition) not in gone]
-            # a trigger of a revoked partition is uncommitted too: its next owner recomputes that window
-            self.writer.waiting = [t for t in self.writer.waiting if (t.at[0], t.at[1]) not in gone]
-            for key in gone:
-                self.writer._written_to.pop(key, None)
-                self.writer.stats.committed.pop(f"{key[0]}:{key[1]}", None)
+        self.writer.drop_partitions({(tp.topic, tp.partition) for tp in revoked})
 
     async def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
         log.info("sink partitions assigned", partitions=len(assigned))
@@ -155,6 +148,17 @@ class SinkWriter:
         return n
 
     # --- the loop -----------------------------------------------------------------------------------
+
+    def drop_partitions(self, gone: set[tuple[str, int]]) -> None:
+        """Forget what is buffered from partitions this sink no longer owns (all of it uncommitted)."""
+        if not gone:
+            return
+        self._pending = [r for r in self._pending if (r.topic, r.partition) not in gone]
+        # a trigger of a revoked partition is uncommitted too: its next owner recomputes that window
+        self.waiting = [t for t in self.waiting if (t.at[0], t.at[1]) not in gone]
+        for key in gone:
+            self._written_to.pop(key, None)
+            self.stats.committed.pop(f"{key[0]}:{key[1]}", None)
 
     def _consumer(self) -> AIOKafkaConsumer:
         return make_consumer(self.settings, group_id=self.settings.sink_group_id,

@@ -165,7 +165,7 @@ class Worker:
         read = self.read_through.get((topic, partition))
         if read is not None:
             return read + 1 >= high
-        return int(consumer._committed_offset.get(tp) or 0) >= high
+        return int(consumer._committed_offset.get(tp) or 0) >= high  # noqa: SLF001 (Faust has no public getter)
 
     # --- output --------------------------------------------------------------------------------------------
 

@@ -3,7 +3,8 @@
 A service package (api, streams, notify, sinks, producers, grafana) imports only the shared package
 (`controlroom`) and itself: code two services need lives in `controlroom/` (the warehouse adapter, the
 catalog's definitions, the alert domain in `controlroom/alerts/`). The shared package imports no service,
-except to register their commands and to start them. Every exception is listed below with its reason, and
+except to start them (`controlroom/cli.py` names each command's module in a table and imports it
+by name, only when that command runs). Every exception is listed below with its reason, and
 a listed exception that no longer occurs fails too, so the list only shrinks.
 """
 
@@ -26,14 +27,6 @@ EXCEPTIONS: dict[tuple[str, str], str] = {
     # POST /admin/backfill: while the API owns embedded chDB, only it can recompute a range (the same
     # code as `controlroom backfill`)
     ("api/admin.py", "sinks.backfill"): "the API runs the sink's backfill on the warehouse it owns",
-    # the CLI registrations: `controlroom <command>` is each service's own argparse registrar
-    ("controlroom/cli.py", "api.cli"): "CLI registration",
-    ("controlroom/cli.py", "api.keys_cli"): "CLI registration",
-    ("controlroom/cli.py", "grafana.sync"): "CLI registration",
-    ("controlroom/cli.py", "notify.cli"): "CLI registration",
-    ("controlroom/cli.py", "producers.cli"): "CLI registration",
-    ("controlroom/cli.py", "sinks.cli"): "CLI registration",
-    ("controlroom/cli.py", "streams.cli"): "CLI registration",
     # `make up` makes the local admin key before the API opens chDB (then only the API may)
     ("controlroom/supervisor.py", "api.keys_cli"): "the supervisor bootstraps the first admin key",
 }

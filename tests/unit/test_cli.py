@@ -45,5 +45,5 @@ def test_a_command_loads_its_own_part_only(argv: list[str], part: str) -> None:
 def test_every_command_is_registered_by_the_module_the_table_names() -> None:
     for name in COMMANDS:
         parser = build_parser([name])
-        sub = next(a for a in parser._actions if a.dest == "command")  # noqa: SLF001 (argparse has no public way)
+        sub = next(a for a in parser._actions if a.dest == "command")
         assert sub.choices[name].get_default("func") is not None or name == "grafana", name  # type: ignore[union-attr]
