@@ -1,5 +1,5 @@
 """The Grafana boards' UIDs: grafana/boards.py gives them to the boards it generates, and alert links
-(streams/alerting_core.py) point at the feed explorer by its UID."""
+(controlroom/alerts/core.py) point at the feed explorer by its UID."""
 
 WALL_UID = "controlroom-wall"
 EXPLORER_UID = "controlroom-feed-explorer"

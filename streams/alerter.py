@@ -1,4 +1,4 @@
-"""The alerter service: one instance evaluates every rule (streams/alerting_core.py) and publishes alert
+"""The alerter service: one instance evaluates every rule (controlroom/alerts/core.py) and publishes alert
 events on topic `alerts`. I/O only.
 
 Why one instance: it reads aggregates, not readings — at most one live update per series per second
@@ -26,6 +26,7 @@ from typing import Any
 import orjson
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
+from controlroom.alerts.core import AlertingCore
 from controlroom.alerts.rules import read_rule_docs
 from controlroom.catalog import Catalog
 from controlroom.kafka import (
@@ -54,7 +55,6 @@ from controlroom.schema import (
     read_window,
 )
 from controlroom.settings import Settings
-from streams.alerting_core import AlertingCore
 
 log = get_logger("alerter")
 

@@ -8,11 +8,11 @@ from typing import Any
 
 import pytest
 
+from controlroom.alerts.evaluate import Condition
+from controlroom.alerts.lifecycle import AlertBook, LifecycleError
 from controlroom.alerts.rules import Rule, parse_rules
 from controlroom.catalog import default_catalog
 from controlroom.schema import ALERT_EVENTS, alert_message, fingerprint
-from streams.evaluate import Condition
-from streams.lifecycle import AlertBook, LifecycleError
 
 T0 = 1_767_225_600_000
 S = 1000

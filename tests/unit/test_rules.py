@@ -7,10 +7,10 @@ from typing import Any
 
 import pytest
 
+from controlroom.alerts.evaluate import Condition, RuleEngine
 from controlroom.alerts.rules import RULE_TYPES, RuleError, load_default_rules, parse_rules
 from controlroom.catalog import Catalog, default_catalog
 from controlroom.schema import window_message
-from streams.evaluate import Condition, RuleEngine
 
 MIN = 60_000
 T0 = 1_767_225_600_000  # 2026-01-01T00:00:00Z = 07:00 in Vietnam (UTC+7)

@@ -19,6 +19,8 @@ from urllib.parse import urlencode
 
 import orjson
 
+from controlroom.alerts.evaluate import Condition, RuleEngine
+from controlroom.alerts.lifecycle import AlertBook, LifecycleError
 from controlroom.alerts.rules import RuleError, effective_rule_docs, parse_rule
 from controlroom.board_uids import EXPLORER_UID  # the Grafana board an alert links to
 from controlroom.catalog import Catalog
@@ -33,8 +35,6 @@ from controlroom.schema import (
     dims_key,
     feed_of_dead_letter,
 )
-from streams.evaluate import Condition, RuleEngine
-from streams.lifecycle import AlertBook, LifecycleError
 
 log = get_logger("alerter")
 

@@ -32,10 +32,10 @@ from typing import Any
 
 import orjson
 
+from controlroom.alerts.evaluate import Condition
 from controlroom.alerts.silences import Silence, matcher_field_error
 from controlroom.errors import ControlRoomError
 from controlroom.schema import SEVERITIES, AlertEvent, alert_message
-from streams.evaluate import Condition
 
 SNAPSHOT_VERSION = 1
 

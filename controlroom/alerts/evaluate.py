@@ -1,6 +1,6 @@
 """Rule evaluation on closed windows, quality counts and a clock. Pure code, no Faust, Kafka or ClickHouse.
 
-`RuleEngine` turns inputs into `Condition`s (a verdict of one rule on one series); `streams.lifecycle`
+`RuleEngine` turns inputs into `Condition`s (a verdict of one rule on one series); `controlroom.alerts.lifecycle`
 turns conditions into alert events. The engine holds only the bounded state its rules need:
 - last reading time per series (staleness), over every series the catalog expects plus any seen;
 - rate_of_change: the windows of one lookback (two in "period" mode) per series;

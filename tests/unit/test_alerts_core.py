@@ -9,10 +9,10 @@ from urllib.parse import parse_qsl, urlsplit
 
 import orjson
 
+from controlroom.alerts.core import AlertingCore
 from controlroom.alerts.rules import effective_rule_docs, read_rule_docs
 from controlroom.catalog import default_catalog
 from controlroom.schema import alert_id_of, control_message, window_message
-from streams.alerting_core import AlertingCore
 from streams.live import LiveThrottle
 from streams.windows import ClosedWindow, WindowAgg
 
