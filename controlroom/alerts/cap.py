@@ -340,7 +340,7 @@ class FeedEntry:
 
 
 def _atom(parent: ET.Element, tag: str, text: str = "", **attrs: str) -> ET.Element:
-    el = ET.SubElement(parent, f"{{{ATOM_NS}}}{tag}", attrs)
+    el = ET.SubElement(parent, tag, attrs)  # unqualified: the root's xmlns puts them in Atom's namespace
     if text:
         el.text = text
     return el
@@ -350,7 +350,7 @@ def atom_feed(entries: Sequence[FeedEntry], *, feed_id: str, self_url: str, titl
     """An Atom (RFC 4287) feed whose entries link to CAP documents (as the OASIS CAP feed profile and
     national alert hubs do): one entry per alert, its id the CAP message's, its link rel=alternate
     type=application/cap+xml; the entry's CAP `<info>` in English gives title and summary."""
-    root = ET.Element(f"{{{ATOM_NS}}}feed")
+    root = ET.Element("feed", {"xmlns": ATOM_NS})
     _atom(root, "id", feed_id)
     _atom(root, "title", title)
     updated = max((e.updated_ms for e in entries), default=now_ms)
@@ -371,7 +371,7 @@ def atom_feed(entries: Sequence[FeedEntry], *, feed_id: str, self_url: str, titl
             _atom(entry, "summary", f"{info.severity}, {info.urgency}, {info.certainty} — {info.event}; "
                                     f"{', '.join(a.desc for a in info.areas)}")
     ET.indent(root)
-    out: bytes = ET.tostring(root, encoding="utf-8", xml_declaration=True, default_namespace=ATOM_NS)
+    out: bytes = ET.tostring(root, encoding="utf-8", xml_declaration=True)
     return out
 
 
