@@ -185,7 +185,8 @@ def test_contents_of_a_public_alert_in_both_languages() -> None:
     assert (vi.language, en.language) == ("vi-VN", "en-US")
     assert (vi.event, en.event) == (CAT.feeds["water_level"].name_vi, CAT.feeds["water_level"].name_en)
     assert vi.headline == events[2]["summary_vi"] and en.headline == events[2]["summary_en"]
-    assert "Acknowledged by trực ban" in (en.description or "") and "Đã tiếp nhận bởi trực ban" in (vi.description or "")
+    assert "Acknowledged by trực ban" in (en.description or "")
+    assert "Đã tiếp nhận bởi trực ban" in (vi.description or "")
     for info in (vi, en):
         assert [c.value for c in info.categories] == ["Met"] and info.web == LINK
         assert info.event_codes_to_dict()["controlroom-rule"] == "water_level_alarm"
