@@ -98,7 +98,8 @@ async def _audit(request: Request, who: Principal, action: str, target: str, bef
 
 # --- alerts ---------------------------------------------------------------------------------------------
 
-def _alert_out(row: dict[str, Any]) -> dict[str, Any]:
+def alert_out(row: dict[str, Any]) -> dict[str, Any]:
+    """A row of alerts_current or alert_events as the API answers it (times in epoch ms, evidence decoded)."""
     out = dict(row)
     out["evidence"] = orjson.loads(row["evidence"] or "{}")
     out["starts_at"], out["ends_at"], out["event_at"] = row["starts_at_ms"], row["ends_at_ms"], row["event_at_ms"]
@@ -128,7 +129,7 @@ async def list_alerts(
     states = {"active": ("pending", "firing"), "all": alerts_sql.STATES}.get(state, (state,))
     rows = await api.query(alerts_sql.alerts_sql(api.settings.clickhouse_database, states=states,
                                                  severity=severity, feed=feed, province=province, limit=limit))
-    return [_alert_out(r) for r in rows]
+    return [alert_out(r) for r in rows]
 
 
 @router.get("/alerts/{alert_id}", summary="One alert: current state, evidence, every event and delivery")
@@ -139,8 +140,8 @@ async def get_alert(request: Request, _: Annotated[Principal, Depends(require("v
     rows = await state.query(alerts_sql.alert_sql(db, alert_id))
     if not rows:
         raise HTTPException(404, f"no alert {alert_id}")
-    out = _alert_out(rows[0])
-    out["history"] = [_alert_out(r) for r in await state.query(alerts_sql.history_sql(db, alert_id))]
+    out = alert_out(rows[0])
+    out["history"] = [alert_out(r) for r in await state.query(alerts_sql.history_sql(db, alert_id))]
     out["deliveries"] = await state.query(alerts_sql.deliveries_sql(db, alert_id))
     return out
 
@@ -256,10 +257,15 @@ def _next_version(rule_id: str, base: list[dict[str, Any]], stored: dict[str, di
     return max(versions, default=0) + 1
 
 
+async def rules_in_force(request: Request) -> dict[str, dict[str, Any]]:
+    """{rule id: doc} of the rules in force (the rules file overlaid by API changes)."""
+    base, stored = await _rule_state(request)
+    return effective_rule_docs(base, stored)
+
+
 @router.get("/rules", summary="Rules in force (the rules file overlaid by API changes), with versions")
 async def list_rules(request: Request, _: Annotated[Principal, Depends(require("viewer"))]) -> list[dict[str, Any]]:
-    base, stored = await _rule_state(request)
-    return [doc for _, doc in sorted(effective_rule_docs(base, stored).items())]
+    return [doc for _, doc in sorted((await rules_in_force(request)).items())]
 
 
 async def _rule_in_force(request: Request, rule_id: str) -> tuple[dict[str, Any], list[dict[str, Any]],

@@ -35,10 +35,31 @@ def alert_sql(database: str, alert_id: str) -> tuple[str, Params]:
     return f"SELECT {_ALERT_COLUMNS} FROM {db}.alerts_current FINAL WHERE alert_id = {{id:String}}", {"id": alert_id}
 
 
+def public_alerts_sql(database: str, *, rule_ids: list[str], resolved_since_ms: int,
+                      limit: int) -> tuple[str, Params]:
+    """The alerts of public rules for the CAP feed: firing ones, and those resolved since `resolved_since_ms`
+    after firing (their AllClear); an episode that never fired (pending, or resolved from pending) is not
+    public. Newest first."""
+    db = check_identifier(database)
+    sql = (f"SELECT {_ALERT_COLUMNS} FROM {db}.alerts_current FINAL "
+           f"WHERE has({{rules:Array(String)}}, rule_id) AND (state = 'firing' OR (state = 'resolved' "
+           f"AND ends_at >= fromUnixTimestamp64Milli({{since:Int64}}, 'UTC') AND (alert_id, starts_at) IN "
+           f"(SELECT alert_id, starts_at FROM {db}.alert_events WHERE event = 'firing'))) "
+           f"ORDER BY event_at DESC LIMIT {{limit:Int64}}")
+    return sql, {"rules": rule_ids, "since": resolved_since_ms, "limit": limit}
+
+
 def history_sql(database: str, alert_id: str) -> tuple[str, Params]:
     db = check_identifier(database)
     return (f"SELECT {_ALERT_COLUMNS} FROM {db}.alert_events FINAL WHERE alert_id = {{id:String}} "
             f"ORDER BY seq", {"id": alert_id})
+
+
+def histories_sql(database: str, alert_ids: list[str]) -> tuple[str, Params]:
+    """The events of several alerts at once (the CAP feed threads each alert's messages)."""
+    db = check_identifier(database)
+    return (f"SELECT {_ALERT_COLUMNS} FROM {db}.alert_events FINAL WHERE has({{ids:Array(String)}}, alert_id) "
+            f"ORDER BY alert_id, seq", {"ids": alert_ids})
 
 
 def deliveries_sql(database: str, alert_id: str) -> tuple[str, Params]:

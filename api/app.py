@@ -19,6 +19,7 @@ from api import (
     admin,
     alerts,
     alerts_stream,
+    cap,
     health,
     ingest,
     overview_route,
@@ -45,7 +46,8 @@ __all__ = ["ApiState", "agencies_text", "create_app"]
 
 log = get_logger("api")
 
-ROUTERS = (ingest.router, admin.router, query_route.router, alerts_stream.router, alerts.router, wall_stream.router,
+ROUTERS = (ingest.router, admin.router, query_route.router, alerts_stream.router, alerts.router, cap.router,
+           wall_stream.router,
            health.router, reference.router, series_route.router, overview_route.router)
 
 

@@ -95,6 +95,10 @@ class Settings(BaseSettings):
     alerter_tick_s: float = 1.0  # staleness, pending → firing, repeats, escalations
     alerter_snapshot_s: float = 5.0  # how much input a restarted alerter may have to read again
     grafana_url: str = "http://localhost:3000"  # alert links point at the feed explorer board here
+    # CAP 1.2 (GET /alerts/{id}/cap, GET /cap/feed): <sender> of every document; a resolved public alert stays
+    # on the feed this long (its AllClear message), then leaves it
+    cap_sender: str = "controlroom@ops.gov.vn"
+    cap_feed_resolved_s: float = 86_400.0
 
     log_level: str = "info"
     log_format: Literal["auto", "json", "console"] = "auto"
