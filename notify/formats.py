@@ -1,7 +1,9 @@
 """What a notification looks like on the wire: webhook bodies (json, Alertmanager v4) and e-mails (vi, en).
 
-Pure code: an alert event (controlroom.schema.alert_message plus `silenced`), a subscription and the
-catalog in; bytes, headers or an EmailMessage out. Times in e-mails are shown in Asia/Ho_Chi_Minh.
+Pure code: a notification (notify.grouping: one group of a subscription, the alerts it shows and the events
+it delivers) and the catalog in; bytes, headers or an EmailMessage out. Times in e-mails are shown in
+Asia/Ho_Chi_Minh. A group of one alert reads as before grouping existed (an e-mail about that alert); a
+larger group is summarised by province.
 """
 
 from __future__ import annotations
@@ -16,7 +18,8 @@ import orjson
 
 from controlroom.alerts.subscriptions import Subscription
 from controlroom.catalog import NATIONAL, Catalog
-from controlroom.schema import AlertEvent, ms_to_iso
+from controlroom.schema import SEVERITIES, AlertEvent, ms_to_iso
+from notify.grouping import Notification
 
 VN_TZ = ZoneInfo("Asia/Ho_Chi_Minh")
 AM_ZERO_TIME = "0001-01-01T00:00:00Z"  # Alertmanager's "no end yet"
@@ -28,7 +31,7 @@ MAX_SUBJECT = 200
 
 
 def idempotency_key(alert_id: str, seq: int, subscription_id: str) -> str:
-    """One notification = one alert event to one subscription; a receiver drops a key it has seen."""
+    """One alert event for one subscription: recorded once finished; a receiver drops a key it has seen."""
     return f"{alert_id}:{seq}:{subscription_id}"
 
 
@@ -38,34 +41,61 @@ def event_key(event: AlertEvent, sub: Subscription) -> str:
 
 # --- webhooks ----------------------------------------------------------------------------------------
 
-def alertmanager_payload(event: AlertEvent, sub: Subscription, external_url: str = "") -> dict[str, Any]:
-    """The Alertmanager webhook v4 payload for one event: one alert, its own group."""
+AM_LABEL = {"rule": "alertname"}  # our group_by label → the Alertmanager label that carries it
+
+
+def _am_alert(event: AlertEvent, catalog: Catalog) -> dict[str, Any]:
     status = "resolved" if event["event"] == "resolved" else "firing"
+    feed = catalog.feeds.get(str(event["feed"]))
     dims = event.get("dims") or {}
     labels = {**{str(k): str(v) for k, v in dims.items()},
               "alertname": str(event["rule_id"]), "severity": str(event["severity"]), "feed": str(event["feed"]),
               "province": str(event["province"]), "rule_type": str(event["rule_type"]),
+              "category": feed.category if feed else "", "agency": feed.source if feed else "",
               "alert_id": str(event["alert_id"])}
     annotations = {"summary": str(event["summary_en"]), "summary_vi": str(event["summary_vi"]),
                    "summary_en": str(event["summary_en"]), "event": str(event["event"]),
                    "seq": str(event["seq"])}
     ends_at = event.get("ends_at")
-    alert = {"status": status, "labels": labels, "annotations": annotations,
-             "startsAt": ms_to_iso(int(event["starts_at"])),
-             "endsAt": ms_to_iso(int(ends_at)) if ends_at is not None else AM_ZERO_TIME,
-             "generatorURL": str(event.get("link") or ""), "fingerprint": str(event["alert_id"])}
-    return {"version": "4", "groupKey": f'{{}}:{{alertname="{labels["alertname"]}", alert_id="{labels["alert_id"]}"}}',
-            "status": status, "receiver": sub.id, "alerts": [alert],
-            "groupLabels": {"alertname": labels["alertname"], "alert_id": labels["alert_id"]},
-            "commonLabels": labels, "commonAnnotations": annotations, "externalURL": external_url,
-            "truncatedAlerts": 0}
+    return {"status": status, "labels": labels, "annotations": annotations,
+            "startsAt": ms_to_iso(int(event["starts_at"])),
+            "endsAt": ms_to_iso(int(ends_at)) if ends_at is not None else AM_ZERO_TIME,
+            "generatorURL": str(event.get("link") or ""), "fingerprint": str(event["alert_id"])}
 
 
-def webhook_body(event: AlertEvent, sub: Subscription, external_url: str = "") -> bytes:
-    """The exact bytes POSTed (and signed) for this subscription's format."""
-    if sub.format == "alertmanager":
-        return orjson.dumps(alertmanager_payload(event, sub, external_url))
-    return orjson.dumps({"idempotency_key": event_key(event, sub), "subscription_id": sub.id, "alert": dict(event)})
+def _common(dicts: list[dict[str, str]]) -> dict[str, str]:
+    """The pairs every dict has (Alertmanager's commonLabels / commonAnnotations)."""
+    if not dicts:
+        return {}
+    out = dict(dicts[0])
+    for d in dicts[1:]:
+        out = {k: v for k, v in out.items() if d.get(k) == v}
+    return out
+
+
+def alertmanager_payload(n: Notification, catalog: Catalog, external_url: str = "") -> dict[str, Any]:
+    """The Alertmanager webhook v4 payload: the group's alerts, its labels as Alertmanager names them."""
+    alerts = [_am_alert(a, catalog) for a in n.alerts]
+    group_labels = {AM_LABEL.get(k, k): v for k, v in n.labels.items()}
+    return {"version": "4", "groupKey": "{}:" + "{" + ", ".join(f'{k}="{v}"' for k, v in group_labels.items()) + "}",
+            "status": n.status, "receiver": n.sub.id, "alerts": alerts, "groupLabels": group_labels,
+            "commonLabels": _common([a["labels"] for a in alerts]),
+            "commonAnnotations": _common([a["annotations"] for a in alerts]),
+            "externalURL": external_url, "truncatedAlerts": 0}
+
+
+def webhook_body(n: Notification, catalog: Catalog, external_url: str = "") -> bytes:
+    """The exact bytes POSTed (and signed) for this subscription's format. JSON: the group (key, labels,
+    status), the events this notification delivers (each with its own idempotency key, so a receiver can
+    drop a repeat per event) and every alert of the group as it stands."""
+    if n.sub.format == "alertmanager":
+        return orjson.dumps(alertmanager_payload(n, catalog, external_url))
+    return orjson.dumps({
+        "idempotency_key": n.key, "subscription_id": n.sub.id,
+        "group": {"key": n.group_key, "labels": n.labels}, "status": n.status,
+        "delivers": [{"idempotency_key": j.key, "alert_id": j.event["alert_id"], "seq": j.event["seq"],
+                      "event": j.event["event"]} for j in n.jobs],
+        "alerts": n.alerts})
 
 
 # --- e-mail --------------------------------------------------------------------------------------------
@@ -75,12 +105,14 @@ LABELS: dict[str, dict[str, str]] = {
            "province": "Tỉnh/thành", "dims": "Phân tách", "value": "Giá trị", "evidence": "Căn cứ",
            "starts": "Bắt đầu", "ends": "Kết thúc", "at": "Thời điểm sự kiện", "ack": "Tiếp nhận bởi",
            "link": "Chi tiết", "key": "Mã chống trùng lặp", "national": "Toàn quốc", "tz": "giờ Việt Nam",
-           "none": "—", "footer": "Thư tự động từ Control Room, vui lòng không trả lời."},
+           "none": "—", "footer": "Thư tự động từ Control Room, vui lòng không trả lời.", "alerts": "cảnh báo",
+           "new": "mới trong thư này", "by_province": "Theo tỉnh/thành"},
     "en": {"event": "Event", "severity": "Severity", "summary": "Summary", "feed": "Feed",
            "province": "Province", "dims": "Dimensions", "value": "Value", "evidence": "Evidence",
            "starts": "Started", "ends": "Ended", "at": "Event time", "ack": "Acknowledged by",
            "link": "Details", "key": "Idempotency key", "national": "National", "tz": "Vietnam time",
-           "none": "—", "footer": "Automatic message from Control Room; please do not reply."},
+           "none": "—", "footer": "Automatic message from Control Room; please do not reply.", "alerts": "alerts",
+           "new": "new in this message", "by_province": "By province"},
 }
 EVENT_NAMES = {
     "vi": {"pending": "CHỜ XÁC NHẬN", "firing": "ĐANG BÁO ĐỘNG", "resolved": "ĐÃ KẾT THÚC", "repeat": "NHẮC LẠI",
@@ -88,6 +120,7 @@ EVENT_NAMES = {
     "en": {"pending": "PENDING", "firing": "FIRING", "resolved": "RESOLVED", "repeat": "REMINDER",
            "acknowledged": "ACKNOWLEDGED", "escalated": "ESCALATED"},
 }
+SEVERITY_ORDER = {s: i for i, s in enumerate(SEVERITIES)}
 SEVERITY_NAMES = {"vi": {"info": "Thông tin", "warning": "Cảnh báo", "critical": "Khẩn cấp"},
                   "en": {"info": "Info", "warning": "Warning", "critical": "Critical"}}
 
@@ -174,17 +207,69 @@ def email_text(event: AlertEvent, catalog: Catalog, lang: str, key: str) -> str:
     return "\n".join(lines) + "\n"
 
 
-def build_email(event: AlertEvent, sub: Subscription, catalog: Catalog, *, sender: str,
-                now_ms: int) -> EmailMessage:
-    key = event_key(event, sub)
+def _group_title(n: Notification, catalog: Catalog, lang: str) -> str:
+    """The group's labels in words: feed and province names, rule ids, severity names."""
+    parts = []
+    for label, value in n.labels.items():
+        if label == "feed" and value in catalog.feeds:
+            feed = catalog.feeds[value]
+            parts.append(feed.name_vi if lang == "vi" else feed.name_en)
+        elif label == "province":
+            parts.append(_names({"feed": "", "province": value}, catalog, lang)[1])  # type: ignore[typeddict-item]
+        elif label == "severity":
+            parts.append(SEVERITY_NAMES[lang].get(value, value))
+        else:
+            parts.append(value)
+    return " – ".join(p for p in parts if p)
+
+
+def group_subject(n: Notification, catalog: Catalog, lang: str) -> str:
+    worst = max((str(a["severity"]) for a in n.alerts), key=lambda sev: SEVERITY_ORDER.get(sev, 0), default="info")
+    firing = sum(1 for a in n.alerts if a["event"] != "resolved")
+    state = (EVENT_NAMES[lang]["firing"] if firing else EVENT_NAMES[lang]["resolved"])
+    return _one_line(f"[{SEVERITY_NAMES[lang].get(worst, worst)}] {state}: {len(n.alerts)} "
+                     f"{LABELS[lang]['alerts']} – {_group_title(n, catalog, lang)}", MAX_SUBJECT)
+
+
+def group_text(n: Notification, catalog: Catalog, lang: str) -> str:
+    """A group's e-mail: how many alerts, then each province with its alerts (worst first)."""
+    lab = LABELS[lang]
+    firing = sum(1 for a in n.alerts if a["event"] != "resolved")
+    lines = [f"{_group_title(n, catalog, lang)}", "",
+             f"{lab['alerts'].capitalize()}: {len(n.alerts)} ({EVENT_NAMES[lang]['firing']}: {firing}, "
+             f"{EVENT_NAMES[lang]['resolved']}: {len(n.alerts) - firing}); {lab['new']}: {len(n.jobs)}", "",
+             f"{lab['by_province']}:"]
+    by_province: dict[str, list[AlertEvent]] = {}
+    for a in n.alerts:
+        by_province.setdefault(str(a["province"]), []).append(a)
+    named = sorted((_names(alerts[0], catalog, lang)[1], code, alerts) for code, alerts in by_province.items())
+    for name, code, alerts in named:
+        lines.append(f"{name} ({code}): {len(alerts)}")
+        for a in sorted(alerts, key=lambda a: -SEVERITY_ORDER.get(str(a["severity"]), 0)):
+            summary = str(a["summary_vi"] if lang == "vi" else a["summary_en"])
+            lines.append(f"  - [{SEVERITY_NAMES[lang].get(str(a['severity']), a['severity'])}] "
+                         f"{EVENT_NAMES[lang].get(str(a['event']), a['event'])}: {_one_line(summary, 160)}")
+    lines += ["", f"{lab['key']}: {n.key}", "", "-- ", lab["footer"]]
+    return "\n".join(lines) + "\n"
+
+
+def build_email(n: Notification, catalog: Catalog, *, sender: str, now_ms: int) -> EmailMessage:
+    """One e-mail per notification: about its alert when the group has one, else the group by province."""
+    sub, lang = n.sub, n.sub.language
     msg = EmailMessage()
-    msg["Subject"] = email_subject(event, catalog, sub.language)
+    if len(n.alerts) == 1:
+        event = n.alerts[0]
+        msg["Subject"] = email_subject(event, catalog, lang)
+        text = email_text(event, catalog, lang, n.key)
+    else:
+        msg["Subject"] = group_subject(n, catalog, lang)
+        text = group_text(n, catalog, lang)
     msg["From"] = sender
     msg["To"] = sub.target
     msg["Date"] = format_datetime(datetime.fromtimestamp(now_ms / 1000, tz=VN_TZ))
-    msg["Message-ID"] = f"<{event['alert_id']}.{event['seq']}.{sub.id}@controlroom>"
-    msg[EMAIL_IDEMPOTENCY_HEADER] = key
-    msg[EVENT_HEADER] = str(event["event"])
-    msg["Content-Language"] = sub.language
-    msg.set_content(email_text(event, catalog, sub.language, key), charset="utf-8")
+    msg["Message-ID"] = f"<{n.key.replace(':', '.')}@controlroom>"
+    msg[EMAIL_IDEMPOTENCY_HEADER] = n.key
+    msg[EVENT_HEADER] = n.status if len(n.alerts) > 1 else str(n.alerts[0]["event"])
+    msg["Content-Language"] = lang
+    msg.set_content(text, charset="utf-8")
     return msg

@@ -8,6 +8,14 @@ A subscription document (API body, `subscription.put` on alerts.control, `subscr
 `channel` "webhook" takes `format` ("json" | "alertmanager"); "email" takes `language` ("vi" | "en") and an
 address as `target`. Empty filter lists match everything. `id` is optional on input (see new_subscription_id).
 
+Grouping, as Alertmanager users know it: `group_by` (labels among GROUP_LABELS; [] puts every alert of the
+subscription in one group, ["..."] gives each alert its own group), `group_wait_s` (how long a new group
+gathers before its first notification), `group_interval_s` (how long a group waits before notifying what
+changed since its last notification) and `repeat_interval_s` (null: the rules' own reminders pass; a number:
+a `repeat` event is not sent when its alert was notified to this subscription less than that long ago).
+Defaults (GROUPING_DEFAULT): by rule and feed, 5 s, 60 s, null — a silent feed is one notification per
+subscriber, a first alarm leaves within seconds.
+
 Every error is a SubscriptionError whose message starts with the field path (``filters.feeds[0]: …``), so the
 API can answer 422 with it verbatim.
 """
@@ -32,7 +40,10 @@ TIERS = ("primary", "escalation")
 # which alert events each tier hears of; `pending` and silenced events never notify anyone
 TIER_EVENTS = {"primary": frozenset({"firing", "repeat", "resolved", "acknowledged"}),
                "escalation": frozenset({"escalated"})}
-FIELDS = ("id", "name", "channel", "target", "format", "language", "filters", "tier", "enabled")
+FIELDS = ("id", "name", "channel", "target", "format", "language", "filters", "tier", "enabled", "group_by",
+          "group_wait_s", "group_interval_s", "repeat_interval_s")
+GROUP_LABELS = ("rule", "feed", "category", "province", "severity", "agency")
+EACH_ALERT = "..."  # group_by ["..."]: every alert its own group (Alertmanager's spelling)
 FILTER_FIELDS = ("categories", "feeds", "provinces", "min_severity")
 ID_RE = re.compile(r"^[a-z0-9_-]{1,64}$")
 # deliberately plain: one @, no spaces, a dotted domain (or localhost); SMTP has the last word
@@ -55,6 +66,17 @@ class Filters:
 
 
 @dataclass(frozen=True, slots=True)
+class Grouping:
+    by: tuple[str, ...] = ("rule", "feed")
+    wait_s: float = 5.0
+    interval_s: float = 60.0
+    repeat_s: float | None = None
+
+
+GROUPING_DEFAULT = Grouping()
+
+
+@dataclass(frozen=True, slots=True)
 class Subscription:
     id: str
     name: str
@@ -65,6 +87,7 @@ class Subscription:
     filters: Filters = field(default_factory=Filters)
     tier: str = "primary"
     enabled: bool = True
+    grouping: Grouping = GROUPING_DEFAULT
 
 
 def new_subscription_id() -> str:
@@ -124,6 +147,29 @@ def _filters(v: Any, catalog: Catalog) -> Filters:
     )
 
 
+def _seconds(v: Any, where: str, lo: float, hi: float) -> float:
+    if isinstance(v, bool) or not isinstance(v, int | float) or not lo <= v <= hi:
+        raise SubscriptionError(f"{where}: must be a number of seconds from {lo:g} to {hi:g}")
+    return float(v)
+
+
+def _grouping(doc: Mapping[str, Any]) -> Grouping:
+    d = GROUPING_DEFAULT
+    by = doc.get("group_by", list(d.by))
+    if not isinstance(by, list) or not all(isinstance(x, str) for x in by):
+        raise SubscriptionError("group_by: must be a list of labels")
+    if by != [EACH_ALERT]:
+        for i, label in enumerate(by):
+            if label not in GROUP_LABELS:
+                raise SubscriptionError(f"group_by[{i}]: unknown label {label[:64]!r} (labels: "
+                                        f"{', '.join(GROUP_LABELS)}; or [\"{EACH_ALERT}\"] for one group per alert)")
+    repeat = doc.get("repeat_interval_s", d.repeat_s)
+    return Grouping(by=tuple(dict.fromkeys(by)),
+                    wait_s=_seconds(doc.get("group_wait_s", d.wait_s), "group_wait_s", 0, 3600),
+                    interval_s=_seconds(doc.get("group_interval_s", d.interval_s), "group_interval_s", 1, 86_400),
+                    repeat_s=None if repeat is None else _seconds(repeat, "repeat_interval_s", 60, 7 * 86_400))
+
+
 def _webhook_url(v: Any) -> str:
     url = _text(v, "target", MAX_TARGET)
     try:
@@ -172,7 +218,8 @@ def parse_subscription(doc: Any, catalog: Catalog) -> Subscription:
         raise SubscriptionError("enabled: must be true or false")
     return Subscription(id=sid, name=name, channel=channel, target=target, format=fmt, language=language,
                         filters=_filters(doc.get("filters"), catalog),
-                        tier=_choice(doc.get("tier", "primary"), "tier", TIERS), enabled=enabled)
+                        tier=_choice(doc.get("tier", "primary"), "tier", TIERS), enabled=enabled,
+                        grouping=_grouping(doc))
 
 
 def subscription_to_doc(sub: Subscription) -> dict[str, Any]:
@@ -187,6 +234,9 @@ def subscription_to_doc(sub: Subscription) -> dict[str, Any]:
                       "min_severity": f.min_severity}
     doc["tier"] = sub.tier
     doc["enabled"] = sub.enabled
+    g = sub.grouping
+    doc.update(group_by=list(g.by), group_wait_s=g.wait_s, group_interval_s=g.interval_s,
+               repeat_interval_s=g.repeat_s)
     return doc
 
 
@@ -214,3 +264,14 @@ def matches(sub: Subscription, event: Mapping[str, Any], catalog: Catalog) -> bo
 def recipients(subs: Iterable[Subscription], event: Mapping[str, Any], catalog: Catalog) -> list[Subscription]:
     """The subscriptions an event goes to, in id order (so deliveries are planned deterministically)."""
     return sorted((s for s in subs if matches(s, event, catalog)), key=lambda s: s.id)
+
+
+def group_labels(sub: Subscription, event: Mapping[str, Any], catalog: Catalog) -> dict[str, str]:
+    """The values of the subscription's group_by labels for this event (the group it joins)."""
+    if sub.grouping.by == (EACH_ALERT,):
+        return {"alert_id": str(event.get("alert_id"))}
+    feed = catalog.feeds.get(str(event.get("feed")))
+    values = {"rule": str(event.get("rule_id")), "feed": str(event.get("feed")),
+              "category": feed.category if feed else "", "province": str(event.get("province")),
+              "severity": str(event.get("severity")), "agency": feed.source if feed else ""}
+    return {label: values[label] for label in sub.grouping.by}
