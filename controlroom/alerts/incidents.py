@@ -239,7 +239,7 @@ class IncidentCorrelator:
                comment: str = "") -> IncidentEvent:
         inc.seq += 1
         members = [cast(IncidentMember, dict(m))
-                   for m in sorted(inc.members.values(), key=lambda m: (m["joined_at"], m["alert_id"]))]
+                   for m in sorted(inc.members.values(), key=lambda m: (m["joined_at"], m["fired_at"], m["alert_id"]))]
         return incident_message(
             incident_id=inc.incident_id, seq=inc.seq, type_id=inc.type_id, type_version=inc.type_version,
             scope=inc.scope, province=inc.key, severity=inc.severity, event=event, state=inc.state,
