@@ -20,6 +20,7 @@ from api import (
     alerts,
     alerts_stream,
     health,
+    incidents,
     ingest,
     overview_route,
     query_route,
@@ -45,7 +46,8 @@ __all__ = ["ApiState", "agencies_text", "create_app"]
 
 log = get_logger("api")
 
-ROUTERS = (ingest.router, admin.router, query_route.router, alerts_stream.router, alerts.router, wall_stream.router,
+ROUTERS = (ingest.router, admin.router, query_route.router, alerts_stream.router, alerts.router, incidents.router,
+           wall_stream.router,
            health.router, reference.router, series_route.router, overview_route.router)
 
 
