@@ -3,8 +3,9 @@
 `controlroom simulate --scenario flood:province=46` adds simulator incidents (producers/simulator.py) that
 make the alerts of one incident type fire together, so an incident forms end to end:
 - flood: the province's river stations rise (×1.6 over `ramp` seconds: about 560 cm, above alarm level
-  III), search-and-rescue incidents of type flood (+4 per report), calls to hotlines 114 and 115 (×4 + 20
-  per 30 s report) and citizen reports on infrastructure and environment (×4 + 12) go up.
+  III), search-and-rescue incidents of type flood (+4 per report), calls to hotlines 114 and 115 (×4 + 50
+  per 30 s report) and citizen reports on infrastructure and environment (×4 + 20) go up: each report alone
+  is above the shipped per-minute thresholds, so the alerts hold whatever the reports' jitter.
 Options: province (required), start (+seconds or ISO time, default +0), duration (s, default 3600), ramp
 (s, default 300). With the shipped rules (controlroom/data/rules.yaml), the water level fires within about
 a minute (alarm level I), the calls (`hotline_calls_high`) and reports (`citizen_reports_high`) within a
@@ -52,6 +53,6 @@ def parse_scenario(spec: str, now_ms: int, catalog: Catalog) -> list[Incident]:
     return [
         spike("water_level", frozenset(), 1.6, 0.0, ramp_s),
         spike("sar_incidents", frozenset({"type=flood"}), 1.0, 4.0),
-        spike("hotline_calls", frozenset({"line=114", "line=115"}), 4.0, 20.0),
-        spike("citizen_feedback", frozenset({"topic=infrastructure", "topic=environment"}), 4.0, 12.0),
+        spike("hotline_calls", frozenset({"line=114", "line=115"}), 4.0, 50.0),
+        spike("citizen_feedback", frozenset({"topic=infrastructure", "topic=environment"}), 4.0, 20.0),
     ]

@@ -23,7 +23,8 @@ from controlroom.schema import SEVERITIES
 
 SCOPES = ("province", "national")
 _ID = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,79}$")
-_TYPE_FIELDS = ("id", "version", "scope", "window_s", "min_signals", "severity", "title", "signals", "description")
+_TYPE_FIELDS = ("id", "version", "scope", "window_s", "min_signals", "anchors", "severity", "title", "signals",
+                "description")
 _SIGNAL_FIELDS = ("id", "rule", "feed", "dims")
 TITLE_FIELDS = frozenset({"province", "province_vi", "province_en"})
 
@@ -58,6 +59,7 @@ class IncidentType:
     title_vi: str
     title_en: str
     signals: tuple[Signal, ...]
+    anchors: frozenset[str] = frozenset()  # signal ids of which at least one must be among those that open it
     description: str = ""
 
     def signal_of(self, rule_id: str, feed: str, dims: Mapping[str, str]) -> Signal | None:
@@ -156,11 +158,17 @@ def parse_incident_type(raw: Any, where: str, catalog: Catalog) -> IncidentType:
         raise _fail(f"{where}.signals[{ids.index(dup, ids.index(dup) + 1)}].id", f"{dup!r} is used twice")
     if min_signals > len(signals):
         raise _fail(f"{where}.min_signals", f"must be at most the number of signals ({len(signals)})")
+    anchors = raw.get("anchors", [])
+    if not isinstance(anchors, list) or not all(isinstance(a, str) for a in anchors):
+        raise _fail(f"{where}.anchors", "must be a list of signal ids")
+    for i, a in enumerate(anchors):
+        if a not in ids:
+            raise _fail(f"{where}.anchors[{i}]", f"{a!r} is not one of the signals ({', '.join(ids)})")
     description = raw.get("description", "")
     if not isinstance(description, str):
         raise _fail(f"{where}.description", "must be text")
     return IncidentType(tid, version, scope, window_s, min_signals, severity, title_vi, title_en, signals,
-                        description)
+                        frozenset(anchors), description)
 
 
 def parse_incident_types(doc: Any, catalog: Catalog) -> list[IncidentType]:

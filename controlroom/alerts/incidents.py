@@ -3,7 +3,9 @@
 It runs inside the alerter (streams/incidents.py) on the alert events the alerter publishes. Per incident
 type and scope key (the province, or "00" for a national type) it keeps the firing alerts of the type's
 signals. When an alert starts firing and at least `min_signals` distinct signals are firing there, their
-firing begun within `window_s` of the new one's, an incident opens with every firing alert of the type
+firing begun within `window_s` of the new one's, and one of them is an anchor of the type when it names
+anchors (a flood needs the water level or flood rescues; calls and reports alone are not a flood), an
+incident opens with every firing alert of the type
 there; while it is open, an alert of the type that fires there joins it (`alert_joined`), one that resolves
 leaves (`alert_resolved`), and when none is firing any more the incident resolves.
 
@@ -157,8 +159,8 @@ class IncidentCorrelator:
             return [self._event(inc, "alert_joined", at, alert_id=aid, signal=new["signal"])]
         window_ms = itype.window_s * 1000
         near = {m["signal"] for m in group.values() if abs(m["fired_at"] - new["fired_at"]) <= window_ms}
-        if len(near) < itype.min_signals:
-            return []
+        if len(near) < itype.min_signals or (itype.anchors and not near & itype.anchors):
+            return []  # too few signals, or only the generic ones (calls and reports alone are not a flood)
         iid = incident_id_of(itype.id, key, aid, seq)
         prov = self.catalog.provinces.get(key)
         names = {"province": key, "province_vi": prov.name_vi if prov else "toàn quốc",

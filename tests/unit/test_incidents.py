@@ -210,3 +210,15 @@ def test_invalid_types_name_the_field(catalog: Catalog, change: dict[str, Any], 
     with pytest.raises(IncidentRuleError) as err:
         parse_incident_types(doc, catalog)
     assert str(err.value).startswith(message)
+
+
+def test_anchors_keep_generic_signals_from_opening_an_incident(catalog: Catalog) -> None:
+    doc = {"incident_types": [{**TYPES["incident_types"][0], "anchors": ["water", "rescue"]}]}
+    corr = IncidentCorrelator(parse_incident_types(doc, catalog), catalog)
+    a = Alerts()
+    corr.on_alert(a.event("calls_jump", "hotline_calls", "46", "firing", T0, line="114"))
+    assert corr.on_alert(a.event("calls_jump", "hotline_calls", "46", "firing", T0, line="115")) == []
+    out = corr.on_alert(a.event("water_level_alarm", "water_level", "46", "firing", T0 + MIN, station="s1"))
+    assert kinds(out) == ["opened", "alert_joined", "alert_joined", "alert_joined"]
+    with pytest.raises(IncidentRuleError, match=r"incident_types\[0\].anchors\[0\]: 'x' is not one of the signals"):
+        parse_incident_types({"incident_types": [{**TYPES["incident_types"][0], "anchors": ["x"]}]}, catalog)
