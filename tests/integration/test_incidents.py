@@ -11,11 +11,8 @@ last 14 minutes are published at once: event time moves the windows, so nothing 
 
 from __future__ import annotations
 
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import orjson
@@ -33,7 +30,7 @@ from producers.scenarios import parse_scenario
 from producers.simulator import Simulator
 from tests.conftest import free_port
 from tests.integration.api_client import Keys, api_client
-from tests.integration.pipeline import ROOT, settings_env
+from tests.integration.pipeline import services
 
 pytestmark = pytest.mark.integration
 
@@ -66,11 +63,6 @@ class Flood:
         raise AssertionError(f"no {what} within {timeout_s:.0f} s; last: {last!r}")
 
 
-def _spawn(cmd: str, settings: Settings, log: Path) -> subprocess.Popen[bytes]:
-    return subprocess.Popen([sys.executable, "-m", "controlroom.cli", cmd], env=settings_env(settings), cwd=ROOT,
-                            stdout=log.open("ab"), stderr=subprocess.STDOUT)
-
-
 def flood_messages(end_ms: int) -> list[tuple[str, bytes, bytes]]:
     """The simulator over the last 14 minutes, the flood in 46 from minute 3; only the scenario's feeds
     in 46 and 01."""
@@ -98,11 +90,8 @@ def flood(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Flood]:
                         kafka_bootstrap=f"127.0.0.1:{port}", kafka_idempotence=False, log_format="console",
                         topic_partitions=2, allowed_lateness_s=1.0, live_interval_s=0.2, alerter_tick_s=0.5,
                         stream_batch_within_s=0.05, alert_rules_file=rules)  # type: ignore[arg-type]
-    procs: list[subprocess.Popen[bytes]] = []
     try:
-        with api_client(settings) as (client, keys):
-            procs.append(_spawn("worker", settings, tmp / "worker.log"))
-            procs.append(_spawn("alerter", settings, tmp / "alerter.log"))
+        with api_client(settings) as (client, keys), services(settings, tmp, "worker", "alerter") as procs:
             producer = Producer({"bootstrap.servers": settings.kafka_bootstrap, "linger.ms": 5})
             for topic, key, value in flood_messages(now_ms()):
                 producer.produce(topic, value, key=key)
@@ -111,13 +100,6 @@ def flood(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Flood]:
             for p in procs:
                 assert p.poll() is None, f"a pipeline process died (see {tmp})"
     finally:
-        for p in procs:
-            p.terminate()
-        for p in procs:
-            try:
-                p.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                p.kill()
         broker.terminate()
         broker.wait(timeout=10)
 
