@@ -20,6 +20,7 @@ from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, Field
 
 from api import alerts_sql
+from api.alert_notes import alert_notes
 from api.auth import require
 from api.state import api_state
 from controlroom.alerts.rules import RuleError, effective_rule_docs, parse_rule, read_rule_docs
@@ -143,6 +144,7 @@ async def get_alert(request: Request, _: Annotated[Principal, Depends(require("v
     out = alert_out(rows[0])
     out["history"] = [alert_out(r) for r in await state.query(alerts_sql.history_sql(db, alert_id))]
     out["deliveries"] = await state.query(alerts_sql.deliveries_sql(db, alert_id))
+    out.update(await alert_notes(state, alert_id))  # assignee and comments
     return out
 
 

@@ -21,6 +21,7 @@ from api import (
     alerts_stream,
     cap,
     health,
+    incidents,
     ingest,
     overview_route,
     query_route,
@@ -47,7 +48,7 @@ __all__ = ["ApiState", "agencies_text", "create_app"]
 log = get_logger("api")
 
 ROUTERS = (ingest.router, admin.router, query_route.router, alerts_stream.router, alerts.router, cap.router,
-           wall_stream.router,
+           incidents.router, wall_stream.router,
            health.router, reference.router, series_route.router, overview_route.router)
 
 

@@ -55,6 +55,7 @@ from controlroom.schema import (
     read_window,
 )
 from controlroom.settings import Settings
+from streams.incidents import IncidentRunner
 
 log = get_logger("alerter")
 
@@ -81,6 +82,7 @@ class Alerter:
         self.catalog = catalog
         self.core = AlertingCore(catalog, read_rule_docs(settings.alert_rules_file, catalog),
                                  window_s=settings.window_s, grafana_url=settings.grafana_url)
+        self.incidents = IncidentRunner(settings, catalog, fresh=not state_path(settings).exists())
         self.caught_up = False
         self.stats: dict[str, int] = {"inputs": 0, "events": 0, "snapshots": 0, "malformed": 0}
 
@@ -95,7 +97,9 @@ class Alerter:
                 return self.core.on_dead_letter(read_dead_letter(value))
             if topic == LATE_TOPIC:
                 return self.core.on_late(read_late(value))
-            return self.core.on_control(read_control(value))
+            command = read_control(value)
+            self.incidents.on_control(command)
+            return self.core.on_control(command)
         except (ValueError, TypeError, KeyError, AttributeError) as exc:
             self.stats["malformed"] += 1
             log.warning("input skipped", topic=topic, error=f"{type(exc).__name__}: {exc}")
@@ -152,10 +156,13 @@ class Alerter:
                 events.extend(self.core.tick(now_ms()))
                 last_tick = mono
                 dirty = True
+            self.incidents.on_alerts(events)
             if events:
                 await self._publish(producer, events)
+            await self.incidents.publish(producer)
             if dirty and (events or mono - last_snapshot >= s.alerter_snapshot_s):
                 offsets = {f"{tp.topic}:{tp.partition}": await consumer.position(tp) for tp in tps}
+                await asyncio.to_thread(write_atomically, *self.incidents.snapshot())  # first: see streams/incidents.py
                 data = self.core.snapshot(offsets)
                 await asyncio.to_thread(write_atomically, state_path(s), data)
                 self.stats["snapshots"] += 1
