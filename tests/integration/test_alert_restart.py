@@ -150,13 +150,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Pipeline, 
     finally:
         flow.stop.set()
         flow.thread.join(timeout=10)
-        for p in s.procs.values():
-            p.terminate()
-        for p in s.procs.values():
-            try:
-                p.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                p.kill()
+        s.stop(*[name for name, p in s.procs.items() if p.poll() is None])
         broker.terminate()
         broker.wait(timeout=10)
 
