@@ -23,6 +23,7 @@ from api import alerts_sql
 from api.alert_notes import alert_notes
 from api.auth import require
 from api.state import api_state
+from controlroom.alerts.inhibit import inhibition_note
 from controlroom.alerts.rules import RuleError, effective_rule_docs, parse_rule, read_rule_docs
 from controlroom.alerts.signing import subscription_secret
 from controlroom.alerts.silences import SILENCE_FIELDS, matcher_field_error
@@ -108,7 +109,26 @@ def alert_out(row: dict[str, Any]) -> dict[str, Any]:
         out.pop(k, None)
     out["ack"] = {"by": row["ack_by"], "comment": row["ack_comment"]} if row["ack_by"] else None
     out["silenced"] = bool(row["silenced"])
+    out["inhibited_by"] = row.get("inhibited_by") or None
     return out
+
+
+async def _explain_inhibitions(request: Request, alerts: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Add `inhibited` ({by, rule_id, feed, province, note}) to each inhibited alert: what mutes it, and why."""
+    ids = sorted({str(a["inhibited_by"]) for a in alerts if a.get("inhibited_by")})
+    if not ids:
+        return alerts
+    state = api_state(request)
+    rows = await state.query(alerts_sql.sources_sql(state.settings.clickhouse_database, ids))
+    sources = {r["alert_id"]: r for r in rows}
+    for a in alerts:
+        by = a.get("inhibited_by")
+        if by:
+            src = sources.get(by)
+            a["inhibited"] = {"by": by, "rule_id": src["rule_id"] if src else None,
+                              "source_state": src["state"] if src else None,
+                              "note": inhibition_note(by, src), "note_vi": inhibition_note(by, src, "vi")}
+    return alerts
 
 
 @router.get("/alerts", summary="Alerts: pending and firing by default, worst and newest first")
@@ -130,7 +150,7 @@ async def list_alerts(
     states = {"active": ("pending", "firing"), "all": alerts_sql.STATES}.get(state, (state,))
     rows = await api.query(alerts_sql.alerts_sql(api.settings.clickhouse_database, states=states,
                                                  severity=severity, feed=feed, province=province, limit=limit))
-    return [alert_out(r) for r in rows]
+    return await _explain_inhibitions(request, [alert_out(r) for r in rows])
 
 
 @router.get("/alerts/{alert_id}", summary="One alert: current state, evidence, every event and delivery")
@@ -141,7 +161,7 @@ async def get_alert(request: Request, _: Annotated[Principal, Depends(require("v
     rows = await state.query(alerts_sql.alert_sql(db, alert_id))
     if not rows:
         raise HTTPException(404, f"no alert {alert_id}")
-    out = alert_out(rows[0])
+    out = (await _explain_inhibitions(request, [alert_out(rows[0])]))[0]
     out["history"] = [alert_out(r) for r in await state.query(alerts_sql.history_sql(db, alert_id))]
     out["deliveries"] = await state.query(alerts_sql.deliveries_sql(db, alert_id))
     out.update(await alert_notes(state, alert_id))  # assignee and comments

@@ -9,7 +9,7 @@ _ALERT_COLUMNS = (
     "alert_id, seq, fingerprint, rule_id, rule_version, rule_type, severity, event, state, feed, province, dims, "
     "summary_vi, summary_en, value, evidence, toUnixTimestamp64Milli(starts_at) AS starts_at_ms, "
     "if(isNull(ends_at), NULL, toUnixTimestamp64Milli(assumeNotNull(ends_at))) AS ends_at_ms, "
-    "toUnixTimestamp64Milli(event_at) AS event_at_ms, ack_by, ack_comment, silenced, link"
+    "toUnixTimestamp64Milli(event_at) AS event_at_ms, ack_by, ack_comment, silenced, link, inhibited_by"
 )
 STATES = ("pending", "firing", "resolved")
 SEVERITY_RANK = "indexOf(['info', 'warning', 'critical'], severity)"
@@ -28,6 +28,13 @@ def alerts_sql(database: str, *, states: tuple[str, ...], severity: str | None, 
     sql = (f"SELECT {_ALERT_COLUMNS} FROM {db}.alerts_current FINAL WHERE {' AND '.join(where)} "
            f"ORDER BY {SEVERITY_RANK} DESC, event_at DESC LIMIT {{limit:Int64}}")
     return sql, params
+
+
+def sources_sql(database: str, alert_ids: list[str]) -> tuple[str, Params]:
+    """The current state of the alerts that inhibit others (to say what mutes them)."""
+    db = check_identifier(database)
+    return (f"SELECT alert_id, rule_id, feed, province, dims_key, state, summary_vi, summary_en "
+            f"FROM {db}.alerts_current FINAL WHERE alert_id IN {{ids:Array(String)}}", {"ids": alert_ids})
 
 
 def alert_sql(database: str, alert_id: str) -> tuple[str, Params]:

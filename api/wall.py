@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from api.series_sql import SeriesQuery
+from controlroom.alerts.inhibit import inhibition_note
 from controlroom.catalog import HEADLINE_FEEDS, Catalog
 from controlroom.schema import ms_to_iso
 
@@ -76,6 +77,16 @@ def worst(severities: list[str]) -> str | None:
     return max(known, key=SEVERITY_ORDER.index) if known else None
 
 
+def _inhibition(a: dict[str, Any], by_id: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """An inhibited alert says what mutes it (its source is firing too, so it is among the rows read)."""
+    by = a.get("inhibited_by") or None
+    if by is None:
+        return {"inhibited_by": None, "inhibited_vi": None, "inhibited_en": None}
+    source = by_id.get(str(by))
+    return {"inhibited_by": by, "inhibited_vi": inhibition_note(str(by), source, "vi"),
+            "inhibited_en": inhibition_note(str(by), source, "en")}
+
+
 def build_wall(catalog: Catalog, overview: dict[str, Any], firing: list[dict[str, Any]],
                trends: dict[str, list[dict[str, Any]]], *, refresh_s: float) -> dict[str, Any]:
     """The wall snapshot. `overview`: read_overview's result; `firing`: alerts_sql rows (state firing, worst
@@ -106,6 +117,8 @@ def build_wall(catalog: Catalog, overview: dict[str, Any], firing: list[dict[str
         "series_silent": p["series_silent"],
     } for p in overview["provinces"]]
 
+    by_id = {str(a["alert_id"]): a for a in firing}
+
     def province_name(code: str, lang: str) -> str:
         p = catalog.provinces.get(code)
         if p is None:
@@ -117,6 +130,7 @@ def build_wall(catalog: Catalog, overview: dict[str, Any], firing: list[dict[str
         "province": a["province"], "province_vi": province_name(str(a["province"]), "vi"),
         "province_en": province_name(str(a["province"]), "en"), "summary_vi": a["summary_vi"],
         "summary_en": a["summary_en"], "since": ms_to_iso(int(a["starts_at_ms"])), "acked": bool(a.get("ack_by")),
+        **_inhibition(a, by_id),
     } for a in firing[:ALERTS_SHOWN]]
 
     health = {"reporting": 0, "degraded": 0, "silent": 0}

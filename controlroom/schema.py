@@ -413,7 +413,7 @@ LIVE_TOPIC = "agg.live"
 CONTROL_TOPIC = "alerts.control"
 # every notification attempt (notifier → sink → alert_deliveries; notifier reads it back after a restart)
 DELIVERIES_TOPIC = "alerts.deliveries"
-ALERT_EVENTS = ("pending", "firing", "resolved", "repeat", "acknowledged", "escalated")
+ALERT_EVENTS = ("pending", "firing", "resolved", "repeat", "acknowledged", "escalated", "inhibited", "uninhibited")
 SEVERITIES = ("info", "warning", "critical")
 
 
@@ -452,6 +452,7 @@ class AlertEvent(TypedDict):
     ack: dict[str, Any] | None
     link: str
     silenced: NotRequired[bool]  # set by the alert book when the event is published
+    inhibited_by: NotRequired[str | None]  # alert id of the firing alert that mutes this one (alert book)
 
 
 def alert_message(*, fingerprint_: str, rule_id: str, rule_version: int, rule_type: str, severity: str,

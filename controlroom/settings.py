@@ -93,6 +93,7 @@ class Settings(BaseSettings):
     live_interval_s: float = 1.0  # an open window goes to the alerter at most this often (first touch: at once)
     alert_rules_file: Path | None = None  # None: the rules shipped in controlroom/data/rules.yaml
     incident_rules_file: Path | None = None  # None: the incident types shipped in controlroom/data/incidents.yaml
+    alert_inhibit_file: Path | None = None  # None: the inhibition rules shipped in controlroom/data/inhibit.yaml
     alerter_tick_s: float = 1.0  # staleness, pending → firing, repeats, escalations
     alerter_snapshot_s: float = 5.0  # how much input a restarted alerter may have to read again
     grafana_url: str = "http://localhost:3000"  # alert links point at the feed explorer board here

@@ -107,7 +107,7 @@ SCHEMAS: dict[str, pa.Schema] = {
         ("dims_key", pa.string()), ("summary_vi", pa.string()), ("summary_en", pa.string()),
         ("value", pa.float64()), ("evidence", pa.string()), ("starts_at", TS), ("ends_at", TS), ("event_at", TS),
         ("ack_by", pa.string()), ("ack_comment", pa.string()), ("silenced", pa.uint8()), ("link", pa.string()),
-        ("kafka_partition", pa.uint32()), ("kafka_offset", pa.uint64()),
+        ("kafka_partition", pa.uint32()), ("kafka_offset", pa.uint64()), ("inhibited_by", pa.string()),
     ]),
     DELIVERIES: pa.schema([
         ("delivery_id", pa.string()), ("idempotency_key", pa.string()), ("alert_id", pa.string()),
@@ -234,7 +234,8 @@ def _alert_row(rec: Record, d: dict[str, Any], catalog: Catalog) -> tuple[Any, .
             _str(d, "summary_vi", ""), _str(d, "summary_en", ""), _optional_num(d, "value"),
             orjson.dumps(d.get("evidence") or {}).decode(), _int(d, "starts_at"),
             None if ends is None else _int(d, "ends_at"), _int(d, "event_at"), _str(ack, "by", ""),
-            _str(ack, "comment", ""), 1 if d.get("silenced") else 0, _str(d, "link", ""), rec.partition, rec.offset)
+            _str(ack, "comment", ""), 1 if d.get("silenced") else 0, _str(d, "link", ""), rec.partition, rec.offset,
+            _str(d, "inhibited_by", "") if d.get("inhibited_by") is not None else "")
 
 
 def _delivery_row(rec: Record, d: dict[str, Any], catalog: Catalog) -> tuple[Any, ...]:

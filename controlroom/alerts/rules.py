@@ -34,8 +34,8 @@ _ID_RE = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,79}$")  # no "|": it separates fing
 TEMPLATE_FIELDS = frozenset({
     "rule_id", "severity", "feed", "feed_vi", "feed_en", "unit", "province", "province_vi", "province_en",
     "dims", "value", "value_text", "metric", "level", "threshold", "op", "baseline", "deviation", "z", "change_pct",
-    "reference", "lookback_min", "silent_s", "silent_min", "cadences", "share_pct", "limit_pct",
-    "period_min", "ratio_pct", "target_pct", "plan", "actual", "behind_pct",
+    "reference", "lookback_min", "silent_s", "silent_min", "cadences", "silent_series", "series_total",
+    "share_pct", "limit_pct", "period_min", "ratio_pct", "target_pct", "plan", "actual", "behind_pct",
 })
 
 _COMMON_FIELDS = ("id", "version", "type", "feed", "severity", "for_s", "repeat_interval_s", "escalate_after_s",
@@ -214,11 +214,20 @@ def _p_anomaly(p: dict[str, Any], where: str, rule: Rule, feed: Feed | None) -> 
 
 
 def _p_staleness(p: dict[str, Any], where: str, rule: Rule, feed: Feed | None) -> dict[str, Any]:
-    _no_unknown(p, ("cadences", "min_silence_s"), where)
+    _no_unknown(p, ("cadences", "min_silence_s", "scope", "min_silent_pct", "min_series"), where)
+    scope = _choice(p.get("scope", "series"), f"{where}.scope", ("series", "feed"))
+    if scope == "series":
+        for name in ("min_silent_pct", "min_series"):
+            if name in p:
+                raise RuleError(f"{where}.{name}: only for scope feed")
     return {"cadences": _number(p.get("cadences", 3), f"{where}.cadences", lo=0, lo_open=True),
             # we learn of a reading only when its 1-minute window closes (+ lateness), so a silence
             # shorter than that is normal even for a 10 s feed
-            "min_silence_s": _number(p.get("min_silence_s", 150), f"{where}.min_silence_s", lo=0)}
+            "min_silence_s": _number(p.get("min_silence_s", 150), f"{where}.min_silence_s", lo=0),
+            # scope feed: one alert per feed (province ""), when more than min_silent_pct of its series are silent
+            "scope": scope,
+            "min_silent_pct": _number(p.get("min_silent_pct", 50), f"{where}.min_silent_pct", lo=0, hi=100),
+            "min_series": _int(p.get("min_series", 2), f"{where}.min_series", lo=1)}
 
 
 def _p_quality(p: dict[str, Any], where: str, rule: Rule, feed: Feed | None) -> dict[str, Any]:

@@ -37,7 +37,7 @@ CHANNELS = ("webhook", "email")
 FORMATS = ("json", "alertmanager")
 LANGUAGES = ("vi", "en")
 TIERS = ("primary", "escalation")
-# which alert events each tier hears of; `pending` and silenced events never notify anyone
+# which alert events each tier hears of; `pending`, silenced and inhibited events never notify anyone
 TIER_EVENTS = {"primary": frozenset({"firing", "repeat", "resolved", "acknowledged"}),
                "escalation": frozenset({"escalated"})}
 FIELDS = ("id", "name", "channel", "target", "format", "language", "filters", "tier", "enabled", "group_by",
@@ -243,10 +243,13 @@ def subscription_to_doc(sub: Subscription) -> dict[str, Any]:
 # --- routing ---------------------------------------------------------------------------------------
 
 def matches(sub: Subscription, event: Mapping[str, Any], catalog: Catalog) -> bool:
-    """Does this alert event notify this subscription? Never `pending`, never a silenced event; the tier
+    """Does this alert event notify this subscription? Never `pending`, never a silenced or inhibited event
+    (`inhibited_by` set: another firing alert explains it, controlroom/alerts/inhibit.py); the tier
     picks the event kinds (primary: firing, repeat, resolved, acknowledged; escalation: escalated); then
     severity >= min_severity and the feed / category / province lists (empty = all)."""
-    if not sub.enabled or event.get("silenced") is True or event.get("event") not in TIER_EVENTS[sub.tier]:
+    if not sub.enabled or event.get("silenced") is True or event.get("inhibited_by"):
+        return False
+    if event.get("event") not in TIER_EVENTS[sub.tier]:
         return False
     severity = event.get("severity")
     if severity not in SEVERITIES or SEVERITIES.index(severity) < SEVERITIES.index(sub.filters.min_severity):

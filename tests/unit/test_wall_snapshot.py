@@ -90,3 +90,21 @@ def test_build_wall_colours_provinces_by_worst_firing_alert(catalog: Catalog) ->
     assert wall["alerts_by_severity"] == {"info": 2, "warning": 1, "critical": 1}
     assert wall["health"] == {"reporting": 1, "degraded": 1, "silent": 23}  # vn_index whole, hotline partial
     assert wall["public_services"] == overview["public_services"]
+    assert wall["alerts"][0]["inhibited_by"] is None
+
+
+def test_the_wall_says_what_inhibits_an_alert(catalog: Catalog) -> None:
+    overview = build_overview(catalog, [], now_ms=NOW, dead_letters_recent=0, late_recent=0)
+    base = {"severity": "warning", "province": "01", "summary_vi": "vi", "summary_en": "en", "starts_at_ms": NOW,
+            "ack_by": "", "dims": {"station": "s1"}}
+    source = {**base, "alert_id": "a" * 16, "rule_id": "feed_down", "feed": "water_level", "province": "",
+              "dims": {}, "inhibited_by": ""}
+    muted = {**base, "alert_id": "b" * 16, "rule_id": "connection_lost", "feed": "water_level",
+             "inhibited_by": "a" * 16}
+    orphan = {**muted, "alert_id": "c" * 16, "inhibited_by": "d" * 16}  # its source is not among the rows read
+    wall = build_wall(catalog, overview, [source, muted, orphan], {}, refresh_s=5.0)
+    notes = {a["alert_id"]: (a["inhibited_by"], a["inhibited_en"], a["inhibited_vi"]) for a in wall["alerts"]}
+    assert notes["a" * 16] == (None, None, None)
+    assert notes["b" * 16] == ("a" * 16, f"inhibited by {'a' * 16} (feed_down on water_level)",
+                               f"bị ức chế bởi {'a' * 16} (feed_down trên water_level)")
+    assert notes["c" * 16][1] == f"inhibited by {'d' * 16}"

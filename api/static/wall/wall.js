@@ -174,7 +174,12 @@
       tr.dataset.province = a.province;
       const sev = el("td", "sev");
       sev.append(el("span", "sev-" + a.severity, t("sev_" + a.severity)));
-      tr.append(sev, el("td", "summary", lang === "vi" ? a.summary_vi : a.summary_en),
+      const summary = el("td", "summary", lang === "vi" ? a.summary_vi : a.summary_en);
+      if (a.inhibited_by) {  // muted by another firing alert: shown, not notified; say by what
+        tr.classList.add("inhibited");
+        summary.append(el("div", "inhibited-note", lang === "vi" ? a.inhibited_vi : a.inhibited_en));
+      }
+      tr.append(sev, summary,
         el("td", "prov", lang === "vi" ? a.province_vi : a.province_en), el("td", "since", since(a.since)));
       body.append(tr);
     }
