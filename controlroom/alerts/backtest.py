@@ -31,7 +31,7 @@ from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
 from controlroom.alerts.core import AlertingCore
-from controlroom.alerts.rules import ANY_FEED, Rule, RuleError, parse_rule
+from controlroom.alerts.rules import ANY_FEED, Rule, parse_rule
 from controlroom.catalog import Catalog
 from controlroom.errors import ControlRoomError
 from controlroom.schema import SEVERITIES, AlertEvent, WindowMessage, window_message
@@ -118,7 +118,7 @@ def stored_window(row: Mapping[str, Any], step_s: int) -> WindowMessage:
                           window_start_ms=ws, window_s=step_s, count=int(row["count"]), total=float(row["sum"]),
                           vmin=float(row["min"]), vmax=float(row["max"]), last=float(row["last"]),
                           last_ts_ms=int(row["last_ts_ms"]), closed_ms=ws + step_s * 1000,
-                          source_partition=int(row.get("source_partition") or 0))
+                          source_partition=int(row.get("part") or 0))
 
 
 # --- the run ------------------------------------------------------------------------------------------------

@@ -35,7 +35,7 @@ def rule(**over: Any) -> dict[str, Any]:
 def row(minute: int, value: float, province: str = "79", dims: dict[str, str] = S1) -> dict[str, Any]:
     """A stored agg_1m row as the backtest's SQL reads it."""
     ws = T0 + minute * MIN
-    return {"feed": "water_level", "province": province, "dims": dims, "source_partition": 0, "ws_ms": ws,
+    return {"feed": "water_level", "province": province, "dims": dims, "part": 0, "ws_ms": ws,
             "count": 1, "sum": value, "min": value, "max": value, "last": value, "last_ts_ms": ws + 59_000}
 
 
