@@ -7,6 +7,8 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping
 from typing import Any
 
+import orjson
+
 from api import alerts_sql
 from controlroom.alerts.backtest import DAY_MS, Plan, parse_instant, plan_backtest, run_backtest
 from controlroom.alerts.rules import effective_rule_docs
@@ -21,9 +23,13 @@ def read_windows(wh: Warehouse, plan: Plan) -> Iterator[dict[str, Any]]:
     """The stored windows the plan needs, in window order, one chunk of the range at a time."""
     lo, hi = plan.span
     step = CHUNK_MS[plan.resolution.step_s]
+    dims: dict[str, dict[str, str]] = {}  # a few distinct texts: one per series
     for a in range(lo, hi, step):
-        yield from wh.query(*alerts_sql.backtest_windows_sql(wh.database, plan.resolution.table, plan.feeds, a,
-                                                             min(a + step, hi)))
+        for row in wh.query(*alerts_sql.backtest_windows_sql(wh.database, plan.resolution.table, plan.feeds, a,
+                                                             min(a + step, hi))):
+            text = row.pop("dims_json")
+            row["dims"] = dims.get(text) or dims.setdefault(text, orjson.loads(text))
+            yield row
 
 
 def current_rules(wh: Warehouse, base_docs: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:

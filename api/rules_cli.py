@@ -105,8 +105,14 @@ def render(r: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def _usage(settings: Settings, args: argparse.Namespace) -> int:
+    print("usage: controlroom rules backtest RULE_FILE --from FROM --to TO [--json] [--api [URL]]")
+    return 2
+
+
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("rules")
+    p.set_defaults(func=_usage)  # argparse requires a subcommand first: never reached
     rules = p.add_subparsers(dest="rules_command", metavar="SUBCOMMAND", required=True)
     b = rules.add_parser("backtest", help="the alerts a rule would have raised on stored history, against its "
                                           "current version")

@@ -13,9 +13,8 @@ import pytest
 import yaml
 
 from controlroom.warehouse import Warehouse, literal, open_warehouse
-from sinks.migrate import migrate
 from tests.integration.api_client import api_client
-from tests.integration.pipeline import ROOT, settings_env
+from tests.integration.pipeline import ROOT, seeded_warehouse, settings_env
 
 pytestmark = pytest.mark.integration
 
@@ -111,12 +110,7 @@ def test_backtest_through_the_api(make_settings) -> None:  # type: ignore[no-unt
 
 def test_backtest_command(make_settings, catalog, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     settings = make_settings()
-    wh = open_warehouse(settings)
-    try:
-        migrate(wh, catalog)
-        seed(wh)
-    finally:
-        wh.close()
+    seeded_warehouse(settings, seed)
     from controlroom.alerts.rules import read_rule_docs
 
     shipped = next(d for d in read_rule_docs(None, catalog) if d["id"] == "water_level_alarm")
