@@ -184,7 +184,7 @@ class _Run:
         feeds = catalog.feeds if rule.feed == ANY_FEED else {rule.feed: catalog.feeds[rule.feed]}
         scoped = dataclasses.replace(catalog, feeds=feeds)
         # judged as if enabled: a backtest of a disabled rule asks what it would do if it were on
-        self.core = AlertingCore(scoped, [{**rule_doc, "enabled": True}], window_s=step_s)
+        self.core = AlertingCore(scoped, [{**rule_doc, "enabled": True}], window_s=step_s, grafana_url=None)
         self.log = EpisodeLog()
         self.rule = rule
 

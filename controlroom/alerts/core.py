@@ -53,7 +53,7 @@ def board_link(grafana_url: str, event: Mapping[str, Any]) -> str:
 
 class AlertingCore:
     def __init__(self, catalog: Catalog, base_docs: list[dict[str, Any]], *, window_s: int = 60,
-                 grafana_url: str = "http://localhost:3000") -> None:
+                 grafana_url: str | None = "http://localhost:3000") -> None:
         self.catalog = catalog
         self.base_docs = base_docs
         self.stored: dict[str, dict[str, Any]] = {}  # rule id -> {"version", "doc" | None}, from the API
@@ -149,6 +149,8 @@ class AlertingCore:
         return self._linked(events)
 
     def _linked(self, events: list[AlertEvent]) -> list[AlertEvent]:
+        if self.grafana_url is None:  # no board to link to (a backtest: a quarter of its time went on links)
+            return events
         for e in events:
             e["link"] = board_link(self.grafana_url, e)
         return events
