@@ -22,7 +22,9 @@ from pydantic import BaseModel, Field
 from api import alerts_sql
 from api.alert_notes import alert_notes
 from api.auth import require
+from api.backtest import backtest
 from api.state import api_state
+from controlroom.alerts.backtest import BacktestError
 from controlroom.alerts.inhibit import inhibition_note
 from controlroom.alerts.rules import RuleError, effective_rule_docs, parse_rule, read_rule_docs
 from controlroom.alerts.signing import subscription_secret
@@ -267,9 +269,7 @@ async def _rule_state(request: Request) -> tuple[list[dict[str, Any]], dict[str,
         state.base_rule_docs = base
     rows = await state.query(alerts_sql.latest_versions_sql(state.settings.clickhouse_database, "alert_rules",
                                                             "rule_id"))
-    stored = {r["rule_id"]: {"version": int(r["version"]), "doc": None if r["deleted"] else orjson.loads(r["doc"])}
-              for r in rows}
-    return base, stored
+    return base, alerts_sql.stored_rules(rows)
 
 
 def _next_version(rule_id: str, base: list[dict[str, Any]], stored: dict[str, dict[str, Any]]) -> int:
@@ -359,6 +359,25 @@ async def delete_rule(request: Request, who: Annotated[Principal, Depends(requir
     await _command(request, "rule.delete", who, rule_id=rule_id, version=version)
     await _audit(request, who, "rule.delete", rule_id, before=current)
     return {"id": rule_id, "version": version, "deleted": True}
+
+
+class BacktestRequest(BaseModel):
+    rule: Any = Field(description="a rule document as GET /rules/{id} returns it, new or changed")
+    from_: int | float | str = Field(alias="from", description="epoch seconds or ISO 8601 time (UTC when no zone)")
+    to: int | float | str = Field(description="end, exclusive (same forms)")
+
+
+@router.post("/rules/backtest", summary="The alerts a rule would have raised on stored history, and the "
+                                        "difference against its current version")
+async def backtest_rule(request: Request, _: Annotated[Principal, Depends(require("operator"))],
+                        body: BacktestRequest) -> dict[str, Any]:
+    state = api_state(request)
+    base, stored = await _rule_state(request)
+    try:
+        return await run_in_threadpool(backtest, state.warehouse, state.catalog, body.rule, body.from_, body.to,
+                                       effective_rule_docs(base, stored))
+    except (RuleError, BacktestError) as exc:
+        raise _rule_error(exc, "") from exc
 
 
 # --- subscriptions ----------------------------------------------------------------------------------------

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+from typing import Any
+
+import orjson
+
 from api.series_sql import Params
 from controlroom.warehouse import check_identifier
 
@@ -82,3 +86,40 @@ def latest_versions_sql(database: str, table: str, id_col: str) -> tuple[str, Pa
         raise ValueError(f"not a versioned table: {table}")
     db = check_identifier(database)
     return f"SELECT * FROM {db}.{table} ORDER BY {id_col}, version DESC LIMIT 1 BY {id_col}", {}
+
+
+def stored_rules(rows: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Rows of latest_versions_sql(…, "alert_rules", …) → {rule id: {"version", "doc" | None (deleted)}}, the
+    `stored` of controlroom.alerts.rules.effective_rule_docs."""
+    return {r["rule_id"]: {"version": int(r["version"]), "doc": None if r["deleted"] else orjson.loads(r["doc"])}
+            for r in rows}
+
+
+_BACKTEST_TABLES = {  # window table → (window start in epoch ms, its time column, the partial's partition)
+    "agg_1m": ("toUnixTimestamp64Milli(window_start)", "window_start", "source_partition"),
+    "agg_1h": ("toUnixTimestamp(bucket) * 1000", "bucket", "toUInt32(0)"),
+    "agg_1d": ("toUnixTimestamp(bucket) * 1000", "bucket", "toUInt32(0)"),
+}
+
+
+def backtest_windows_sql(database: str, table: str, feeds: tuple[str, ...] | None, from_ms: int,
+                         to_ms: int) -> tuple[str, Params]:
+    """Stored windows of [from, to) of `feeds` (None: all) in window order, as controlroom.alerts.backtest reads
+    them: feed, province, dims_json, part, ws_ms, count, sum, min, max, last, last_ts_ms. agg_1m gives
+    each partial of a window as its own row (the alerter sees them so); a rollup gives one row per bucket."""
+    if table not in _BACKTEST_TABLES:
+        raise ValueError(f"not a window table: {table}")
+    start_ms, col, partition = _BACKTEST_TABLES[table]
+    params: Params = {"from_ms": from_ms, "to_ms": to_ms}
+    where = [f"{col} >= fromUnixTimestamp64Milli({{from_ms:Int64}}, 'UTC')",
+             f"{col} < fromUnixTimestamp64Milli({{to_ms:Int64}}, 'UTC')"]
+    if feeds is not None:
+        for i, feed in enumerate(feeds):
+            params[f"feed{i}"] = feed
+        where.append(f"feed IN ({', '.join(f'{{feed{i}:String}}' for i in range(len(feeds)))})")
+    db = check_identifier(database)
+    # dims as JSON text: a Map column costs ~45 µs a row to turn into Python dicts, more than the evaluation
+    sql = (f"SELECT feed, province, toJSONString(dims) AS dims_json, {partition} AS part, {start_ms} AS ws_ms, "
+           f"count, sum, min, max, last, toUnixTimestamp64Milli(last_ts) AS last_ts_ms "
+           f"FROM {db}.{table} FINAL WHERE {' AND '.join(where)} ORDER BY {col}, feed, province, dims_key, part")
+    return sql, params

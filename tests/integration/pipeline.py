@@ -15,6 +15,7 @@ from typing import Any
 import orjson
 
 from controlroom.settings import Settings
+from controlroom.warehouse import Warehouse
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -27,6 +28,21 @@ def settings_env(settings: Settings) -> dict[str, str]:
         if raw is not None:
             env[name.upper()] = str(raw).lower() if isinstance(raw, bool) else str(raw)
     return env
+
+
+def seeded_warehouse(settings: Settings, seed: Callable[[Warehouse], None]) -> None:
+    """Migrate the warehouse of `settings`, apply `seed` to it and close it again: ready for a command line
+    tool in another process (chDB: one process per path)."""
+    from controlroom.catalog import default_catalog
+    from controlroom.warehouse import open_warehouse
+    from sinks.migrate import migrate
+
+    wh = open_warehouse(settings)
+    try:
+        migrate(wh, default_catalog())
+        seed(wh)
+    finally:
+        wh.close()
 
 
 def start_worker(settings: Settings, log_path: Path) -> subprocess.Popen[bytes]:
