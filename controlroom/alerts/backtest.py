@@ -59,23 +59,32 @@ class BacktestError(ControlRoomError):
 # --- the request --------------------------------------------------------------------------------------------
 
 def parse_instant(value: Any, field: str) -> int:
-    """Epoch seconds (a number, or a string of one) or an ISO 8601 date or time (UTC when no zone) → epoch ms."""
+    """Epoch seconds (a number, or a string of one) or an ISO 8601 date or time (UTC when no zone) → epoch ms,
+    between 2000-01-01 and 2100-01-01 (nothing is stored outside; a larger number is a mistake, not a time)."""
     if isinstance(value, bool) or value is None:
         raise BacktestError(f"{field}: give epoch seconds or an ISO 8601 time")
-    if isinstance(value, int | float):
-        return int(round(float(value) * 1000))
     text = str(value).strip()
     try:
-        return int(round(float(text) * 1000))
+        seconds = float(value) if isinstance(value, int | float) else float(text)
     except ValueError:
-        pass
+        seconds = None
+    if seconds is not None:
+        if not EARLIEST_S <= seconds < LATEST_S:  # NaN fails both
+            raise BacktestError(f"{field}: epoch seconds between {EARLIEST_S} (2000-01-01) and {LATEST_S} "
+                                "(2100-01-01)")
+        return int(round(seconds * 1000))
     try:
         when = datetime.fromisoformat(text.replace("Z", "+00:00"))
     except ValueError as exc:
         raise BacktestError(f"{field}: not epoch seconds nor an ISO 8601 time: {text[:64]!r}") from exc
     if when.tzinfo is None:
         when = when.replace(tzinfo=UTC)
+    if not EARLIEST_S <= when.timestamp() < LATEST_S:
+        raise BacktestError(f"{field}: a time between 2000-01-01 and 2100-01-01")
     return int(when.timestamp() * 1000)
+
+
+EARLIEST_S, LATEST_S = 946_684_800, 4_102_444_800  # 2000-01-01, 2100-01-01 (UTC)
 
 
 def check_range(from_ms: int, to_ms: int) -> None:

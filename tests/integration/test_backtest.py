@@ -67,7 +67,7 @@ def test_backtest_through_the_api(make_settings) -> None:  # type: ignore[no-unt
         assert resp.status_code == 200, resp.text
         r = resp.json()
         assert (r["rule_id"], r["rule_version"], r["from"], r["to"]) == (
-            "water_level_alarm", 2, "2026-01-01T00:00:00.000Z", "2026-01-01T03:00:00.000Z")
+            "water_level_alarm", shipped["version"] + 1, "2026-01-01T00:00:00.000Z", "2026-01-01T03:00:00.000Z")
         assert (r["resolution"]["table"], r["resolution"]["step_s"], r["windows"], r["series"]) == (
             "agg_1m", 60, 360, 2)
         assert spans(r["episodes"]) == [("79", "01:01", "01:03", "warning"), ("48", "01:41", "01:42", "critical")]
@@ -75,7 +75,7 @@ def test_backtest_through_the_api(make_settings) -> None:  # type: ignore[no-unt
                                                              "severity": "critical"}
         assert r["alerts"] == {"total": 2, "pending_only": 0, "per_day": {"2026-01-01": 2},
                                "per_province": {"48": 1, "79": 1}, "per_severity": {"warning": 1, "critical": 1}}
-        assert r["current"] == {"rule_version": 1, "alerts": {
+        assert r["current"] == {"rule_version": shipped["version"], "alerts": {
             "total": 3, "pending_only": 0, "per_day": {"2026-01-01": 3}, "per_province": {"48": 1, "79": 2},
             "per_severity": {"info": 1, "warning": 1, "critical": 1}}}
         assert (r["diff"]["only_proposed"], r["diff"]["only_current"], r["diff"]["in_both"]) == (0, 1, 2)
@@ -126,7 +126,8 @@ def test_backtest_command(make_settings, catalog, tmp_path: Path) -> None:  # ty
     table = run()
     assert table.returncode == 0, table.stderr
     lines = table.stdout.splitlines()
-    assert lines[0] == "rule water_level_alarm v2 (threshold), 2026-01-01T00:00:00.000Z → 2026-01-01T03:00:00.000Z"
+    assert lines[0] == (f"rule water_level_alarm v{shipped['version'] + 1} (threshold), "
+                        "2026-01-01T00:00:00.000Z → 2026-01-01T03:00:00.000Z")
     assert lines[1].startswith("resolution agg_1m (60 s windows): 68 series × 180 windows")
     assert [" ".join(line.split()) for line in lines if line.startswith(("total", "province", "severity"))] == [
         "total 2 3", "province 48 1 1", "province 79 1 2", "severity critical 1 1", "severity info 0 1",

@@ -134,6 +134,11 @@ def test_requests_are_validated_naming_the_field(catalog: Catalog) -> None:
     assert parse_instant("1767225600.5", "from") == T0 + 500 and parse_instant("2026-01-01", "from") == T0
     with pytest.raises(BacktestError, match="^from: not epoch seconds nor an ISO 8601 time: 'yesterday'"):
         parse_instant("yesterday", "from")
+    for absurd in (7791836158368189.0, float("inf"), float("nan"), "-1e300", -5):  # found by schemathesis: a 500
+        with pytest.raises(BacktestError, match="^to: epoch seconds between 946684800"):
+            parse_instant(absurd, "to")
+    with pytest.raises(BacktestError, match="^to: a time between 2000-01-01 and 2100-01-01"):
+        parse_instant("2200-01-01", "to")
 
 
 def test_the_resolution_follows_the_window_budget(catalog: Catalog) -> None:
