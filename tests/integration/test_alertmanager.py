@@ -197,3 +197,42 @@ async def test_same_notifications_as_alertmanager(broker: str, make_settings, tm
     # a change to a group idle longer than group_interval: we notify at once, Alertmanager at its next tick
     b_am, b_ours = timing[gb]["alertmanager"][1] - (t_b3 - t0), timing[gb]["ours"][1] - (t_b3 - t0)
     assert b_ours < 1.0 and b_am > 1.0, (b_ours, b_am)
+
+
+async def test_pusher_retries_until_alertmanager_is_up_and_keeps_alerts_alive(broker: str, make_settings,  # type: ignore[no-untyped-def]
+                                                                             tmp_path: Path) -> None:
+    """Alertmanager down when the alerts come: the pusher fails, counts, backs off and retries, the notifier
+    runs on; once Alertmanager is up it holds the firing alerts (a silenced one too: its silences are its own),
+    their endsAt moved forward at every resend, and a resolve ends one."""
+    port = free_port()
+    am_url = f"http://127.0.0.1:{port}"
+    settings = make_settings(kafka_bootstrap=broker, notify_signing_key=signing_key(), alertmanager_url=am_url,
+                             alertmanager_resend_s=1.0, notify_backoff_s=0.1, notify_backoff_max_s=0.4)
+    now = int(time.time() * 1000)
+    firing = [am_alert("river_flood", "water_level", p, starts_at=now) for p in ("01", "79")]
+    firing[1]["silenced"] = True
+    with http_receiver() as rx:
+        async with running(settings) as notifier:
+            pusher = notifier.alertmanager
+            assert pusher is not None
+            await publish(settings, ALERTS_TOPIC, firing)
+            await until(lambda: pusher.stats.retries >= 3, 15, "failed pushes, retried")
+            assert pusher.stats.requests == 0 and "ConnectError" in pusher.stats.last_error
+            with alertmanager(tmp_path, rx.url("/am"), port=port):
+
+                def active() -> dict[str, dict[str, Any]]:
+                    alerts = httpx.get(f"{am_url}/api/v2/alerts", params={"active": "true"}, timeout=2).json()
+                    return {a["labels"]["province"]: a for a in alerts if a["status"]["state"] != "unprocessed"}
+
+                got = await until(lambda: len(active()) == 2 and active(), 15, "both alerts in Alertmanager")
+                assert got["79"]["labels"]["alertname"] == "river_flood" and got["79"]["status"]["state"] == "active"
+                assert got["01"]["generatorURL"] == "https://cr.example.vn/alerts/river_flood/01"
+                assert got["01"]["annotations"]["summary"] == "river_flood in 01"
+                first_end = got["01"]["endsAt"]
+                await asyncio.sleep(2.5)  # two resends
+                assert active()["01"]["endsAt"] > first_end, "a firing alert's endsAt is refreshed"
+                await publish(settings, ALERTS_TOPIC, [resolved(firing[0], int(time.time() * 1000))])
+                await until(lambda: set(active()) == {"79"}, 10, "the resolve to reach Alertmanager")
+            stats = pusher.stats
+    assert stats.failures >= 3 and stats.refused == 0 and stats.requests >= 3
+    print(f"pusher: {stats}")

@@ -18,11 +18,11 @@ from notify.formats import (
     am_fingerprint,
     am_group_key,
     am_label_name,
-    go_time,
     build_email,
     email_subject,
     email_text,
     event_key,
+    go_time,
     idempotency_key,
     webhook_body,
 )
