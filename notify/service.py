@@ -22,6 +22,8 @@ How it runs
    after NOTIFY_MAX_ATTEMPTS. A `repeat` inside the subscription's repeat_interval_s is recorded `skipped`.
 4. An event's offset is committed only once every job of it is finished (delivered, dead-lettered or
    skipped) and recorded: a job waiting in its group holds the commit of its partition.
+5. With ALERTMANAGER_URL set, notify.alertmanager pushes every alert's state to that Alertmanager as Prometheus
+   does, from its own reader of `alerts`: independent of the above (it holds no offset and never raises).
 
 The guarantee
 -------------

@@ -34,6 +34,7 @@ import yaml
 from controlroom.broker import free_port
 from controlroom.kafka import ensure_topics, make_producer
 from controlroom.schema import ALERTS_TOPIC, CONTROL_TOPIC, AlertEvent, alert_message
+from tests.conftest import terminate
 from tests.integration.receivers import Hit, http_receiver
 from tests.integration.test_notifier import publish, running, signing_key, sub_put, until
 
@@ -74,11 +75,7 @@ def alertmanager(tmp: Path, webhook_url: str, *, port: int | None = None) -> Ite
             time.sleep(0.05)
         yield url
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        terminate(proc, 10)
 
 
 def am_alert(rule: str, feed: str, province: str, kind: str = "firing", *, seq: int = 1, starts_at: int,
