@@ -41,8 +41,9 @@ from tests.integration.test_notifier import publish, running, signing_key, sub_p
 pytestmark = pytest.mark.integration
 
 AM_BIN = Path("/usr/bin/prometheus-alertmanager")
-GROUP_WAIT_S = 2.0
-GROUP_INTERVAL_S = 4.0
+# wide enough that a loaded machine's delays (up to a second or so) cannot move a change across a group tick
+GROUP_WAIT_S = 3.0
+GROUP_INTERVAL_S = 6.0
 
 
 @contextmanager
@@ -146,20 +147,20 @@ async def test_same_notifications_as_alertmanager(broker: str, make_settings, tm
             async def at(s: float) -> None:
                 await asyncio.sleep(max(0.0, t0 + s - time.monotonic()))
 
-            # groups of A and B tick at ~2, 6, 10, 14 s; each change lands mid-interval
-            await at(3.5)
-            await send(a[3], resolved(a[0], ms()))  # A: one more fires, one resolves → one notification at ~6 s
-            await at(7.5)
+            # groups of A and B tick at ~3, 9, 15, 21 s; each change lands mid-interval
+            await at(5.25)
+            await send(a[3], resolved(a[0], ms()))  # A: one more fires, one resolves → one notification at ~9 s
+            await at(11.25)
             t_b3 = await send(*(resolved(x, ms()) for x in a[1:]), b[2])  # A all resolved; B idle since ~2 s
-            await at(10.0)
+            await at(15.0)
             await send(resolved(c, ms()))  # C idle since its first notification
-            await at(12.5)
+            await at(18.75)
             await send(*(resolved(x, ms()) for x in b))
 
             def complete() -> bool:
                 return len(rx.at("/am")) >= 8 and len(rx.at("/ours")) >= 8
 
-            await until(complete, 20, "8 notifications on each side")
+            await until(complete, 30, "8 notifications on each side")
             await asyncio.sleep(GROUP_INTERVAL_S + 0.5)  # one more interval: an extra notification would come now
             stats = pusher.stats
         await producer.stop()
