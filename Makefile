@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install up test unit integration lint bench chaos clean chromium grafana
+.PHONY: install up test unit integration lint bench chaos clean chromium alertmanager grafana
 
 # grafana-client needs niquests, whose urllib3-future wheel overwrites urllib3 at every start-up
 # (a .pth hook) and breaks requests-based tools (schemathesis). Built from source with
@@ -22,13 +22,13 @@ install: $(STAMP)
 up: $(STAMP)
 	$(BIN)/controlroom up
 
-test: $(STAMP) chromium
+test: $(STAMP) chromium alertmanager
 	$(BIN)/python -m pytest -q tests
 
 unit: $(STAMP)
 	$(BIN)/python -m pytest -q tests/unit
 
-integration: $(STAMP) chromium
+integration: $(STAMP) chromium alertmanager
 	$(BIN)/python -m pytest -q tests/integration
 
 bench: $(STAMP)
@@ -42,6 +42,12 @@ chaos: $(STAMP)
 chromium:
 	@test -x /usr/bin/chromium || DEBIAN_FRONTEND=noninteractive apt-get install -y chromium \
 		|| (apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y chromium)
+
+# The Alertmanager comparison test runs Debian's prometheus-alertmanager (0.25 on bookworm): installed here when
+# missing (root, apt); the package's own service is not used (the test starts its own instance)
+alertmanager:
+	@test -x /usr/bin/prometheus-alertmanager || DEBIAN_FRONTEND=noninteractive apt-get install -y prometheus-alertmanager \
+		|| (apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y prometheus-alertmanager)
 
 # Boards as code: regenerate grafana/dashboards/*.json (commit the result; a test fails on drift)
 grafana: $(STAMP)

@@ -82,6 +82,10 @@ class Settings(BaseSettings):
     notify_concurrency: int = 16  # deliveries in flight at once (across subscriptions)
     notify_batch_max: int = 500  # alert events per batch (offsets committed per batch)
     notify_external_url: str = ""  # Alertmanager payload `externalURL` (e.g. the API's public address)
+    # An external Alertmanager (e.g. http://127.0.0.1:9093): the notifier also pushes every alert's state to its
+    # POST /api/v2/alerts, as Prometheus does; firing alerts are sent again every ALERTMANAGER_RESEND_S
+    alertmanager_url: str = ""
+    alertmanager_resend_s: float = 60.0
     smtp_host: str = ""  # empty: no e-mail (e-mail deliveries are dead-lettered with the reason)
     smtp_port: int = 25
     smtp_starttls: bool = False

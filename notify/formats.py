@@ -8,7 +8,8 @@ larger group is summarised by province.
 
 from __future__ import annotations
 
-from datetime import datetime
+import re
+from datetime import UTC, datetime
 from email.message import EmailMessage
 from email.utils import format_datetime
 from typing import Any
@@ -18,7 +19,7 @@ import orjson
 
 from controlroom.alerts.subscriptions import Subscription
 from controlroom.catalog import NATIONAL, Catalog
-from controlroom.schema import SEVERITIES, AlertEvent, ms_to_iso
+from controlroom.schema import SEVERITIES, AlertEvent
 from notify.grouping import Notification
 
 VN_TZ = ZoneInfo("Asia/Ho_Chi_Minh")
@@ -42,25 +43,66 @@ def event_key(event: AlertEvent, sub: Subscription) -> str:
 # --- webhooks ----------------------------------------------------------------------------------------
 
 AM_LABEL = {"rule": "alertname"}  # our group_by label → the Alertmanager label that carries it
+_LABEL_NAME_BAD = re.compile(r"[^a-zA-Z0-9_]")
+_FNV_OFFSET, _FNV_PRIME, _U64 = 14695981039346656037, 1099511628211, (1 << 64) - 1
 
 
-def _am_alert(event: AlertEvent, catalog: Catalog) -> dict[str, Any]:
-    status = "resolved" if event["event"] == "resolved" else "firing"
+def go_time(ms: int) -> str:
+    """A UTC time as Go's RFC 3339 (Alertmanager's JSON): milliseconds without trailing zeros, none when whole."""
+    text = datetime.fromtimestamp(ms // 1000, tz=UTC).strftime("%Y-%m-%dT%H:%M:%S")
+    frac = f"{ms % 1000:03d}".rstrip("0")
+    return f"{text}.{frac}Z" if frac else f"{text}Z"
+
+
+def am_label_name(name: str) -> str:
+    """A valid Prometheus label name ([a-zA-Z_][a-zA-Z0-9_]*): other characters become '_'."""
+    clean = _LABEL_NAME_BAD.sub("_", name) or "_"
+    return f"_{clean}" if clean[0].isdigit() else clean
+
+
+def am_labels(event: AlertEvent, catalog: Catalog) -> dict[str, str]:
+    """An alert's labels as Prometheus would send them: alertname (the rule id), severity, feed, province,
+    rule_type, category, agency, alert_id and the series' dims. Empty values are left out (Prometheus and
+    Alertmanager treat an empty label as absent)."""
     feed = catalog.feeds.get(str(event["feed"]))
     dims = event.get("dims") or {}
-    labels = {**{str(k): str(v) for k, v in dims.items()},
+    labels = {**{am_label_name(str(k)): str(v) for k, v in dims.items()},
               "alertname": str(event["rule_id"]), "severity": str(event["severity"]), "feed": str(event["feed"]),
               "province": str(event["province"]), "rule_type": str(event["rule_type"]),
               "category": feed.category if feed else "", "agency": feed.source if feed else "",
               "alert_id": str(event["alert_id"])}
-    annotations = {"summary": str(event["summary_en"]), "summary_vi": str(event["summary_vi"]),
-                   "summary_en": str(event["summary_en"]), "event": str(event["event"]),
-                   "seq": str(event["seq"])}
+    return {k: v for k, v in labels.items() if v}
+
+
+def am_annotations(event: AlertEvent) -> dict[str, str]:
+    """summary (English), summary_vi, summary_en, the event (kind and seq), the rule's version, the value."""
+    out = {"summary": str(event["summary_en"]), "summary_vi": str(event["summary_vi"]),
+           "summary_en": str(event["summary_en"]), "event": str(event["event"]), "seq": str(event["seq"]),
+           "rule_version": str(event.get("rule_version", ""))}
+    value = event.get("value")
+    if value is not None:
+        out["value"] = f"{value:g}" if isinstance(value, float) else str(value)
+    return {k: v for k, v in out.items() if v}
+
+
+def am_fingerprint(labels: dict[str, str]) -> str:
+    """Alertmanager's fingerprint of a label set (Prometheus model.LabelSet.Fingerprint: FNV-1a 64 over the
+    sorted names and values, each followed by 0xff), as 16 hex digits."""
+    h = _FNV_OFFSET
+    for name in sorted(labels):
+        for b in name.encode() + b"\xff" + labels[name].encode() + b"\xff":
+            h = ((h ^ b) * _FNV_PRIME) & _U64
+    return f"{h:016x}"
+
+
+def _am_alert(event: AlertEvent, catalog: Catalog) -> dict[str, Any]:
+    status = "resolved" if event["event"] == "resolved" else "firing"
+    labels = am_labels(event, catalog)
     ends_at = event.get("ends_at")
-    return {"status": status, "labels": labels, "annotations": annotations,
-            "startsAt": ms_to_iso(int(event["starts_at"])),
-            "endsAt": ms_to_iso(int(ends_at)) if ends_at is not None else AM_ZERO_TIME,
-            "generatorURL": str(event.get("link") or ""), "fingerprint": str(event["alert_id"])}
+    return {"status": status, "labels": labels, "annotations": am_annotations(event),
+            "startsAt": go_time(int(event["starts_at"])),
+            "endsAt": go_time(int(ends_at)) if ends_at is not None and status == "resolved" else AM_ZERO_TIME,
+            "generatorURL": str(event.get("link") or ""), "fingerprint": am_fingerprint(labels)}
 
 
 def _common(dicts: list[dict[str, str]]) -> dict[str, str]:
@@ -73,11 +115,17 @@ def _common(dicts: list[dict[str, str]]) -> dict[str, str]:
     return out
 
 
+def am_group_key(group_labels: dict[str, str], route_key: str = "{}") -> str:
+    """Alertmanager's groupKey: the route's key, then the group labels sorted by name."""
+    return f"{route_key}:{{" + ", ".join(f'{k}="{group_labels[k]}"' for k in sorted(group_labels)) + "}"
+
+
 def alertmanager_payload(n: Notification, catalog: Catalog, external_url: str = "") -> dict[str, Any]:
-    """The Alertmanager webhook v4 payload: the group's alerts, its labels as Alertmanager names them."""
+    """The Alertmanager webhook v4 payload: the group's alerts, its labels as Alertmanager names them (the
+    groupKey is that of a receiver on Alertmanager's root route)."""
     alerts = [_am_alert(a, catalog) for a in n.alerts]
     group_labels = {AM_LABEL.get(k, k): v for k, v in n.labels.items()}
-    return {"version": "4", "groupKey": "{}:" + "{" + ", ".join(f'{k}="{v}"' for k, v in group_labels.items()) + "}",
+    return {"version": "4", "groupKey": am_group_key(group_labels),
             "status": n.status, "receiver": n.sub.id, "alerts": alerts, "groupLabels": group_labels,
             "commonLabels": _common([a["labels"] for a in alerts]),
             "commonAnnotations": _common([a["annotations"] for a in alerts]),

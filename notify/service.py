@@ -22,6 +22,8 @@ How it runs
    after NOTIFY_MAX_ATTEMPTS. A `repeat` inside the subscription's repeat_interval_s is recorded `skipped`.
 4. An event's offset is committed only once every job of it is finished (delivered, dead-lettered or
    skipped) and recorded: a job waiting in its group holds the commit of its partition.
+5. With ALERTMANAGER_URL set, notify.alertmanager pushes every alert's state to that Alertmanager as Prometheus
+   does, from its own reader of `alerts`: independent of the above (it holds no offset and never raises).
 
 The guarantee
 -------------
@@ -50,7 +52,7 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -67,7 +69,7 @@ from controlroom.alerts.subscriptions import (
 )
 from controlroom.catalog import Catalog
 from controlroom.errors import ConfigError, ControlRoomError, StartupError
-from controlroom.kafka import FETCH_MAX_WAIT_MS, StartEnd, ensure_topics, make_consumer, make_producer, polls
+from controlroom.kafka import FETCH_MAX_WAIT_MS, ensure_topics, make_consumer, make_producer, polls
 from controlroom.logs import get_logger
 from controlroom.schema import (
     ALERTS_TOPIC,
@@ -81,7 +83,9 @@ from controlroom.schema import (
     read_delivery,
 )
 from controlroom.settings import Settings
+from notify.alertmanager import AlertmanagerPusher
 from notify.channels import Channel, EmailChannel, WebhookChannel
+from notify.follow import CATCH_UP_TIMEOUT_S, TopicFollower
 from notify.formats import event_key
 from notify.grouping import Dispatcher, Job, Notification
 from notify.policy import FINAL_STATUSES, SKIPPED, backoff_s, redact_target, status_after
@@ -90,7 +94,6 @@ log = get_logger("notifier")
 
 REMEMBER_KEYS = 1_000_000  # finished idempotency keys kept in memory (oldest forgotten first)
 PUBLISH_TRIES = 20  # a delivery record that cannot be published stops the service (offsets stay uncommitted)
-CATCH_UP_TIMEOUT_S = 60.0
 
 
 def master_key(settings: Settings) -> str:
@@ -117,37 +120,6 @@ class NotifierStats:
     malformed: int = 0  # unreadable alert events, skipped with a warning
 
 
-class _Follower:
-    """Reads a whole topic from the beginning, then follows it; `caught_up` once the start-time end is read."""
-
-    def __init__(self, settings: Settings, topic: str, apply: Callable[[bytes | None], None]) -> None:
-        self.topic = topic
-        self.apply = apply
-        self.caught_up = asyncio.Event()
-        self._consumer = make_consumer(settings, topic, fetch_max_wait_ms=FETCH_MAX_WAIT_MS)
-
-    async def run(self, stop: asyncio.Event) -> None:
-        c = self._consumer
-        await c.start()
-        try:
-            deadline = time.monotonic() + CATCH_UP_TIMEOUT_S
-            while not c.assignment():
-                if time.monotonic() > deadline:
-                    raise StartupError(f"topic {self.topic} has no partitions")
-                await asyncio.sleep(0.05)
-            parts = sorted(c.assignment())
-            await c.seek_to_beginning(*parts)
-            end = StartEnd(c, await c.end_offsets(parts))
-            async for polled in polls(c, stop, log, timeout_ms=200, topic=self.topic):
-                for records in polled.values():
-                    for r in records:
-                        self.apply(r.value)
-                if not self.caught_up.is_set() and await end.reached():
-                    self.caught_up.set()
-        finally:
-            await c.stop()
-
-
 class Notifier:
     def __init__(self, settings: Settings, catalog: Catalog, channels: Mapping[str, Channel] | None = None) -> None:
         self.settings = settings
@@ -163,6 +135,7 @@ class Notifier:
         self._producer: AIOKafkaProducer | None = None
         self._slots = asyncio.Semaphore(max(1, settings.notify_concurrency))
         self.dispatcher = Dispatcher()
+        self.alertmanager: AlertmanagerPusher | None = None  # with ALERTMANAGER_URL, once run() starts
         self.read_through: dict[TopicPartition, int] = {}  # the last offset read per partition
 
     # --- state from the two followed topics -----------------------------------------------------------
@@ -217,9 +190,12 @@ class Notifier:
         await ensure_topics(s, [ALERTS_TOPIC, CONTROL_TOPIC, DELIVERIES_TOPIC])
         self._producer = make_producer(s)
         await self._producer.start()
-        followers = [_Follower(s, CONTROL_TOPIC, self.apply_control),
-                     _Follower(s, DELIVERIES_TOPIC, self.apply_delivery)]
+        followers = [TopicFollower(s, CONTROL_TOPIC, self.apply_control),
+                     TopicFollower(s, DELIVERIES_TOPIC, self.apply_delivery)]
         tasks = [asyncio.create_task(f.run(stop), name=f"follow-{f.topic}") for f in followers]
+        self.alertmanager = pusher = AlertmanagerPusher(s, self.catalog) if s.alertmanager_url else None
+        if pusher is not None:  # its own reader of `alerts`; it never raises (see notify.alertmanager)
+            tasks.append(asyncio.create_task(pusher.run(stop), name="alertmanager"))
         consumer = make_consumer(s, ALERTS_TOPIC, group_id=s.notify_group_id, fetch_max_wait_ms=FETCH_MAX_WAIT_MS,
                                  max_poll_records=s.notify_batch_max)
         try:
@@ -242,7 +218,7 @@ class Notifier:
                      retries=self.stats.retries, skipped=self.stats.skipped, notifications=self.stats.notifications,
                      batches=self.stats.batches)
 
-    async def _catch_up(self, followers: Sequence[_Follower], tasks: Sequence[asyncio.Task[None]]) -> None:
+    async def _catch_up(self, followers: Sequence[TopicFollower], tasks: Sequence[asyncio.Task[None]]) -> None:
         deadline = time.monotonic() + CATCH_UP_TIMEOUT_S
         while not all(f.caught_up.is_set() for f in followers):
             for t in tasks:

@@ -38,6 +38,15 @@ def leaked_secrets(text: str) -> list[str]:
     return sorted(s[:16] + "…" for s in SECRETS if s and s in text)
 
 
+def terminate(proc: subprocess.Popen[bytes], timeout_s: float) -> None:
+    """SIGTERM a child the test started; SIGKILL when it has not exited within timeout_s."""
+    proc.terminate()
+    try:
+        proc.wait(timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+
+
 @pytest.fixture(scope="session")
 def catalog() -> Catalog:
     return default_catalog()
@@ -58,11 +67,7 @@ def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     try:
         yield f"127.0.0.1:{port}"
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        terminate(proc, 5)
 
 
 @pytest.fixture()

@@ -15,10 +15,14 @@ from controlroom.catalog import Catalog
 from controlroom.schema import DeliveryRecord, alert_message, delivery_message, fingerprint
 from notify.formats import (
     alertmanager_payload,
+    am_fingerprint,
+    am_group_key,
+    am_label_name,
     build_email,
     email_subject,
     email_text,
     event_key,
+    go_time,
     idempotency_key,
     webhook_body,
 )
@@ -103,10 +107,11 @@ def test_alertmanager_v4_shape(catalog: Catalog) -> None:
     assert a["annotations"]["summary"] == "Water level above alarm level III"
     assert a["annotations"]["summary_vi"] == "Mực nước vượt báo động III"
     assert a["annotations"] == p["commonAnnotations"]
-    assert (a["status"], a["startsAt"], a["endsAt"]) == ("firing", "2026-11-26T10:00:00.000Z", "0001-01-01T00:00:00Z")
-    assert a["generatorURL"] == e["link"] and a["fingerprint"] == e["alert_id"]
+    # times as Go writes them (Alertmanager's own webhook): no trailing zeros after the seconds
+    assert (a["status"], a["startsAt"], a["endsAt"]) == ("firing", "2026-11-26T10:00:00Z", "0001-01-01T00:00:00Z")
+    assert a["generatorURL"] == e["link"] and a["fingerprint"] == am_fingerprint(labels)
     resolved = alertmanager_payload(one(event("resolved"), sub), catalog)
-    assert resolved["status"] == "resolved" and resolved["alerts"][0]["endsAt"] == "2026-11-26T10:01:00.000Z"
+    assert resolved["status"] == "resolved" and resolved["alerts"][0]["endsAt"] == "2026-11-26T10:01:00Z"
     assert alertmanager_payload(one(event("acknowledged"), sub), catalog)["status"] == "firing"
     assert orjson.loads(webhook_body(n, catalog)) == alertmanager_payload(n, catalog)
     # a group of two: commonLabels keep only what both share, the group is firing while one is
@@ -115,6 +120,18 @@ def test_alertmanager_v4_shape(catalog: Catalog) -> None:
     p2 = alertmanager_payload(two, catalog)
     assert p2["status"] == "firing" and len(p2["alerts"]) == 2
     assert "alert_id" not in p2["commonLabels"] and p2["commonLabels"]["alertname"] == "water_level_alarm"
+
+
+def test_alertmanager_fingerprint_time_and_group_key() -> None:
+    """Alertmanager 0.25 answered these (labels POSTed to /api/v2/alerts, read back from its webhook)."""
+    assert am_fingerprint({"alert_id": "abc", "alertname": "r1", "feed": "wl", "province": "01"}) == "94d26779cfddca9f"
+    assert am_fingerprint({}) == "cbf29ce484222325"  # FNV-1a's offset: the empty label set
+    assert am_fingerprint({"a": "b"}) != am_fingerprint({"b": "a"}) != am_fingerprint({"ab": ""})
+    assert (go_time(T), go_time(T + 123), go_time(T + 120), go_time(T + 5)) == (
+        "2026-11-26T10:00:00Z", "2026-11-26T10:00:00.123Z", "2026-11-26T10:00:00.12Z", "2026-11-26T10:00:00.005Z")
+    assert am_group_key({"feed": "water_level", "alertname": "x"}) == '{}:{alertname="x", feed="water_level"}'
+    assert (am_label_name("station"), am_label_name("service-type"), am_label_name("3g")) == (
+        "station", "service_type", "_3g")
 
 
 @pytest.mark.parametrize(("lang", "subject", "lines"), [
