@@ -20,8 +20,9 @@ from typing import Any
 import orjson
 
 from api.series_sql import SeriesQuery
+from controlroom.alerts.incident_rules import incident_type_name
 from controlroom.alerts.inhibit import inhibition_note
-from controlroom.catalog import HEADLINE_FEEDS, NATIONAL, Catalog
+from controlroom.catalog import HEADLINE_FEEDS, Catalog
 from controlroom.schema import ms_to_iso
 
 SEVERITY_ORDER = ("info", "warning", "critical")
@@ -32,7 +33,6 @@ ALERTS_READ = 2000  # firing alerts read per refresh; beyond that the wall says 
 INCIDENTS_SHOWN = 20  # rows of the incidents tile carried by a snapshot (the map highlights every one read)
 INCIDENTS_READ = 500  # active incidents read per refresh
 INCIDENT_STATES = ("open", "acknowledged")  # what the tile shows: /incidents' default (state=active)
-TITLE_SEPARATORS = (" – ", " — ", " - ", ", ")
 MAP_W, MAP_H, MAP_PAD = 420.0, 760.0, 24.0  # SVG viewBox of the province map
 
 
@@ -101,19 +101,6 @@ def province_name(catalog: Catalog, code: str, lang: str) -> str:
     if p is None:
         return "Toàn quốc" if lang == "vi" else "National"
     return p.name_vi if lang == "vi" else p.name_en
-
-
-def incident_type_name(title: str, catalog: Catalog, code: str, lang: str) -> str:
-    """The incident's type in words: its title without the province part the correlator put in it
-    (incidents.yaml titles read "Lũ lụt – {province_vi}"); the whole title when it has no such part."""
-    p = catalog.provinces.get(code)
-    names = [p.name_vi if lang == "vi" else p.name_en] if p else []
-    names += ["toàn quốc", "nationwide"] if code == NATIONAL else []
-    for name in names:
-        for sep in TITLE_SEPARATORS:
-            if title.lower().endswith((sep + name).lower()) and len(title) > len(sep + name):
-                return title[: -len(sep + name)].strip()
-    return title
 
 
 def _iso_ms(iso: str) -> int:
