@@ -213,6 +213,14 @@ def email_subject(event: AlertEvent, catalog: Catalog, lang: str) -> str:
     return _one_line(f"[{severity}] {what}: {summary} – {province}", MAX_SUBJECT)
 
 
+def _ack_lines(ack: Any, lang: str) -> list[str]:
+    """Who acknowledged (with the comment), when someone did."""
+    if not isinstance(ack, dict) or not ack.get("by"):
+        return []
+    comment = f" – {_one_line(str(ack['comment']), 200)}" if ack.get("comment") else ""
+    return [f"{LABELS[lang]['ack']}: {ack['by']}{comment}"]
+
+
 def email_text(event: AlertEvent, catalog: Catalog, lang: str, key: str) -> str:
     """The plain-text body: severity, summary, feed, province, value, evidence, times (UTC+7), link, key."""
     lab = LABELS[lang]
@@ -236,10 +244,7 @@ def email_text(event: AlertEvent, catalog: Catalog, lang: str, key: str) -> str:
     lines += [f"{lab['starts']}: {vn_time(event.get('starts_at'), lang)}",
               f"{lab['ends']}: {vn_time(event.get('ends_at'), lang)}",
               f"{lab['at']}: {vn_time(event.get('event_at'), lang)}"]
-    ack = event.get("ack")
-    if isinstance(ack, dict) and ack.get("by"):
-        comment = f" – {_one_line(str(ack['comment']), 200)}" if ack.get("comment") else ""
-        lines.append(f"{lab['ack']}: {ack['by']}{comment}")
+    lines += _ack_lines(event.get("ack"), lang)
     if event.get("link"):
         lines.append(f"{lab['link']}: {event['link']}")
     lines += [f"{lab['key']}: {key}", "", "-- ", lab["footer"]]
@@ -332,10 +337,7 @@ def incident_text(inc: dict[str, Any], catalog: Catalog, lang: str, key: str) ->
              f"{words['opened_at']}: {vn_time(inc.get('opened_at'), lang)}"]
     if inc.get("resolved_at") is not None:
         lines.append(f"{words['resolved_at']}: {vn_time(inc.get('resolved_at'), lang)}")
-    ack = inc.get("ack")
-    if isinstance(ack, dict) and ack.get("by"):
-        comment = f" – {_one_line(str(ack['comment']), 200)}" if ack.get("comment") else ""
-        lines.append(f"{lab['ack']}: {ack['by']}{comment}")
+    lines += _ack_lines(inc.get("ack"), lang)
     if inc.get("assignee"):
         lines.append(f"{words['assignee']}: {inc['assignee']}")
     if inc.get("signals"):

@@ -263,6 +263,10 @@ def _event_name(catalog: Catalog, alert: Mapping[str, Any], language: str) -> st
     return f"{prefix[language]}: {name}" if prefix else name
 
 
+def _acked(ack: Any, vi: bool) -> list[str]:
+    return [f"{'Đã tiếp nhận bởi' if vi else 'Acknowledged by'} {ack.get('by', '')}"] if ack else []
+
+
 def _description(catalog: Catalog, alert: Mapping[str, Any], language: str) -> str:
     vi = language.startswith("vi")
     feed = catalog.feeds.get(str(alert["feed"]))
@@ -278,9 +282,7 @@ def _description(catalog: Catalog, alert: Mapping[str, Any], language: str) -> s
     parts.append(f"{'Bắt đầu' if vi else 'Since'}: {cap_time(int(alert['starts_at']))}")
     if alert.get("ends_at") is not None:
         parts.append(f"{'Kết thúc' if vi else 'Ended'}: {cap_time(int(alert['ends_at']))}")
-    ack = alert.get("ack")
-    if ack:
-        parts.append(f"{'Đã tiếp nhận bởi' if vi else 'Acknowledged by'} {ack.get('by', '')}")
+    parts += _acked(alert.get("ack"), vi)
     parts.append(f"{'Quy tắc' if vi else 'Rule'}: {alert['rule_id']} v{alert.get('rule_version', '')}")
     return ". ".join(parts) + "."
 
@@ -360,9 +362,7 @@ def _incident_description(incident: Mapping[str, Any], language: str) -> str:
     parts.append(f"{'Mở lúc' if vi else 'Opened'}: {cap_time(int(incident['opened_at']))}")
     if incident.get("resolved_at") is not None:
         parts.append(f"{'Kết thúc' if vi else 'Resolved'}: {cap_time(int(incident['resolved_at']))}")
-    ack = incident.get("ack")
-    if ack:
-        parts.append(f"{'Đã tiếp nhận bởi' if vi else 'Acknowledged by'} {ack.get('by', '')}")
+    parts += _acked(incident.get("ack"), vi)
     if incident.get("assignee"):
         parts.append(f"{'Giao cho' if vi else 'Assigned to'} {incident['assignee']}")
     parts.append(f"{'Loại sự cố' if vi else 'Incident type'}: {incident['type']} v{incident.get('type_version', '')}")
