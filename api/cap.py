@@ -7,9 +7,9 @@ messages carry scope Public), but it is served by the same keyed API: an aggrega
 gets its own viewer key (revocable, rate-limited, audited), and a deployment that wants an anonymous feed
 puts a cache with its own key in front, so the API itself never answers an unauthenticated read.
 
-Incidents (built elsewhere) get their document the same way: a `GET /incidents/{id}/cap` route builds a
-`CapMessage` for the incident (its provinces with `province_area`, its alerts' messages in `references`
-with `cap_reference`, its id in `incidents`) and answers `cap_response(message)`.
+Incidents get their document the same way: `GET /incidents/{id}/cap` (controlroom.alerts.cap.incident_cap:
+its province with `province_area`, its id in `<incidents>`, its member alerts as parameters, each with the
+`cap_reference` of its own current CAP document).
 """
 
 from __future__ import annotations
@@ -19,9 +19,10 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request, Response
 
-from api import alerts_sql
+from api import alerts_sql, incidents_sql
 from api.alerts import ALERT_ID, alert_out, rules_in_force
 from api.auth import require
+from api.incidents import INCIDENT_ID, current_incident
 from api.state import api_state
 from controlroom.alerts.cap import (
     ATOM_MEDIA_TYPE,
@@ -31,6 +32,7 @@ from controlroom.alerts.cap import (
     alert_cap,
     atom_feed,
     cap_xml,
+    incident_cap,
 )
 from controlroom.alerts.rules import public_rule_ids
 from controlroom.schema import now_ms
@@ -60,6 +62,19 @@ async def alert_cap_document(request: Request, _: Annotated[Principal, Depends(r
     public = alert["rule_id"] in public_rule_ids(await rules_in_force(request))
     return cap_response(alert_cap(alert, history, catalog=state.catalog, sender=state.settings.cap_sender,
                                   public=public))
+
+
+@router.get("/incidents/{incident_id}/cap", response_class=Response, name="incident_cap_document",
+            tags=["incidents"],
+            summary="The incident's current state as an OASIS CAP 1.2 document (vi-VN and en-US <info>)",
+            responses={200: {"content": {CAP_MEDIA_TYPE: {}}, "description": "a CAP 1.2 <alert>"}})
+async def incident_cap_document(request: Request, _: Annotated[Principal, Depends(require("viewer"))],
+                                incident_id: Annotated[str, INCIDENT_ID]) -> Response:
+    state = api_state(request)
+    incident = await current_incident(request, incident_id)
+    alerts = await state.query(incidents_sql.member_alerts_sql(state.settings.clickhouse_database,
+                                                               incident["alert_ids"]))
+    return cap_response(incident_cap(incident, alerts, catalog=state.catalog, sender=state.settings.cap_sender))
 
 
 @router.get("/cap/feed", response_class=Response, name="cap_feed",

@@ -51,7 +51,7 @@ async def list_incidents(
     return [_incident_out(r) for r in rows]
 
 
-async def _current(request: Request, incident_id: str) -> dict[str, Any]:
+async def current_incident(request: Request, incident_id: str) -> dict[str, Any]:
     api = api_state(request)
     rows = await api.query(incidents_sql.incident_sql(api.settings.clickhouse_database, incident_id))
     if not rows:
@@ -64,7 +64,7 @@ async def get_incident(request: Request, _: Annotated[Principal, Depends(require
                        incident_id: Annotated[str, INCIDENT_ID]) -> dict[str, Any]:
     api = api_state(request)
     db = api.settings.clickhouse_database
-    out = await _current(request, incident_id)
+    out = await current_incident(request, incident_id)
     timeline = await api.query(incidents_sql.timeline_sql(db, incident_id))
     alerts = {r["alert_id"]: r for r in await api.query(incidents_sql.member_alerts_sql(db, out["alert_ids"]))}
     out["alerts"] = [{**m, "alert": alerts.get(m["alert_id"])} for m in out["members"]]
@@ -91,7 +91,7 @@ class AckRequest(BaseModel):
              summary="Acknowledge an open incident (applied by the alerter)")
 async def ack_incident(request: Request, who: Annotated[Principal, Depends(require("operator"))],
                        incident_id: Annotated[str, INCIDENT_ID], body: AckRequest) -> dict[str, Any]:
-    current = await _current(request, incident_id)
+    current = await current_incident(request, incident_id)
     if current["state"] != "open":
         raise HTTPException(409, f"incident {incident_id} is {current['state']}: nothing to acknowledge")
     await _command(request, "incident.ack", who, incident_id=incident_id, comment=body.comment)
@@ -102,7 +102,7 @@ async def ack_incident(request: Request, who: Annotated[Principal, Depends(requi
 @router.post("/incidents/{incident_id}/assign", status_code=202, summary="Assign an incident to someone")
 async def assign_incident(request: Request, who: Annotated[Principal, Depends(require("operator"))],
                           incident_id: Annotated[str, INCIDENT_ID], body: AssignRequest) -> dict[str, Any]:
-    current = await _current(request, incident_id)
+    current = await current_incident(request, incident_id)
     await _command(request, "incident.assign", who, incident_id=incident_id, assignee=body.assignee,
                    comment=body.comment)
     await _audit(request, who, "incident.assign", incident_id, before={"assignee": current["assignee"]},
@@ -113,7 +113,7 @@ async def assign_incident(request: Request, who: Annotated[Principal, Depends(re
 @router.post("/incidents/{incident_id}/comments", status_code=202, summary="Add a comment to an incident")
 async def comment_incident(request: Request, who: Annotated[Principal, Depends(require("operator"))],
                            incident_id: Annotated[str, INCIDENT_ID], body: CommentRequest) -> dict[str, Any]:
-    await _current(request, incident_id)
+    await current_incident(request, incident_id)
     await _command(request, "incident.comment", who, incident_id=incident_id, comment=body.comment)
     await _audit(request, who, "incident.comment", incident_id, after={"comment": body.comment})
     return {"incident_id": incident_id, "accepted": True, "by": who.name, "comment": body.comment}

@@ -44,7 +44,7 @@ def timeline_sql(database: str, incident_id: str) -> tuple[str, Params]:
 def member_alerts_sql(database: str, alert_ids: list[str]) -> tuple[str, Params]:
     """The current state of an incident's member alerts."""
     db = check_identifier(database)
-    return (f"SELECT alert_id, rule_id, severity, state, feed, province, dims, summary_vi, summary_en, value, "
+    return (f"SELECT alert_id, seq, rule_id, severity, state, feed, province, dims, summary_vi, summary_en, value, "
             f"toUnixTimestamp64Milli(event_at) AS event_at, link FROM {db}.alerts_current FINAL "
             f"WHERE has({{ids:Array(String)}}, alert_id) ORDER BY alert_id", {"ids": alert_ids})
 

@@ -18,7 +18,7 @@ import httpx
 from controlroom.alerts.signing import SIGNATURE_HEADER, sign, subscription_secret
 from controlroom.catalog import Catalog
 from controlroom.settings import Settings
-from notify.formats import EVENT_HEADER, IDEMPOTENCY_HEADER, build_email, webhook_body
+from notify.formats import EVENT_HEADER, IDEMPOTENCY_HEADER, build_email, event_name, webhook_body
 from notify.grouping import Notification
 from notify.policy import Outcome, http_outcome
 
@@ -53,7 +53,7 @@ class WebhookChannel:
         return {"Content-Type": "application/json",
                 SIGNATURE_HEADER: sign(subscription_secret(self._master_key, n.sub.id), body),
                 IDEMPOTENCY_HEADER: n.key,
-                EVENT_HEADER: str(n.alerts[0]["event"]) if len(n.alerts) == 1 else n.status}
+                EVENT_HEADER: event_name(n.alerts[0]) if len(n.alerts) == 1 else n.status}
 
     async def send(self, n: Notification) -> Outcome:
         body = webhook_body(n, self._catalog, self._external_url)

@@ -3,7 +3,8 @@
 Pure code: a notification (notify.grouping: one group of a subscription, the alerts it shows and the events
 it delivers) and the catalog in; bytes, headers or an EmailMessage out. Times in e-mails are shown in
 Asia/Ho_Chi_Minh. A group of one alert reads as before grouping existed (an e-mail about that alert); a
-larger group is summarised by province.
+larger group is summarised by province. An incident (its own group) has its own JSON body, Alertmanager alert
+and e-mail (the incident and its member alerts).
 """
 
 from __future__ import annotations
@@ -17,7 +18,8 @@ from zoneinfo import ZoneInfo
 
 import orjson
 
-from controlroom.alerts.subscriptions import Subscription
+from controlroom.alerts.incident_rules import incident_type_name
+from controlroom.alerts.subscriptions import Subscription, is_incident
 from controlroom.catalog import NATIONAL, Catalog
 from controlroom.schema import SEVERITIES, AlertEvent
 from notify.grouping import Notification
@@ -36,8 +38,20 @@ def idempotency_key(alert_id: str, seq: int, subscription_id: str) -> str:
     return f"{alert_id}:{seq}:{subscription_id}"
 
 
+def incident_key(incident_id: str, seq: int, subscription_id: str) -> str:
+    """One incident event for one subscription (never equal to an alert event's key)."""
+    return f"incident-{incident_id}:{seq}:{subscription_id}"
+
+
 def event_key(event: AlertEvent, sub: Subscription) -> str:
+    if is_incident(event):
+        return incident_key(str(event["incident_id"]), int(event["seq"]), sub.id)  # type: ignore[typeddict-item]
     return idempotency_key(str(event["alert_id"]), int(event["seq"]), sub.id)
+
+
+def event_name(event: AlertEvent) -> str:
+    """The X-ControlRoom-Event header: an alert's event (`firing`…), an incident's prefixed (`incident.opened`)."""
+    return f"incident.{event['event']}" if is_incident(event) else str(event["event"])
 
 
 # --- webhooks ----------------------------------------------------------------------------------------
@@ -120,10 +134,27 @@ def am_group_key(group_labels: dict[str, str], route_key: str = "{}") -> str:
     return f"{route_key}:{{" + ", ".join(f'{k}="{group_labels[k]}"' for k in sorted(group_labels)) + "}"
 
 
+def _am_incident(inc: dict[str, Any], catalog: Catalog) -> dict[str, Any]:
+    """An incident as one Alertmanager alert: alertname `incident`, the type, province and severity as labels,
+    the title and the member alerts as annotations, from when it opened to when it resolved."""
+    labels = {"alertname": "incident", "incident_type": str(inc["type"]), "severity": str(inc["severity"]),
+              "province": str(inc["province"]), "incident_id": str(inc["incident_id"]), "kind": "incident"}
+    members = inc.get("members") or []
+    annotations = {"summary": str(inc["title_en"]), "summary_vi": str(inc["title_vi"]),
+                   "summary_en": str(inc["title_en"]), "event": str(inc["event"]), "seq": str(inc["seq"]),
+                   "state": str(inc["state"]), "members": ",".join(str(m.get("alert_id")) for m in members),
+                   "signals": ",".join(inc.get("signals") or [])}
+    resolved = inc.get("resolved_at")
+    return {"status": "resolved" if inc["event"] == "resolved" else "firing", "labels": labels,
+            "annotations": annotations, "startsAt": go_time(int(inc["opened_at"])),
+            "endsAt": go_time(int(resolved)) if resolved is not None else AM_ZERO_TIME,
+            "generatorURL": "", "fingerprint": str(inc["incident_id"])}
+
+
 def alertmanager_payload(n: Notification, catalog: Catalog, external_url: str = "") -> dict[str, Any]:
     """The Alertmanager webhook v4 payload: the group's alerts, its labels as Alertmanager names them (the
-    groupKey is that of a receiver on Alertmanager's root route)."""
-    alerts = [_am_alert(a, catalog) for a in n.alerts]
+    groupKey is that of a receiver on Alertmanager's root route; an incident: one alert, see _am_incident)."""
+    alerts = [_am_incident(dict(a), catalog) if is_incident(a) else _am_alert(a, catalog) for a in n.alerts]
     group_labels = {AM_LABEL.get(k, k): v for k, v in n.labels.items()}
     return {"version": "4", "groupKey": am_group_key(group_labels),
             "status": n.status, "receiver": n.sub.id, "alerts": alerts, "groupLabels": group_labels,
@@ -138,6 +169,13 @@ def webhook_body(n: Notification, catalog: Catalog, external_url: str = "") -> b
     drop a repeat per event) and every alert of the group as it stands."""
     if n.sub.format == "alertmanager":
         return orjson.dumps(alertmanager_payload(n, catalog, external_url))
+    if n.incident:
+        return orjson.dumps({
+            "kind": "incident", "idempotency_key": n.key, "subscription_id": n.sub.id,
+            "group": {"key": n.group_key, "labels": n.labels}, "status": n.status,
+            "delivers": [{"idempotency_key": j.key, "incident_id": j.subject, "seq": j.event["seq"],
+                          "event": j.event["event"]} for j in n.jobs],
+            "incident": n.alerts[-1]})
     return orjson.dumps({
         "idempotency_key": n.key, "subscription_id": n.sub.id,
         "group": {"key": n.group_key, "labels": n.labels}, "status": n.status,
@@ -222,6 +260,14 @@ def email_subject(event: AlertEvent, catalog: Catalog, lang: str) -> str:
     return _one_line(f"[{severity}] {what}: {summary} – {province}", MAX_SUBJECT)
 
 
+def _ack_lines(ack: Any, lang: str) -> list[str]:
+    """Who acknowledged (with the comment), when someone did."""
+    if not isinstance(ack, dict) or not ack.get("by"):
+        return []
+    comment = f" – {_one_line(str(ack['comment']), 200)}" if ack.get("comment") else ""
+    return [f"{LABELS[lang]['ack']}: {ack['by']}{comment}"]
+
+
 def email_text(event: AlertEvent, catalog: Catalog, lang: str, key: str) -> str:
     """The plain-text body: severity, summary, feed, province, value, evidence, times (UTC+7), link, key."""
     lab = LABELS[lang]
@@ -245,10 +291,7 @@ def email_text(event: AlertEvent, catalog: Catalog, lang: str, key: str) -> str:
     lines += [f"{lab['starts']}: {vn_time(event.get('starts_at'), lang)}",
               f"{lab['ends']}: {vn_time(event.get('ends_at'), lang)}",
               f"{lab['at']}: {vn_time(event.get('event_at'), lang)}"]
-    ack = event.get("ack")
-    if isinstance(ack, dict) and ack.get("by"):
-        comment = f" – {_one_line(str(ack['comment']), 200)}" if ack.get("comment") else ""
-        lines.append(f"{lab['ack']}: {ack['by']}{comment}")
+    lines += _ack_lines(event.get("ack"), lang)
     if event.get("link"):
         lines.append(f"{lab['link']}: {event['link']}")
     lines += [f"{lab['key']}: {key}", "", "-- ", lab["footer"]]
@@ -301,11 +344,72 @@ def group_text(n: Notification, catalog: Catalog, lang: str) -> str:
     return "\n".join(lines) + "\n"
 
 
+INCIDENT_WORDS = {
+    "vi": {"opened": "SỰ CỐ MỚI", "acknowledged": "SỰ CỐ ĐÃ TIẾP NHẬN", "resolved": "SỰ CỐ ĐÃ KẾT THÚC",
+           "incident": "Sự cố", "type": "Loại", "state": "Trạng thái", "opened_at": "Mở lúc",
+           "resolved_at": "Kết thúc lúc", "assignee": "Giao cho", "members": "Cảnh báo thành phần",
+           "signals": "Tín hiệu"},
+    "en": {"opened": "INCIDENT OPENED", "acknowledged": "INCIDENT ACKNOWLEDGED", "resolved": "INCIDENT RESOLVED",
+           "incident": "Incident", "type": "Type", "state": "State", "opened_at": "Opened",
+           "resolved_at": "Resolved", "assignee": "Assigned to", "members": "Member alerts",
+           "signals": "Signals"},
+}
+INCIDENT_STATES = {"vi": {"open": "đang mở", "acknowledged": "đã tiếp nhận", "resolved": "đã kết thúc"},
+                   "en": {"open": "open", "acknowledged": "acknowledged", "resolved": "resolved"}}
+MEMBER_STATES = {"vi": {"firing": "đang báo", "resolved": "đã hết"}, "en": {"firing": "firing", "resolved": "resolved"}}
+
+
+def incident_subject(inc: dict[str, Any], lang: str) -> str:
+    words = INCIDENT_WORDS[lang]
+    severity = SEVERITY_NAMES[lang].get(str(inc["severity"]), str(inc["severity"]))
+    title = str(inc["title_vi"] if lang == "vi" else inc["title_en"])
+    n = len(inc.get("members") or [])
+    return _one_line(f"[{severity}] {words.get(str(inc['event']), str(inc['event']))}: {title} "
+                     f"({n} {LABELS[lang]['alerts']})", MAX_SUBJECT)
+
+
+def incident_text(inc: dict[str, Any], catalog: Catalog, lang: str, key: str) -> str:
+    """An incident's e-mail: title, event, type, state, province, times (UTC+7), ack, assignee, each member."""
+    lab, words = LABELS[lang], INCIDENT_WORDS[lang]
+    code = str(inc["province"])
+    _feed, province, _unit = _names({"feed": "", "province": code}, catalog, lang)  # type: ignore[typeddict-item]
+    title = str(inc["title_vi"] if lang == "vi" else inc["title_en"])
+    state = INCIDENT_STATES[lang]
+    lines = [title, "",
+             f"{lab['event']}: {words.get(str(inc['event']), inc['event'])} (#{inc['seq']})",
+             f"{words['type']}: {incident_type_name(title, catalog, code, lang)} ({inc['type']})",
+             f"{words['state']}: {state.get(str(inc['state']), inc['state'])}",
+             f"{lab['severity']}: {SEVERITY_NAMES[lang].get(str(inc['severity']), inc['severity'])}",
+             f"{lab['province']}: {province} ({code})",
+             f"{words['opened_at']}: {vn_time(inc.get('opened_at'), lang)}"]
+    if inc.get("resolved_at") is not None:
+        lines.append(f"{words['resolved_at']}: {vn_time(inc.get('resolved_at'), lang)}")
+    lines += _ack_lines(inc.get("ack"), lang)
+    if inc.get("assignee"):
+        lines.append(f"{words['assignee']}: {inc['assignee']}")
+    if inc.get("signals"):
+        lines.append(f"{words['signals']}: {', '.join(inc['signals'])}")
+    members = inc.get("members") or []
+    lines.append(f"{words['members']}: {len(members)}")
+    for m in members:
+        feed, prov, _u = _names(m, catalog, lang)
+        severity = SEVERITY_NAMES[lang].get(str(m.get("severity")), str(m.get("severity")))
+        member_state = MEMBER_STATES[lang].get(str(m.get("state")), str(m.get("state")))
+        lines.append(f"  - [{severity}] {feed} – {prov} ({m.get('signal')}, {member_state}) {m.get('alert_id')}")
+    lines += [f"{lab['key']}: {key}", "", "-- ", lab["footer"]]
+    return "\n".join(lines) + "\n"
+
+
 def build_email(n: Notification, catalog: Catalog, *, sender: str, now_ms: int) -> EmailMessage:
-    """One e-mail per notification: about its alert when the group has one, else the group by province."""
+    """One e-mail per notification: about its incident, or its alert when the group has one, else the group
+    by province."""
     sub, lang = n.sub, n.sub.language
     msg = EmailMessage()
-    if len(n.alerts) == 1:
+    if n.incident:
+        inc = dict(n.alerts[-1])
+        msg["Subject"] = incident_subject(inc, lang)
+        text = incident_text(inc, catalog, lang, n.key)
+    elif len(n.alerts) == 1:
         event = n.alerts[0]
         msg["Subject"] = email_subject(event, catalog, lang)
         text = email_text(event, catalog, lang, n.key)
@@ -317,7 +421,7 @@ def build_email(n: Notification, catalog: Catalog, *, sender: str, now_ms: int) 
     msg["Date"] = format_datetime(datetime.fromtimestamp(now_ms / 1000, tz=VN_TZ))
     msg["Message-ID"] = f"<{n.key.replace(':', '.')}@controlroom>"
     msg[EMAIL_IDEMPOTENCY_HEADER] = n.key
-    msg[EVENT_HEADER] = n.status if len(n.alerts) > 1 else str(n.alerts[0]["event"])
+    msg[EVENT_HEADER] = n.status if len(n.alerts) > 1 else event_name(n.alerts[0])
     msg["Content-Language"] = lang
     msg.set_content(text, charset="utf-8")
     return msg

@@ -1,5 +1,8 @@
 """Alert events → grouped notifications, the way Alertmanager groups them. Pure code: no clock, no I/O.
 
+Incident events take the same path: an incident is a group of its own (group_labels gives it its incident id),
+its `subject` is the incident, its jobs' keys ``incident-<incident_id>:<seq>:<subscription_id>``.
+
 Each subscription sorts the events it hears of into groups by its `group_by` labels
 (controlroom.alerts.subscriptions.group_labels). A new group gathers for `group_wait_s`, then one
 notification carries every alert of the group (the latest event of each); after that the group notifies
@@ -22,19 +25,24 @@ from collections.abc import Hashable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from controlroom.alerts.subscriptions import Subscription
+from controlroom.alerts.subscriptions import Subscription, is_incident, subject_of
 from controlroom.schema import AlertEvent
 
 
 @dataclass(frozen=True, slots=True)
 class Job:
-    """One event for one subscription: delivered at most once per key (see notify.service)."""
+    """One event (an alert's, or an incident's) for one subscription: delivered at most once per key (see
+    notify.service)."""
 
     key: str
-    event: AlertEvent
+    event: AlertEvent  # or an IncidentEvent (is_incident): only `event`, `seq` and the subject are read here
     sub: Subscription
     tp: Hashable  # the topic-partition it was read from (aiokafka's TopicPartition)
     offset: int
+
+    @property
+    def subject(self) -> str:
+        return subject_of(self.event)
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,7 +50,7 @@ class Notification:
     sub: Subscription
     group_key: str
     labels: dict[str, str]
-    alerts: list[AlertEvent]  # the latest event of every alert in the group, by (province, alert id)
+    alerts: list[AlertEvent]  # the latest event of every alert (or the incident) of the group, by (province, id)
     jobs: list[Job]  # the events this notification delivers, in the order they were read
 
     @property
@@ -61,7 +69,12 @@ class Notification:
 
     @property
     def delivered_ids(self) -> set[str]:
-        return {j.event["alert_id"] for j in self.jobs}
+        return {j.subject for j in self.jobs}
+
+    @property
+    def incident(self) -> bool:
+        """A notification about an incident (its group holds that incident only)."""
+        return bool(self.alerts) and is_incident(self.alerts[0])
 
 
 @dataclass
@@ -95,7 +108,7 @@ class Dispatcher:
             group = _Group(job.sub, key, labels, due_ms=now_ms + round(g_conf.wait_s * 1000))
             self.groups[(job.sub.id, key)] = group
         group.sub = job.sub  # a subscription changed since: its latest version notifies
-        alert_id = job.event["alert_id"]
+        alert_id = job.subject
         last = group.notified_ms.get(alert_id)
         if (job.event["event"] == "repeat" and g_conf.repeat_s is not None and last is not None
                 and now_ms - last < g_conf.repeat_s * 1000):
@@ -114,7 +127,7 @@ class Dispatcher:
         for group in self.groups.values():
             if not group.pending or group.due_ms > now_ms:
                 continue
-            alerts = sorted(group.alerts.values(), key=lambda a: (a["province"], a["alert_id"]))
+            alerts = sorted(group.alerts.values(), key=lambda a: (a["province"], subject_of(a)))
             n = Notification(group.sub, group.key, dict(group.labels), alerts, group.pending)
             group.pending = []
             self.in_flight[n.key] = n.jobs
@@ -136,9 +149,9 @@ class Dispatcher:
         for alert_id in n.delivered_ids:
             group.notified_ms[alert_id] = now_ms
         for a in n.alerts:  # a resolved alert leaves once it has been notified as resolved
-            if a["event"] == "resolved" and group.alerts.get(a["alert_id"]) is a:
-                del group.alerts[a["alert_id"]]
-                group.notified_ms.pop(a["alert_id"], None)
+            if a["event"] == "resolved" and group.alerts.get(subject_of(a)) is a:
+                del group.alerts[subject_of(a)]
+                group.notified_ms.pop(subject_of(a), None)
         if not group.alerts and not group.pending:
             del self.groups[(n.sub.id, n.group_key)]
 

@@ -1,4 +1,5 @@
-"""The notifier: alert events (topic `alerts`) → webhooks and e-mails, every attempt recorded on `alerts.deliveries`.
+"""The notifier: alert events (topic `alerts`) and incident events (topic `incidents`) → webhooks and e-mails,
+every attempt recorded on `alerts.deliveries`.
 
 How it runs
 -----------
@@ -8,9 +9,11 @@ How it runs
    (status delivered or dead_letter) and the attempt count of unfinished ones. Both topics are then
    followed for as long as the service runs (a subscription added later applies to later events; keys
    finished by another notifier of the group are learnt too).
-2. Consumes `alerts` in its own consumer group (NOTIFY_GROUP_ID). For each event, the subscriptions it
-   concerns (controlroom.alerts.subscriptions.matches) each get one job, idempotency key
-   ``<alert_id>:<seq>:<subscription_id>``; a key already finished is skipped. A job joins its group
+2. Consumes `alerts` and `incidents` in its own consumer group (NOTIFY_GROUP_ID). For each event, the
+   subscriptions it
+   concerns (controlroom.alerts.subscriptions.matches: by the subscription's `kinds`) each get one job,
+   idempotency key ``<alert_id>:<seq>:<subscription_id>`` (an incident event:
+   ``incident-<incident_id>:<seq>:<subscription_id>``); a key already finished is skipped. A job joins its group
    (notify.grouping: the subscription's group_by, group_wait_s, group_interval_s, repeat_interval_s); a group
    that is due becomes one notification carrying every alert of the group. Notifications to different
    subscriptions run concurrently (at most NOTIFY_CONCURRENCY requests in flight, each bounded by
@@ -21,7 +24,8 @@ How it runs
    once; otherwise retry after NOTIFY_BACKOFF_S · 2^(n-1) (capped at NOTIFY_BACKOFF_MAX_S), and dead_letter
    after NOTIFY_MAX_ATTEMPTS. A `repeat` inside the subscription's repeat_interval_s is recorded `skipped`.
 4. An event's offset is committed only once every job of it is finished (delivered, dead-lettered or
-   skipped) and recorded: a job waiting in its group holds the commit of its partition.
+   skipped) and recorded: a job waiting in its group holds the commit of its partition (per topic-partition,
+   so the same for `alerts` and `incidents`).
 5. With ALERTMANAGER_URL set, notify.alertmanager pushes every alert's state to that Alertmanager as Prometheus
    does, from its own reader of `alerts`: independent of the above (it holds no offset and never raises).
 
@@ -54,7 +58,7 @@ import time
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
@@ -64,6 +68,7 @@ from controlroom.alerts.subscriptions import (
     Subscription,
     SubscriptionError,
     group_labels,
+    is_incident,
     parse_subscription,
     recipients,
 )
@@ -75,12 +80,15 @@ from controlroom.schema import (
     ALERTS_TOPIC,
     CONTROL_TOPIC,
     DELIVERIES_TOPIC,
+    INCIDENTS_TOPIC,
+    AlertEvent,
     DeliveryRecord,
     MessageError,
     delivery_message,
     read_alert_event,
     read_control,
     read_delivery,
+    read_incident_event,
 )
 from controlroom.settings import Settings
 from notify.alertmanager import AlertmanagerPusher
@@ -187,7 +195,7 @@ class Notifier:
     async def run(self, stop: asyncio.Event) -> None:
         """Notify until `stop` is set; then finish the attempts in flight, commit, and return."""
         s = self.settings
-        await ensure_topics(s, [ALERTS_TOPIC, CONTROL_TOPIC, DELIVERIES_TOPIC])
+        await ensure_topics(s, [ALERTS_TOPIC, INCIDENTS_TOPIC, CONTROL_TOPIC, DELIVERIES_TOPIC])
         self._producer = make_producer(s)
         await self._producer.start()
         followers = [TopicFollower(s, CONTROL_TOPIC, self.apply_control),
@@ -196,7 +204,8 @@ class Notifier:
         self.alertmanager = pusher = AlertmanagerPusher(s, self.catalog) if s.alertmanager_url else None
         if pusher is not None:  # its own reader of `alerts`; it never raises (see notify.alertmanager)
             tasks.append(asyncio.create_task(pusher.run(stop), name="alertmanager"))
-        consumer = make_consumer(s, ALERTS_TOPIC, group_id=s.notify_group_id, fetch_max_wait_ms=FETCH_MAX_WAIT_MS,
+        consumer = make_consumer(s, ALERTS_TOPIC, INCIDENTS_TOPIC, group_id=s.notify_group_id,
+                                 fetch_max_wait_ms=FETCH_MAX_WAIT_MS,
                                  max_poll_records=s.notify_batch_max)
         try:
             await self._catch_up(followers, tasks)
@@ -235,14 +244,15 @@ class Notifier:
         jobs: list[Job] = []
         subs = list(self.subscriptions.values())
         for tp, records in polled.items():
+            read = read_incident_event if tp.topic == INCIDENTS_TOPIC else read_alert_event
             for r in records:
                 try:
-                    event = read_alert_event(r.value)
+                    event = cast(AlertEvent, read(r.value))
                     targets = recipients(subs, event, self.catalog)
                     keys = [event_key(event, sub) for sub in targets]
                 except (ValueError, KeyError, TypeError) as exc:  # MessageError is a ValueError
                     self.stats.malformed += 1
-                    log.warning("unreadable alert event skipped", partition=tp.partition, offset=r.offset,
+                    log.warning("unreadable event skipped", topic=tp.topic, partition=tp.partition, offset=r.offset,
                                 error=str(exc)[:200])
                     continue
                 for key, sub in zip(keys, targets, strict=True):
@@ -327,8 +337,12 @@ class Notifier:
 
     async def _record(self, job: Job, *, attempt: int, status: str, http_status: int, error: str, at_ms: int,
                       duration_ms: float, delivery_id: str | None) -> None:
+        event = job.event
+        if is_incident(event):  # alert_deliveries: the incident id and `incident.<event>` (its key says the rest)
+            event = cast(AlertEvent, {"alert_id": job.subject, "seq": event["seq"],
+                                      "event": f"incident.{event['event']}"})
         await self._publish(delivery_message(
-            key=job.key, event=job.event, subscription_id=job.sub.id, channel=job.sub.channel,
+            key=job.key, event=event, subscription_id=job.sub.id, channel=job.sub.channel,
             target=redact_target(job.sub.target), attempt=attempt, status=status, http_status=http_status,
             error=error, attempted_ms=at_ms, duration_ms=duration_ms, delivery_id=delivery_id))
 

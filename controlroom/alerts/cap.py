@@ -1,11 +1,12 @@
 """OASIS Common Alerting Protocol 1.2 documents and the Atom feed of public alerts. Pure code (stdlib
 ElementTree), no Kafka, ClickHouse or HTTP.
 
-Two layers, so an incident (issue 13, built elsewhere) reuses the second one:
+Two layers:
 - `CapMessage` / `CapInfo` / `CapArea`: the CAP structure, serialised by `cap_xml` in the order the
   OASIS schema requires. Anything that can fill them gets a valid document.
 - `alert_cap`: one alert's current state (its latest event, plus the events of its episode for the
-  thread) → a `CapMessage`, one `<info>` per language (vi-VN, en-US).
+  thread) → a `CapMessage`, one `<info>` per language (vi-VN, en-US); `incident_cap`: the same for an
+  incident (issue 13), its member alerts as parameters.
 
 The mapping from our states and severities to CAP (`cap_codes`; the table with the reasons is in the
 README, "Alerts" → "CAP 1.2"):
@@ -30,6 +31,7 @@ from typing import Any
 
 import orjson
 
+from controlroom.alerts.incident_rules import incident_type_name
 from controlroom.catalog import NATIONAL, Catalog
 
 CAP_NS = "urn:oasis:names:tc:emergency:cap:1.2"
@@ -261,6 +263,10 @@ def _event_name(catalog: Catalog, alert: Mapping[str, Any], language: str) -> st
     return f"{prefix[language]}: {name}" if prefix else name
 
 
+def _acked(ack: Any, vi: bool) -> list[str]:
+    return [f"{'Đã tiếp nhận bởi' if vi else 'Acknowledged by'} {ack.get('by', '')}"] if ack else []
+
+
 def _description(catalog: Catalog, alert: Mapping[str, Any], language: str) -> str:
     vi = language.startswith("vi")
     feed = catalog.feeds.get(str(alert["feed"]))
@@ -276,9 +282,7 @@ def _description(catalog: Catalog, alert: Mapping[str, Any], language: str) -> s
     parts.append(f"{'Bắt đầu' if vi else 'Since'}: {cap_time(int(alert['starts_at']))}")
     if alert.get("ends_at") is not None:
         parts.append(f"{'Kết thúc' if vi else 'Ended'}: {cap_time(int(alert['ends_at']))}")
-    ack = alert.get("ack")
-    if ack:
-        parts.append(f"{'Đã tiếp nhận bởi' if vi else 'Acknowledged by'} {ack.get('by', '')}")
+    parts += _acked(alert.get("ack"), vi)
     parts.append(f"{'Quy tắc' if vi else 'Rule'}: {alert['rule_id']} v{alert.get('rule_version', '')}")
     return ". ".join(parts) + "."
 
@@ -328,6 +332,104 @@ def alert_cap(alert: Mapping[str, Any], history: Sequence[Mapping[str, Any]], *,
                       restriction="" if public else RESTRICTION["en-US"],
                       source=feed.source if feed else "", references=references, incidents=tuple(incidents),
                       infos=infos)
+
+
+# --- one incident → CAP ------------------------------------------------------------------------------------
+
+EVENT_CODE_INCIDENT = "controlroom-incident-type"  # the incident type id (controlroom/data/incidents.yaml)
+INCIDENT_SOURCE = "Control Room incident correlation"
+_INCIDENT_STATE_WORD = {
+    "vi-VN": {"open": "đang mở", "acknowledged": "đã tiếp nhận", "resolved": "đã kết thúc"},
+    "en-US": {"open": "open", "acknowledged": "acknowledged", "resolved": "resolved"},
+}
+
+
+def incident_identifier(incident_id: str, seq: int) -> str:
+    """Stable per (incident, seq), and never equal to an alert's (cap_identifier)."""
+    return f"controlroom-incident-{incident_id}-{seq}"
+
+
+def _incident_description(incident: Mapping[str, Any], language: str) -> str:
+    vi = language.startswith("vi")
+    members = list(incident.get("members") or [])
+    firing = sum(1 for m in members if m.get("state") == "firing")
+    state = _INCIDENT_STATE_WORD[language].get(str(incident["state"]), str(incident["state"]))
+    parts = [f"{'Trạng thái' if vi else 'State'}: {state} ({incident['event']})",
+             f"{'Cảnh báo thành phần' if vi else 'Member alerts'}: {len(members)} "
+             f"({'đang báo' if vi else 'firing'}: {firing})"]
+    if incident.get("signals"):
+        parts.append(f"{'Tín hiệu' if vi else 'Signals'}: {', '.join(incident['signals'])}")
+    parts.append(f"{'Mở lúc' if vi else 'Opened'}: {cap_time(int(incident['opened_at']))}")
+    if incident.get("resolved_at") is not None:
+        parts.append(f"{'Kết thúc' if vi else 'Resolved'}: {cap_time(int(incident['resolved_at']))}")
+    parts += _acked(incident.get("ack"), vi)
+    if incident.get("assignee"):
+        parts.append(f"{'Giao cho' if vi else 'Assigned to'} {incident['assignee']}")
+    parts.append(f"{'Loại sự cố' if vi else 'Incident type'}: {incident['type']} v{incident.get('type_version', '')}")
+    return ". ".join(parts) + "."
+
+
+def incident_parameters(incident: Mapping[str, Any], alerts: Mapping[str, Mapping[str, Any]],
+                        sender: str) -> list[tuple[str, str]]:
+    """The incident's identity and state, then each member alert (`member.<n>.…`, in the incident's order) with
+    `member.<n>.cap`: the reference (sender,identifier,sent) of that alert's current CAP document when known."""
+    ack = incident.get("ack") or {}
+    out: list[tuple[str, str]] = [
+        ("incident_id", str(incident["incident_id"])), ("seq", str(incident["seq"])),
+        ("event", str(incident["event"])), ("state", str(incident["state"])), ("type", str(incident["type"])),
+        ("type_version", str(incident.get("type_version", ""))), ("severity", str(incident["severity"])),
+        ("province", str(incident["province"])), ("signals", ",".join(incident.get("signals") or [])),
+        ("members", str(len(incident.get("members") or []))),
+    ]
+    if incident.get("assignee"):
+        out.append(("assignee", str(incident["assignee"])))
+    if ack.get("by"):
+        out.append(("ack_by", str(ack["by"])))
+    for n, m in enumerate(incident.get("members") or [], start=1):
+        out += [(f"member.{n}.{k}", str(m.get(k, ""))) for k in
+                ("alert_id", "rule_id", "feed", "province", "signal", "state", "severity")]
+        a = alerts.get(str(m.get("alert_id")))
+        if a is not None and a.get("seq") is not None and a.get("event_at") is not None:
+            out.append((f"member.{n}.cap", cap_reference(sender, cap_identifier(str(a["alert_id"]), int(a["seq"])),
+                                                         int(a["event_at"]))))
+    return [(k, v) for k, v in out if v]  # an empty <value> is valid CAP but nothing to read (and parsers choke)
+
+
+def incident_cap(incident: Mapping[str, Any], alerts: Sequence[Mapping[str, Any]] = (), *, catalog: Catalog,
+                 sender: str = DEFAULT_SENDER) -> CapMessage:
+    """One incident's current state as a CAP message.
+
+    `incident` is the incident as GET /incidents/{id} returns it (times in epoch ms; `members` its alerts as
+    the correlator knows them); `alerts` the member alerts' current rows (alert_id, seq, event_at), which give
+    each member's CAP reference. Mapping: open and acknowledged are an ongoing situation (urgency Immediate,
+    certainty Observed, Monitor), resolved an AllClear (Past); the incident's first event (seq 1, `opened`)
+    is the thread's Alert, every later one an Update referencing it; `<incidents>` names the incident id, as
+    CAP means that element; the member alerts are parameters, not `<references>` (an incident's message does
+    not supersede its alerts' messages). Restricted: incident types carry no public flag.
+    """
+    state = "resolved" if incident["state"] == "resolved" else "firing"
+    codes = cap_codes(state, str(incident["severity"]))
+    iid, seq = str(incident["incident_id"]), int(incident["seq"])
+    references = () if seq == 1 else (cap_reference(sender, incident_identifier(iid, 1), int(incident["opened_at"])),)
+    feeds = {str(m.get("feed")) for m in incident.get("members") or []}
+    categories = tuple(sorted({FEED_CATEGORY.get(f, "Other") for f in feeds})) or ("Other",)
+    params = tuple(incident_parameters(incident, {str(a["alert_id"]): a for a in alerts}, sender))
+    province = str(incident["province"])
+    infos = tuple(
+        CapInfo(language=lang, categories=categories,
+                event=incident_type_name(str(incident["title_vi" if lang.startswith("vi") else "title_en"]),
+                                         catalog, province, "vi" if lang.startswith("vi") else "en"),
+                urgency=codes["urgency"], severity=codes["severity"], certainty=codes["certainty"],
+                response_types=(codes["responseType"],), event_codes=((EVENT_CODE_INCIDENT, str(incident["type"])),),
+                onset_ms=int(incident["opened_at"]), sender_name=SENDER_NAME[lang],
+                headline=str(incident["title_vi" if lang.startswith("vi") else "title_en"]),
+                description=_incident_description(incident, lang), parameters=params,
+                areas=(province_area(catalog, province, lang),))
+        for lang in LANGUAGES)
+    return CapMessage(identifier=incident_identifier(iid, seq), sender=sender, sent_ms=int(incident["event_at"]),
+                      msg_type="Alert" if seq == 1 else "Update", scope="Restricted",
+                      restriction=RESTRICTION["en-US"], source=INCIDENT_SOURCE, references=references,
+                      incidents=(iid,), infos=infos)
 
 
 # --- the Atom feed of public alerts -------------------------------------------------------------------------

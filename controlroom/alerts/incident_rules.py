@@ -17,7 +17,7 @@ from typing import Any
 
 import yaml
 
-from controlroom.catalog import Catalog
+from controlroom.catalog import NATIONAL, Catalog
 from controlroom.errors import ControlRoomError
 from controlroom.schema import SEVERITIES
 
@@ -27,6 +27,7 @@ _TYPE_FIELDS = ("id", "version", "scope", "window_s", "min_signals", "anchors", 
                 "description")
 _SIGNAL_FIELDS = ("id", "rule", "feed", "dims")
 TITLE_FIELDS = frozenset({"province", "province_vi", "province_en"})
+TITLE_SEPARATORS = (" – ", " — ", " - ", ", ")
 
 
 class IncidentRuleError(ControlRoomError):
@@ -181,6 +182,19 @@ def parse_incident_types(doc: Any, catalog: Catalog) -> list[IncidentType]:
             raise _fail(f"incident_types[{i}].id", f"{t.id!r} is used twice")
         seen.add(t.id)
     return types
+
+
+def incident_type_name(title: str, catalog: Catalog, code: str, lang: str) -> str:
+    """The incident's type in words: its title without the province part the correlator put in it
+    (incidents.yaml titles read "Lũ lụt – {province_vi}"); the whole title when it has no such part."""
+    p = catalog.provinces.get(code)
+    names = [p.name_vi if lang == "vi" else p.name_en] if p else []
+    names += ["toàn quốc", "nationwide"] if code == NATIONAL else []
+    for name in names:
+        for sep in TITLE_SEPARATORS:
+            if title.lower().endswith((sep + name).lower()) and len(title) > len(sep + name):
+                return title[: -len(sep + name)].strip()
+    return title
 
 
 def incident_types_file() -> Path:

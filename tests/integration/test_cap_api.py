@@ -13,8 +13,16 @@ import pytest
 from aiokafka import AIOKafkaProducer
 from cap_tools.models import MsgType, ResponseType, Scope, Severity, Urgency
 
-from controlroom.alerts.cap import CAP_MEDIA_TYPE
-from controlroom.schema import ALERTS_TOPIC, alert_message, fingerprint, now_ms
+from controlroom.alerts.cap import CAP_MEDIA_TYPE, cap_identifier, incident_identifier
+from controlroom.schema import (
+    ALERTS_TOPIC,
+    INCIDENTS_TOPIC,
+    IncidentMember,
+    alert_message,
+    fingerprint,
+    incident_message,
+    now_ms,
+)
 from tests.cap_checks import parse_cap, schema_errors
 from tests.integration.api_client import api_client
 from tests.integration.pipeline import wait_for
@@ -57,6 +65,25 @@ async def test_cap_document_and_public_feed(broker: str, make_settings) -> None:
     long_ago = events("pm25_high", "threshold", "air_quality_pm25", "48", {"station": "s1"}, "warning",
                       ["firing", "resolved"], now - 50 * HOUR)
     everything = [flood, waiting, silent, cleared, long_ago]
+    # an incident gathering the flood alert and a rescue alert in Hà Nội, then acknowledged
+    rescue = events("sar_flood_incidents", "threshold", "sar_incidents", "01", {"type": "flood"}, "critical",
+                    ["firing"], now - 8 * MIN)
+    everything.append(rescue)
+
+    def member(a: dict[str, Any], signal: str) -> IncidentMember:
+        return {"alert_id": a["alert_id"], "rule_id": a["rule_id"], "feed": a["feed"], "province": a["province"],
+                "dims": a["dims"], "signal": signal, "severity": a["severity"], "state": "firing",
+                "fired_at": a["starts_at"], "joined_at": now - 8 * MIN}
+
+    members = [member(flood[0], "water_level"), member(rescue[0], "rescue_flood")]
+    iid = "0123456789abcdef"
+    incident = [dict(incident_message(
+        incident_id=iid, seq=seq, type_id="flood", type_version=1, scope="province", province="01",
+        severity="critical", event=event, state=state, title_vi="Lũ lụt – Thành phố Hà Nội",
+        title_en="Flooding – Hanoi",
+        members=members, opened_at_ms=now - 8 * MIN, resolved_at_ms=None, event_at_ms=now - (8 - seq) * MIN,
+        ack={"by": "trực ban", "comment": ""} if state == "acknowledged" else None))
+        for seq, (event, state) in enumerate([("opened", "open"), ("acknowledged", "acknowledged")], start=1)]
 
     settings = make_settings(kafka_bootstrap=broker, embedded_sink=True, sink_flush_interval_s=0.2,
                              cap_sender="cap@ops.example.vn")
@@ -68,6 +95,8 @@ async def test_cap_document_and_public_feed(broker: str, make_settings) -> None:
             for alert in everything:
                 for e in alert:
                     await producer.send_and_wait(ALERTS_TOPIC, orjson.dumps(e), key=e["fingerprint"].encode())
+            for i in incident:
+                await producer.send_and_wait(INCIDENTS_TOPIC, orjson.dumps(i), key=iid.encode())
         finally:
             await producer.stop()
 
@@ -76,6 +105,33 @@ async def test_cap_document_and_public_feed(broker: str, make_settings) -> None:
             return {(r["alert_id"], r["seq"]) for r in rows} == {(a[-1]["alert_id"], a[-1]["seq"]) for a in everything}
 
         await wait_for(stored, timeout_s=60, what="the alert events stored by the embedded sink")
+
+        def incident_stored() -> bool:
+            return [r["seq"] for r in client.get("/incidents", headers=h).json()] == [2]
+
+        await wait_for(incident_stored, timeout_s=60, what="the incident events stored by the embedded sink")
+
+        # --- one incident as CAP: the province, both languages, its members with their own CAP documents
+        assert client.get(f"/incidents/{iid}/cap").status_code == 401
+        assert client.get("/incidents/fedcba9876543210/cap", headers=h).status_code == 404
+        assert client.get("/incidents/nope/cap", headers=h).status_code == 422
+        r = client.get(f"/incidents/{iid}/cap", headers=h)
+        assert r.status_code == 200 and r.headers["content-type"].startswith(CAP_MEDIA_TYPE)
+        assert schema_errors(r.content) == []
+        doc = parse_cap(r.content)
+        assert (doc.identifier, doc.msg_type, doc.scope, doc.incidents_to_list()) == (
+            incident_identifier(iid, 2), MsgType.UPDATE, Scope.RESTRICTED, [iid])
+        assert [ref.identifier for ref in doc.references_to_list()] == [incident_identifier(iid, 1)]
+        assert [(i.language, i.event, i.areas[0].area_desc) for i in doc.infos] == [
+            ("vi-VN", "Lũ lụt", "Thành phố Hà Nội"), ("en-US", "Flooding", "Hanoi")]
+        p = doc.infos[1].parameters_to_dict()
+        assert (p["state"], p["ack_by"], p["members"]) == ("acknowledged", "trực ban", "2")
+        assert p["member.1.alert_id"] == flood[0]["alert_id"]
+        # the member's reference names the alert's current CAP document, which the API serves
+        assert p["member.1.cap"].split(",")[1] == cap_identifier(flood[0]["alert_id"], 2)
+        assert parse_cap(client.get(f"/alerts/{flood[0]['alert_id']}/cap", headers=h).content).identifier == \
+            p["member.1.cap"].split(",")[1]
+        assert p["member.2.cap"].split(",")[1] == cap_identifier(rescue[0]["alert_id"], 1)
 
         # --- one alert as CAP
         fid = flood[0]["alert_id"]

@@ -28,7 +28,16 @@ from controlroom.alerts.signing import subscription_secret, verify_signature
 from controlroom.catalog import default_catalog
 from controlroom.errors import StartupError
 from controlroom.kafka import ensure_topics, make_producer
-from controlroom.schema import ALERTS_TOPIC, CONTROL_TOPIC, DELIVERIES_TOPIC, alert_message, control_message
+from controlroom.schema import (
+    ALERTS_TOPIC,
+    CONTROL_TOPIC,
+    DELIVERIES_TOPIC,
+    INCIDENTS_TOPIC,
+    IncidentMember,
+    alert_message,
+    control_message,
+    incident_message,
+)
 from controlroom.settings import Settings
 from notify.service import Notifier
 from tests.conftest import leaked_secrets, register_secret
@@ -366,3 +375,90 @@ async def test_a_control_topic_with_several_partitions_is_refused(broker: str, m
         await admin.close()
     with pytest.raises(StartupError, match="alerts.control has 3 partitions; it must have 1"):
         await ensure_topics(settings, [ALERTS_TOPIC, CONTROL_TOPIC])
+
+
+# --- incidents: subscribing with `kinds`, the same grouping path, offsets of the incidents topic ---------------
+
+IID = "0123456789abcdef"
+
+
+def incident_event(event: str, seq: int, state: str = "open") -> dict[str, Any]:
+    members: list[IncidentMember] = [
+        {"alert_id": "a" * 16, "rule_id": "water_level_alarm", "feed": "water_level", "province": "46",
+         "dims": {"station": "s1"}, "signal": "water_level", "severity": "critical", "state": "firing",
+         "fired_at": T0, "joined_at": T0},
+        {"alert_id": "b" * 16, "rule_id": "sar_flood_incidents", "feed": "sar_incidents", "province": "46",
+         "dims": {"type": "flood"}, "signal": "rescue_flood", "severity": "warning", "state": "firing",
+         "fired_at": T0, "joined_at": T0}]
+    return dict(incident_message(
+        incident_id=IID, seq=seq, type_id="flood", type_version=1, scope="province", province="46",
+        severity="critical", event=event, state=state, title_vi="Lũ lụt – Thành phố Huế", title_en="Flooding – Hue",
+        members=members, opened_at_ms=T0, resolved_at_ms=T0 + 3_600_000 if state == "resolved" else None,
+        event_at_ms=T0 + seq * 1000, ack={"by": "trực ban", "comment": ""} if state != "open" else None,
+        alert_id="b" * 16 if event == "alert_joined" else "", by="trực ban" if event in ("assigned", "commented")
+        else ""))
+
+
+async def test_incident_subscriptions(broker: str, make_settings) -> None:  # type: ignore[no-untyped-def]
+    key = signing_key()
+    with http_receiver() as rx:
+        settings = make_settings(kafka_bootstrap=broker, notify_signing_key=key, notify_timeout_s=3)
+        fast = {"group_wait_s": 0, "group_interval_s": 1}
+        subs = [
+            sub_put("inc", channel="webhook", target=rx.url("/inc"), kinds=["incident"], **fast),
+            sub_put("both", channel="webhook", target=rx.url("/both"), kinds=["alert", "incident"], **fast),
+            sub_put("alerts", channel="webhook", target=rx.url("/alerts"), **fast),  # default: alerts only
+            sub_put("inc-am", channel="webhook", target=rx.url("/inc-am"), format="alertmanager",
+                    kinds=["incident"], filters={"provinces": ["46"], "feeds": ["sar_incidents"]}, **fast),
+            sub_put("inc-79", channel="webhook", target=rx.url("/inc-79"), kinds=["incident"],
+                    filters={"provinces": ["79"]}, **fast),
+        ]
+        for sid in ("inc", "both", "alerts", "inc-am", "inc-79"):
+            register_secret(subscription_secret(key, sid))
+        await publish(settings, CONTROL_TOPIC, subs)
+        lifecycle = [incident_event("opened", 1), incident_event("alert_joined", 2),
+                     incident_event("acknowledged", 3, "acknowledged"), incident_event("assigned", 4, "acknowledged"),
+                     incident_event("commented", 5, "acknowledged"), incident_event("resolved", 6, "resolved")]
+        async with running(settings):
+            await publish(settings, INCIDENTS_TOPIC, lifecycle[:1])
+            await publish(settings, ALERTS_TOPIC, [alert(1, severity="critical", province="46")])
+            await until(lambda: rx.at("/inc") and rx.at("/both") and rx.at("/alerts") and rx.at("/inc-am"), 10,
+                        "the incident's and the alert's first notifications")
+            await publish(settings, INCIDENTS_TOPIC, lifecycle[1:])
+
+            def delivered(path: str) -> list[str]:
+                return sorted(d["idempotency_key"] for h in rx.at(path)
+                              for d in orjson.loads(h.body).get("delivers", []))
+
+            await until(lambda: len(delivered("/inc")) == 3 and len(rx.at("/inc-am")) >= 2
+                        and f"incident-{IID}:6:both" in delivered("/both"), 15, "the acknowledgement and the end")
+            await asyncio.sleep(1.5)  # anything unexpected (joins, assignments, comments) would arrive now
+        records = await read_all(settings, DELIVERIES_TOPIC)
+        before = len(rx.hits)
+        async with running(settings):  # offsets were committed: a restart sends nothing again
+            await asyncio.sleep(1.5)
+        assert len(rx.hits) == before, [h.key for h in rx.hits[before:]]
+
+    alert_id = alert(1, severity="critical", province="46")["alert_id"]
+    # opened, acknowledged and resolved notify; joins, assignments and comments do not
+    assert delivered("/inc") == [f"incident-{IID}:{s}:inc" for s in (1, 3, 6)]
+    assert delivered("/both") == sorted([f"{alert_id}:1:both", *(f"incident-{IID}:{s}:both" for s in (1, 3, 6))])
+    assert delivered("/alerts") == [f"{alert_id}:1:alerts"]
+    assert rx.at("/inc-79") == []
+    first = orjson.loads(rx.at("/inc")[0].body)
+    assert (first["kind"], first["status"], first["incident"]["event"], first["group"]["labels"]) == (
+        "incident", "firing", "opened", {"incident_id": IID})
+    assert rx.at("/inc")[0].headers["X-ControlRoom-Event"] == "incident.opened"
+    assert [orjson.loads(h.body)["incident"]["event"] for h in rx.at("/inc")][-1] == "resolved"
+    for hit in rx.hits:
+        sid = hit.key.rsplit(":", 1)[1]
+        assert verify_signature(subscription_secret(key, sid), hit.body, hit.headers["X-Signature"])
+    am = [orjson.loads(h.body) for h in rx.at("/inc-am")]
+    assert [(p["status"], p["alerts"][0]["labels"]["alertname"], p["alerts"][0]["labels"]["incident_id"])
+            for p in am][::len(am) - 1] == [("firing", "incident", IID), ("resolved", "incident", IID)]
+    # every attempt recorded, the incident's id and event in alert_deliveries' columns
+    inc_records = sorted((r["subscription_id"], r["seq"], r["event"]) for r in records if r["alert_id"] == IID)
+    assert [r for r in inc_records if r[0] == "inc"] == [("inc", 1, "incident.opened"),
+                                                         ("inc", 3, "incident.acknowledged"),
+                                                         ("inc", 6, "incident.resolved")]
+    assert all(r["status"] == "delivered" for r in records)
