@@ -58,6 +58,9 @@ class Settings(BaseSettings):
     # Simulator
     sim_seed: int = 42
     sim_rate: float = 1.0
+    # scenarios the simulator plays besides its normal data, `;`-separated (`make up` passes it on), e.g.
+    # "flood:province=46" — see producers/scenarios.py
+    sim_scenario: str = ""
 
     # Security (issue #3)
     ingest_max_readings: int = 10_000  # per POST /ingest

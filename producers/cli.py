@@ -30,7 +30,8 @@ def run_simulate(settings: Settings, args: argparse.Namespace) -> int:
     now = int(time.time() * 1000)
     try:
         incidents = [parse_incident(spec, now) for spec in args.incident]
-        incidents += [inc for spec in args.scenario for inc in parse_scenario(spec, now, default_catalog())]
+        scenarios = args.scenario or [s.strip() for s in settings.sim_scenario.split(";") if s.strip()]
+        incidents += [inc for spec in scenarios for inc in parse_scenario(spec, now, default_catalog())]
     except ValueError as exc:
         raise ConfigError(str(exc)) from exc
 
