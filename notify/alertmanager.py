@@ -10,7 +10,8 @@ What is sent (what Prometheus' rule manager does, `--rules.alert.resend-delay`):
   summary_vi, summary_en, event, seq, rule_version, value), `startsAt` (the episode's start), `generatorURL`
   (the alert's link) and `endsAt` = now + 4 × ALERTMANAGER_RESEND_S; every firing alert is sent again every
   ALERTMANAGER_RESEND_S, so Alertmanager does not resolve it on its own while it fires;
-- a resolve: the same labels with `endsAt` = when it ended, sent again at every resend for 15 minutes
+- a resolve: the same labels with `endsAt` = when it ended, the resolve's annotations and link (as our
+  notifier shows it: the link's time range reaches the end), sent again at every resend for 15 minutes
   (Prometheus' resolved retention) so an Alertmanager restarted meanwhile learns it too;
 - `pending` is not sent (Prometheus does not send pending alerts), nor the resolve of an episode that never
   fired;
@@ -107,6 +108,7 @@ class AlertmanagerBook:
                 return False  # it never fired (pending, then gone): Prometheus says nothing
             known.ends_ms = int(event.get("ends_at") or event["event_at"])
             known.annotations = am_annotations(event)
+            known.url = str(event.get("link") or known.url)  # the resolve's link (its range covers the end)
             self.dirty.add(str(fp))
             return True
         if state != "firing":

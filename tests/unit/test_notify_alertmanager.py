@@ -51,9 +51,12 @@ def test_firing_then_resolved_as_prometheus_sends_it(catalog: Catalog) -> None:
     assert not b.offer(ev("firing", 2))  # a replayed event changes nothing
     assert b.offer(ev("acknowledged", 3, state="firing"))  # still firing: its annotations follow
     assert sent(b, T + 66_000)[0]["annotations"]["event"] == "acknowledged"
-    assert b.offer(ev("resolved", 4, at=T + 90_000))
+    end = ev("resolved", 4, at=T + 90_000)
+    end["link"] = "https://cr.example.vn/alerts/x?to=end"  # a link per event (its range reaches the event)
+    assert b.offer(end)
     [done] = sent(b, T + 90_000)
     assert done["endsAt"] == go_time(T + 90_000) and done["labels"] == labels
+    assert done["generatorURL"] == end["link"]  # the resolve's own link, as our notifier shows it
     # the resolve is sent again at every resend for 15 minutes, then forgotten
     assert len(sent(b, T + 90_000 + RESOLVED_KEEP_MS, everything=True)) == 1
     assert sent(b, T + 91_000 + RESOLVED_KEEP_MS, everything=True) == []
