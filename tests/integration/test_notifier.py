@@ -236,12 +236,12 @@ def start_notifier(settings: Settings, log_path: Path) -> subprocess.Popen[bytes
 
 
 @pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM], ids=["sigkill", "sigterm"])
-async def test_restart_mid_stream(sig: signal.Signals, broker: str, make_settings, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+async def test_restart_mid_stream(sig: signal.Signals, any_broker: str, make_settings, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     key = signing_key()
     log_path = tmp_path / "notifier.log"
     with http_receiver() as rx:
         rx.delay_s = 0.005
-        settings = make_settings(kafka_bootstrap=broker, notify_signing_key=key, notify_concurrency=CONCURRENCY,
+        settings = make_settings(kafka_bootstrap=any_broker, notify_signing_key=key, notify_concurrency=CONCURRENCY,
                                  notify_batch_max=50, log_format="json")
         await publish(settings, CONTROL_TOPIC,
                       [sub_put(s, channel="webhook", target=rx.url(f"/{s}")) for s in RESTART_SUBS])
