@@ -34,7 +34,8 @@ integration: $(STAMP) chromium kafka
 bench: $(STAMP)
 	$(BIN)/python bench/run.py
 
-# Seeded SIGKILL scenarios on the real broker and chDB (CHAOS_RUNS, default 20; CHAOS_SEED; CHAOS_PARALLEL)
+# Seeded SIGKILL scenarios on the real broker and chDB (CHAOS_RUNS, default 20; CHAOS_SEED; CHAOS_PARALLEL;
+# CHAOS_BROKER=kafka for Apache Kafka instead of Tansu)
 chaos: $(STAMP) kafka
 	$(BIN)/python -m bench.chaos
 
