@@ -760,6 +760,10 @@ def collect(run: Launched, keep: bool) -> dict[str, Any]:
     return result
 
 
+def reproduce(seed: int, broker: str) -> str:
+    return f"{'CHAOS_BROKER=kafka ' if broker == 'kafka' else ''}CHAOS_SEED={seed} CHAOS_RUNS=1 make chaos"
+
+
 def run_many(seeds: list[int], profile: Profile, parallel: int, per_slot: int = 1,
              keep: bool = False, broker: str = "tansu") -> list[dict[str, Any]]:
     """Launch the runs on minute boundaries (`per_slot` per boundary, at most `parallel` at once)."""
@@ -782,7 +786,7 @@ def run_many(seeds: list[int], profile: Profile, parallel: int, per_slot: int = 
                 if len(active) < parallel and in_slot < per_slot:
                     seed = pending.pop(0)
                     log(None, f"run seed={seed}: boundary {dt.datetime.fromtimestamp(slot, dt.UTC):%H:%M:%S}Z "
-                              f"(reproduce: CHAOS_SEED={seed} CHAOS_RUNS=1 make chaos)")
+                              f"(reproduce: {reproduce(seed, broker)})")
                     active.append(launch(seed, profile, slot, base, broker))
                     in_slot += 1
                 else:
@@ -917,7 +921,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"results: {path.relative_to(ROOT)}")
     for r in results:
         if not r.get("ok"):
-            print(f"seed {r['seed']} violated: reproduce with CHAOS_SEED={r['seed']} CHAOS_RUNS=1 make chaos"
+            print(f"seed {r['seed']} violated: reproduce with {reproduce(r['seed'], broker)}"
                   + (f" (logs in {r['dir']})" if r.get("dir") else ""))
     return 1 if s["violated"] else 0
 

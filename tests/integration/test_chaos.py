@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import pytest
 
-from bench.chaos import SHORT, run_many, table
+from bench.chaos import SHORT, reproduce, run_many, table
 
 pytestmark = pytest.mark.integration
 
@@ -25,9 +25,9 @@ def test_three_short_chaos_runs_keep_every_promise(broker_kind: str) -> None:
     print("\n" + table(results))
     assert [r["seed"] for r in results] == SEEDS
     failed = {r["seed"]: r["violations"] for r in results if not r["ok"]}
-    assert not failed, (f"chaos violations on {broker_kind} (reproduce one: CHAOS_BROKER={broker_kind} "
-                        "CHAOS_SEED=<seed> CHAOS_RUNS=1 make chaos):\n") + "\n".join(
-        f"seed {seed}:\n  " + "\n  ".join(v[:600] for v in vs) for seed, vs in failed.items())
+    assert not failed, f"chaos violations on {broker_kind}:\n" + "\n".join(
+        f"seed {seed} ({reproduce(seed, broker_kind)}):\n  " + "\n  ".join(v[:600] for v in vs)
+        for seed, vs in failed.items())
     assert {r["broker"] for r in results} == {broker_kind}
     for r in results:  # the runs did what a chaos run must do, not only pass
         assert r["readings"] > 5_000 and r["resent"] > 0 and r["deliberately_late"] > 0
