@@ -13,10 +13,30 @@ from aiokafka.admin import AIOKafkaAdminClient
 from controlroom.broker import free_port, start_apache_kafka, stop_broker
 from controlroom.errors import StartupError
 from controlroom.kafka import ensure_topics, make_consumer, make_producer
+from controlroom.settings import Settings
 
 pytestmark = [pytest.mark.integration, pytest.mark.parametrize("broker_kind", ["apache_kafka"], indirect=True)]
 
 TOPIC = "t.durable"
+TP = TopicPartition(TOPIC, 0)
+
+
+async def read_as_group(settings: Settings, n: int, commit: bool) -> tuple[list[bytes], int | None]:
+    """Up to n values as group "g" from where it stands (commit: their offsets too), and its committed offset."""
+    consumer = make_consumer(settings, TOPIC, group_id="g")
+    await consumer.start()
+    try:
+        read: list[bytes] = []
+        for _ in range(30):
+            for records in (await consumer.getmany(timeout_ms=500, max_records=n - len(read))).values():
+                read += [r.value for r in records if r.value is not None]
+            if len(read) >= n:
+                break
+        if commit:
+            await consumer.commit()
+        return read, await consumer.committed(TP)
+    finally:
+        await consumer.stop()
 
 
 async def test_topics_offsets_and_unread_records_survive_a_restart(broker_kind: str, make_settings,  # type: ignore[no-untyped-def]
@@ -35,19 +55,10 @@ async def test_topics_offsets_and_unread_records_survive_a_restart(broker_kind: 
             await producer.flush()
         finally:
             await producer.stop()
-        consumer = make_consumer(settings, TOPIC, group_id="g")
-        await consumer.start()
-        try:
-            read: list[bytes] = []
-            while len(read) < 6:
-                for records in (await consumer.getmany(timeout_ms=1000, max_records=6 - len(read))).values():
-                    read += [r.value for r in records if r.value is not None]
-            await consumer.commit({TopicPartition(TOPIC, 0): 6})
-        finally:
-            await consumer.stop()
+        read, committed = await read_as_group(settings, 6, commit=True)
     finally:
         stop_broker(proc)
-    assert read == [b"r%d" % i for i in range(6)]
+    assert read == [b"r%d" % i for i in range(6)] and committed == 6
 
     port = free_port()  # another port, the same data
     proc = start_apache_kafka(port, data, log)
@@ -59,18 +70,7 @@ async def test_topics_offsets_and_unread_records_survive_a_restart(broker_kind: 
             described = {t["topic"]: len(t["partitions"]) for t in await admin.describe_topics([TOPIC])}
         finally:
             await admin.close()
-        consumer = make_consumer(settings, TOPIC, group_id="g")
-        await consumer.start()
-        try:
-            rest: list[bytes] = []
-            for _ in range(20):
-                for records in (await consumer.getmany(timeout_ms=500)).values():
-                    rest += [r.value for r in records if r.value is not None]
-                if len(rest) >= 4:
-                    break
-            committed = await consumer.committed(TopicPartition(TOPIC, 0))
-        finally:
-            await consumer.stop()
+        rest, committed = await read_as_group(settings, 4, commit=False)
     finally:
         stop_broker(proc)
     assert described == {TOPIC: settings.topic_partitions}
