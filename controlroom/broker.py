@@ -4,6 +4,7 @@ needs nothing but Python) and Apache Kafka 4.x (KRaft, one node, data on disk; n
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import os
 import re
@@ -12,7 +13,11 @@ import socket
 import subprocess
 import sys
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+
+from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.errors import KafkaError
 
 from controlroom.errors import StartupError
 
@@ -117,7 +122,8 @@ def java_problem() -> str | None:
     if java is None:
         return f"Apache Kafka needs Java {JAVA_MIN}+: no `java` on PATH"
     try:
-        out = subprocess.run([java, "-version"], capture_output=True, text=True, timeout=30).stderr
+        out = subprocess.run([java, "-version"],  # noqa: S603 (java from PATH, an argument list, no shell)
+                             capture_output=True, text=True, timeout=30).stderr
     except (OSError, subprocess.SubprocessError) as exc:
         return f"Apache Kafka needs Java {JAVA_MIN}+: `java -version` failed ({exc})"
     found = re.search(r'version "(\d+)(?:\.(\d+))?', out)
@@ -149,7 +155,7 @@ def fetch_kafka_jars() -> Path:
     partial = target.with_name(target.name + ".partial")
     shutil.rmtree(partial, ignore_errors=True)
     print(f"fetching Apache Kafka {kafka_version()} with Maven into {target} (once)", file=sys.stderr, flush=True)
-    done = subprocess.run([mvn, "-q", "-B", "-f", str(KAFKA_POM), "dependency:copy-dependencies",
+    done = subprocess.run([mvn, "-q", "-B", "-f", str(KAFKA_POM), "dependency:copy-dependencies",  # noqa: S603 (our pom)
                            f"-DoutputDirectory={partial}", "-DincludeScope=runtime"],
                           capture_output=True, text=True)
     if done.returncode != 0:
@@ -197,13 +203,21 @@ def _tail(path: Path | None, lines: int = 15) -> str:
 
 
 def _metadata_answers(bootstrap: str) -> bool:
-    from confluent_kafka.admin import AdminClient
+    """Does the broker answer a metadata request, naming itself? Asked with aiokafka on an event loop in a thread
+    of its own: the caller may be inside one (a test, the chaos harness)."""
 
-    try:
-        metadata = AdminClient({"bootstrap.servers": bootstrap, "log_level": 0}).list_topics(timeout=2.0)
-    except Exception:  # KafkaException while it starts: asked again
-        return False
-    return bool(metadata.brokers)
+    async def ask() -> bool:
+        admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=2000)
+        try:
+            await admin.start()
+            return bool((await admin.describe_cluster()).get("brokers"))
+        except (TimeoutError, KafkaError, OSError):  # still starting: asked again
+            return False
+        finally:
+            await admin.close()
+
+    with ThreadPoolExecutor(1) as pool:
+        return pool.submit(asyncio.run, ask()).result()
 
 
 def start_apache_kafka(port: int, data_dir: Path, log_path: Path | None = None, *,
@@ -223,15 +237,16 @@ def start_apache_kafka(port: int, data_dir: Path, log_path: Path | None = None, 
     props.write_text(kafka_properties(port, free_port(), log_dir))
     log4j.write_text(LOG4J2)
     if not (log_dir / "meta.properties").exists():
-        done = subprocess.run(_java(jars, log4j, "kafka.tools.StorageTool", "format", "--cluster-id", CLUSTER_ID,
-                                    "--config", str(props), "--ignore-formatted"),
+        done = subprocess.run(_java(jars, log4j, "kafka.tools.StorageTool", "format",  # noqa: S603 (argument list)
+                                    "--cluster-id", CLUSTER_ID, "--config", str(props), "--ignore-formatted"),
                               capture_output=True, text=True, timeout=timeout_s)
         if done.returncode != 0:
             raise StartupError(f"Apache Kafka could not format {log_dir} (exit code {done.returncode}):\n"
                                + (done.stdout + done.stderr)[-2000:])
     out = log_path.open("ab") if log_path else subprocess.DEVNULL
-    proc = subprocess.Popen(_java(jars, log4j, "kafka.Kafka", str(props)), stdout=out, stderr=subprocess.STDOUT,
-                            start_new_session=True)  # as Tansu: Ctrl-C reaches the supervisor, which stops it last
+    proc = subprocess.Popen(  # noqa: S603 (java with the fetched jars, an argument list, no shell)
+        _java(jars, log4j, "kafka.Kafka", str(props)), stdout=out, stderr=subprocess.STDOUT,
+        start_new_session=True)  # as Tansu: Ctrl-C reaches the supervisor, which stops it last
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if proc.poll() is not None:
