@@ -180,6 +180,7 @@ def kafka_properties(port: int, controller_port: int, log_dir: Path) -> str:
         "listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
         f"log.dirs={log_dir}",
         "offsets.topic.replication.factor=1",
+        "offsets.topic.num.partitions=1",  # not 50: the first consumer group starts seconds sooner on one node
         "transaction.state.log.replication.factor=1",
         "transaction.state.log.min.isr=1",
         "group.initial.rebalance.delay.ms=0",  # a lone consumer joins at once, not after 3 s
