@@ -23,13 +23,13 @@ up: $(STAMP) kafka
 	$(BIN)/controlroom up
 
 test: $(STAMP) chromium kafka
-	$(BIN)/python -m pytest -q -rs tests
+	$(BIN)/python -m pytest -q -rfEs tests
 
 unit: $(STAMP)
 	$(BIN)/python -m pytest -q tests/unit
 
 integration: $(STAMP) chromium kafka
-	$(BIN)/python -m pytest -q -rs tests/integration
+	$(BIN)/python -m pytest -q -rfEs tests/integration
 
 bench: $(STAMP)
 	$(BIN)/python bench/run.py
