@@ -63,7 +63,7 @@ if str(ROOT) not in sys.path:  # `python bench/chaos.py` as well as `python -m b
     sys.path.insert(0, str(ROOT))
 
 from bench import chaos_oracle as oracle  # noqa: E402
-from controlroom.broker import free_port, start_broker, stop_broker  # noqa: E402
+from controlroom.broker import free_port, start_broker, stop_process  # noqa: E402
 from controlroom.catalog import Catalog, Feed, default_catalog  # noqa: E402
 from controlroom.kafka import ensure_topics, make_producer, system_topics  # noqa: E402
 from controlroom.schema import dims_key, fingerprint, series_key  # noqa: E402
@@ -667,7 +667,7 @@ class Scenario:
                 for p in self.procs.values():
                     p.stop(5.0)
                 if self.broker is not None:
-                    stop_broker(self.broker, timeout_s=10)
+                    stop_process(self.broker, timeout_s=10)
         return self.judge(rows, hits)
 
     def judge(self, rows: dict[str, Any] | None, hits: list[tuple[str, dict[str, Any]]]) -> dict[str, Any]:

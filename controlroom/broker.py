@@ -255,13 +255,13 @@ def start_apache_kafka(port: int, data_dir: Path, log_path: Path | None = None, 
                                f"({log_path}) ends with:\n{_tail(log_path)}")
         if wait_for_port(port, 0.5) and _metadata_answers(f"127.0.0.1:{port}"):
             return proc
-    stop_broker(proc)
+    stop_process(proc)
     raise StartupError(f"Apache Kafka did not answer a metadata request on port {port} within {timeout_s:.0f} s; "
                        f"its log ({log_path}) ends with:\n{_tail(log_path)}")
 
 
-def stop_broker(proc: subprocess.Popen[bytes], timeout_s: float = 20.0) -> None:
-    """SIGTERM (Apache Kafka then closes its logs cleanly), SIGKILL after timeout_s."""
+def stop_process(proc: subprocess.Popen[bytes], timeout_s: float = 20.0) -> None:
+    """Stop a broker (or any child): SIGTERM (Apache Kafka then closes its logs cleanly), SIGKILL after timeout_s."""
     if proc.poll() is None:
         proc.terminate()
         try:

@@ -31,7 +31,7 @@ from typing import Any, Literal
 
 import httpx
 
-from controlroom.broker import choose_broker, kafka_version, port_is_free, start_broker, stop_broker
+from controlroom.broker import choose_broker, kafka_version, port_is_free, start_broker, stop_process
 from controlroom.catalog import default_catalog
 from controlroom.errors import ControlRoomError, StartupError
 from controlroom.kafka import ensure_topics, system_topics
@@ -320,7 +320,7 @@ def run_up(settings: Settings, args: argparse.Namespace) -> int:
         with contextlib.suppress(OSError):
             status_path.unlink()
         if broker is not None:
-            stop_broker(broker, timeout_s=30)  # Apache Kafka closes its logs: the next start needs no recovery
+            stop_process(broker, timeout_s=30)  # Apache Kafka closes its logs: the next start needs no recovery
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

@@ -11,9 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from controlroom.broker import apache_kafka_problem, free_port, start_broker, stop_broker
+from controlroom.broker import apache_kafka_problem, free_port, start_broker, stop_process
 from controlroom.catalog import Catalog, default_catalog
 from controlroom.settings import Settings
+from controlroom.warehouse import Warehouse, open_warehouse
 
 OUTPUT = Path(__file__).parent / "output"
 SECRETS: set[str] = set()  # every API key the tests create; no log line may ever contain one
@@ -84,7 +85,7 @@ def _fresh_broker(kind: str, tmp_path_factory: pytest.TempPathFactory) -> Iterat
         yield bootstrap
     finally:
         APACHE_KAFKA.discard(bootstrap)
-        stop_broker(proc, timeout_s=10)
+        stop_process(proc, timeout_s=10)
 
 
 @pytest.fixture()
@@ -119,3 +120,12 @@ def make_settings(tmp_path: Path):  # type: ignore[no-untyped-def]
         return Settings(**base)  # type: ignore[arg-type]
 
     return factory
+
+
+@pytest.fixture()
+def warehouse(make_settings) -> Iterator[Warehouse]:  # type: ignore[no-untyped-def]
+    """The test's chDB warehouse (the path every make_settings() of the test names), closed afterwards even when
+    the test fails: chDB opens one path per process, so a warehouse left open fails every later test."""
+    wh = open_warehouse(make_settings())
+    yield wh
+    wh.close()

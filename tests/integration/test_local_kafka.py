@@ -10,7 +10,7 @@ import pytest
 from aiokafka import TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
-from controlroom.broker import free_port, start_apache_kafka, stop_broker
+from controlroom.broker import free_port, start_apache_kafka, stop_process
 from controlroom.errors import StartupError
 from controlroom.kafka import ensure_topics, make_consumer, make_producer
 from controlroom.settings import Settings
@@ -57,7 +57,7 @@ async def test_topics_offsets_and_unread_records_survive_a_restart(broker_kind: 
             await producer.stop()
         read, committed = await read_as_group(settings, 6, commit=True)
     finally:
-        stop_broker(proc)
+        stop_process(proc)
     assert read == [b"r%d" % i for i in range(6)] and committed == 6
 
     port = free_port()  # another port, the same data
@@ -72,7 +72,7 @@ async def test_topics_offsets_and_unread_records_survive_a_restart(broker_kind: 
             await admin.close()
         rest, committed = await read_as_group(settings, 4, commit=False)
     finally:
-        stop_broker(proc)
+        stop_process(proc)
     assert described == {TOPIC: settings.topic_partitions}
     assert committed == 6 and rest == [b"r6", b"r7", b"r8", b"r9"]  # only what the group had not read
     assert log.read_text().count("Kafka Server started") == 2

@@ -14,7 +14,8 @@ from pathlib import Path
 import pytest
 from aiokafka import AIOKafkaProducer
 
-from controlroom.warehouse import open_warehouse
+from controlroom.broker import stop_process
+from controlroom.warehouse import Warehouse, open_warehouse
 from sinks.migrate import migrate
 from sinks.writer import SinkWriter
 from tests.integration.pipeline import reading, start_worker, wait_for
@@ -65,9 +66,8 @@ PHASE_2 = [
 
 
 async def test_known_readings_give_exact_results_across_a_worker_crash(
-        any_broker: str, make_settings, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+        any_broker: str, make_settings, warehouse: Warehouse, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     settings = make_settings(kafka_bootstrap=any_broker, idle_advance_after_s=3600.0, sink_flush_interval_s=0.3)
-    warehouse = open_warehouse(settings)
     migrate(warehouse, _catalog())
     db = warehouse.database
 
@@ -92,8 +92,7 @@ async def test_known_readings_give_exact_results_across_a_worker_crash(
                        what="closed windows, late reading and dead letters")
         await asyncio.sleep(2.0)  # anything extra (a duplicate) would land by now
     finally:
-        worker.terminate()
-        worker.wait(20)
+        stop_process(worker)
         stop.set()
         await sink
 
@@ -131,7 +130,6 @@ async def test_known_readings_give_exact_results_across_a_worker_crash(
     ]
     # nothing counted twice in storage either (ReplacingMergeTree may hold copies until merges)
     assert q("SELECT count() AS n, uniqExact(event_id) AS u FROM DB.readings FINAL")[0] == {"n": 13, "u": 13}
-    warehouse.close()
 
 
 def _catalog():  # type: ignore[no-untyped-def]
@@ -170,8 +168,7 @@ async def test_a_worker_restarted_with_nothing_left_to_read_closes_its_restored_
         await wait_for(lambda: warehouse.query(f"SELECT sum(count) AS n FROM {db}.agg_1m FINAL")[0]["n"] == 3,
                        timeout_s=60, what="the restored windows closed and stored")
     finally:
-        worker.terminate()
-        worker.wait(20)
+        stop_process(worker)
         stop.set()
         await sink
         warehouse.close()

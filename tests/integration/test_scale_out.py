@@ -14,8 +14,9 @@ from typing import Any
 
 import pytest
 
+from controlroom.broker import stop_process
 from controlroom.catalog import default_catalog
-from controlroom.warehouse import open_warehouse
+from controlroom.warehouse import Warehouse
 from sinks.migrate import migrate
 from sinks.writer import SinkWriter
 from tests.integration.pipeline import start_worker, wait_for
@@ -38,12 +39,11 @@ def owned(log_path: Path) -> int:
 
 
 async def test_two_workers_share_the_partitions_and_one_takes_over_after_a_kill(
-        any_broker: str, make_settings, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+        any_broker: str, make_settings, warehouse: Warehouse, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     settings = make_settings(kafka_bootstrap=any_broker, idle_advance_after_s=3600.0, sink_flush_interval_s=0.3,
                              streams_report_s=1.0, log_format="json")
     catalog = default_catalog()
     source_partitions = len(catalog.topics) * settings.topic_partitions
-    warehouse = open_warehouse(settings)
     migrate(warehouse, catalog)
     db = warehouse.database
     # minute 0 before the kill, minute 1 after it, then a reading at 3:00 per province closes both windows
@@ -79,9 +79,7 @@ async def test_two_workers_share_the_partitions_and_one_takes_over_after_a_kill(
         await asyncio.sleep(2.0)  # anything extra (a window counted twice) would land by now
     finally:
         for w in workers:
-            if w.poll() is None:
-                w.terminate()
-                w.wait(20)
+            stop_process(w)
         stop.set()
         await sink
 
@@ -96,7 +94,6 @@ async def test_two_workers_share_the_partitions_and_one_takes_over_after_a_kill(
         f"SELECT province, toUnixTimestamp64Milli(window_start) AS ws, sum(count) AS n, sum(sum) AS total, "
         f"min(min) AS lo, max(max) AS hi FROM {db}.agg_1m FINAL WHERE window_start < "
         f"fromUnixTimestamp64Milli({T0 + 2 * MIN}) GROUP BY province, window_start")
-    warehouse.close()
     assert {(r["province"], int(r["ws"]) - T0): (int(r["n"]), r["total"], r["lo"], r["hi"]) for r in stored} == {
         key: (len(vs), sum(vs), min(vs), max(vs)) for key, vs in expected.items()}
     print(f"partitions owned while sharing: {shared}; then {source_partitions} by the survivor")

@@ -103,13 +103,6 @@ def count(wh: Warehouse, table: str, final: bool = True) -> int:
     return int(q(wh, f"SELECT count() AS n FROM DB.{table}{' FINAL' if final else ''}")[0]["n"])
 
 
-@pytest.fixture()
-def warehouse(make_settings) -> Any:  # type: ignore[no-untyped-def]
-    wh = open_warehouse(make_settings())
-    yield wh
-    wh.close()
-
-
 @asynccontextmanager
 async def ready_warehouse(settings: Settings, catalog: Catalog) -> AsyncIterator[Warehouse]:
     """A migrated warehouse and the project's topics, closed afterwards."""

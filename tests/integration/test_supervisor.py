@@ -19,7 +19,7 @@ import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from controlroom import supervisor
-from controlroom.broker import free_port, kafka_version, start_apache_kafka, stop_broker
+from controlroom.broker import free_port, kafka_version, start_apache_kafka, stop_process
 from controlroom.catalog import default_catalog
 from controlroom.kafka import ensure_topics, make_producer, system_topics
 from controlroom.settings import Settings
@@ -266,7 +266,7 @@ def test_up_picks_apache_kafka_and_finds_readings_published_while_it_was_down(tm
     try:
         asyncio.run(publish_while_down())
     finally:
-        stop_broker(broker)
+        stop_process(broker)
     log_path = tmp_path / "up.log"
     with log_path.open("wb") as log_file:
         up = subprocess.Popen([sys.executable, "-m", "controlroom.cli", "up"], env=env, cwd=ROOT,
