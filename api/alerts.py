@@ -20,8 +20,12 @@ from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, Field
 
 from api import alerts_sql
+from api.alert_notes import alert_notes
 from api.auth import require
+from api.backtest import backtest
 from api.state import api_state
+from controlroom.alerts.backtest import BacktestError
+from controlroom.alerts.inhibit import inhibition_note
 from controlroom.alerts.rules import RuleError, effective_rule_docs, parse_rule, read_rule_docs
 from controlroom.alerts.signing import subscription_secret
 from controlroom.alerts.silences import SILENCE_FIELDS, matcher_field_error
@@ -98,7 +102,8 @@ async def _audit(request: Request, who: Principal, action: str, target: str, bef
 
 # --- alerts ---------------------------------------------------------------------------------------------
 
-def _alert_out(row: dict[str, Any]) -> dict[str, Any]:
+def alert_out(row: dict[str, Any]) -> dict[str, Any]:
+    """A row of alerts_current or alert_events as the API answers it (times in epoch ms, evidence decoded)."""
     out = dict(row)
     out["evidence"] = orjson.loads(row["evidence"] or "{}")
     out["starts_at"], out["ends_at"], out["event_at"] = row["starts_at_ms"], row["ends_at_ms"], row["event_at_ms"]
@@ -106,7 +111,26 @@ def _alert_out(row: dict[str, Any]) -> dict[str, Any]:
         out.pop(k, None)
     out["ack"] = {"by": row["ack_by"], "comment": row["ack_comment"]} if row["ack_by"] else None
     out["silenced"] = bool(row["silenced"])
+    out["inhibited_by"] = row.get("inhibited_by") or None
     return out
+
+
+async def _explain_inhibitions(request: Request, alerts: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Add `inhibited` ({by, rule_id, feed, province, note}) to each inhibited alert: what mutes it, and why."""
+    ids = sorted({str(a["inhibited_by"]) for a in alerts if a.get("inhibited_by")})
+    if not ids:
+        return alerts
+    state = api_state(request)
+    rows = await state.query(alerts_sql.sources_sql(state.settings.clickhouse_database, ids))
+    sources = {r["alert_id"]: r for r in rows}
+    for a in alerts:
+        by = a.get("inhibited_by")
+        if by:
+            src = sources.get(by)
+            a["inhibited"] = {"by": by, "rule_id": src["rule_id"] if src else None,
+                              "source_state": src["state"] if src else None,
+                              "note": inhibition_note(by, src), "note_vi": inhibition_note(by, src, "vi")}
+    return alerts
 
 
 @router.get("/alerts", summary="Alerts: pending and firing by default, worst and newest first")
@@ -128,7 +152,7 @@ async def list_alerts(
     states = {"active": ("pending", "firing"), "all": alerts_sql.STATES}.get(state, (state,))
     rows = await api.query(alerts_sql.alerts_sql(api.settings.clickhouse_database, states=states,
                                                  severity=severity, feed=feed, province=province, limit=limit))
-    return [_alert_out(r) for r in rows]
+    return await _explain_inhibitions(request, [alert_out(r) for r in rows])
 
 
 @router.get("/alerts/{alert_id}", summary="One alert: current state, evidence, every event and delivery")
@@ -139,9 +163,10 @@ async def get_alert(request: Request, _: Annotated[Principal, Depends(require("v
     rows = await state.query(alerts_sql.alert_sql(db, alert_id))
     if not rows:
         raise HTTPException(404, f"no alert {alert_id}")
-    out = _alert_out(rows[0])
-    out["history"] = [_alert_out(r) for r in await state.query(alerts_sql.history_sql(db, alert_id))]
+    out = (await _explain_inhibitions(request, [alert_out(rows[0])]))[0]
+    out["history"] = [alert_out(r) for r in await state.query(alerts_sql.history_sql(db, alert_id))]
     out["deliveries"] = await state.query(alerts_sql.deliveries_sql(db, alert_id))
+    out.update(await alert_notes(state, alert_id))  # assignee and comments
     return out
 
 
@@ -244,9 +269,7 @@ async def _rule_state(request: Request) -> tuple[list[dict[str, Any]], dict[str,
         state.base_rule_docs = base
     rows = await state.query(alerts_sql.latest_versions_sql(state.settings.clickhouse_database, "alert_rules",
                                                             "rule_id"))
-    stored = {r["rule_id"]: {"version": int(r["version"]), "doc": None if r["deleted"] else orjson.loads(r["doc"])}
-              for r in rows}
-    return base, stored
+    return base, alerts_sql.stored_rules(rows)
 
 
 def _next_version(rule_id: str, base: list[dict[str, Any]], stored: dict[str, dict[str, Any]]) -> int:
@@ -256,10 +279,15 @@ def _next_version(rule_id: str, base: list[dict[str, Any]], stored: dict[str, di
     return max(versions, default=0) + 1
 
 
+async def rules_in_force(request: Request) -> dict[str, dict[str, Any]]:
+    """{rule id: doc} of the rules in force (the rules file overlaid by API changes)."""
+    base, stored = await _rule_state(request)
+    return effective_rule_docs(base, stored)
+
+
 @router.get("/rules", summary="Rules in force (the rules file overlaid by API changes), with versions")
 async def list_rules(request: Request, _: Annotated[Principal, Depends(require("viewer"))]) -> list[dict[str, Any]]:
-    base, stored = await _rule_state(request)
-    return [doc for _, doc in sorted(effective_rule_docs(base, stored).items())]
+    return [doc for _, doc in sorted((await rules_in_force(request)).items())]
 
 
 async def _rule_in_force(request: Request, rule_id: str) -> tuple[dict[str, Any], list[dict[str, Any]],
@@ -331,6 +359,25 @@ async def delete_rule(request: Request, who: Annotated[Principal, Depends(requir
     await _command(request, "rule.delete", who, rule_id=rule_id, version=version)
     await _audit(request, who, "rule.delete", rule_id, before=current)
     return {"id": rule_id, "version": version, "deleted": True}
+
+
+class BacktestRequest(BaseModel):
+    rule: Any = Field(description="a rule document as GET /rules/{id} returns it, new or changed")
+    from_: int | float | str = Field(alias="from", description="epoch seconds or ISO 8601 time (UTC when no zone)")
+    to: int | float | str = Field(description="end, exclusive (same forms)")
+
+
+@router.post("/rules/backtest", summary="The alerts a rule would have raised on stored history, and the "
+                                        "difference against its current version")
+async def backtest_rule(request: Request, _: Annotated[Principal, Depends(require("operator"))],
+                        body: BacktestRequest) -> dict[str, Any]:
+    state = api_state(request)
+    base, stored = await _rule_state(request)
+    try:
+        return await run_in_threadpool(backtest, state.warehouse, state.catalog, body.rule, body.from_, body.to,
+                                       effective_rule_docs(base, stored))
+    except (RuleError, BacktestError) as exc:
+        raise _rule_error(exc, "") from exc
 
 
 # --- subscriptions ----------------------------------------------------------------------------------------

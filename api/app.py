@@ -19,7 +19,9 @@ from api import (
     admin,
     alerts,
     alerts_stream,
+    cap,
     health,
+    incidents,
     ingest,
     overview_route,
     query_route,
@@ -45,7 +47,8 @@ __all__ = ["ApiState", "agencies_text", "create_app"]
 
 log = get_logger("api")
 
-ROUTERS = (ingest.router, admin.router, query_route.router, alerts_stream.router, alerts.router, wall_stream.router,
+ROUTERS = (ingest.router, admin.router, query_route.router, alerts_stream.router, alerts.router, cap.router,
+           incidents.router, wall_stream.router,
            health.router, reference.router, series_route.router, overview_route.router)
 
 

@@ -2,9 +2,11 @@
 
 One snapshot holds every panel of the national wall: a tile per category (headline figure + trend), the
 34 provinces placed on a map and coloured by their worst *firing* alert, the firing alerts, the feed-health
-grid and the public-service on-time rate. Its figures are /overview's own (api.overview.read_overview), the
+grid, the public-service on-time rate and the open incidents (their province highlighted on the map). Its
+figures are /overview's own (api.overview.read_overview), the
 alerts are /alerts' own query (api.alerts_sql.alerts_sql, state firing) and the trends are /series' own query
-on the 1-minute table (api.series_sql.series_sql, source agg): api/wall_stream.py runs those queries, once per
+on the 1-minute table (api.series_sql.series_sql, source agg), the incidents are /incidents' own query
+(api.incidents_sql.incidents_sql, open and acknowledged): api/wall_stream.py runs those queries, once per
 refresh per API process, and hands the rows to `build_wall`.
 """
 
@@ -12,9 +14,14 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
+import orjson
+
 from api.series_sql import SeriesQuery
+from controlroom.alerts.incident_rules import incident_type_name
+from controlroom.alerts.inhibit import inhibition_note
 from controlroom.catalog import HEADLINE_FEEDS, Catalog
 from controlroom.schema import ms_to_iso
 
@@ -23,6 +30,9 @@ TREND_MINUTES = 15  # closed 1-minute windows drawn as a sparkline under each ti
 TREND_HALF = 5  # trend arrow: the last 5 closed minutes against the 5 before them
 ALERTS_SHOWN = 50  # rows of the alerts table carried by a snapshot (the map uses every firing alert)
 ALERTS_READ = 2000  # firing alerts read per refresh; beyond that the wall says the list is cut
+INCIDENTS_SHOWN = 20  # rows of the incidents tile carried by a snapshot (the map highlights every one read)
+INCIDENTS_READ = 500  # active incidents read per refresh
+INCIDENT_STATES = ("open", "acknowledged")  # what the tile shows: /incidents' default (state=active)
 MAP_W, MAP_H, MAP_PAD = 420.0, 760.0, 24.0  # SVG viewBox of the province map
 
 
@@ -76,10 +86,57 @@ def worst(severities: list[str]) -> str | None:
     return max(known, key=SEVERITY_ORDER.index) if known else None
 
 
+def _inhibition(a: dict[str, Any], by_id: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """An inhibited alert says what mutes it (its source is firing too, so it is among the rows read)."""
+    by = a.get("inhibited_by") or None
+    if by is None:
+        return {"inhibited_by": None, "inhibited_vi": None, "inhibited_en": None}
+    source = by_id.get(str(by))
+    return {"inhibited_by": by, "inhibited_vi": inhibition_note(str(by), source, "vi"),
+            "inhibited_en": inhibition_note(str(by), source, "en")}
+
+
+def province_name(catalog: Catalog, code: str, lang: str) -> str:
+    p = catalog.provinces.get(code)
+    if p is None:
+        return "Toàn quốc" if lang == "vi" else "National"
+    return p.name_vi if lang == "vi" else p.name_en
+
+
+def _iso_ms(iso: str) -> int:
+    return int(datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp() * 1000)
+
+
+def wall_incidents(catalog: Catalog, rows: list[dict[str, Any]], now_ms: int) -> list[dict[str, Any]]:
+    """incidents_sql rows (open and acknowledged, worst and newest first) → the tile's rows."""
+    out = []
+    for r in rows:
+        if r["state"] not in INCIDENT_STATES:
+            continue
+        code = str(r["province"])
+        members = r["members"]
+        members = orjson.loads(members or "[]") if isinstance(members, str | bytes) else list(members or [])
+        opened = int(r["opened_at"])
+        out.append({
+            "incident_id": r["incident_id"], "type": r["type"], "severity": r["severity"], "state": r["state"],
+            "province": code, "province_vi": province_name(catalog, code, "vi"),
+            "province_en": province_name(catalog, code, "en"), "on_map": code in catalog.provinces,
+            "title_vi": r["title_vi"], "title_en": r["title_en"],
+            "type_vi": incident_type_name(str(r["title_vi"]), catalog, code, "vi"),
+            "type_en": incident_type_name(str(r["title_en"]), catalog, code, "en"),
+            "alerts": len(members), "alerts_firing": sum(1 for m in members if m.get("state") == "firing"),
+            "signals": list(r.get("signals") or []), "assignee": r.get("assignee") or "",
+            "opened_at": ms_to_iso(opened), "age_s": max(0, (now_ms - opened) // 1000),
+        })
+    return out
+
+
 def build_wall(catalog: Catalog, overview: dict[str, Any], firing: list[dict[str, Any]],
-               trends: dict[str, list[dict[str, Any]]], *, refresh_s: float) -> dict[str, Any]:
+               trends: dict[str, list[dict[str, Any]]], *, refresh_s: float,
+               incidents: list[dict[str, Any]] | None = None) -> dict[str, Any]:
     """The wall snapshot. `overview`: read_overview's result; `firing`: alerts_sql rows (state firing, worst
-    first); `trends`: series_sql rows (trend_query) per headline feed."""
+    first); `trends`: series_sql rows (trend_query) per headline feed; `incidents`: incidents_sql rows
+    (open and acknowledged, worst and newest first)."""
     feeds = {f["id"]: f for f in overview["feeds"]}
     tiles = []
     for cat in overview["categories"]:
@@ -98,25 +155,25 @@ def build_wall(catalog: Catalog, overview: dict[str, Any], firing: list[dict[str
     by_province: dict[str, list[str]] = {}
     for a in firing:
         by_province.setdefault(str(a["province"]), []).append(str(a["severity"]))
+    active = wall_incidents(catalog, incidents or [], _iso_ms(overview["generated_at"]))
+    incident_ids: dict[str, list[str]] = {}
+    for inc in active:
+        incident_ids.setdefault(inc["province"], []).append(inc["incident_id"])
     xy = project(catalog)
     provinces = [{
         "code": p["code"], "name_vi": p["name_vi"], "name_en": p["name_en"], "x": xy[p["code"]][0],
         "y": xy[p["code"]][1], "severity": worst(by_province.get(p["code"], [])),
         "firing": len(by_province.get(p["code"], [])), "series_reporting": p["series_reporting"],
-        "series_silent": p["series_silent"],
+        "series_silent": p["series_silent"], "incidents": incident_ids.get(p["code"], []),
     } for p in overview["provinces"]]
 
-    def province_name(code: str, lang: str) -> str:
-        p = catalog.provinces.get(code)
-        if p is None:
-            return "Toàn quốc" if lang == "vi" else "National"
-        return p.name_vi if lang == "vi" else p.name_en
-
+    by_id = {str(a["alert_id"]): a for a in firing}
     alerts = [{
         "alert_id": a["alert_id"], "severity": a["severity"], "rule_id": a["rule_id"], "feed": a["feed"],
-        "province": a["province"], "province_vi": province_name(str(a["province"]), "vi"),
-        "province_en": province_name(str(a["province"]), "en"), "summary_vi": a["summary_vi"],
+        "province": a["province"], "province_vi": province_name(catalog, str(a["province"]), "vi"),
+        "province_en": province_name(catalog, str(a["province"]), "en"), "summary_vi": a["summary_vi"],
         "summary_en": a["summary_en"], "since": ms_to_iso(int(a["starts_at_ms"])), "acked": bool(a.get("ack_by")),
+        **_inhibition(a, by_id),
     } for a in firing[:ALERTS_SHOWN]]
 
     health = {"reporting": 0, "degraded": 0, "silent": 0}
@@ -134,6 +191,8 @@ def build_wall(catalog: Catalog, overview: dict[str, Any], firing: list[dict[str
         "alerts_firing": len(firing),
         "alerts_by_severity": {s: sum(1 for a in firing if a["severity"] == s) for s in SEVERITY_ORDER},
         "alerts_truncated": len(firing) >= ALERTS_READ,
+        "incidents": active[:INCIDENTS_SHOWN],
+        "incidents_active": len(active),
         "feeds": [{"id": f["id"], "name_vi": f["name_vi"], "name_en": f["name_en"], "category": f["category"],
                    "status": f["status"], "series_expected": f["series_expected"],
                    "series_reporting": f["series_reporting"], "last_ts": f["last_ts"]} for f in overview["feeds"]],

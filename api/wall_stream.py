@@ -1,8 +1,8 @@
 """GET /wall (the built-in live wall page) and GET /wall/stream (its snapshots, as Server-Sent Events).
 
 One task per API process (WallHub) computes the wall snapshot every WALL_REFRESH_S seconds with /overview's,
-/alerts' and /series' own queries (see api/wall.py), serialises it once and fans the same bytes out to every
-connected screen: ten screens cost what one costs. The task runs only while a screen is connected. A slow
+/alerts', /series' and /incidents' own queries (see api/wall.py), serialises it once and fans the same bytes
+out to every connected screen: ten screens cost what one costs. The task runs only while a screen is connected. A slow
 screen keeps only the newest snapshot (older ones are dropped: a wall needs the present, not a backlog).
 
 Authentication (the project's model: every read needs a key with the viewer role):
@@ -29,11 +29,12 @@ from fastapi.responses import Response, StreamingResponse
 
 from api.alerts_sql import alerts_sql
 from api.auth import require
+from api.incidents_sql import incidents_sql
 from api.overview_cache import overview_cache
 from api.series_sql import series_sql
 from api.sse import sse_frame, sse_response
 from api.state import ApiState, api_state
-from api.wall import ALERTS_READ, build_wall, trend_query
+from api.wall import ALERTS_READ, INCIDENT_STATES, INCIDENTS_READ, build_wall, trend_query
 from controlroom.catalog import HEADLINE_FEEDS
 from controlroom.logs import get_logger
 from controlroom.security import Principal
@@ -73,7 +74,9 @@ class WallHub:
                                               limit=ALERTS_READ))
         trends = {feed: await self.state.query(series_sql(db, trend_query(feed, now_ms)))
                   for feed in HEADLINE_FEEDS.values()}
-        return build_wall(self.catalog, overview, firing, trends, refresh_s=self.refresh_s)
+        incidents = await self.state.query(incidents_sql(db, states=INCIDENT_STATES, province=None, type_id=None,
+                                                         limit=INCIDENTS_READ))
+        return build_wall(self.catalog, overview, firing, trends, refresh_s=self.refresh_s, incidents=incidents)
 
     def subscribe(self) -> asyncio.Queue[bytes]:
         queue: asyncio.Queue[bytes] = asyncio.Queue(maxsize=2)

@@ -300,7 +300,7 @@ def check_alerts(expected: Iterable[ExpectedEvent], rows: Iterable[Row]) -> Aler
 @dataclass
 class NotifyReport:
     expected: int
-    requests: int  # webhook requests received
+    requests: int  # events delivered, counted over every webhook request received
     missing: list[ExpectedEvent] = field(default_factory=list)  # never delivered
     multi_key: list[str] = field(default_factory=list)  # one event, several idempotency keys
     redelivered: int = 0  # requests beyond the first per key (allowed: at least once)
@@ -320,7 +320,8 @@ class NotifyReport:
 
 
 def check_notifications(expected: Iterable[ExpectedEvent], hits: Iterable[tuple[str, Row]]) -> NotifyReport:
-    """`hits`: (Idempotency-Key header, the alert event in the body) of every webhook request received."""
+    """`hits`: (per-event idempotency key, the event's fingerprint and seq) of every event the received webhook
+    requests delivered (a grouped notification delivers several: bench.chaos.events_of)."""
     want = sorted(set(expected))
     keys: dict[tuple[str, int], set[str]] = defaultdict(set)
     per_key: Counter[str] = Counter()

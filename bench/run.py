@@ -275,6 +275,10 @@ def main() -> int:
     from bench.api_bench import bench_api
 
     results["api"] = bench_api(int(os.environ.get("BENCH_API_ROWS", "10000000")))
+    from bench.backtest_bench import bench_backtest
+
+    log("backtest: 30 days of agg_1m for one feed x 34 provinces")
+    results["backtest"] = bench_backtest()
     results["bench_peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
     results["seconds"] = round(time.time() - started, 1)
     out_dir = ROOT / "bench" / "results"
@@ -315,6 +319,11 @@ def main() -> int:
         row(f"/series p50 / p99 over HTTP ({rows})", f"{api['series']['p50_ms']} / {api['series']['p99_ms']} ms",
             f"API peak RSS {api['api_peak_rss_mb']} MB"),
     ]
+    from bench.backtest_bench import table_rows
+
+    backtest = results["backtest"]
+    assert isinstance(backtest, dict)
+    lines += [row(figure, value, comment) for figure, value, comment in table_rows(backtest)]
     lat = results["latency"]
     assert isinstance(lat, dict)
 

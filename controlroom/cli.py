@@ -29,6 +29,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "sink": ("sinks.cli", "run the Kafka → ClickHouse sink on its own (server mode) until SIGINT/SIGTERM"),
     "api": ("api.cli", "serve the HTTP API (embedded mode: also runs the sink)"),
     "keys": ("api.keys_cli", "create, list or revoke API keys"),
+    "rules": ("api.rules_cli", "alert rules: `rules backtest RULE_FILE --from --to`, the alerts a rule would have "
+                               "raised on stored history"),
     "notifier": ("notify.cli", "send alert events to webhook and e-mail subscriptions (signed, retried, recorded "
                                "on alerts.deliveries) until SIGINT/SIGTERM"),
     "grafana": ("grafana.sync", "Grafana boards: push them to a running Grafana"),

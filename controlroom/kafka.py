@@ -20,8 +20,10 @@ from controlroom.schema import (
     CONTROL_TOPIC,
     DELIVERIES_TOPIC,
     DLQ_TOPIC,
+    INCIDENTS_TOPIC,
     LATE_TOPIC,
     LIVE_TOPIC,
+    NOTES_TOPIC,
 )
 from controlroom.settings import Settings
 
@@ -44,8 +46,10 @@ POLL_RETRY_S = 1.0  # after a failed poll (the broker gone for a moment)
 
 
 def all_topics(catalog: Catalog) -> list[str]:
-    """The topics the sink stores (feeds, the worker's outputs, alert events and delivery attempts)."""
-    return [*catalog.topics, DLQ_TOPIC, LATE_TOPIC, AGG_TOPIC, ALERTS_TOPIC, DELIVERIES_TOPIC]
+    """The topics the sink stores (feeds, the worker's outputs, alert events, delivery attempts, incidents and
+    alert notes)."""
+    return [*catalog.topics, DLQ_TOPIC, LATE_TOPIC, AGG_TOPIC, ALERTS_TOPIC, DELIVERIES_TOPIC, INCIDENTS_TOPIC,
+            NOTES_TOPIC]
 
 
 def system_topics(catalog: Catalog) -> list[str]:

@@ -413,7 +413,7 @@ LIVE_TOPIC = "agg.live"
 CONTROL_TOPIC = "alerts.control"
 # every notification attempt (notifier → sink → alert_deliveries; notifier reads it back after a restart)
 DELIVERIES_TOPIC = "alerts.deliveries"
-ALERT_EVENTS = ("pending", "firing", "resolved", "repeat", "acknowledged", "escalated")
+ALERT_EVENTS = ("pending", "firing", "resolved", "repeat", "acknowledged", "escalated", "inhibited", "uninhibited")
 SEVERITIES = ("info", "warning", "critical")
 
 
@@ -452,6 +452,7 @@ class AlertEvent(TypedDict):
     ack: dict[str, Any] | None
     link: str
     silenced: NotRequired[bool]  # set by the alert book when the event is published
+    inhibited_by: NotRequired[str | None]  # alert id of the firing alert that mutes this one (alert book)
 
 
 def alert_message(*, fingerprint_: str, rule_id: str, rule_version: int, rule_type: str, severity: str,
@@ -478,7 +479,8 @@ def read_alert_event(raw: bytes | None) -> AlertEvent:
 
 
 CONTROL_KINDS = ("rule.put", "rule.delete", "silence.put", "silence.delete", "ack",
-                 "subscription.put", "subscription.delete")
+                 "subscription.put", "subscription.delete",
+                 "alert.assign", "alert.comment", "incident.ack", "incident.assign", "incident.comment")
 
 
 class ControlCommand(TypedDict):
@@ -496,6 +498,8 @@ class ControlCommand(TypedDict):
     comment: NotRequired[str]
     subscription: NotRequired[dict[str, Any]]
     subscription_id: NotRequired[str]
+    incident_id: NotRequired[str]
+    assignee: NotRequired[str]
 
 
 def control_message(kind: str, *, by: str, at_ms: int, **payload: Any) -> ControlCommand:
@@ -503,7 +507,9 @@ def control_message(kind: str, *, by: str, at_ms: int, **payload: Any) -> Contro
     rule.put {rule: <rule doc>}; rule.delete {rule_id, version};
     silence.put {silence: {id, matchers, starts_ms, ends_ms, comment}}; silence.delete {silence_id};
     ack {alert_id, comment}; subscription.put {subscription: <subscription doc>}; subscription.delete
-    {subscription_id}. Every kind is idempotent, so a reader may replay the topic from the start."""
+    {subscription_id}; alert.assign {alert_id, assignee}; alert.comment {alert_id, comment};
+    incident.ack {incident_id, comment}; incident.assign {incident_id, assignee}; incident.comment
+    {incident_id, comment}. Every kind is idempotent, so a reader may replay the topic from the start."""
     if kind not in CONTROL_KINDS:
         raise ValueError(f"kind: must be one of {', '.join(CONTROL_KINDS)}")
     return cast(ControlCommand, {"kind": kind, "by": by, "at": at_ms, **payload})
@@ -561,3 +567,105 @@ def delivery_message(*, key: str, event: AlertEvent, subscription_id: str, chann
 def read_delivery(raw: bytes | None) -> DeliveryRecord:
     return cast(DeliveryRecord, _checked(_decoded(raw, "delivery"), frozenset({"idempotency_key", "status", "attempt"}),
                                          "delivery"))
+
+
+# --- Incidents (issue 13): alerts of several feeds correlated into one situation, on topic `incidents` ---
+INCIDENTS_TOPIC = "incidents"
+# assignees and comments of alerts (the alerter turns alert.assign / alert.comment commands into these)
+NOTES_TOPIC = "alerts.notes"
+INCIDENT_EVENTS = ("opened", "alert_joined", "alert_resolved", "acknowledged", "assigned", "commented", "resolved")
+INCIDENT_STATES = ("open", "acknowledged", "resolved")
+
+
+def incident_id_of(type_id: str, scope_key: str, alert_id: str, alert_seq: int) -> str:
+    """An incident's stable id: a hash of its type, province and the alert event that opened it, so the
+    same inputs replayed after a crash open the same incident."""
+    return hashlib.sha256(f"{type_id}|{scope_key}|{alert_id}|{alert_seq}".encode()).hexdigest()[:16]
+
+
+class IncidentMember(TypedDict):
+    """An alert of an incident, as the correlator knows it."""
+
+    alert_id: str
+    rule_id: str
+    feed: str
+    province: str
+    dims: dict[str, str]
+    signal: str
+    severity: str
+    state: str  # firing | resolved
+    fired_at: int
+    joined_at: int
+
+
+class IncidentEvent(TypedDict):
+    """Topic incidents: one incident event (see incident_message); the timeline is its events by seq."""
+
+    incident_id: str
+    seq: int
+    type: str
+    type_version: int
+    scope: str
+    province: str  # "00" for a national incident
+    severity: str
+    event: str
+    state: str
+    title_vi: str
+    title_en: str
+    alert_id: str  # the alert this event is about ("" for none)
+    signal: str
+    by: str  # who acted (ack, assign, comment); "" for the correlator
+    comment: str
+    assignee: str
+    ack: dict[str, Any] | None
+    signals: list[str]  # distinct signals firing now
+    members: list[IncidentMember]
+    opened_at: int
+    resolved_at: int | None
+    event_at: int
+
+
+def incident_message(*, incident_id: str, seq: int, type_id: str, type_version: int, scope: str, province: str,
+                     severity: str, event: str, state: str, title_vi: str, title_en: str, members: list[IncidentMember],
+                     opened_at_ms: int, resolved_at_ms: int | None, event_at_ms: int, assignee: str = "",
+                     ack: dict[str, Any] | None = None, alert_id: str = "", signal: str = "", by: str = "",
+                     comment: str = "") -> IncidentEvent:
+    """An incident event. (incident_id, seq) identifies it: the sink and receivers drop a repeat."""
+    return {
+        "incident_id": incident_id, "seq": seq, "type": type_id, "type_version": type_version, "scope": scope,
+        "province": province, "severity": severity, "event": event, "state": state, "title_vi": title_vi,
+        "title_en": title_en, "alert_id": alert_id, "signal": signal, "by": by, "comment": comment,
+        "assignee": assignee, "ack": ack,
+        "signals": sorted({m["signal"] for m in members if m["state"] == "firing"}),
+        "members": members, "opened_at": opened_at_ms, "resolved_at": resolved_at_ms, "event_at": event_at_ms,
+    }
+
+
+def read_incident_event(raw: bytes | None) -> IncidentEvent:
+    return cast(IncidentEvent, _checked(_decoded(raw, "incident event"),
+                                        frozenset({"incident_id", "seq", "event", "state", "type"}), "incident event"))
+
+
+class AlertNote(TypedDict):
+    """Topic alerts.notes: an alert assigned to someone, or a comment on it."""
+
+    note_id: str
+    alert_id: str
+    kind: str  # assigned | commented
+    by: str
+    at: int
+    assignee: str
+    comment: str
+
+
+def alert_note_message(*, alert_id: str, kind: str, by: str, at_ms: int, assignee: str = "",
+                       comment: str = "") -> AlertNote:
+    """Its id is a hash of its content, so a command replayed gives the same note (stored once)."""
+    note_id = hashlib.sha256(orjson.dumps([alert_id, kind, by, at_ms, assignee, comment])).hexdigest()[:16]
+    return {"note_id": note_id, "alert_id": alert_id, "kind": kind, "by": by, "at": at_ms, "assignee": assignee,
+            "comment": comment}
+
+
+def read_alert_note(raw: bytes | None) -> AlertNote:
+    return cast(AlertNote, _checked(_decoded(raw, "alert note"), frozenset({"note_id", "alert_id", "kind"}),
+                                    "alert note"))

@@ -85,6 +85,10 @@ class Settings(BaseSettings):
     notify_concurrency: int = 16  # deliveries in flight at once (across subscriptions)
     notify_batch_max: int = 500  # alert events per batch (offsets committed per batch)
     notify_external_url: str = ""  # Alertmanager payload `externalURL` (e.g. the API's public address)
+    # An external Alertmanager (e.g. http://127.0.0.1:9093): the notifier also pushes every alert's state to its
+    # POST /api/v2/alerts, as Prometheus does; firing alerts are sent again every ALERTMANAGER_RESEND_S
+    alertmanager_url: str = ""
+    alertmanager_resend_s: float = 60.0
     smtp_host: str = ""  # empty: no e-mail (e-mail deliveries are dead-lettered with the reason)
     smtp_port: int = 25
     smtp_starttls: bool = False
@@ -95,9 +99,15 @@ class Settings(BaseSettings):
     # Alerting (issue #4)
     live_interval_s: float = 1.0  # an open window goes to the alerter at most this often (first touch: at once)
     alert_rules_file: Path | None = None  # None: the rules shipped in controlroom/data/rules.yaml
+    incident_rules_file: Path | None = None  # None: the incident types shipped in controlroom/data/incidents.yaml
+    alert_inhibit_file: Path | None = None  # None: the inhibition rules shipped in controlroom/data/inhibit.yaml
     alerter_tick_s: float = 1.0  # staleness, pending → firing, repeats, escalations
     alerter_snapshot_s: float = 5.0  # how much input a restarted alerter may have to read again
     grafana_url: str = "http://localhost:3000"  # alert links point at the feed explorer board here
+    # CAP 1.2 (GET /alerts/{id}/cap, GET /cap/feed): <sender> of every document; a resolved public alert stays
+    # on the feed this long (its AllClear message), then leaves it
+    cap_sender: str = "controlroom@ops.gov.vn"
+    cap_feed_resolved_s: float = 86_400.0
 
     log_level: str = "info"
     log_format: Literal["auto", "json", "console"] = "auto"

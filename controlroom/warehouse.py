@@ -303,8 +303,11 @@ def open_exclusive(settings: Settings, in_use: str) -> Warehouse:
     try:
         return open_warehouse(settings)
     except WarehouseError as exc:
-        if "lock" in str(exc).lower() or "already" in str(exc).lower():
-            raise ConfigError(f"the warehouse is in use by a running API (make up): {in_use}") from exc
+        text = str(exc).lower()
+        # chDB says "Cannot lock file …/status" on stderr only; its exception then reads "Error initializing
+        # EmbeddedServer", which ChdbWarehouse reports as "cannot open the chDB warehouse"
+        if "lock" in text or "already" in text or "cannot open the chdb warehouse" in text:
+            raise ConfigError(f"the warehouse is in use, most likely by a running API (make up): {in_use}") from exc
         raise
 
 

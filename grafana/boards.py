@@ -217,10 +217,38 @@ def feed_provinces(feed: Feed, pos: Pos) -> cogbuilder.Builder[dash.Panel]:
                    description="Readings, total, min and max per province over the range (rollup by range).")
 
 
+# --- incident annotations (issue 13) -------------------------------------------------------------------
+
+INCIDENT_ANNOTATED = ("opened", "acknowledged", "resolved")  # the lifecycle; joins and comments would be noise
+INCIDENT_FEEDS = "arrayMap(m -> JSONExtractString(m, 'feed'), JSONExtractArrayRaw(members))"
+
+
+def incident_annotations_sql(incident_filter: str) -> str:
+    """Lifecycle events of the incidents `incident_filter` selects (a condition on incidents_current: an incident
+    is judged by all its member alerts, so its `opened` shows even where a feed joined it later)."""
+    events = ", ".join(f"'{e}'" for e in INCIDENT_ANNOTATED)
+    return ("SELECT event_at AS time, concat(event, ' · ', title_en, if(by != '', concat(' · ', by), ''), "
+            "' · ', incident_id) AS text, [type, province, severity, event] AS tags "
+            f"FROM {DB}.incident_events FINAL WHERE $__timeFilter(event_at) AND event IN ({events}) "
+            f"AND incident_id IN (SELECT incident_id FROM {DB}.incidents_current FINAL WHERE {incident_filter}) "
+            "ORDER BY time")
+
+
+def category_incidents_sql(feeds: list[Feed]) -> str:
+    ids = ", ".join(f"'{f.id}'" for f in feeds)
+    return incident_annotations_sql(f"hasAny({INCIDENT_FEEDS}, [{ids}])")
+
+
+def explorer_incidents_sql() -> str:
+    return incident_annotations_sql(f"has({INCIDENT_FEEDS}, '${{feed}}') "
+                                    "AND $__conditionalAll(province IN (${province}), $province)")
+
+
 def category_board(catalog: Catalog, cat: Category) -> dash_b.Dashboard:
     board = (dash_b.Dashboard(f"{cat.name_vi} · {cat.name_en}").uid(f"controlroom-cat-{cat.id.replace('_', '-')}")
              .tags(["controlroom", "category"]).refresh("30s").time("now-6h", "now").timezone("browser").readonly())
     feeds = [f for f in catalog.feeds.values() if f.category == cat.id]
+    board = board.annotation(P.annotation("Incidents", category_incidents_sql(feeds), "purple"))
     for i, feed in enumerate(feeds):
         board = board.with_panel(feed_series(feed, Pos(0, i * 9, 16, 9)))
         board = board.with_panel(feed_provinces(feed, Pos(16, i * 9, 8, 9)))
@@ -274,6 +302,7 @@ def feed_explorer() -> dash_b.Dashboard:
             .with_variable(P.query_variable("dims", "Dims", f"SELECT DISTINCT dims_key FROM {DB}.readings_latest "
                                             "WHERE feed = '${feed}' ORDER BY dims_key", multi=True, include_all=True))
             .annotation(P.annotation("Alerts", explorer_alerts_sql(), "red"))
+            .annotation(P.annotation("Incidents", explorer_incidents_sql(), "purple"))
             .with_panel(explorer_raw(Pos(0, 0, 24, 12)))
             .with_panel(explorer_agg(Pos(0, 12, 24, 12))))
 

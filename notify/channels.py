@@ -1,7 +1,7 @@
 """The two ways out: a signed HTTP POST (httpx) and an e-mail over SMTP (stdlib smtplib in a thread).
 
-Each channel turns one (subscription, alert event) into one attempt and reports an Outcome; retries,
-records and offsets are the service's business. Nothing here logs a body, a secret or a signature.
+Each channel turns one notification (a group's alerts, notify.grouping) into one attempt and reports an
+Outcome; retries, records and offsets are the service's business. Nothing here logs a body, a secret or a signature.
 """
 
 from __future__ import annotations
@@ -16,18 +16,17 @@ from typing import Protocol
 import httpx
 
 from controlroom.alerts.signing import SIGNATURE_HEADER, sign, subscription_secret
-from controlroom.alerts.subscriptions import Subscription
 from controlroom.catalog import Catalog
-from controlroom.schema import AlertEvent
 from controlroom.settings import Settings
-from notify.formats import EVENT_HEADER, IDEMPOTENCY_HEADER, build_email, event_key, webhook_body
+from notify.formats import EVENT_HEADER, IDEMPOTENCY_HEADER, build_email, event_name, webhook_body
+from notify.grouping import Notification
 from notify.policy import Outcome, http_outcome
 
 USER_AGENT = "controlroom-notifier/1"
 
 
 class Channel(Protocol):
-    async def send(self, sub: Subscription, event: AlertEvent) -> Outcome: ...
+    async def send(self, n: Notification) -> Outcome: ...
 
     async def close(self) -> None: ...
 
@@ -40,8 +39,9 @@ def _error_text(exc: BaseException) -> str:
 class WebhookChannel:
     """POST the body; headers X-Signature, Idempotency-Key, X-ControlRoom-Event. Redirects are not followed."""
 
-    def __init__(self, settings: Settings, master_key: str) -> None:
+    def __init__(self, settings: Settings, master_key: str, catalog: Catalog) -> None:
         self._master_key = master_key
+        self._catalog = catalog
         self._external_url = settings.notify_external_url
         self._timeout_s = settings.notify_timeout_s
         self._client = httpx.AsyncClient(
@@ -49,16 +49,16 @@ class WebhookChannel:
             limits=httpx.Limits(max_connections=max(4, settings.notify_concurrency)),
             headers={"User-Agent": USER_AGENT})
 
-    def headers(self, sub: Subscription, event: AlertEvent, body: bytes) -> dict[str, str]:
+    def headers(self, n: Notification, body: bytes) -> dict[str, str]:
         return {"Content-Type": "application/json",
-                SIGNATURE_HEADER: sign(subscription_secret(self._master_key, sub.id), body),
-                IDEMPOTENCY_HEADER: event_key(event, sub),
-                EVENT_HEADER: str(event["event"])}
+                SIGNATURE_HEADER: sign(subscription_secret(self._master_key, n.sub.id), body),
+                IDEMPOTENCY_HEADER: n.key,
+                EVENT_HEADER: event_name(n.alerts[0]) if len(n.alerts) == 1 else n.status}
 
-    async def send(self, sub: Subscription, event: AlertEvent) -> Outcome:
-        body = webhook_body(event, sub, self._external_url)
+    async def send(self, n: Notification) -> Outcome:
+        body = webhook_body(n, self._catalog, self._external_url)
         try:
-            resp = await self._client.post(sub.target, content=body, headers=self.headers(sub, event, body))
+            resp = await self._client.post(n.sub.target, content=body, headers=self.headers(n, body))
         except httpx.TimeoutException:
             return Outcome(False, 0, f"timeout after {self._timeout_s:g} s")
         except httpx.HTTPError as exc:  # refused, reset, DNS…: worth another try
@@ -76,11 +76,10 @@ class EmailChannel:
         self._settings = settings
         self._catalog = catalog
 
-    async def send(self, sub: Subscription, event: AlertEvent) -> Outcome:
+    async def send(self, n: Notification) -> Outcome:
         if not self._settings.smtp_host:
             return Outcome(False, 0, "SMTP_HOST is not set: e-mail is off", permanent=True)
-        msg = build_email(event, sub, self._catalog, sender=self._settings.smtp_from,
-                          now_ms=int(time.time() * 1000))
+        msg = build_email(n, self._catalog, sender=self._settings.smtp_from, now_ms=int(time.time() * 1000))
         return await asyncio.to_thread(self._send_blocking, msg)
 
     def _send_blocking(self, msg: EmailMessage) -> Outcome:

@@ -14,7 +14,8 @@ from urllib.parse import urlsplit, urlunsplit
 DELIVERED = "delivered"
 RETRY = "retry"
 DEAD_LETTER = "dead_letter"
-FINAL_STATUSES = frozenset({DELIVERED, DEAD_LETTER})
+SKIPPED = "skipped"  # a `repeat` inside the subscription's repeat_interval_s: not sent, on purpose
+FINAL_STATUSES = frozenset({DELIVERED, DEAD_LETTER, SKIPPED})
 RETRYABLE_4XX = frozenset({408, 429})
 
 

@@ -1,4 +1,5 @@
-"""The notifier: alert events (topic `alerts`) → webhooks and e-mails, every attempt recorded on `alerts.deliveries`.
+"""The notifier: alert events (topic `alerts`) and incident events (topic `incidents`) → webhooks and e-mails,
+every attempt recorded on `alerts.deliveries`.
 
 How it runs
 -----------
@@ -8,28 +9,39 @@ How it runs
    (status delivered or dead_letter) and the attempt count of unfinished ones. Both topics are then
    followed for as long as the service runs (a subscription added later applies to later events; keys
    finished by another notifier of the group are learnt too).
-2. Consumes `alerts` in its own consumer group (NOTIFY_GROUP_ID), in batches. For each event, the
-   subscriptions it concerns (controlroom.alerts.subscriptions.matches) each get one delivery, idempotency key
-   ``<alert_id>:<seq>:<subscription_id>``; a key already finished is skipped. Deliveries to different
+2. Consumes `alerts` and `incidents` in its own consumer group (NOTIFY_GROUP_ID). For each event, the
+   subscriptions it
+   concerns (controlroom.alerts.subscriptions.matches: by the subscription's `kinds`) each get one job,
+   idempotency key ``<alert_id>:<seq>:<subscription_id>`` (an incident event:
+   ``incident-<incident_id>:<seq>:<subscription_id>``); a key already finished is skipped. A job joins its group
+   (notify.grouping: the subscription's group_by, group_wait_s, group_interval_s, repeat_interval_s); a group
+   that is due becomes one notification carrying every alert of the group. Notifications to different
    subscriptions run concurrently (at most NOTIFY_CONCURRENCY requests in flight, each bounded by
-   NOTIFY_TIMEOUT_S); one subscription's deliveries go out in event order.
-3. Each attempt is published on `alerts.deliveries` and the broker's acknowledgement awaited before the
-   next attempt or delivery starts (and while the attempt still holds its concurrency slot). 2xx →
-   delivered; 3xx and 4xx except 408/429 → dead_letter at once; otherwise retry after
-   NOTIFY_BACKOFF_S · 2^(n-1) (capped at NOTIFY_BACKOFF_MAX_S), and dead_letter after NOTIFY_MAX_ATTEMPTS.
-4. The offsets of a batch are committed only once every one of its deliveries is finished (delivered or
-   dead-lettered) and recorded.
+   NOTIFY_TIMEOUT_S); one subscription's notifications go out in order.
+3. Each attempt is published on `alerts.deliveries`, one record per job it carries (same attempt, status and
+   delivery id), and the broker's acknowledgement awaited before the next attempt starts (and while the
+   attempt still holds its concurrency slot). 2xx → delivered; 3xx and 4xx except 408/429 → dead_letter at
+   once; otherwise retry after NOTIFY_BACKOFF_S · 2^(n-1) (capped at NOTIFY_BACKOFF_MAX_S), and dead_letter
+   after NOTIFY_MAX_ATTEMPTS. A `repeat` inside the subscription's repeat_interval_s is recorded `skipped`.
+4. An event's offset is committed only once every job of it is finished (delivered, dead-lettered or
+   skipped) and recorded: a job waiting in its group holds the commit of its partition (per topic-partition,
+   so the same for `alerts` and `incidents`).
+5. With ALERTMANAGER_URL set, notify.alertmanager pushes every alert's state to that Alertmanager as Prometheus
+   does, from its own reader of `alerts`: independent of the above (it holds no offset and never raises).
 
 The guarantee
 -------------
 At least once. Every matching event reaches every subscription (or is dead-lettered with the reason),
-across crashes and restarts: an event's offset is committed only after its deliveries are finished and
-recorded, and a restart re-reads what was not committed.
+across crashes and restarts: an event's offset is committed only after its jobs are finished and
+recorded, and a restart re-reads what was not committed. Groups live in memory: after a restart a
+notification shows the alerts read since (the others are still firing, and notified already).
 
 Duplicates: a restart skips every key whose final record is on `alerts.deliveries`, so the only
 notification a receiver can get twice is one that was *in flight* when the process died by SIGKILL (or
 a crash): the receiver had it, its record was not yet acknowledged. At most NOTIFY_CONCURRENCY such
-deliveries exist at any moment. On a graceful stop (SIGTERM/SIGINT) there are none: no new delivery
+notifications exist at any moment; after the restart their events may come in a differently composed
+group, so receivers drop repeats by the per-event keys the body lists (`delivers`), not only by the
+notification's key. On a graceful stop (SIGTERM/SIGINT) there are none: no new delivery
 starts, attempts in flight finish and are recorded, pending retries are abandoned (a retry means the
 receiver did not accept it), offsets are committed up to the first event with unfinished work, and the
 next start does the rest, skipping what is finished. Receivers that must never act twice drop a repeated
@@ -43,23 +55,32 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable, Mapping, Sequence
+import uuid
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.errors import KafkaError
 
-from controlroom.alerts.subscriptions import Subscription, SubscriptionError, parse_subscription, recipients
+from controlroom.alerts.subscriptions import (
+    Subscription,
+    SubscriptionError,
+    group_labels,
+    is_incident,
+    parse_subscription,
+    recipients,
+)
 from controlroom.catalog import Catalog
 from controlroom.errors import ConfigError, ControlRoomError, StartupError
-from controlroom.kafka import FETCH_MAX_WAIT_MS, StartEnd, ensure_topics, make_consumer, make_producer, polls
+from controlroom.kafka import FETCH_MAX_WAIT_MS, ensure_topics, make_consumer, make_producer, polls
 from controlroom.logs import get_logger
 from controlroom.schema import (
     ALERTS_TOPIC,
     CONTROL_TOPIC,
     DELIVERIES_TOPIC,
+    INCIDENTS_TOPIC,
     AlertEvent,
     DeliveryRecord,
     MessageError,
@@ -67,17 +88,20 @@ from controlroom.schema import (
     read_alert_event,
     read_control,
     read_delivery,
+    read_incident_event,
 )
 from controlroom.settings import Settings
+from notify.alertmanager import AlertmanagerPusher
 from notify.channels import Channel, EmailChannel, WebhookChannel
+from notify.follow import CATCH_UP_TIMEOUT_S, TopicFollower
 from notify.formats import event_key
-from notify.policy import FINAL_STATUSES, backoff_s, redact_target, status_after
+from notify.grouping import Dispatcher, Job, Notification
+from notify.policy import FINAL_STATUSES, SKIPPED, backoff_s, redact_target, status_after
 
 log = get_logger("notifier")
 
 REMEMBER_KEYS = 1_000_000  # finished idempotency keys kept in memory (oldest forgotten first)
 PUBLISH_TRIES = 20  # a delivery record that cannot be published stops the service (offsets stay uncommitted)
-CATCH_UP_TIMEOUT_S = 60.0
 
 
 def master_key(settings: Settings) -> str:
@@ -98,48 +122,10 @@ class NotifierStats:
     dead_letters: int = 0
     retries: int = 0  # attempts that will be tried again
     skipped: int = 0  # deliveries already finished before (after a restart or rebalance)
+    repeats_skipped: int = 0  # `repeat` events inside a subscription's repeat_interval_s
+    notifications: int = 0  # grouped notifications finished (each carries one or more deliveries)
     batches: int = 0
     malformed: int = 0  # unreadable alert events, skipped with a warning
-
-
-@dataclass(frozen=True, slots=True)
-class Job:
-    key: str
-    event: AlertEvent
-    sub: Subscription
-    tp: TopicPartition
-    offset: int
-
-
-class _Follower:
-    """Reads a whole topic from the beginning, then follows it; `caught_up` once the start-time end is read."""
-
-    def __init__(self, settings: Settings, topic: str, apply: Callable[[bytes | None], None]) -> None:
-        self.topic = topic
-        self.apply = apply
-        self.caught_up = asyncio.Event()
-        self._consumer = make_consumer(settings, topic, fetch_max_wait_ms=FETCH_MAX_WAIT_MS)
-
-    async def run(self, stop: asyncio.Event) -> None:
-        c = self._consumer
-        await c.start()
-        try:
-            deadline = time.monotonic() + CATCH_UP_TIMEOUT_S
-            while not c.assignment():
-                if time.monotonic() > deadline:
-                    raise StartupError(f"topic {self.topic} has no partitions")
-                await asyncio.sleep(0.05)
-            parts = sorted(c.assignment())
-            await c.seek_to_beginning(*parts)
-            end = StartEnd(c, await c.end_offsets(parts))
-            async for polled in polls(c, stop, log, timeout_ms=200, topic=self.topic):
-                for records in polled.values():
-                    for r in records:
-                        self.apply(r.value)
-                if not self.caught_up.is_set() and await end.reached():
-                    self.caught_up.set()
-        finally:
-            await c.stop()
 
 
 class Notifier:
@@ -148,7 +134,7 @@ class Notifier:
         self.catalog = catalog
         self._key = master_key(settings)
         self.channels: Mapping[str, Channel] = channels if channels is not None else {
-            "webhook": WebhookChannel(settings, self._key), "email": EmailChannel(settings, catalog)}
+            "webhook": WebhookChannel(settings, self._key, catalog), "email": EmailChannel(settings, catalog)}
         self.subscriptions: dict[str, Subscription] = {}
         self.finished: dict[str, None] = {}  # insertion-ordered set of finished idempotency keys
         self.attempted: dict[str, int] = {}  # unfinished key → attempts already made
@@ -156,6 +142,9 @@ class Notifier:
         self.started = asyncio.Event()  # set once both topics are read and the alerts consumer runs
         self._producer: AIOKafkaProducer | None = None
         self._slots = asyncio.Semaphore(max(1, settings.notify_concurrency))
+        self.dispatcher = Dispatcher()
+        self.alertmanager: AlertmanagerPusher | None = None  # with ALERTMANAGER_URL, once run() starts
+        self.read_through: dict[TopicPartition, int] = {}  # the last offset read per partition
 
     # --- state from the two followed topics -----------------------------------------------------------
 
@@ -206,13 +195,17 @@ class Notifier:
     async def run(self, stop: asyncio.Event) -> None:
         """Notify until `stop` is set; then finish the attempts in flight, commit, and return."""
         s = self.settings
-        await ensure_topics(s, [ALERTS_TOPIC, CONTROL_TOPIC, DELIVERIES_TOPIC])
+        await ensure_topics(s, [ALERTS_TOPIC, INCIDENTS_TOPIC, CONTROL_TOPIC, DELIVERIES_TOPIC])
         self._producer = make_producer(s)
         await self._producer.start()
-        followers = [_Follower(s, CONTROL_TOPIC, self.apply_control),
-                     _Follower(s, DELIVERIES_TOPIC, self.apply_delivery)]
+        followers = [TopicFollower(s, CONTROL_TOPIC, self.apply_control),
+                     TopicFollower(s, DELIVERIES_TOPIC, self.apply_delivery)]
         tasks = [asyncio.create_task(f.run(stop), name=f"follow-{f.topic}") for f in followers]
-        consumer = make_consumer(s, ALERTS_TOPIC, group_id=s.notify_group_id, fetch_max_wait_ms=FETCH_MAX_WAIT_MS,
+        self.alertmanager = pusher = AlertmanagerPusher(s, self.catalog) if s.alertmanager_url else None
+        if pusher is not None:  # its own reader of `alerts`; it never raises (see notify.alertmanager)
+            tasks.append(asyncio.create_task(pusher.run(stop), name="alertmanager"))
+        consumer = make_consumer(s, ALERTS_TOPIC, INCIDENTS_TOPIC, group_id=s.notify_group_id,
+                                 fetch_max_wait_ms=FETCH_MAX_WAIT_MS,
                                  max_poll_records=s.notify_batch_max)
         try:
             await self._catch_up(followers, tasks)
@@ -220,9 +213,9 @@ class Notifier:
             self.started.set()
             log.info("notifier started", subscriptions=len(self.subscriptions), finished_keys=len(self.finished),
                      group=s.notify_group_id)
+            # short polls: a group falls due on time even while nothing arrives
             async for polled in polls(consumer, stop, log, timeout_ms=200, max_records=s.notify_batch_max):
-                if polled:
-                    await self._batch(consumer, polled, stop)
+                await self._step(consumer, polled, stop)
         finally:
             stop.set()
             await asyncio.gather(*tasks, return_exceptions=True)
@@ -231,9 +224,10 @@ class Notifier:
             for channel in self.channels.values():
                 await channel.close()
             log.info("notifier stopped", delivered=self.stats.delivered, dead_letters=self.stats.dead_letters,
-                     retries=self.stats.retries, skipped=self.stats.skipped, batches=self.stats.batches)
+                     retries=self.stats.retries, skipped=self.stats.skipped, notifications=self.stats.notifications,
+                     batches=self.stats.batches)
 
-    async def _catch_up(self, followers: Sequence[_Follower], tasks: Sequence[asyncio.Task[None]]) -> None:
+    async def _catch_up(self, followers: Sequence[TopicFollower], tasks: Sequence[asyncio.Task[None]]) -> None:
         deadline = time.monotonic() + CATCH_UP_TIMEOUT_S
         while not all(f.caught_up.is_set() for f in followers):
             for t in tasks:
@@ -250,14 +244,15 @@ class Notifier:
         jobs: list[Job] = []
         subs = list(self.subscriptions.values())
         for tp, records in polled.items():
+            read = read_incident_event if tp.topic == INCIDENTS_TOPIC else read_alert_event
             for r in records:
                 try:
-                    event = read_alert_event(r.value)
+                    event = cast(AlertEvent, read(r.value))
                     targets = recipients(subs, event, self.catalog)
                     keys = [event_key(event, sub) for sub in targets]
                 except (ValueError, KeyError, TypeError) as exc:  # MessageError is a ValueError
                     self.stats.malformed += 1
-                    log.warning("unreadable alert event skipped", partition=tp.partition, offset=r.offset,
+                    log.warning("unreadable event skipped", topic=tp.topic, partition=tp.partition, offset=r.offset,
                                 error=str(exc)[:200])
                     continue
                 for key, sub in zip(keys, targets, strict=True):
@@ -267,64 +262,89 @@ class Notifier:
                         jobs.append(Job(key, event, sub, tp, r.offset))
         return jobs
 
-    async def _batch(self, consumer: AIOKafkaConsumer, polled: Mapping[TopicPartition, Sequence[Any]],
-                     stop: asyncio.Event) -> None:
-        per_sub: dict[str, list[Job]] = {}
+    async def _step(self, consumer: AIOKafkaConsumer, polled: Mapping[TopicPartition, Sequence[Any]],
+                    stop: asyncio.Event) -> None:
+        """Jobs of what was read join their groups; the groups that are due are notified; then the offsets
+        that no waiting job holds are committed."""
+        now = int(time.time() * 1000)
         for job in self.plan(polled):
-            per_sub.setdefault(job.sub.id, []).append(job)
-        results = await asyncio.gather(*(self._deliver_in_order(jobs, stop) for jobs in per_sub.values()))
-        unfinished = [job for left in results for job in left]
-        offsets: dict[TopicPartition, int] = {}
+            if not self.dispatcher.add(job, group_labels(job.sub, job.event, self.catalog), now):
+                await self._record(job, attempt=self.attempted.get(job.key, 0) + 1, status=SKIPPED, http_status=0,
+                                   error="repeat_interval_s: notified less long ago", at_ms=now, duration_ms=0.0,
+                                   delivery_id=None)
+                self._finish(job.key)
+                self.stats.repeats_skipped += 1
         for tp, records in polled.items():
-            waiting = [j.offset for j in unfinished if j.tp == tp]
-            offsets[tp] = min(waiting) if waiting else records[-1].offset + 1
-        await self._commit(consumer, offsets)
-        self.stats.batches += 1
+            if records:
+                self.read_through[tp] = records[-1].offset
+        due = self.dispatcher.due(now)
+        if due:
+            per_sub: dict[str, list[Notification]] = {}
+            for n in due:
+                per_sub.setdefault(n.sub.id, []).append(n)
+            await asyncio.gather(*(self._notify_in_order(ns, stop) for ns in per_sub.values()))
+        if polled or due:
+            await self._commit(consumer)
+            self.stats.batches += 1
 
-    async def _deliver_in_order(self, jobs: Sequence[Job], stop: asyncio.Event) -> list[Job]:
-        """One subscription's deliveries, one after the other; returns those left unfinished by a stop."""
-        for i, job in enumerate(jobs):
-            if stop.is_set() or not await self._deliver(job, stop):
-                return list(jobs[i:])
-        return []
+    async def _notify_in_order(self, notes: Sequence[Notification], stop: asyncio.Event) -> None:
+        """One subscription's notifications, one after the other; a stop puts the rest back in their groups."""
+        for n in notes:
+            finished = not stop.is_set() and await self._deliver(n, stop)
+            self.dispatcher.done(n, int(time.time() * 1000), finished=finished)
 
-    async def _deliver(self, job: Job, stop: asyncio.Event) -> bool:
+    async def _deliver(self, n: Notification, stop: asyncio.Event) -> bool:
         """Attempts until delivered or dead-lettered (True), or until a stop interrupts a retry wait (False)."""
         s = self.settings
-        channel = self.channels[job.sub.channel]
-        attempt = self.attempted.get(job.key, 0)
+        channel = self.channels[n.sub.channel]
+        attempt = max(self.attempted.get(j.key, 0) for j in n.jobs)
         while True:
             attempt += 1
-            async with self._slots:  # in flight from here until its record is acknowledged
+            async with self._slots:  # in flight from here until its records are acknowledged
                 at_ms = int(time.time() * 1000)
                 started = time.perf_counter()
-                outcome = await channel.send(job.sub, job.event)
+                outcome = await channel.send(n)
                 duration_ms = (time.perf_counter() - started) * 1000
                 status = status_after(outcome, attempt, s.notify_max_attempts)
-                await self._publish(delivery_message(
-                    key=job.key, event=job.event, subscription_id=job.sub.id, channel=job.sub.channel,
-                    target=redact_target(job.sub.target), attempt=attempt, status=status,
-                    http_status=outcome.status_code, error=outcome.error, attempted_ms=at_ms,
-                    duration_ms=duration_ms))
+                delivery_id = uuid.uuid4().hex
+                for job in n.jobs:
+                    await self._record(job, attempt=attempt, status=status, http_status=outcome.status_code,
+                                       error=outcome.error, at_ms=at_ms, duration_ms=duration_ms,
+                                       delivery_id=delivery_id)
             if status in FINAL_STATUSES:
-                self._finish(job.key)
+                for job in n.jobs:
+                    self._finish(job.key)
+                self.stats.notifications += 1
                 if outcome.ok:
-                    self.stats.delivered += 1
+                    self.stats.delivered += len(n.jobs)
                 else:
-                    self.stats.dead_letters += 1
-                    log.warning("delivery dead-lettered", idempotency_key=job.key, subscription_id=job.sub.id,
-                                target=redact_target(job.sub.target), attempts=attempt, error=outcome.error)
+                    self.stats.dead_letters += len(n.jobs)
+                    log.warning("notification dead-lettered", idempotency_key=n.key, subscription_id=n.sub.id,
+                                target=redact_target(n.sub.target), attempts=attempt, events=len(n.jobs),
+                                error=outcome.error)
                 return True
             self.stats.retries += 1
-            self.attempted[job.key] = attempt
+            for job in n.jobs:
+                self.attempted[job.key] = attempt
             wait_s = backoff_s(attempt, s.notify_backoff_s, s.notify_backoff_max_s)
-            log.info("delivery will be retried", idempotency_key=job.key, subscription_id=job.sub.id,
+            log.info("notification will be retried", idempotency_key=n.key, subscription_id=n.sub.id,
                      attempt=attempt, error=outcome.error, retry_in_s=wait_s)
             try:
                 await asyncio.wait_for(stop.wait(), wait_s)
                 return False  # stopping: the receiver did not take it; the next start tries again
             except TimeoutError:
                 pass
+
+    async def _record(self, job: Job, *, attempt: int, status: str, http_status: int, error: str, at_ms: int,
+                      duration_ms: float, delivery_id: str | None) -> None:
+        event = job.event
+        if is_incident(event):  # alert_deliveries: the incident id and `incident.<event>` (its key says the rest)
+            event = cast(AlertEvent, {"alert_id": job.subject, "seq": event["seq"],
+                                      "event": f"incident.{event['event']}"})
+        await self._publish(delivery_message(
+            key=job.key, event=event, subscription_id=job.sub.id, channel=job.sub.channel,
+            target=redact_target(job.sub.target), attempt=attempt, status=status, http_status=http_status,
+            error=error, attempted_ms=at_ms, duration_ms=duration_ms, delivery_id=delivery_id))
 
     async def _publish(self, record: DeliveryRecord) -> None:
         if self._producer is None:
@@ -340,9 +360,16 @@ class Notifier:
                 log.warning("delivery record not acknowledged, retrying", error=repr(exc), attempt=tries)
                 await asyncio.sleep(min(0.25 * tries, 2.0))
 
-    async def _commit(self, consumer: AIOKafkaConsumer, offsets: Mapping[TopicPartition, int]) -> None:
+    async def _commit(self, consumer: AIOKafkaConsumer) -> None:
+        """Commit, per owned partition, up to the first event with a job not finished (or all that was read).
+        Jobs waiting from partitions no longer owned are dropped: their next owner reads them again."""
         assigned = consumer.assignment()
-        mine = {tp: off for tp, off in offsets.items() if tp in assigned}
+        if self.dispatcher.drop_partitions(tp for tp in self.read_through if tp not in assigned):
+            log.info("waiting notifications of revoked partitions dropped (their next owner sends them)")
+        for tp in [tp for tp in self.read_through if tp not in assigned]:
+            del self.read_through[tp]
+        holding = self.dispatcher.holding()
+        mine = {tp: holding.get(tp, read + 1) for tp, read in self.read_through.items()}
         if not mine:
             return
         try:

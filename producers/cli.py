@@ -24,11 +24,13 @@ def _stop_event() -> asyncio.Event:
 
 def run_simulate(settings: Settings, args: argparse.Namespace) -> int:
     from producers.publisher import run_simulator
+    from producers.scenarios import parse_scenario
     from producers.simulator import parse_incident
 
     now = int(time.time() * 1000)
     try:
         incidents = [parse_incident(spec, now) for spec in args.incident]
+        incidents += [inc for spec in args.scenario for inc in parse_scenario(spec, now, default_catalog())]
     except ValueError as exc:
         raise ConfigError(str(exc)) from exc
 
@@ -84,6 +86,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--incident", action="append", default=[], metavar="SPEC",
                    help="inject an incident, e.g. spike:feed=hotline_calls,province=01,factor=5,start=+60,duration=300 "
                         "(kinds: spike, drop, silent, malformed, late)")
+    p.add_argument("--scenario", action="append", default=[], metavar="SPEC",
+                   help="move related feeds together so an incident forms, e.g. flood:province=46 "
+                        "(options start=+0, duration=3600, ramp=300; see producers/scenarios.py)")
     p.add_argument("--duration", type=float, default=None, help="stop after this many seconds")
     p.set_defaults(func=run_simulate)
     r = sub.add_parser("replay")

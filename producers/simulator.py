@@ -27,8 +27,10 @@ Message = tuple[str, bytes, bytes]  # (topic, key, value)
 
 @dataclass(frozen=True, slots=True)
 class Incident:
-    """spike/drop: values × factor · silent: nothing sent · malformed/late: a `fraction` of readings
-    become bad or arrive `delay_s` late. Optional feed/province filters; active in [start_ms, end_ms)."""
+    """spike/drop: values × factor (+ add) · silent: nothing sent · malformed/late: a `fraction` of readings
+    become bad or arrive `delay_s` late. Optional feed/province filters, and `dims` ("name=value" strings: a
+    series matches when, for each name listed, its value is one listed); active in [start_ms, end_ms).
+    `ramp_s`: a spike's factor grows from 1 to `factor` over that long (a river rising, not jumping)."""
 
     kind: str
     start_ms: int
@@ -38,12 +40,25 @@ class Incident:
     factor: float = 1.0
     fraction: float = 1.0
     delay_s: float = 120.0
+    dims: frozenset[str] = frozenset()
+    add: float = 0.0
+    ramp_s: float = 0.0
 
     KINDS = ("spike", "drop", "silent", "malformed", "late")
 
-    def applies(self, feed: str, province: str, ts_ms: int) -> bool:
-        return (self.start_ms <= ts_ms < self.end_ms and (self.feed is None or self.feed == feed)
-                and (self.province is None or self.province == province))
+    def applies(self, feed: str, province: str, ts_ms: int, dims: dict[str, str] | None = None) -> bool:
+        if not (self.start_ms <= ts_ms < self.end_ms and (self.feed is None or self.feed == feed)
+                and (self.province is None or self.province == province)):
+            return False
+        if self.dims:
+            names = {d.partition("=")[0] for d in self.dims}
+            return all(f"{n}={(dims or {}).get(n)}" in self.dims for n in names)
+        return True
+
+    def factor_at(self, ts_ms: int) -> float:
+        if self.ramp_s <= 0:
+            return self.factor
+        return 1 + (self.factor - 1) * min(1.0, (ts_ms - self.start_ms) / (self.ramp_s * 1000))
 
 
 def parse_incident(spec: str, now_ms: int) -> Incident:
@@ -173,7 +188,7 @@ class Simulator:
 
     def _incident(self, kind: str, s: _Series, ts_ms: int) -> Incident | None:
         for inc in self.incidents:
-            if inc.kind == kind and inc.applies(s.feed.id, s.province, ts_ms):
+            if inc.kind == kind and inc.applies(s.feed.id, s.province, ts_ms, s.dims):
                 return inc
         return None
 
@@ -193,7 +208,7 @@ class Simulator:
             for kind in ("spike", "drop"):
                 inc = self._incident(kind, s, ts)
                 if inc:
-                    value *= inc.factor
+                    value = round(value * inc.factor_at(ts) + inc.add, 2)
             value = min(max(value, s.feed.valid_min), s.feed.valid_max)
             event_ts = ts
             late = self._incident("late", s, ts)

@@ -3,13 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import os
-from pathlib import Path
 
 import orjson
 
 from controlroom.catalog import default_catalog
-from controlroom.errors import ConfigError
 from controlroom.runner import run_until_signalled
 from controlroom.settings import Settings
 
@@ -73,27 +70,10 @@ def run_backfill(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _backfill_through_api(settings: Settings, args: argparse.Namespace) -> int:
-    import httpx
+    from controlroom.api_call import post_to_api
 
-    key = os.environ.get("CONTROLROOM_API_KEY") or _read_key(settings.data_dir / "admin.key")
-    url = args.api if args.api.startswith("http") else f"http://{settings.api_host}:{settings.api_port}"
-    try:
-        resp = httpx.post(f"{url.rstrip('/')}/admin/backfill", json={"from": args.from_, "to": args.to},
-                          headers={"Authorization": f"Bearer {key}"}, timeout=3600.0)
-    except httpx.HTTPError as exc:
-        raise ConfigError(f"backfill: the API at {url} did not answer: {exc}") from exc
-    if resp.status_code != 200:
-        raise ConfigError(f"backfill: the API answered {resp.status_code}: {resp.text[:500]}")
-    print(resp.text)
+    print(post_to_api(settings, args.api, "/admin/backfill", {"from": args.from_, "to": args.to}, "backfill"))
     return 0
-
-
-def _read_key(path: Path) -> str:
-    try:
-        return path.read_text().strip()
-    except OSError as exc:
-        raise ConfigError(f"backfill --api needs an admin key: set CONTROLROOM_API_KEY or keep {path} "
-                          "(make up writes it)") from exc
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

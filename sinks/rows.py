@@ -25,9 +25,11 @@ from controlroom.schema import (
     DEFAULT_MAX_PAST_MS,
     DELIVERIES_TOPIC,
     DLQ_TOPIC,
+    INCIDENTS_TOPIC,
     LATE_AMENDED,
     LATE_TOO_LATE,
     LATE_TOPIC,
+    NOTES_TOPIC,
     Reading,
     decode_message,
     dims_key,
@@ -40,8 +42,10 @@ DIMS = pa.map_(pa.string(), pa.string())
 
 READINGS, AGG, DEAD, LATE = "readings", "agg_1m", "dead_letters", "late_readings"
 ALERT_EVENTS, DELIVERIES = "alert_events", "alert_deliveries"
-TABLES = (READINGS, AGG, DEAD, LATE, ALERT_EVENTS, DELIVERIES)
-URGENT = frozenset({ALERT_EVENTS})  # flushed at once: an operator waits for an alert, not for a batch
+INCIDENT_EVENTS, ALERT_NOTES = "incident_events", "alert_notes"
+TABLES = (READINGS, AGG, DEAD, LATE, ALERT_EVENTS, DELIVERIES, INCIDENT_EVENTS, ALERT_NOTES)
+# flushed at once: an operator waits for an alert (or the incident, comment… they just posted), not for a batch
+URGENT = frozenset({ALERT_EVENTS, INCIDENT_EVENTS, ALERT_NOTES})
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,7 +71,8 @@ class Converted:
 def target_of(topic: str) -> str:
     """Which table a topic's records go to."""
     return {AGG_TOPIC: AGG, DLQ_TOPIC: DEAD, LATE_TOPIC: LATE, ALERTS_TOPIC: ALERT_EVENTS,
-            DELIVERIES_TOPIC: DELIVERIES}.get(topic, READINGS)
+            DELIVERIES_TOPIC: DELIVERIES, INCIDENTS_TOPIC: INCIDENT_EVENTS,
+            NOTES_TOPIC: ALERT_NOTES}.get(topic, READINGS)
 
 
 SCHEMAS: dict[str, pa.Schema] = {
@@ -102,13 +107,26 @@ SCHEMAS: dict[str, pa.Schema] = {
         ("dims_key", pa.string()), ("summary_vi", pa.string()), ("summary_en", pa.string()),
         ("value", pa.float64()), ("evidence", pa.string()), ("starts_at", TS), ("ends_at", TS), ("event_at", TS),
         ("ack_by", pa.string()), ("ack_comment", pa.string()), ("silenced", pa.uint8()), ("link", pa.string()),
-        ("kafka_partition", pa.uint32()), ("kafka_offset", pa.uint64()),
+        ("kafka_partition", pa.uint32()), ("kafka_offset", pa.uint64()), ("inhibited_by", pa.string()),
     ]),
     DELIVERIES: pa.schema([
         ("delivery_id", pa.string()), ("idempotency_key", pa.string()), ("alert_id", pa.string()),
         ("seq", pa.uint64()), ("event", pa.string()), ("subscription_id", pa.string()), ("channel", pa.string()),
         ("target", pa.string()), ("attempt", pa.uint32()), ("status", pa.string()), ("http_status", pa.uint16()),
         ("error", pa.string()), ("attempted_at", TS), ("duration_ms", pa.float64()),
+    ]),
+    INCIDENT_EVENTS: pa.schema([
+        ("incident_id", pa.string()), ("seq", pa.uint64()), ("type", pa.string()), ("type_version", pa.uint32()),
+        ("scope", pa.string()), ("province", pa.string()), ("severity", pa.string()), ("event", pa.string()),
+        ("state", pa.string()), ("title_vi", pa.string()), ("title_en", pa.string()), ("alert_id", pa.string()),
+        ("signal", pa.string()), ("by", pa.string()), ("comment", pa.string()), ("assignee", pa.string()),
+        ("ack_by", pa.string()), ("ack_comment", pa.string()), ("signals", pa.list_(pa.string())),
+        ("members", pa.string()), ("alert_ids", pa.list_(pa.string())), ("opened_at", TS), ("resolved_at", TS),
+        ("event_at", TS), ("kafka_partition", pa.uint32()), ("kafka_offset", pa.uint64()),
+    ]),
+    ALERT_NOTES: pa.schema([
+        ("note_id", pa.string()), ("alert_id", pa.string()), ("kind", pa.string()), ("by", pa.string()),
+        ("at", TS), ("assignee", pa.string()), ("comment", pa.string()),
     ]),
 }
 
@@ -216,7 +234,8 @@ def _alert_row(rec: Record, d: dict[str, Any], catalog: Catalog) -> tuple[Any, .
             _str(d, "summary_vi", ""), _str(d, "summary_en", ""), _optional_num(d, "value"),
             orjson.dumps(d.get("evidence") or {}).decode(), _int(d, "starts_at"),
             None if ends is None else _int(d, "ends_at"), _int(d, "event_at"), _str(ack, "by", ""),
-            _str(ack, "comment", ""), 1 if d.get("silenced") else 0, _str(d, "link", ""), rec.partition, rec.offset)
+            _str(ack, "comment", ""), 1 if d.get("silenced") else 0, _str(d, "link", ""), rec.partition, rec.offset,
+            _str(d, "inhibited_by", "") if d.get("inhibited_by") is not None else "")
 
 
 def _delivery_row(rec: Record, d: dict[str, Any], catalog: Catalog) -> tuple[Any, ...]:
@@ -226,8 +245,31 @@ def _delivery_row(rec: Record, d: dict[str, Any], catalog: Catalog) -> tuple[Any
             _int(d, "attempted_at"), _num(d, "duration_ms"))
 
 
+def _incident_row(rec: Record, d: dict[str, Any], catalog: Catalog) -> tuple[Any, ...]:
+    ack = d.get("ack") or {}
+    members = d.get("members") or []
+    signals = d.get("signals") or []
+    if not isinstance(ack, dict) or not isinstance(members, list) or not all(isinstance(m, dict) for m in members):
+        raise ValueError("ack or members")
+    if not isinstance(signals, list) or not all(isinstance(x, str) for x in signals):
+        raise ValueError("signals")
+    resolved = d.get("resolved_at")
+    return (_str(d, "incident_id"), _uint(d, "seq"), _str(d, "type"), _uint(d, "type_version"), _str(d, "scope"),
+            _str(d, "province"), _str(d, "severity"), _str(d, "event"), _str(d, "state"), _str(d, "title_vi", ""),
+            _str(d, "title_en", ""), _str(d, "alert_id", ""), _str(d, "signal", ""), _str(d, "by", ""),
+            _str(d, "comment", ""), _str(d, "assignee", ""), _str(ack, "by", ""), _str(ack, "comment", ""), signals,
+            orjson.dumps(members).decode(), [_str(m, "alert_id") for m in members], _int(d, "opened_at"),
+            None if resolved is None else _int(d, "resolved_at"), _int(d, "event_at"), rec.partition, rec.offset)
+
+
+def _note_row(rec: Record, d: dict[str, Any], catalog: Catalog) -> tuple[Any, ...]:
+    return (_str(d, "note_id"), _str(d, "alert_id"), _str(d, "kind"), _str(d, "by", ""), _int(d, "at"),
+            _str(d, "assignee", ""), _str(d, "comment", ""))
+
+
 _WORKER_ROWS: dict[str, Callable[[Record, dict[str, Any], Catalog], tuple[Any, ...]]] = {
     AGG: _agg_row, DEAD: _dead_row, LATE: _late_row, ALERT_EVENTS: _alert_row, DELIVERIES: _delivery_row,
+    INCIDENT_EVENTS: _incident_row, ALERT_NOTES: _note_row,
 }
 
 

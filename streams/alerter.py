@@ -12,7 +12,9 @@ Delivery: events are acknowledged by the broker before the snapshot that follows
 A crash in between replays the inputs since the snapshot: the same conditions give the same
 (alert_id, seq), which the sink's ReplacingMergeTree and the notifier's delivery log absorb. The
 clock-driven rules wait until the alerter has caught up with its inputs, so a restart does not
-mistake its own backlog for silent provinces.
+mistake its own backlog for silent provinces, and once caught up it tells the core it has resumed: a series
+not already alerting is given its staleness limit (and at least one cadence plus the lateness allowance)
+from that moment, so the alerter's own downtime is not blamed on the agencies.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ import orjson
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from controlroom.alerts.core import AlertingCore
+from controlroom.alerts.inhibit import read_inhibit_rules
 from controlroom.alerts.rules import read_rule_docs
 from controlroom.catalog import Catalog
 from controlroom.kafka import (
@@ -55,6 +58,7 @@ from controlroom.schema import (
     read_window,
 )
 from controlroom.settings import Settings
+from streams.incidents import IncidentRunner
 
 log = get_logger("alerter")
 
@@ -80,7 +84,10 @@ class Alerter:
         self.settings = settings
         self.catalog = catalog
         self.core = AlertingCore(catalog, read_rule_docs(settings.alert_rules_file, catalog),
-                                 window_s=settings.window_s, grafana_url=settings.grafana_url)
+                                 window_s=settings.window_s, allowed_lateness_s=settings.allowed_lateness_s,
+                                 grafana_url=settings.grafana_url,
+                                 inhibit_rules=read_inhibit_rules(settings.alert_inhibit_file, catalog))
+        self.incidents = IncidentRunner(settings, catalog, fresh=not state_path(settings).exists())
         self.caught_up = False
         self.stats: dict[str, int] = {"inputs": 0, "events": 0, "snapshots": 0, "malformed": 0}
 
@@ -95,7 +102,9 @@ class Alerter:
                 return self.core.on_dead_letter(read_dead_letter(value))
             if topic == LATE_TOPIC:
                 return self.core.on_late(read_late(value))
-            return self.core.on_control(read_control(value))
+            command = read_control(value)
+            self.incidents.on_control(command)
+            return self.core.on_control(command)
         except (ValueError, TypeError, KeyError, AttributeError) as exc:
             self.stats["malformed"] += 1
             log.warning("input skipped", topic=topic, error=f"{type(exc).__name__}: {exc}")
@@ -149,16 +158,22 @@ class Alerter:
             if not self.caught_up:
                 self.caught_up = await end.reached()
                 if self.caught_up:
+                    # staleness counts silence from here for series not already alerting: whatever they did
+                    # not send while we were down is our downtime, not theirs
+                    self.core.resumed(now_ms())
                     log.info("caught up with the inputs; clock-driven rules start", inputs=self.stats["inputs"])
             mono = time.monotonic()
             if self.caught_up and mono - last_tick >= s.alerter_tick_s:
                 events.extend(self.core.tick(now_ms()))
                 last_tick = mono
                 dirty = True
+            self.incidents.on_alerts(events)
             if events:
                 await self._publish(producer, events)
+            await self.incidents.publish(producer)
             if dirty and (events or mono - last_snapshot >= s.alerter_snapshot_s):
                 offsets = {f"{tp.topic}:{tp.partition}": await consumer.position(tp) for tp in tps}
+                await asyncio.to_thread(write_atomically, *self.incidents.snapshot())  # first: see streams/incidents.py
                 data = self.core.snapshot(offsets)
                 await asyncio.to_thread(write_atomically, state_path(s), data)
                 self.stats["snapshots"] += 1
@@ -171,4 +186,5 @@ class Alerter:
         self.stats["events"] += len(events)
         for e in events:
             log.info("alert", alert_id=e["alert_id"], alert_event=e["event"], severity=e["severity"], rule=e["rule_id"],
-                     feed=e["feed"], province=e["province"], seq=e["seq"], silenced=e["silenced"])
+                     feed=e["feed"], province=e["province"], seq=e["seq"], silenced=e["silenced"],
+                     inhibited_by=e.get("inhibited_by"))

@@ -6,7 +6,10 @@ Inputs and what they feed:
 - agg.1m (closed windows): every window rule, and the "total" of the data-quality share;
 - feeds.dlq / feeds.late: the "rejected" / "late" of the data-quality share, per minute received;
 - alerts.control: rule changes (hot reload, versioned), silences, acknowledgements;
-- the clock: staleness, pending → firing, repeats, escalations.
+- the clock: staleness, pending → firing, repeats, escalations; `resumed(now)` once the caller has caught up
+  with its inputs after a (re)start (staleness counts silence from then: see controlroom/alerts/evaluate.py).
+Inhibition rules (controlroom/alerts/inhibit.py), when given, mute the notifications of alerts explained by
+another firing alert; conditions that may inhibit others are applied first within each input.
 State (rule engine, alert book, rules changed through the API) round-trips through `snapshot()`.
 """
 
@@ -20,6 +23,7 @@ from urllib.parse import urlencode
 import orjson
 
 from controlroom.alerts.evaluate import Condition, RuleEngine
+from controlroom.alerts.inhibit import Inhibitor, InhibitRule, labels_of
 from controlroom.alerts.lifecycle import AlertBook, LifecycleError
 from controlroom.alerts.rules import RuleError, effective_rule_docs, parse_rule
 from controlroom.board_uids import EXPLORER_UID  # the Grafana board an alert links to
@@ -53,13 +57,15 @@ def board_link(grafana_url: str, event: Mapping[str, Any]) -> str:
 
 class AlertingCore:
     def __init__(self, catalog: Catalog, base_docs: list[dict[str, Any]], *, window_s: int = 60,
-                 grafana_url: str = "http://localhost:3000") -> None:
+                 allowed_lateness_s: float = 10.0, grafana_url: str | None = "http://localhost:3000",
+                 inhibit_rules: list[InhibitRule] | None = None) -> None:
         self.catalog = catalog
         self.base_docs = base_docs
         self.stored: dict[str, dict[str, Any]] = {}  # rule id -> {"version", "doc" | None}, from the API
         self.grafana_url = grafana_url
-        self.engine = RuleEngine(self._rules(), catalog, window_s=window_s)
-        self.book = AlertBook()
+        self.engine = RuleEngine(self._rules(), catalog, window_s=window_s, allowed_lateness_s=allowed_lateness_s)
+        self.inhibitor = Inhibitor(list(inhibit_rules), catalog) if inhibit_rules else None
+        self.book = AlertBook(self.inhibitor)
 
     # --- rules --------------------------------------------------------------------------------------
 
@@ -136,6 +142,10 @@ class AlertingCore:
         log.warning("ack for an unknown alert", alert_id=alert_id)
         return []
 
+    def resumed(self, now_ms: int) -> None:
+        """Caught up with the inputs after a (re)start: the clock-driven rules judge from `now_ms` on."""
+        self.engine.resumed(now_ms)
+
     def tick(self, now_ms: int) -> list[AlertEvent]:
         events = self._apply(self.engine.tick(now_ms))
         return events + self._linked(self.book.tick(now_ms))
@@ -144,11 +154,21 @@ class AlertingCore:
 
     def _apply(self, conditions: Iterable[Condition]) -> list[AlertEvent]:
         events: list[AlertEvent] = []
+        inh = self.inhibitor
+        if inh is not None:  # sources first: a feed-wide alert mutes its series in the same tick
+            conditions = sorted(conditions, key=lambda c: not inh.may_source(labels_of(
+                c.rule.id, c.rule.type, c.feed, c.province, c.severity, c.dims, self.catalog)))
+        at = None
         for c in conditions:
             events.extend(self.book.apply(c))
+            at = c.at_ms if at is None else max(at, c.at_ms)
+        if at is not None:  # a source began or ended: what it mutes says so now, not at the next tick
+            events.extend(self.book.refresh_inhibitions(at))
         return self._linked(events)
 
     def _linked(self, events: list[AlertEvent]) -> list[AlertEvent]:
+        if self.grafana_url is None:  # no board to link to (a backtest: a quarter of its time went on links)
+            return events
         for e in events:
             e["link"] = board_link(self.grafana_url, e)
         return events

@@ -14,6 +14,13 @@ again to move pending → firing and to carry the latest evidence); an inactive 
 fingerprint that was active stops holding, or can no longer be judged (e.g. too few samples).
 Staleness is judged by `tick(now_ms)` only, both ways, so a series silent from the start fires.
 
+Restarts: the alerter calls `resumed(now_ms)` once it has caught up with its inputs. Silence is counted
+from when Control Room was able to receive: for a series not already alerting, from max(last reading,
+resumed) — its silence before the restart may be our own downtime, not the agency's — and no series is
+judged before one cadence plus the lateness allowance has passed since then. A staleness alert that was
+firing before the restart keeps counting from its last reading: it resolves when a reading arrives, not
+because of the restart. The evidence says when the silence was counted from the restart.
+
 Times: window conditions are stamped with the window's end (event time); `tick` with the caller's
 clock (wall time). Live, the two differ by the window latency (about window + lateness).
 """
@@ -30,11 +37,12 @@ import orjson
 
 from controlroom.alerts.rules import ANY_FEED, TEMPLATE_FIELDS, Rule
 from controlroom.catalog import NATIONAL, Catalog
-from controlroom.schema import dims_key, fingerprint, series_key
+from controlroom.schema import dims_key, fingerprint, ms_to_iso, series_key
 
 HOUR_MS = 3_600_000
 PLAN_COVERAGE_SLACK_MS = 3_600_000  # a plan sum must start within the year's first hour to be judged
 SNAPSHOT_VERSION = 1
+SILENT_EXAMPLES = 10  # silent series a feed-wide staleness alert names in its evidence
 # used when a rule has no summary of its own, so an alert always says what and where
 DEFAULT_SUMMARY_VI = "{rule_id}: {feed_vi} – {province_vi} {dims}: {value_text} {unit}"
 DEFAULT_SUMMARY_EN = "{rule_id}: {feed_en} – {province_en} {dims}: {value_text} {unit}"
@@ -96,16 +104,20 @@ def _year_bounds(ms: int, tz_h: float) -> tuple[int, int, int]:
 
 
 class RuleEngine:
-    def __init__(self, rules: Iterable[Rule], catalog: Catalog, *, window_s: int = 60) -> None:
+    def __init__(self, rules: Iterable[Rule], catalog: Catalog, *, window_s: int = 60,
+                 allowed_lateness_s: float = 10.0) -> None:
         self.catalog = catalog
         self.window_ms = window_s * 1000
+        self.lateness_ms = int(allowed_lateness_s * 1000)
         self.rules: dict[str, Rule] = {}
         self._by_feed: dict[str, list[Rule]] = {}
         self._state: dict[str, tuple[str, dict[str, Any]]] = {}  # rule id -> (signature, state)
         self.active: dict[str, str] = {}  # fingerprint -> rule id
         # series key -> [latest reading time ms, feed, province, dims]
         self.last_seen: dict[str, list[Any]] = {}
-        self.started_ms: int | None = None  # first clock reading: "last seen" of a series never heard from
+        # when this engine (re)started judging the clock: resumed(), else the first tick; silence of a series
+        # not already alerting is counted from no earlier than this
+        self.resumed_ms: int | None = None
         self.owned_provinces: frozenset[str] | None = None  # None: this engine judges every province
         for feed, province, dims in catalog.iter_series():
             self.last_seen[series_key(feed.id, province, dims_key(dims))] = [None, feed.id, province, dims]
@@ -141,7 +153,7 @@ class RuleEngine:
                 del self.active[fp]
                 continue
             ev = self._evidence(gone, {"reason": "rule removed" if rule is None else "series no longer matched"})
-            at = now_ms if now_ms is not None else self.started_ms or 0
+            at = now_ms if now_ms is not None else self.resumed_ms or 0
             c = self._emit(gone, feed, province, dims, False, None, ev, at, gone.severity, {})
             if c is not None:
                 out.append(c)
@@ -234,15 +246,44 @@ class RuleEngine:
                 out.append(c)
         return out
 
+    def resumed(self, now_ms: int) -> None:
+        """The caller can judge the clock again from `now_ms` (a start or restart, caught up with its inputs):
+        silence before it is not held against a series that is not already alerting (see the module doc)."""
+        self.resumed_ms = now_ms
+
+    def _silence(self, fp: str, last: int | None, p: Mapping[str, Any], cadence_s: float,
+                 now_ms: int) -> tuple[bool | None, int, int, float]:
+        """(silent: True / False / None = not judged yet, silence counted in ms, counted from (ms), limit in ms)."""
+        resumed = self.resumed_ms if self.resumed_ms is not None else now_ms
+        limit_ms = max(p["cadences"] * cadence_s, p["min_silence_s"]) * 1000
+        if fp in self.active:  # already alerting (perhaps before a restart): only a reading ends it
+            if last is None:
+                return True, now_ms - resumed, resumed, limit_ms
+            return now_ms - last > limit_ms, now_ms - last, last, limit_ms
+        since = max(last, resumed) if last is not None else resumed
+        if since == resumed and now_ms - resumed <= cadence_s * 1000 + self.lateness_ms:
+            return None, now_ms - since, since, limit_ms  # one cadence + lateness to be heard after a restart
+        return now_ms - since > limit_ms, now_ms - since, since, limit_ms
+
+    def _silence_evidence(self, last: int | None, since: int) -> dict[str, Any]:
+        if last is not None and since == last:
+            return {}
+        return {"counted_from_ms": since,
+                "counted_from": f"silence counted from the restart at {ms_to_iso(since)} (Control Room was not "
+                                f"receiving before{'' if last is None else ': last reading ' + ms_to_iso(last)})"}
+
     def tick(self, now_ms: int) -> list[Condition]:
-        """Time-driven rules (staleness): a series silent long enough fires with nothing arriving at all."""
-        if self.started_ms is None:
-            self.started_ms = now_ms
+        """Time-driven rules (staleness): a series silent long enough fires with nothing arriving at all.
+        A rule with `scope: feed` judges each feed as a whole: more than `min_silent_pct` of its series silent."""
+        if self.resumed_ms is None:
+            self.resumed_ms = now_ms
         out: list[Condition] = []
         rules = [r for r in self.rules.values() if r.type == "staleness"]
         if not rules:
             return out
         owned = self.owned_provinces
+        # feed-wide rules: (rule id, feed) -> [series judged, silent, examples, newest reading]
+        wide: dict[tuple[str, str], list[Any]] = {}
         for skey, (last, feed_id, province, dims) in self.last_seen.items():
             if owned is not None and province not in owned:
                 continue
@@ -252,25 +293,57 @@ class RuleEngine:
             for rule in rules:
                 if not rule.matches(feed_id, province, dims):
                     continue
+                if rule.params["scope"] == "feed":
+                    fp = fingerprint(rule.id, feed_id, "", "")
+                    silent, _, _, _ = self._silence(fp, last, rule.params, feed.cadence_s, now_ms)
+                    acc = wide.setdefault((rule.id, feed_id), [0, 0, [], None])
+                    acc[0] += silent is not None
+                    if silent:
+                        acc[1] += 1
+                        if len(acc[2]) < SILENT_EXAMPLES:
+                            acc[2].append(skey)
+                    if last is not None and (acc[3] is None or last > acc[3]):
+                        acc[3] = last
+                    continue
                 p = rule.params_for(province, skey.split("|", 2)[2])
-                limit_ms = max(p["cadences"] * feed.cadence_s, p["min_silence_s"]) * 1000
-                since = last if last is not None else self.started_ms
-                silent_ms = now_ms - since
-                active = silent_ms > limit_ms
                 fp = fingerprint(rule.id, feed_id, province, dims_key(dims))
-                if active == (fp in self.active):
+                active, silent_ms, since, limit_ms = self._silence(fp, last, p, feed.cadence_s, now_ms)
+                if active is None or active == (fp in self.active):
                     continue  # no change: staleness reports transitions only (tick runs every second)
                 ev = self._evidence(rule, {
                     "method": f"silent for more than max({p['cadences']:g} cadences x {feed.cadence_s:g} s, "
                               f"{p['min_silence_s']:g} s)",
                     "last_reading_ms": last, "silent_s": silent_ms / 1000, "limit_s": limit_ms / 1000,
-                    "cadence_s": feed.cadence_s, "cadences": p["cadences"]})
+                    "cadence_s": feed.cadence_s, "cadences": p["cadences"], **self._silence_evidence(last, since)})
                 ctx = {"silent_s": silent_ms / 1000, "silent_min": silent_ms / 60000, "cadences": p["cadences"],
                        "value": silent_ms / 1000}
                 c = self._emit(rule, feed_id, province, dict(dims), active, silent_ms / 1000, ev, now_ms,
                                rule.severity, ctx)
                 if c is not None:
                     out.append(c)
+        for (rid, feed_id), (judged, silent_n, examples, newest) in sorted(wide.items()):
+            rule = self.rules[rid]
+            p = rule.params
+            fp = fingerprint(rid, feed_id, "", "")
+            share = 100.0 * silent_n / judged if judged else 0.0
+            if judged == 0:
+                continue  # nothing judged yet (just after a restart): no verdict
+            active = silent_n >= p["min_series"] and share > p["min_silent_pct"]
+            if active == (fp in self.active):
+                continue
+            feed = self.catalog.feeds[feed_id]
+            ev = self._evidence(rule, {
+                "method": f"more than {p['min_silent_pct']:g} % of the feed's series (at least {p['min_series']}) "
+                          f"silent for more than max({p['cadences']:g} cadences x {feed.cadence_s:g} s, "
+                          f"{p['min_silence_s']:g} s)",
+                "series_judged": judged, "series_silent": silent_n, "share_pct": share,
+                "limit_pct": p["min_silent_pct"], "silent_examples": examples, "last_reading_ms": newest,
+                "cadence_s": feed.cadence_s, "cadences": p["cadences"]})
+            ctx = {"silent_series": silent_n, "series_total": judged, "share_pct": share,
+                   "limit_pct": p["min_silent_pct"], "value": share}
+            c = self._emit(rule, feed_id, "", {}, active, share, ev, now_ms, rule.severity, ctx)
+            if c is not None:
+                out.append(c)
         return out
 
     def seed_plan(self, rule_id: str, province: str, dims: Mapping[str, str], year: int, cumulative: float) -> None:
@@ -524,8 +597,8 @@ class RuleEngine:
             "province_en": prov.name_en if prov else ("National" if province == NATIONAL else ""),
             "dims": dims_key(dims), "value": value if value is not None else 0.0})
         for name in ("baseline", "deviation", "z", "change_pct", "reference", "lookback_min", "silent_s",
-                     "silent_min", "cadences", "share_pct", "limit_pct", "period_min", "ratio_pct", "target_pct",
-                     "plan", "actual", "behind_pct", "threshold"):
+                     "silent_min", "cadences", "silent_series", "series_total", "share_pct", "limit_pct",
+                     "period_min", "ratio_pct", "target_pct", "plan", "actual", "behind_pct", "threshold"):
             full[name] = 0.0  # numeric placeholders always hold a number, so '{z:.1f}' never breaks
         full.update(ctx)
         v = full["value"]
@@ -538,7 +611,7 @@ class RuleEngine:
     # --- persistence ------------------------------------------------------------------------------
 
     def snapshot(self) -> bytes:
-        return orjson.dumps({"v": SNAPSHOT_VERSION, "started_ms": self.started_ms, "last_seen": self.last_seen,
+        return orjson.dumps({"v": SNAPSHOT_VERSION, "resumed_ms": self.resumed_ms, "last_seen": self.last_seen,
                              "active": self.active, "state": self._state})
 
     def restore(self, data: bytes) -> None:
@@ -546,7 +619,7 @@ class RuleEngine:
         doc = orjson.loads(data)
         if doc.get("v") != SNAPSHOT_VERSION:
             raise ValueError(f"unknown rule engine snapshot version {doc.get('v')!r}")
-        self.started_ms = doc["started_ms"]
+        self.resumed_ms = doc.get("resumed_ms", doc.get("started_ms"))  # "started_ms": snapshots before restarts
         self.last_seen.update(doc["last_seen"])
         self.active = dict(doc["active"])
         for rid, (sig, st) in doc["state"].items():

@@ -5,20 +5,31 @@ Per fingerprint (rule, feed, province, dims) there is one alert:
 with for_s = 0 going straight to firing. A pending alert whose condition stops holding resolves too
 (a "resolved" event, so the current-state table never keeps a stale pending row).
 
-Events (controlroom.schema.alert_message, plus one key, ``silenced``):
+Events (controlroom.schema.alert_message, plus two keys, ``silenced`` and ``inhibited_by``):
 - pending, firing, resolved: state changes;
 - firing again while firing: the severity rose (e.g. water level from alarm II to III); the alert keeps
   the highest severity of its episode, so a level falling back does not flap;
 - acknowledged: who and a comment; stops repeats and escalation until the alert resolves;
 - repeat: a firing, unacknowledged alert not notified for repeat_interval_s;
-- escalated: critical and unacknowledged for escalate_after_s since it became critical; once per episode.
+- escalated: critical and unacknowledged for escalate_after_s since it became critical; once per episode;
+- inhibited / uninhibited: a pending or firing alert became inhibited, or stopped being so, with no other
+  event to say it (never notified).
 ``seq`` grows by one per event of a fingerprint, across episodes, so (alert_id, seq) never repeats.
 
 Silences: a silenced alert still changes state and its state-change events are emitted, marked
 ``silenced: true`` (history and current state stay true; the notifier must not notify them). Pure
 notifications (repeat, escalated) are not emitted while silenced; their clocks keep running. When the
 silence ends (time or remove_silence), the next tick notifies what is due: a firing alert never notified
-outside a silence gets a "repeat" at once, an overdue escalation fires.
+outside a silence gets a "repeat" at once, an overdue escalation fires. A firing event held back by a silence
+(or an inhibition) counts as not notified, so a severity rise inside a silence is notified when it ends.
+
+Inhibition (controlroom/alerts/inhibit.py, when the book has an Inhibitor): the same, with the mute computed
+from the firing alerts instead of a time range. Events of an inhibited alert carry ``inhibited_by`` (the
+source's alert id; None otherwise) and are not notified; repeats and escalations wait. A pending or firing
+alert that becomes inhibited without an event of its own gets an ``inhibited`` event (so the current state
+says why it is quiet). When the inhibition ends, a firing alert that is neither acknowledged nor silenced is
+notified at once (a ``repeat``); any other gets an ``uninhibited`` event. A ``resolved`` event of an episode
+never notified keeps the inhibition it had, so a receiver never hears of the end of what it never heard of.
 
 Clocks: `apply` uses the condition's time, `tick` the caller's; every decision is a function of the
 inputs and the state, so a book restored from `snapshot()` emits exactly what the original would.
@@ -33,9 +44,10 @@ from typing import Any
 import orjson
 
 from controlroom.alerts.evaluate import Condition
+from controlroom.alerts.inhibit import Inhibitor
 from controlroom.alerts.silences import Silence, matcher_field_error
 from controlroom.errors import ControlRoomError
-from controlroom.schema import SEVERITIES, AlertEvent, alert_message
+from controlroom.schema import SEVERITIES, AlertEvent, alert_id_of, alert_message
 
 SNAPSHOT_VERSION = 1
 
@@ -72,6 +84,7 @@ class AlertState:
     escalated: bool = False
     notified_at_ms: int | None = None  # last unsilenced firing/repeat/escalated event of this episode
     link: str = ""
+    inhibited_by: str | None = None  # alert id of the firing alert that mutes this one (as of its last event)
 
 
 def _sev_rank(severity: str) -> int:
@@ -79,9 +92,10 @@ def _sev_rank(severity: str) -> int:
 
 
 class AlertBook:
-    def __init__(self) -> None:
+    def __init__(self, inhibitor: Inhibitor | None = None) -> None:
         self.alerts: dict[str, AlertState] = {}
         self.silences: dict[str, Silence] = {}
+        self.inhibitor = inhibitor
 
     # --- queries ----------------------------------------------------------------------------------
 
@@ -94,6 +108,13 @@ class AlertBook:
 
     def is_silenced(self, a: AlertState, now_ms: int) -> bool:
         return any(s.covers(a, now_ms) for s in self.silences.values())
+
+    def inhibition_of(self, a: AlertState) -> str | None:
+        """The alert id of the firing alert that inhibits `a` now, or None."""
+        if self.inhibitor is None:
+            return None
+        found = self.inhibitor.inhibitor_of(a, self.alerts)
+        return None if found is None else alert_id_of(found[1])
 
     # --- inputs -----------------------------------------------------------------------------------
 
@@ -141,11 +162,12 @@ class AlertBook:
         out: list[AlertEvent] = []
         for sid in [sid for sid, s in self.silences.items() if s.ends_ms <= now_ms]:
             del self.silences[sid]
+        out.extend(self.refresh_inhibitions(now_ms, every=True))
         for a in self.alerts.values():
             if a.state == "pending" and a.active and now_ms - a.starts_at_ms >= a.for_s * 1000:
                 out.extend(self._fire(a, now_ms))
                 continue
-            if a.state != "firing" or a.ack is not None or self.is_silenced(a, now_ms):
+            if a.state != "firing" or a.ack is not None or a.inhibited_by or self.is_silenced(a, now_ms):
                 continue
             # never notified: it fired (or rose) inside a silence that is now over
             repeat_due = a.notified_at_ms is None or (a.repeat_interval_s is not None
@@ -158,6 +180,28 @@ class AlertBook:
             if escalation_due:  # a different audience (the second list), so both may go out together
                 a.escalated = True
                 out.append(self._notify(a, "escalated", now_ms))
+        return out
+
+    def refresh_inhibitions(self, now_ms: int, *, every: bool = False) -> list[AlertEvent]:
+        """Events for alerts whose inhibition began or ended without an event of their own (see the module
+        doc). Looks only when the firing sources changed, unless `every` (the clock: labels may have moved)."""
+        inh = self.inhibitor
+        if inh is None or not (every or inh.changed):
+            return []
+        inh.changed = False
+        out: list[AlertEvent] = []
+        for a in self.alerts.values():
+            if a.state == "resolved":
+                continue
+            now = self.inhibition_of(a)
+            if now == a.inhibited_by:
+                continue
+            if now is not None:
+                out.append(self._event(a, "inhibited", now_ms))
+            elif a.state == "firing" and a.ack is None and not self.is_silenced(a, now_ms):
+                out.append(self._notify(a, "repeat", now_ms))  # the source resolved: what it muted is heard now
+            else:
+                out.append(self._event(a, "uninhibited", now_ms))
         return out
 
     def acknowledge(self, fp: str, by: str, comment: str, now_ms: int) -> list[AlertEvent]:
@@ -224,8 +268,10 @@ class AlertBook:
 
     def _notify(self, a: AlertState, event: str, at: int) -> AlertEvent:
         msg = self._event(a, event, at)
-        if not msg["silenced"]:
+        if not msg["silenced"] and not msg["inhibited_by"]:
             a.notified_at_ms = at
+        elif event == "firing":
+            a.notified_at_ms = None  # held back: notified when the silence or inhibition ends
         return msg
 
     def _event(self, a: AlertState, event: str, at: int) -> AlertEvent:
@@ -236,6 +282,11 @@ class AlertBook:
             dims=a.dims, summary_vi=a.summary_vi, summary_en=a.summary_en, value=a.value, evidence=a.evidence,
             starts_at_ms=a.starts_at_ms, ends_at_ms=a.ends_at_ms, event_at_ms=at, ack=a.ack, link=a.link)
         msg["silenced"] = self.is_silenced(a, at)
+        if self.inhibitor is not None:
+            self.inhibitor.observe(a)
+            held = event == "resolved" and a.notified_at_ms is None and a.inhibited_by is not None
+            a.inhibited_by = a.inhibited_by if held else self.inhibition_of(a)
+        msg["inhibited_by"] = a.inhibited_by
         return msg
 
     # --- persistence ------------------------------------------------------------------------------
@@ -250,3 +301,6 @@ class AlertBook:
             raise LifecycleError(f"snapshot: unknown version {doc.get('v')!r}")
         self.alerts = {a["fingerprint"]: AlertState(**a) for a in doc["alerts"]}
         self.silences = {s["id"]: Silence(**s) for s in doc["silences"]}
+        if self.inhibitor is not None:
+            self.inhibitor.rebuild(self.alerts.values())
+            self.inhibitor.changed = False  # the restored alerts already say whether they were inhibited

@@ -34,12 +34,12 @@ _ID_RE = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,79}$")  # no "|": it separates fing
 TEMPLATE_FIELDS = frozenset({
     "rule_id", "severity", "feed", "feed_vi", "feed_en", "unit", "province", "province_vi", "province_en",
     "dims", "value", "value_text", "metric", "level", "threshold", "op", "baseline", "deviation", "z", "change_pct",
-    "reference", "lookback_min", "silent_s", "silent_min", "cadences", "share_pct", "limit_pct",
-    "period_min", "ratio_pct", "target_pct", "plan", "actual", "behind_pct",
+    "reference", "lookback_min", "silent_s", "silent_min", "cadences", "silent_series", "series_total",
+    "share_pct", "limit_pct", "period_min", "ratio_pct", "target_pct", "plan", "actual", "behind_pct",
 })
 
 _COMMON_FIELDS = ("id", "version", "type", "feed", "severity", "for_s", "repeat_interval_s", "escalate_after_s",
-                  "provinces", "dims", "params", "overrides", "summary", "enabled", "description")
+                  "provinces", "dims", "params", "overrides", "summary", "enabled", "description", "public")
 
 
 class RuleError(ControlRoomError):
@@ -64,6 +64,7 @@ class Rule:
     summary_en: str = ""
     enabled: bool = True
     description: str = ""
+    public: bool = False  # its alerts go on the public CAP feed (GET /cap/feed) with CAP scope Public
 
     def matches(self, feed: str, province: str, dims: Mapping[str, str]) -> bool:
         if self.feed != ANY_FEED and self.feed != feed:
@@ -213,11 +214,20 @@ def _p_anomaly(p: dict[str, Any], where: str, rule: Rule, feed: Feed | None) -> 
 
 
 def _p_staleness(p: dict[str, Any], where: str, rule: Rule, feed: Feed | None) -> dict[str, Any]:
-    _no_unknown(p, ("cadences", "min_silence_s"), where)
+    _no_unknown(p, ("cadences", "min_silence_s", "scope", "min_silent_pct", "min_series"), where)
+    scope = _choice(p.get("scope", "series"), f"{where}.scope", ("series", "feed"))
+    if scope == "series":
+        for name in ("min_silent_pct", "min_series"):
+            if name in p:
+                raise RuleError(f"{where}.{name}: only for scope feed")
     return {"cadences": _number(p.get("cadences", 3), f"{where}.cadences", lo=0, lo_open=True),
             # we learn of a reading only when its 1-minute window closes (+ lateness), so a silence
             # shorter than that is normal even for a 10 s feed
-            "min_silence_s": _number(p.get("min_silence_s", 150), f"{where}.min_silence_s", lo=0)}
+            "min_silence_s": _number(p.get("min_silence_s", 150), f"{where}.min_silence_s", lo=0),
+            # scope feed: one alert per feed (province ""), when more than min_silent_pct of its series are silent
+            "scope": scope,
+            "min_silent_pct": _number(p.get("min_silent_pct", 50), f"{where}.min_silent_pct", lo=0, hi=100),
+            "min_series": _int(p.get("min_series", 2), f"{where}.min_series", lo=1)}
 
 
 def _p_quality(p: dict[str, Any], where: str, rule: Rule, feed: Feed | None) -> dict[str, Any]:
@@ -315,11 +325,15 @@ def parse_rule(raw: Any, where: str, catalog: Catalog) -> Rule:
     description = raw.get("description", "")
     if not isinstance(description, str):
         raise RuleError(f"{where}.description: must be a string")
+    public = raw.get("public", False)
+    if not isinstance(public, bool):
+        raise RuleError(f"{where}.public: must be true or false (true: its alerts are published on the public "
+                        f"CAP feed), not {public!r}")
     rule = Rule(id=rid, version=version, type=rtype, feed=str(feed_id), severity=severity, for_s=for_s,
                 repeat_interval_s=repeat, escalate_after_s=escalate, provinces=frozenset(provs), dims=dims,
                 summary_vi=_template(summary.get("vi", ""), f"{where}.summary.vi"),
                 summary_en=_template(summary.get("en", ""), f"{where}.summary.en"),
-                enabled=enabled, description=description)
+                enabled=enabled, description=description, public=public)
     check = _PARAMS[rtype]
     raw_params = _mapping(raw.get("params") or {}, f"{where}.params")
     params = check(raw_params, f"{where}.params", rule, feed)
@@ -340,7 +354,7 @@ def parse_rule(raw: Any, where: str, catalog: Catalog) -> Rule:
                 for_s=rule.for_s, repeat_interval_s=rule.repeat_interval_s, escalate_after_s=rule.escalate_after_s,
                 provinces=rule.provinces, dims=rule.dims, params=params, overrides=overrides,
                 summary_vi=rule.summary_vi, summary_en=rule.summary_en, enabled=rule.enabled,
-                description=rule.description)
+                description=rule.description, public=rule.public)
 
 
 def parse_rules(doc: Any, catalog: Catalog | None = None) -> list[Rule]:
@@ -384,6 +398,11 @@ def load_rules(path: Path, catalog: Catalog) -> list[Rule]:
 def load_default_rules(catalog: Catalog | None = None) -> list[Rule]:
     """The rules shipped with the project (controlroom/data/rules.yaml)."""
     return load_rules(_rules_file(), catalog or default_catalog())
+
+
+def public_rule_ids(docs: Mapping[str, Mapping[str, Any]]) -> frozenset[str]:
+    """The rules in force (as effective_rule_docs returns them) that publish their alerts (`public: true`)."""
+    return frozenset(rid for rid, doc in docs.items() if doc.get("public") is True)
 
 
 def effective_rule_docs(base: list[dict[str, Any]],

@@ -7,13 +7,15 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import orjson
 
 from controlroom.settings import Settings
+from controlroom.warehouse import Warehouse
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -26,6 +28,21 @@ def settings_env(settings: Settings) -> dict[str, str]:
         if raw is not None:
             env[name.upper()] = str(raw).lower() if isinstance(raw, bool) else str(raw)
     return env
+
+
+def seeded_warehouse(settings: Settings, seed: Callable[[Warehouse], None]) -> None:
+    """Migrate the warehouse of `settings`, apply `seed` to it and close it again: ready for a command line
+    tool in another process (chDB: one process per path)."""
+    from controlroom.catalog import default_catalog
+    from controlroom.warehouse import open_warehouse
+    from sinks.migrate import migrate
+
+    wh = open_warehouse(settings)
+    try:
+        migrate(wh, default_catalog())
+        seed(wh)
+    finally:
+        wh.close()
 
 
 def start_worker(settings: Settings, log_path: Path) -> subprocess.Popen[bytes]:
@@ -48,3 +65,22 @@ async def wait_for(check: Callable[[], Any], timeout_s: float = 90.0, what: str 
 def reading(event_id: str, feed: str, province: str, ts_ms: int, value: float, **dims: str) -> bytes:
     return orjson.dumps({"event_id": event_id, "feed": feed, "province": province, "ts": ts_ms,
                          "value": value, "dims": dims, "source": "test"})
+
+
+@contextmanager
+def services(settings: Settings, log_dir: Path, *commands: str) -> Iterator[list[subprocess.Popen[bytes]]]:
+    """`controlroom <command>` processes (worker, alerter, notifier…), each logging to log_dir/<command>.log;
+    stopped on exit (SIGTERM, then SIGKILL after 15 s)."""
+    procs = [subprocess.Popen([sys.executable, "-m", "controlroom.cli", cmd], env=settings_env(settings), cwd=ROOT,
+                              stdout=(log_dir / f"{cmd}.log").open("ab"), stderr=subprocess.STDOUT)
+             for cmd in commands]
+    try:
+        yield procs
+    finally:
+        for p in procs:
+            p.terminate()
+        for p in procs:
+            try:
+                p.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                p.kill()

@@ -11,7 +11,7 @@ from controlroom.warehouse import Warehouse, open_warehouse
 from sinks.backfill import backfill
 from sinks.migrate import migrate
 from tests.integration.api_client import api_client
-from tests.integration.pipeline import ROOT, settings_env
+from tests.integration.pipeline import ROOT, seeded_warehouse, settings_env
 from tests.integration.test_api import insert_readings
 
 MIN = 60_000
@@ -58,12 +58,7 @@ def test_backfill_recomputes_windows_and_rollups_and_is_idempotent(make_settings
 
 def test_backfill_command_and_clear_errors(make_settings, catalog) -> None:  # type: ignore[no-untyped-def]
     settings = make_settings()
-    wh = open_warehouse(settings)
-    try:
-        migrate(wh, catalog)
-        seed(wh)
-    finally:
-        wh.close()
+    seeded_warehouse(settings, seed)
     env = settings_env(settings)
 
     def run(*args: str) -> subprocess.CompletedProcess[str]:

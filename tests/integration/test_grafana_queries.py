@@ -16,12 +16,12 @@ import pyarrow as pa
 import pytest
 
 from api.overview import read_overview
-from controlroom.catalog import Catalog
+from controlroom.catalog import Catalog, default_catalog
 from controlroom.warehouse import ChdbWarehouse
 from grafana.layout import DASHBOARDS
 from grafana.macros import ALL, QueryContext, Variable, expand
 from sinks.migrate import migrate
-from sinks.rows import AGG, ALERT_EVENTS, DEAD, DELIVERIES, LATE, READINGS, SCHEMAS
+from sinks.rows import AGG, ALERT_EVENTS, DEAD, DELIVERIES, INCIDENT_EVENTS, LATE, READINGS, SCHEMAS
 
 pytestmark = pytest.mark.integration
 
@@ -70,6 +70,23 @@ def alert(alert_id: str, seq: int, state: str, severity: str, feed: str, provinc
             "rule_type": "threshold", "severity": severity, "event": state, "state": state, "feed": feed,
             "province": province, "summary_vi": f"{feed} {province}", "summary_en": f"{feed} {province}",
             "value": 1.0, "evidence": "{}", "starts_at": at, "event_at": at}
+
+
+FLOOD, EVERYWHERE = "f" * 16, "e" * 16  # incident ids of the seed
+
+
+def incident_events(iid: str, type_id: str, province: str, feeds: list[str],
+                    events: list[tuple[str, str, datetime, str]]) -> list[dict[str, Any]]:
+    """An incident's events (event, state, when, by), every member firing on every event."""
+    members = [{"alert_id": f"m-{f}", "feed": f, "province": province, "state": "firing", "signal": f} for f in feeds]
+    opened = events[0][2]
+    resolved = next((at for _e, state, at, _b in events if state == "resolved"), None)
+    return [{"incident_id": iid, "seq": seq, "type": type_id, "type_version": 1, "scope": "province",
+             "province": province, "severity": "critical", "event": event, "state": state,
+             "title_vi": f"{type_id} vi", "title_en": f"{type_id} en", "by": by, "ack_by": by if by else "",
+             "signals": feeds, "members": json.dumps(members), "alert_ids": [m["alert_id"] for m in members],
+             "opened_at": opened, "resolved_at": resolved if state == "resolved" else None, "event_at": at}
+            for seq, (event, state, at, by) in enumerate(events, start=1)]
 
 
 @pytest.fixture(scope="module")
@@ -132,6 +149,17 @@ def seed(wh: ChdbWarehouse) -> None:
                        "ts": NOW - 10 * MIN + timedelta(seconds=1), "detected_at": NOW - 2 * MIN, "status": "amended"},
                       {"event_id": "old1", "feed": "hotline_calls", "province": "01", "ts": NOW - timedelta(days=3),
                        "detected_at": NOW - 2 * MIN, "status": "too_late"}])
+    feeds_of = {}
+    for f in default_catalog().feeds.values():
+        feeds_of.setdefault(f.category, f.id)
+    insert(wh, INCIDENT_EVENTS, [
+        *incident_events(FLOOD, "flood", "01", ["water_level", "hotline_calls"], [
+            ("opened", "open", NOW - 9 * MIN, ""), ("alert_joined", "open", NOW - 8 * MIN, ""),
+            ("acknowledged", "acknowledged", NOW - 7 * MIN, "op"), ("commented", "acknowledged", NOW - 6 * MIN, "op"),
+            ("resolved", "resolved", NOW - 2 * MIN, "")]),
+        # one feed of every category: every board's annotation query has something to show
+        *incident_events(EVERYWHERE, "drill", "00", sorted(feeds_of.values()), [("opened", "open", NOW - 5 * MIN, "")]),
+    ])
     insert(wh, DELIVERIES, [{"delivery_id": "x1", "alert_id": "a1", "seq": 1, "status": "delivered",
                              "attempted_at": NOW - 4 * MIN}])
 
@@ -288,6 +316,33 @@ def test_pipeline_figures(wh: ChdbWarehouse) -> None:
     assert lat and {r["p50_s"] for r in lat} == {1.5}
     states = {(r["state"], r["severity"]): r["alerts"] for r in run(wh, panel_sql("pipeline-health", "Alerts by"))}
     assert states == {("firing", "critical"): 1, ("firing", "warning"): 1, ("resolved", "info"): 1}
+
+
+def annotations(wh: ChdbWarehouse, board: str, c: QueryContext | None = None) -> list[tuple[str, str, str]]:
+    """(event, incident id, text) of the board's incident annotations."""
+    anno = next(a for a in board_files()[board]["annotations"]["list"] if a["name"] == "Incidents")
+    rows = run(wh, anno["target"]["rawSql"], c)
+    return [(r["tags"][3], r["text"].rsplit(" · ", 1)[1], r["text"]) for r in rows]
+
+
+def test_incident_annotations(wh: ChdbWarehouse) -> None:
+    """Each board shows the lifecycle (opened, acknowledged, resolved; not joins or comments) of the incidents
+    that have a member alert on its feeds."""
+    local = annotations(wh, "category-regional-local")  # water_level
+    assert [(e, i) for e, i, _t in local] == [("opened", FLOOD), ("acknowledged", FLOOD), ("opened", EVERYWHERE),
+                                              ("resolved", FLOOD)]
+    assert local[1][2] == f"acknowledged · flood en · op · {FLOOD}"
+    assert [(e, i) for e, i, _t in annotations(wh, "category-focal-issues")][:2] == [("opened", FLOOD),
+                                                                                 ("acknowledged", FLOOD)]
+    assert [(e, i) for e, i, _t in annotations(wh, "category-direction-operations")] == [("opened", EVERYWHERE)]
+    explorer = [(e, i) for e, i, _t in annotations(wh, "feed-explorer")]  # feed water_level, all provinces
+    assert explorer == [("opened", FLOOD), ("acknowledged", FLOOD), ("resolved", FLOOD)]
+    assert annotations(wh, "feed-explorer", ctx(province=["79"])) == []
+    assert len(annotations(wh, "feed-explorer", ctx(feed="hotline_calls", province=["01", "48"]))) == 3
+    assert annotations(wh, "feed-explorer", ctx(feed="gold_price")) == []
+    # the time range applies to the events: the last 3 minutes hold only the resolution
+    recent = QueryContext(from_ms=NOW_MS - 180_000, to_ms=NOW_MS, interval_ms=60_000, variables=ctx().variables)
+    assert [(e, i) for e, i, _t in annotations(wh, "feed-explorer", recent)] == [("resolved", FLOOD)]
 
 
 def test_conditional_all_path_is_the_plugins(tmp_path: Path) -> None:

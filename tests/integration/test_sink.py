@@ -238,7 +238,7 @@ async def test_writer_writes_exact_rows_and_commits_what_it_wrote(
             "detected_at": dt(T0 + 180_000), "status": "too_late"}]
 
         assert writer.stats.rows == {"readings": 4, "agg_1m": 1, "dead_letters": 1, "late_readings": 1,
-                                      "alert_events": 0, "alert_deliveries": 0}
+                                      "alert_events": 0, "alert_deliveries": 0, "incident_events": 0, "alert_notes": 0}
         assert writer.stats.rejected == 3  # out of range, malformed, the bad element of the array
         assert writer.stats.last_flush_s is not None and writer.stats.last_error is None
         # committed offsets are exactly the end of what was written, per topic-partition
@@ -386,7 +386,7 @@ async def test_insert_failure_keeps_batch_and_offsets_until_it_succeeds(
         assert count(wh, "readings", final=False) == 50 and count(wh, "readings") == 50
         assert count(wh, "dead_letters", final=False) == 1
         assert writer.stats.rows == {"readings": 50, "agg_1m": 0, "dead_letters": 1, "late_readings": 0,
-                                      "alert_events": 0, "alert_deliveries": 0}
+                                      "alert_events": 0, "alert_deliveries": 0, "incident_events": 0, "alert_notes": 0}
         assert writer.stats.last_error is None
         assert await committed_offsets(broker, settings, catalog) == expected_commits([m[0] for m in msgs], pos)
 

@@ -33,7 +33,15 @@ from api.wall import TREND_MINUTES
 from api.wall_stream import WallHub
 from controlroom.broker import free_port
 from controlroom.catalog import HEADLINE_FEEDS, Catalog
-from controlroom.schema import ALERTS_TOPIC, alert_message, fingerprint, window_message
+from controlroom.schema import (
+    ALERTS_TOPIC,
+    INCIDENTS_TOPIC,
+    IncidentMember,
+    alert_message,
+    fingerprint,
+    incident_message,
+    window_message,
+)
 from producers.simulator import Simulator
 from sinks.rows import Record
 from sinks.writer import SinkWriter
@@ -49,6 +57,7 @@ MIN = 60_000
 SILENT_FEED = "sar_incidents"  # no reading at all
 DEGRADED = ("water_level", "01", "station=s2")  # one station of one province left out
 CRITICAL_RGB = "rgb(230, 57, 70)"  # --critical in wall.css
+INCIDENT_RGB = "rgb(255, 255, 255)"  # --incident in wall.css: the ring around a province with an open incident
 
 
 @dataclass
@@ -148,6 +157,35 @@ def seed(api: LiveApi, catalog: Catalog, now: int) -> dict[str, Any]:
                ("đang chờ", "pending"), now - 2 * MIN),
     ]
 
+    def member(a: dict[str, Any], signal: str) -> IncidentMember:
+        return {"alert_id": a["alert_id"], "rule_id": a["rule_id"], "feed": a["feed"], "province": a["province"],
+                "dims": a["dims"], "signal": signal, "severity": a["severity"], "state": "firing",
+                "fired_at": a["event_at"], "joined_at": a["event_at"]}
+
+    def incident(iid: str, type_id: str, province: str, severity: str, title: tuple[str, str],
+                 members: list[IncidentMember], states: list[str], opened_ms: int) -> list[dict[str, Any]]:
+        """The events of one incident (seq 1, 2, …): incidents_current keeps the last."""
+        return [dict(incident_message(
+            incident_id=iid, seq=seq, type_id=type_id, type_version=1, scope="province", province=province,
+            severity=severity, event={"open": "opened", "acknowledged": "acknowledged"}.get(state, state),
+            state=state, title_vi=title[0], title_en=title[1], members=members, opened_at_ms=opened_ms,
+            resolved_at_ms=opened_ms + MIN if state == "resolved" else None, event_at_ms=opened_ms + seq * 1000,
+            ack={"by": "op", "comment": ""} if state == "acknowledged" else None))
+            for seq, state in enumerate(states, start=1)]
+
+    by_rule = {(a["rule_id"], a["province"]): a for a in alerts}
+    incidents = [
+        *incident("f" * 16, "flood", "01", "critical", ("Lũ lụt – Thành phố Hà Nội", "Flooding – Hanoi"),
+                  [member(by_rule[("water_level_alarm", "01")], "water_level"),
+                   member(by_rule[("hotline_surge", "01")], "emergency_calls")], ["open"], now - 11 * MIN),
+        *incident("e" * 16, "pollution_episode", "79", "warning",
+                  ("Ô nhiễm không khí – Thành phố Hồ Chí Minh", "Air-pollution episode – Ho Chi Minh City"),
+                  [member(by_rule[("air_quality_bad", "79")], "pm25")], ["open", "acknowledged"], now - 30 * MIN),
+        # not on the wall: resolved
+        *incident("d" * 16, "flood", "92", "critical", ("Lũ lụt – x", "Flooding – x"), [], ["open", "resolved"],
+                  now - 60 * MIN),
+    ]
+
     items: list[tuple[str, bytes]] = [(topic, raw) for topic, raw, _d in readings]
     for feed_id, per_minute in windows.items():
         kind = catalog.feeds[feed_id].kind
@@ -160,6 +198,7 @@ def seed(api: LiveApi, catalog: Catalog, now: int) -> dict[str, Any]:
                 total=value * count if kind == "gauge" else value, vmin=0.0, vmax=value, last=value,
                 last_ts_ms=start + 50_000, closed_ms=start + 70_000, source_partition=0))))
     items += [(ALERTS_TOPIC, orjson.dumps(a)) for a in alerts]
+    items += [(INCIDENTS_TOPIC, orjson.dumps(i)) for i in incidents]
     # one batch, distinct offsets: the sink's dedup token is per (topic, partition, offset range)
     SinkWriter(api.app.state.api.settings, catalog, api.app.state.api.warehouse).write(
         [Record(topic, 0, i, now, value) for i, (topic, value) in enumerate(items)])
@@ -177,6 +216,7 @@ def seed(api: LiveApi, catalog: Catalog, now: int) -> dict[str, Any]:
         "windows": windows,
         "firing_ids": {i for i, state in {a["alert_id"]: a["state"] for a in alerts}.items() if state == "firing"},
         "map": {"01": "critical", "79": "warning", "48": "info", "92": "none", "31": "none", "04": "none"},
+        "incidents": [("f" * 16, "flood", "01", "open", 2), ("e" * 16, "pollution_episode", "79", "acknowledged", 1)],
     }
 
 
@@ -222,6 +262,18 @@ def page_figures(page: Page) -> dict[str, Any]:
             id: r.dataset.alertId, severity: r.dataset.severity, province: r.dataset.province,
             summary: r.querySelector('.summary').textContent, place: r.querySelector('.prov').textContent})),
         alert_count: document.getElementById('alert-count').textContent,
+        incidents: [...document.querySelectorAll('#incidents tbody tr')].map(r => ({
+            id: r.dataset.incidentId, type: r.dataset.type, province: r.dataset.province, state: r.dataset.state,
+            alerts: Number(r.dataset.alerts), cells: [...r.querySelectorAll('td')].map(td => td.textContent)})),
+        incident_count: document.getElementById('incident-count').textContent,
+        incident_rings: Object.fromEntries([...document.querySelectorAll('#map circle.incident-ring')].map(
+            c => [c.dataset.code, getComputedStyle(c).stroke])),
+        marked: [...document.querySelectorAll('#map circle.province')].filter(c => c.dataset.incident === '1')
+            .map(c => c.dataset.code).sort(),
+        boxes: Object.fromEntries(['tiles', 'map-panel', 'incidents-panel', 'alerts-panel', 'health-panel'].map(
+            id => { const b = document.getElementById(id).getBoundingClientRect();
+                    return [id, [b.left, b.top, b.right, b.bottom]]; })),
+        scroll: [document.documentElement.scrollWidth, document.documentElement.scrollHeight],
         feeds: Object.fromEntries([...document.querySelectorAll('#feeds .feed-cell')].map(
             c => [c.dataset.feed, c.dataset.status])),
         health: ['reporting', 'degraded', 'silent'].map(k => document.getElementById('h-' + k).textContent),
@@ -312,6 +364,25 @@ def test_wall_in_chromium_matches_overview(live_api: LiveApi, catalog: Catalog, 
                                                           "Thành phố Hà Nội")
             assert next(a for a in shown["alerts"] if a["province"] == "00")["place"] == "Toàn quốc"
 
+            # --- the incidents tile: open and acknowledged ones, worst first; their provinces ringed on the map
+            assert [(i["id"], i["type"], i["province"], i["state"], i["alerts"]) for i in shown["incidents"]] == \
+                expected["incidents"]
+            assert shown["incident_count"] == "2"
+            flood = shown["incidents"][0]["cells"]
+            assert flood[:3] == ["Lũ lụt", "Thành phố Hà Nội", "2 đang báo / 2"] and flood[4] == "Mới"
+            assert flood[3].endswith(" phút") and int(flood[3].split()[0]) in (11, 12)  # opened 11 minutes ago
+            assert shown["incidents"][1]["cells"][4] == "Đã tiếp nhận"
+            assert shown["marked"] == ["01", "79"]
+            assert shown["incident_rings"] == {"01": INCIDENT_RGB, "79": INCIDENT_RGB}
+            # --- the layout still fits one 1920×1080 screen, panels side by side without overlap
+            assert shown["scroll"] == [1920, 1080], shown["scroll"]
+            boxes = shown["boxes"]
+            assert all(b[0] >= 0 and b[2] <= 1920 and b[1] >= 0 and b[3] <= 1080 for b in boxes.values()), boxes
+            assert boxes["incidents-panel"][3] < boxes["alerts-panel"][1]  # the tile above the alerts
+            assert boxes["map-panel"][2] < boxes["incidents-panel"][0] and \
+                boxes["incidents-panel"][2] < boxes["health-panel"][0]
+            assert boxes["tiles"][3] < boxes["incidents-panel"][1]
+
             # --- feed health and the on-time rate: /overview's definitions --------------------------------
             assert shown["feeds"] == {f["id"]: f["status"] for f in overview["feeds"]}
             assert len(shown["feeds"]) == 25
@@ -356,6 +427,9 @@ def test_wall_in_chromium_matches_overview(live_api: LiveApi, catalog: Catalog, 
             assert "Water level Hanoi 1,182 cm above alarm level III" in [a["summary"] for a in english["alerts"]]
             assert "Hanoi" in [a["place"] for a in english["alerts"]]
             assert page.text_content("#alerts thead th") == "Severity"
+            assert [i["cells"][0] for i in english["incidents"]] == ["Flooding", "Air-pollution episode"]
+            assert english["incidents"][0]["cells"][1:3] == ["Hanoi", "2 firing / 2"]
+            assert english["incidents"][1]["cells"][4] == "Acknowledged"
             page.screenshot(path=str(tmp_path / "wall-en.png"))
             assert watch.problems == []
         finally:

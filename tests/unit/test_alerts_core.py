@@ -10,7 +10,9 @@ from urllib.parse import parse_qsl, urlsplit
 import orjson
 
 from controlroom.alerts.core import AlertingCore
-from controlroom.alerts.rules import effective_rule_docs, read_rule_docs
+from controlroom.alerts.inhibit import read_inhibit_rules
+from controlroom.alerts.rules import effective_rule_docs, load_default_rules, read_rule_docs
+from controlroom.alerts.subscriptions import matches, parse_subscription
 from controlroom.catalog import default_catalog
 from controlroom.schema import alert_id_of, control_message, window_message
 from streams.live import LiveThrottle
@@ -220,3 +222,92 @@ def test_a_snapshot_holding_window_starts_only_still_guards_older_windows() -> N
     b.restore(a.snapshot({}))
     assert b.on_live(window(300)) == []  # an older window: stale
     assert brief(b.on_live(window(300, start=T0 + 2 * MIN))) == [("resolved", 2)]  # a newer one: judged
+
+
+# --- inhibition and restarts --------------------------------------------------------------------------------
+
+def notified(events: list[dict[str, Any]]) -> list[tuple[str, str]]:
+    """(rule id, event) of what a subscriber to everything would hear."""
+    sub = parse_subscription({"name": "all", "channel": "webhook", "target": "https://x.example/h"}, CAT)
+    return [(e["rule_id"], e["event"]) for e in events if matches(sub, e, CAT)]
+
+
+LOST = {"id": "lost", "version": 1, "type": "staleness", "feed": "water_level", "severity": "warning",
+        "params": {"cadences": 3}}
+DOWN = {"id": "feed_down", "version": 1, "type": "staleness", "feed": "water_level", "severity": "warning",
+        "params": {"cadences": 3, "scope": "feed", "min_silent_pct": 50}}
+SHIPPED_INHIBIT = read_inhibit_rules(None, CAT)
+
+
+def test_the_shipped_inhibition_rules_load() -> None:
+    assert [r.id for r in SHIPPED_INHIBIT] == ["feed_down_mutes_its_series", "critical_mutes_warning_on_the_series"]
+    assert {r.id for r in load_default_rules(CAT)} >= {"feed_down", "connection_lost"}
+
+
+def test_a_silent_feed_notifies_once_and_its_series_are_inhibited_then_heard_when_it_returns() -> None:
+    c = AlertingCore(CAT, [LOST, DOWN], inhibit_rules=SHIPPED_INHIBIT)
+    series = [(p, d) for f, p, d in CAT.iter_series() if f.id == "water_level"]
+    c.tick(T0)
+    events = c.tick(T0 + 200_000)  # nothing at all from 68 stations
+    assert notified(events) == [("feed_down", "firing")]  # one notification, not 69
+    [down] = [e for e in events if e["rule_id"] == "feed_down"]
+    muted = [e for e in events if e["rule_id"] == "lost"]
+    assert len(muted) == 68 and {e["inhibited_by"] for e in muted} == {down["alert_id"]}
+    assert {(e["event"], e["state"]) for e in muted} == {("firing", "firing")}  # state and history kept
+    assert c.tick(T0 + 30 * MIN) == []  # no repeats while inhibited (repeat_interval_s 3600 anyway)
+    # 60 stations come back; 8 stay silent: the feed is no longer down, the 8 are heard now
+    for province, dims in series[:60]:
+        c.on_closed(window_message(feed="water_level", province=province, dims=dims, window_start_ms=T0 + 30 * MIN,
+                                   window_s=60, count=1, total=300, vmin=300, vmax=300, last=300,
+                                   last_ts_ms=T0 + 30 * MIN + 1000, closed_ms=T0 + 31 * MIN, source_partition=0))
+    events = c.tick(T0 + 31 * MIN)
+    assert sorted(set(notified(events))) == [("feed_down", "resolved"), ("lost", "repeat")]
+    assert len([e for e in events if e["event"] == "repeat" and not e["inhibited_by"]]) == 8
+    resolved = [e for e in events if e["rule_id"] == "lost" and e["event"] == "resolved"]
+    assert len(resolved) == 60 and all(e["inhibited_by"] == down["alert_id"] for e in resolved)  # never heard of
+
+
+def test_critical_mutes_the_warning_of_another_rule_on_the_same_series_until_it_resolves() -> None:
+    warn = {**WATER, "id": "wl_warn", "params": {"metric": "max", "above": 400}}
+    crit = {**WATER, "id": "wl_crit", "severity": "critical", "params": {"metric": "max", "above": 600}}
+    c = AlertingCore(CAT, [warn, crit], inhibit_rules=SHIPPED_INHIBIT)
+    events = c.on_live(window(700))
+    assert [(e["rule_id"], e["inhibited_by"] is None) for e in events] == [("wl_crit", True), ("wl_warn", False)]
+    assert notified(events) == [("wl_crit", "firing")]
+    other = c.on_live(window(500, province="79"))  # another series: not muted
+    assert notified(other) == [("wl_warn", "firing")]
+    events = c.on_live(window(500, start=T0 + MIN))  # critical over, the warning still holds: heard now
+    assert notified(events) == [("wl_crit", "resolved"), ("wl_warn", "repeat")]
+
+
+def test_an_alert_muted_after_it_fired_says_so_and_is_heard_again_when_the_source_ends() -> None:
+    warn = {**WATER, "id": "wl_warn", "params": {"metric": "max", "above": 400}}
+    crit = {**WATER, "id": "wl_crit", "severity": "critical", "params": {"metric": "max", "above": 600}}
+    c = AlertingCore(CAT, [warn, crit], inhibit_rules=SHIPPED_INHIBIT)
+    assert notified(c.on_live(window(500))) == [("wl_warn", "firing")]
+    events = c.on_live(window(700, start=T0 + MIN))
+    assert [(e["rule_id"], e["event"]) for e in events] == [("wl_crit", "firing"), ("wl_warn", "inhibited")]
+    assert events[1]["inhibited_by"] == events[0]["alert_id"] and notified(events) == [("wl_crit", "firing")]
+    c.on_control(control_message("ack", by="ops", at_ms=T0 + MIN + 5000, alert_id=events[1]["alert_id"]))
+    events = c.on_live(window(500, start=T0 + 2 * MIN))  # acknowledged: not repeated, just no longer muted
+    assert [(e["rule_id"], e["event"]) for e in events] == [("wl_crit", "resolved"), ("wl_warn", "uninhibited")]
+
+
+def test_a_restart_after_downtime_fires_no_staleness_for_series_that_report_and_keeps_what_was_firing() -> None:
+    c = AlertingCore(CAT, [LOST, DOWN], inhibit_rules=SHIPPED_INHIBIT)
+    c.resumed(T0)
+    c.on_closed(window(300, start=T0 + MIN))  # 01/s1 reports; the 67 others never do: they and the feed fire
+    fired = c.tick(T0 + 200_000)
+    assert len(fired) == 68 and not [e for e in fired if e["province"] == "01" and e["dims"] == {"station": "s1"}]
+    state = c.snapshot({})
+    back = T0 + 20 * MIN  # then Control Room is down for 20 minutes (01/s1 last heard at T0 + 61 s)
+    again = AlertingCore(CAT, [LOST, DOWN], inhibit_rules=SHIPPED_INHIBIT)
+    again.restore(state)
+    again.resumed(back)
+    assert again.tick(back) == [] and again.tick(back + 170_000) == []  # no storm, no flapping
+    again.on_closed(window(310, start=back + 60_000))
+    assert again.tick(back + 200_000) == []  # 01/s1 within its limit of the restart: never blamed
+    [lost] = [e for e in fired if e["province"] == "79" and e["dims"] == {"station": "s1"}]
+    again.on_closed(window(310, start=back + 60_000, province="79"))
+    [resolved] = again.tick(back + 201_000)  # a reading, not the restart, ends an alert that was firing
+    assert (resolved["alert_id"], resolved["event"]) == (lost["alert_id"], "resolved")

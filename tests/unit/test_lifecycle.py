@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from controlroom.alerts.evaluate import Condition
+from controlroom.alerts.inhibit import Inhibitor, parse_inhibit_rules
 from controlroom.alerts.lifecycle import AlertBook, LifecycleError
 from controlroom.alerts.rules import Rule, parse_rules
 from controlroom.catalog import default_catalog
@@ -20,9 +21,9 @@ MIN = 60 * S
 
 
 def rule(*, for_s: float = 0, repeat: float | None = None, escalate: float | None = None,
-         severity: str = "warning", version: int = 1) -> Rule:
+         severity: str = "warning", version: int = 1, rid: str = "wl") -> Rule:
     return parse_rules({"rules": [{
-        "id": "wl", "version": version, "type": "threshold", "feed": "water_level", "severity": severity,
+        "id": rid, "version": version, "type": "threshold", "feed": "water_level", "severity": severity,
         "for_s": for_s, "repeat_interval_s": repeat, "escalate_after_s": escalate,
         "params": {"above": 400}}]}, default_catalog())[0]
 
@@ -51,7 +52,7 @@ def test_fire_at_once_one_alert_per_fingerprint_then_resolve() -> None:
     assert set(first) == set(alert_message(
         fingerprint_=FP, rule_id="", rule_version=0, rule_type="", severity="", event="", state="", seq=0,
         feed="", province="", dims={}, summary_vi="", summary_en="", value=None, evidence={}, starts_at_ms=0,
-        ends_at_ms=None, event_at_ms=0)) | {"silenced"}
+        ends_at_ms=None, event_at_ms=0)) | {"silenced", "inhibited_by"}
     assert first["alert_id"] == hashlib.sha256(FP.encode()).hexdigest()[:16]
     assert (first["fingerprint"], first["rule_version"], first["value"]) == (FP, 1, 450.0)
     assert first["summary_en"] == "en 450"
@@ -221,10 +222,20 @@ def test_rule_version_follows_the_latest_condition() -> None:
 
 def test_snapshot_restore_gives_exactly_the_same_subsequent_events() -> None:
     r = rule(for_s=120, repeat=600, escalate=1200, severity="critical")
+    src = rule(rid="src", severity="critical")
+
+    def book() -> AlertBook:
+        return AlertBook(Inhibitor(parse_inhibit_rules({"inhibit": [{
+            "id": "src_mutes_wl", "source": {"rule": "src"}, "target": {"rule": "wl"}, "equal": ["province"]}]},
+            default_catalog()), default_catalog()))
+
     script: list[tuple[str, Any]] = [
         ("apply", cond(r, True, T0)), ("tick", T0 + 60_000), ("apply", cond(r, True, T0 + 2 * MIN)),
         ("apply", cond(r, True, T0, province="79")), ("silence", ({"province": "79"}, T0, T0 + 30 * MIN, "s79")),
-        ("tick", T0 + 5 * MIN), ("tick", T0 + 12 * MIN), ("tick", T0 + 22 * MIN),
+        ("apply", cond(src, True, T0 + 3 * MIN, province="79")),  # mutes wl on 79 (pending): "inhibited"
+        ("tick", T0 + 5 * MIN), ("tick", T0 + 12 * MIN),
+        ("apply", cond(src, False, T0 + 20 * MIN, province="79")),  # lifted inside the silence: "uninhibited"
+        ("tick", T0 + 22 * MIN),
         ("ack", (FP, "an", "ok", T0 + 23 * MIN)), ("tick", T0 + 31 * MIN), ("tick", T0 + 45 * MIN),
         ("apply", cond(r, False, T0 + 46 * MIN)), ("apply", cond(r, True, T0 + 47 * MIN)),
         ("tick", T0 + 49 * MIN), ("tick", T0 + 60 * MIN), ("unsilence", "none"),
@@ -246,14 +257,14 @@ def test_snapshot_restore_gives_exactly_the_same_subsequent_events() -> None:
                 book.remove_silence(arg)
         return out
 
-    full = run(AlertBook(), script)
+    full = run(book(), script)
     assert {e["event"] for e in full} == set(ALERT_EVENTS)  # the script exercises every event
     for fp in {e["fingerprint"] for e in full}:
         seqs = [e["seq"] for e in full if e["fingerprint"] == fp]
         assert seqs == list(range(1, len(seqs) + 1))
     for cut in range(len(script) + 1):
-        first = AlertBook()
+        first = book()
         head = run(first, script[:cut])
-        restored = AlertBook()
+        restored = book()
         restored.restore(first.snapshot())
         assert head + run(restored, script[cut:]) == full, f"cut at step {cut}"

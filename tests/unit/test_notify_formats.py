@@ -10,17 +10,23 @@ import orjson
 import pytest
 
 from controlroom.alerts.signing import sign, subscription_secret, verify_signature
-from controlroom.alerts.subscriptions import parse_subscription
+from controlroom.alerts.subscriptions import Subscription, parse_subscription
 from controlroom.catalog import Catalog
 from controlroom.schema import DeliveryRecord, alert_message, delivery_message, fingerprint
 from notify.formats import (
     alertmanager_payload,
+    am_fingerprint,
+    am_group_key,
+    am_label_name,
     build_email,
     email_subject,
     email_text,
+    event_key,
+    go_time,
     idempotency_key,
     webhook_body,
 )
+from notify.grouping import Job, Notification
 from notify.policy import (
     DEAD_LETTER,
     DELIVERED,
@@ -50,6 +56,12 @@ def event(kind: str = "firing", **over: Any) -> dict[str, Any]:
     return e
 
 
+def one(e: Any, sub: Subscription) -> Notification:
+    """A notification of one event, as the dispatcher makes it for a group of one alert."""
+    job = Job(event_key(e, sub), e, sub, ("alerts", 0), 3)
+    return Notification(sub, '{alert_id="x"}', {"alert_id": "x"}, [e], [job])
+
+
 def test_signature_is_hmac_of_the_exact_body() -> None:
     secret = subscription_secret("master", "ops-hn")
     assert secret == hmac.new(b"master", b"ops-hn", hashlib.sha256).hexdigest()
@@ -66,8 +78,12 @@ def test_signature_is_hmac_of_the_exact_body() -> None:
 def test_json_body(catalog: Catalog) -> None:
     sub = parse_subscription({"id": "ops-hn", "name": "n", "channel": "webhook", "target": "http://x.vn/"}, catalog)
     e = event()
-    doc = orjson.loads(webhook_body(e, sub))
-    assert doc == {"idempotency_key": f"{e['alert_id']}:7:ops-hn", "subscription_id": "ops-hn", "alert": e}
+    doc = orjson.loads(webhook_body(one(e, sub), catalog))
+    key = f"{e['alert_id']}:7:ops-hn"
+    assert doc == {"idempotency_key": key, "subscription_id": "ops-hn",
+                   "group": {"key": '{alert_id="x"}', "labels": {"alert_id": "x"}}, "status": "firing",
+                   "delivers": [{"idempotency_key": key, "alert_id": e["alert_id"], "seq": 7, "event": "firing"}],
+                   "alerts": [e]}
     assert idempotency_key("a", 1, "s") == "a:1:s"
 
 
@@ -75,24 +91,47 @@ def test_alertmanager_v4_shape(catalog: Catalog) -> None:
     sub = parse_subscription({"id": "am", "name": "n", "channel": "webhook", "target": "http://x.vn/",
                               "format": "alertmanager"}, catalog)
     e = event()
-    p = alertmanager_payload(e, sub, "https://cr.example.vn")
+    feed = catalog.feeds["water_level"]
+    n = Notification(sub, "k", {"rule": "water_level_alarm", "feed": "water_level"}, [e],
+                     [Job(event_key(e, sub), e, sub, ("alerts", 0), 3)])
+    p = alertmanager_payload(n, catalog, "https://cr.example.vn")
     labels = {"station": "s1", "alertname": "water_level_alarm", "severity": "critical", "feed": "water_level",
-              "province": "01", "rule_type": "threshold", "alert_id": e["alert_id"]}
+              "province": "01", "rule_type": "threshold", "category": feed.category, "agency": feed.source,
+              "alert_id": e["alert_id"]}
     assert p["version"] == "4" and p["status"] == "firing" and p["receiver"] == "am"
     assert p["truncatedAlerts"] == 0 and p["externalURL"] == "https://cr.example.vn"
-    assert p["groupLabels"] == {"alertname": "water_level_alarm", "alert_id": e["alert_id"]}
-    assert isinstance(p["groupKey"], str) and "water_level_alarm" in p["groupKey"]
+    assert p["groupLabels"] == {"alertname": "water_level_alarm", "feed": "water_level"}
+    assert p["groupKey"] == '{}:{alertname="water_level_alarm", feed="water_level"}'
     [a] = p["alerts"]
     assert a["labels"] == labels == p["commonLabels"]
     assert a["annotations"]["summary"] == "Water level above alarm level III"
     assert a["annotations"]["summary_vi"] == "Mực nước vượt báo động III"
     assert a["annotations"] == p["commonAnnotations"]
-    assert (a["status"], a["startsAt"], a["endsAt"]) == ("firing", "2026-11-26T10:00:00.000Z", "0001-01-01T00:00:00Z")
-    assert a["generatorURL"] == e["link"] and a["fingerprint"] == e["alert_id"]
-    resolved = alertmanager_payload(event("resolved"), sub)
-    assert resolved["status"] == "resolved" and resolved["alerts"][0]["endsAt"] == "2026-11-26T10:01:00.000Z"
-    assert alertmanager_payload(event("acknowledged"), sub)["status"] == "firing"
-    assert orjson.loads(webhook_body(e, sub)) == alertmanager_payload(e, sub)
+    # times as Go writes them (Alertmanager's own webhook): no trailing zeros after the seconds
+    assert (a["status"], a["startsAt"], a["endsAt"]) == ("firing", "2026-11-26T10:00:00Z", "0001-01-01T00:00:00Z")
+    assert a["generatorURL"] == e["link"] and a["fingerprint"] == am_fingerprint(labels)
+    resolved = alertmanager_payload(one(event("resolved"), sub), catalog)
+    assert resolved["status"] == "resolved" and resolved["alerts"][0]["endsAt"] == "2026-11-26T10:01:00Z"
+    assert alertmanager_payload(one(event("acknowledged"), sub), catalog)["status"] == "firing"
+    assert orjson.loads(webhook_body(n, catalog)) == alertmanager_payload(n, catalog)
+    # a group of two: commonLabels keep only what both share, the group is firing while one is
+    two = Notification(sub, "k", {"rule": "water_level_alarm"}, [e, {**event("resolved"), "alert_id": "c" * 16}],
+                       [Job("k1", e, sub, ("alerts", 0), 1)])
+    p2 = alertmanager_payload(two, catalog)
+    assert p2["status"] == "firing" and len(p2["alerts"]) == 2
+    assert "alert_id" not in p2["commonLabels"] and p2["commonLabels"]["alertname"] == "water_level_alarm"
+
+
+def test_alertmanager_fingerprint_time_and_group_key() -> None:
+    """Alertmanager 0.25 answered these (labels POSTed to /api/v2/alerts, read back from its webhook)."""
+    assert am_fingerprint({"alert_id": "abc", "alertname": "r1", "feed": "wl", "province": "01"}) == "94d26779cfddca9f"
+    assert am_fingerprint({}) == "cbf29ce484222325"  # FNV-1a's offset: the empty label set
+    assert am_fingerprint({"a": "b"}) != am_fingerprint({"b": "a"}) != am_fingerprint({"ab": ""})
+    assert (go_time(T), go_time(T + 123), go_time(T + 120), go_time(T + 5)) == (
+        "2026-11-26T10:00:00Z", "2026-11-26T10:00:00.123Z", "2026-11-26T10:00:00.12Z", "2026-11-26T10:00:00.005Z")
+    assert am_group_key({"feed": "water_level", "alertname": "x"}) == '{}:{alertname="x", feed="water_level"}'
+    assert (am_label_name("station"), am_label_name("service-type"), am_label_name("3g")) == (
+        "station", "service_type", "_3g")
 
 
 @pytest.mark.parametrize(("lang", "subject", "lines"), [
@@ -109,7 +148,7 @@ def test_email(lang: str, subject: str, lines: list[str], catalog: Catalog) -> N
     sub = parse_subscription({"id": "mail", "name": "n", "channel": "email", "target": "duty@example.gov.vn",
                               "language": lang}, catalog)
     e = event()
-    msg = build_email(e, sub, catalog, sender="cr@example.gov.vn", now_ms=T)
+    msg = build_email(one(e, sub), catalog, sender="cr@example.gov.vn", now_ms=T)
     assert msg["Subject"] == subject
     assert (msg["To"], msg["From"]) == ("duty@example.gov.vn", "cr@example.gov.vn")
     assert msg["X-Idempotency-Key"] == f"{e['alert_id']}:7:mail"

@@ -96,6 +96,9 @@ def test_tiers_pending_and_silenced(catalog: Catalog) -> None:
         assert not matches(sub, event("pending"), catalog)
         assert not matches(sub, event("firing", silenced=True), catalog)
         assert not matches(sub, event("escalated", silenced=True), catalog)
+        inhibited = {**event("firing"), "inhibited_by": "0123456789abcdef"}  # muted by another firing alert
+        assert not matches(sub, inhibited, catalog)
+    assert matches(primary, {**event("firing"), "inhibited_by": None}, catalog)
     off = parse_subscription(webhook(enabled=False), catalog)
     assert not matches(off, event(), catalog)
 

@@ -67,8 +67,13 @@ def test_default_rules_water_alarm_and_staleness_of_every_series() -> None:
     assert c.summary_vi == "Mực nước Thành phố Hà Nội trạm station=s1: 1160 cm vượt báo động III (1150 cm)"
     assert e.tick(T0) == []
     fired = e.tick(T0 + 3_600_000)  # an hour with nothing more at all: every series the catalog expects
-    assert {c.rule.id for c in fired} == {"connection_lost"}
-    assert len(fired) == len(list(CAT.iter_series())) == 2146
+    lost = [c for c in fired if c.rule.id == "connection_lost"]
+    assert len(lost) == len(list(CAT.iter_series())) == 2146
+    # and every feed of more than one series as a whole (province "": one alert per feed)
+    down = {c.fingerprint for c in fired if c.rule.id == "feed_down"}
+    assert down == {f"feed_down|{f.id}||" for f in CAT.feeds.values()
+                    if len(CAT.series_provinces(f)) * len(f.dim_combinations()) >= 2}
+    assert len(fired) == len(lost) + len(down)
 
 
 @pytest.mark.parametrize(("change", "message"), [
@@ -110,7 +115,7 @@ def test_validation_errors_name_the_field(change: dict[str, Any], message: str) 
     ({"id": "x", "version": 1, "type": "anomaly", "feed": "hotline_calls", "severity": "info",
       "params": {"alpha": 1.5}}, "rules[1].params.alpha: must be <= 1"),
     ({"id": "x", "version": 1, "type": "staleness", "feed": "*", "severity": "info", "params": {"cadence": 3}},
-     "rules[1].params.cadence: unknown field (allowed: cadences, min_silence_s)"),
+     "rules[1].params.cadence: unknown field (allowed: cadences, min_silence_s, scope, min_silent_pct, min_series)"),
     ({"id": "wl", "version": 1, "type": "staleness", "feed": "*", "severity": "info"},
      "rules[1].id: 'wl' is defined twice"),
     ({"version": 1, "type": "staleness", "feed": "*", "severity": "info"}, "rules[1].id: is required"),
@@ -407,3 +412,102 @@ def test_engine_snapshot_restore_gives_the_same_results() -> None:
         b = engine(*rules)
         b.restore(a.snapshot())
         assert head + run(b, inputs[cut:]) == full
+
+
+# --- staleness across a restart -----------------------------------------------------------------------------
+
+def restarted(e: RuleEngine, at: int) -> RuleEngine:
+    """The engine as a restarted alerter has it: restored from the snapshot, caught up at `at`."""
+    again = RuleEngine(e.rules.values(), CAT)
+    again.restore(e.snapshot())
+    again.resumed(at)
+    return again
+
+
+def test_a_restart_after_downtime_counts_silence_from_the_resume_not_from_the_last_reading() -> None:
+    e = engine(STALE)
+    fp = "stale|water_level|01|station=s1"
+    e.tick(T0)
+    e.on_window(win("water_level", "01", S1, T0, 350))  # last reading T0 + 59 s
+    assert e.tick(T0 + 120_000) == []
+    back = T0 + 30 * MIN  # down for half an hour: the series' silence is ours
+    e = restarted(e, back)
+    assert e.tick(back) == [] and e.tick(back + 180_000) == []  # its limit again, from the restart
+    e.on_window(win("water_level", "01", S1, back + 60_000, 352))  # it reports within its cadences
+    assert e.tick(back + 181_000) == [] and e.tick(back + 240_000) == []
+    # a series that stays silent after the restart fires a limit after it, and the evidence says so
+    e2 = restarted(engine(STALE), back)
+    [c] = e2.tick(back + 180_001)
+    assert brief([c]) == [(fp, True, 180.001, "warning", back + 180_001)]
+    assert c.evidence["counted_from_ms"] == back
+    assert c.evidence["counted_from"].startswith("silence counted from the restart at 2026-01-01T00:30:00")
+
+
+def test_an_alert_firing_before_the_restart_stays_until_a_reading_arrives() -> None:
+    e = engine(STALE)
+    fp = "stale|water_level|01|station=s1"
+    e.tick(T0)
+    e.on_window(win("water_level", "01", S1, T0, 350))
+    [c] = e.tick(T0 + 59_000 + 180_001)
+    assert (c.fingerprint, c.active) == (fp, True)
+    back = T0 + 30 * MIN
+    e = restarted(e, back)
+    for t in (back, back + 70_000, back + 200_000, back + 30 * MIN):
+        assert e.tick(t) == []  # no resolve because of the restart (no flapping), no second firing
+    e.on_window(win("water_level", "01", S1, back + 30 * MIN, 351))
+    [r] = e.tick(back + 31 * MIN)
+    assert (r.fingerprint, r.active) == (fp, False)
+
+
+def test_after_a_restart_each_series_has_one_cadence_plus_lateness_before_it_is_judged() -> None:
+    # a rule stricter than the feed's cadence (4 s of silence on a 60 s feed) waits 60 s + 10 s after a restart
+    quick = {**STALE, "params": {"cadences": 0.01, "min_silence_s": 4}}
+    e = engine(quick)
+    back = T0 + 30 * MIN
+    e.on_window(win("water_level", "01", S1, T0, 350))
+    e = restarted(e, back)
+    assert e.tick(back + 70_000) == []
+    [c] = e.tick(back + 70_001)
+    assert c.active and c.value == 70.001
+    # in steady state (a reading after the restart) the rule's own limit applies
+    e.on_window(win("water_level", "01", S1, back + 60_000, 350))  # last reading back + 119 s
+    [r] = e.tick(back + 120_000)
+    assert not r.active
+    [again] = e.tick(back + 119_000 + 4_001)
+    assert again.active
+
+
+FEED_DOWN = {"id": "down", "version": 1, "type": "staleness", "feed": "water_level", "severity": "warning",
+             "params": {"cadences": 3, "scope": "feed", "min_silent_pct": 50},
+             "summary": {"en": "Feed down: {feed_en} – {silent_series:.0f} of {series_total:.0f} series silent"}}
+
+
+def test_feed_scope_staleness_fires_once_for_the_feed_when_most_series_are_silent() -> None:
+    e = engine(FEED_DOWN)
+    series = [(f.id, p, d) for f, p, d in CAT.iter_series() if f.id == "water_level"]
+    assert len(series) == 68
+    e.tick(T0)
+    for _, province, dims in series[:40]:  # 40 of 68 report
+        e.on_window(win("water_level", province, dims, T0, 300))
+    assert e.tick(T0 + 239_000) == []  # 28 of 68 silent: 41 %, not more than half
+    for _, province, dims in series[:40]:
+        e.on_window(win("water_level", province, dims, T0 + 4 * MIN, 300))
+    for _, province, dims in series[:30]:  # then only 30 report: 38 of 68 silent for more than 180 s
+        e.on_window(win("water_level", province, dims, T0 + 6 * MIN, 300))
+    assert e.tick(T0 + 4 * MIN + 59_000 + 180_000) == []
+    [c] = e.tick(T0 + 4 * MIN + 59_000 + 180_001)
+    assert (c.fingerprint, c.active, c.province, c.dims) == ("down|water_level||", True, "", {})
+    assert (c.evidence["series_silent"], c.evidence["series_judged"]) == (38, 68)
+    assert len(c.evidence["silent_examples"]) == 10
+    assert c.summary_en == "Feed down: River water level – 38 of 68 series silent"
+    for _, province, dims in series:
+        e.on_window(win("water_level", province, dims, T0 + 12 * MIN, 300))
+    [r] = e.tick(T0 + 13 * MIN)
+    assert (r.fingerprint, r.active) == ("down|water_level||", False)
+
+
+def test_feed_scope_params_are_validated() -> None:
+    with pytest.raises(RuleError, match=r"rules\[0\]\.params\.min_silent_pct: only for scope feed"):
+        parse_rules({"rules": [{**STALE, "params": {"min_silent_pct": 50}}]}, CAT)
+    with pytest.raises(RuleError, match=r"rules\[0\]\.params\.scope: must be one of series, feed"):
+        parse_rules({"rules": [{**STALE, "params": {"scope": "province"}}]}, CAT)

@@ -10,9 +10,11 @@ import pytest
 from controlroom.catalog import Catalog
 from controlroom.errors import ConfigError, WarehouseError
 from controlroom.schema import (
+    ALERTS_TOPIC,
     OUT_OF_RANGE,
     Reading,
     Rejection,
+    alert_message,
     dead_letter,
     feed_of_dead_letter,
     late_message,
@@ -206,6 +208,20 @@ def test_identifiers_are_checked_before_splicing() -> None:
     with pytest.raises(ConfigError):
         render("CREATE TABLE {db}.t (x UInt8)", "x; DROP DATABASE y")
     assert chdb_path("chdb:///abs/wh") == "/abs/wh" and chdb_path("chdb://./data/wh") == "./data/wh"
+
+
+def test_alert_event_rows_carry_the_inhibiting_alert(catalog: Catalog) -> None:
+    e = alert_message(fingerprint_="r|water_level|01|", rule_id="r", rule_version=1, rule_type="threshold",
+                      severity="warning", event="firing", state="firing", seq=1, feed="water_level", province="01",
+                      dims={}, summary_vi="vi", summary_en="en", value=1.0, evidence={}, starts_at_ms=1,
+                      ends_at_ms=None, event_at_ms=2)
+    records = [Record(ALERTS_TOPIC, 0, i, 0, orjson.dumps({**e, "seq": i + 1, **extra}))
+               for i, extra in enumerate([{"inhibited_by": "a" * 16}, {"inhibited_by": None}, {}])]
+    table = rows.convert(records, catalog, max_future_ms=0, ingested_ms=0).tables[rows.ALERT_EVENTS]
+    assert table.column("inhibited_by").to_pylist() == ["a" * 16, "", ""]
+    # the migration adds the column to both tables and the view that copies events into alerts_current
+    sql = dict(migration_files())["0008"]
+    assert "alert_events ADD COLUMN IF NOT EXISTS inhibited_by" in sql and "silenced, link, inhibited_by" in sql
 
 
 def test_migration_files_and_statements() -> None:

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import orjson
+
 from api.overview import SeriesLatest, build_overview, feed_status, on_time_rate
 from api.wall import (
     MAP_H,
     MAP_W,
     TrendPoint,
     build_wall,
+    incident_type_name,
     project,
     trend_delta_pct,
     trend_points,
@@ -15,6 +18,7 @@ from api.wall import (
     worst,
 )
 from controlroom.catalog import HEADLINE_FEEDS, Catalog
+from controlroom.schema import ms_to_iso
 
 NOW = 1_767_225_600_000 + 42_000  # 2026-01-01T00:00:42Z
 
@@ -90,3 +94,69 @@ def test_build_wall_colours_provinces_by_worst_firing_alert(catalog: Catalog) ->
     assert wall["alerts_by_severity"] == {"info": 2, "warning": 1, "critical": 1}
     assert wall["health"] == {"reporting": 1, "degraded": 1, "silent": 23}  # vn_index whole, hotline partial
     assert wall["public_services"] == overview["public_services"]
+    assert wall["alerts"][0]["inhibited_by"] is None
+
+
+def test_the_wall_says_what_inhibits_an_alert(catalog: Catalog) -> None:
+    overview = build_overview(catalog, [], now_ms=NOW, dead_letters_recent=0, late_recent=0)
+    base = {"severity": "warning", "province": "01", "summary_vi": "vi", "summary_en": "en", "starts_at_ms": NOW,
+            "ack_by": "", "dims": {"station": "s1"}}
+    source = {**base, "alert_id": "a" * 16, "rule_id": "feed_down", "feed": "water_level", "province": "",
+              "dims": {}, "inhibited_by": ""}
+    muted = {**base, "alert_id": "b" * 16, "rule_id": "connection_lost", "feed": "water_level",
+             "inhibited_by": "a" * 16}
+    orphan = {**muted, "alert_id": "c" * 16, "inhibited_by": "d" * 16}  # its source is not among the rows read
+    wall = build_wall(catalog, overview, [source, muted, orphan], {}, refresh_s=5.0)
+    notes = {a["alert_id"]: (a["inhibited_by"], a["inhibited_en"], a["inhibited_vi"]) for a in wall["alerts"]}
+    assert notes["a" * 16] == (None, None, None)
+    assert notes["b" * 16] == ("a" * 16, f"inhibited by {'a' * 16} (feed_down on water_level)",
+                               f"bị ức chế bởi {'a' * 16} (feed_down trên water_level)")
+    assert notes["c" * 16][1] == f"inhibited by {'d' * 16}"
+
+
+def incident_row(iid: str, type_id: str, province: str, state: str, severity: str, title: tuple[str, str],
+                 members: list[tuple[str, str]], opened_ms: int) -> dict[str, object]:
+    """An incidents_sql row (members as the JSON string the table stores)."""
+    return {"incident_id": iid, "seq": 3, "type": type_id, "type_version": 1, "scope": "province",
+            "province": province, "severity": severity, "event": "alert_joined", "state": state,
+            "title_vi": title[0], "title_en": title[1], "assignee": "", "ack_by": "", "ack_comment": "",
+            "signals": ["water_level"], "alert_ids": [a for a, _ in members],
+            "members": orjson.dumps([{"alert_id": a, "state": st, "signal": "water_level"}
+                                     for a, st in members]).decode(),
+            "opened_at": opened_ms, "resolved_at": None, "event_at": opened_ms}
+
+
+def test_the_wall_shows_open_incidents_and_highlights_their_province(catalog: Catalog) -> None:
+    overview = build_overview(catalog, [], now_ms=NOW, dead_letters_recent=0, late_recent=0)
+    rows = [
+        incident_row("1" * 16, "flood", "46", "open", "critical", ("Lũ lụt – Thành phố Huế", "Flooding – Hue"),
+                     [("a1", "firing"), ("a2", "firing"), ("a3", "resolved")], NOW - 3_725_000),
+        incident_row("2" * 16, "pollution_episode", "01", "acknowledged", "warning",
+                     ("Ô nhiễm không khí – Thành phố Hà Nội", "Air-pollution episode – Hanoi"),
+                     [("b1", "firing")], NOW - 60_000),
+        incident_row("3" * 16, "market_shock", "00", "open", "warning",
+                     ("Biến động thị trường – toàn quốc", "Market shock – nationwide"), [("c1", "firing")], NOW),
+        incident_row("4" * 16, "flood", "79", "resolved", "critical", ("Lũ lụt – x", "Flooding – x"), [], NOW),
+    ]
+    wall = build_wall(catalog, overview, [], {}, refresh_s=5.0, incidents=rows)
+    shown = {i["incident_id"]: i for i in wall["incidents"]}
+    assert list(shown) == ["1" * 16, "2" * 16, "3" * 16] and wall["incidents_active"] == 3  # resolved: not shown
+    flood = shown["1" * 16]
+    assert (flood["type_vi"], flood["type_en"]) == ("Lũ lụt", "Flooding")  # the title without its province
+    assert (flood["province_vi"], flood["province_en"]) == (catalog.provinces["46"].name_vi,
+                                                            catalog.provinces["46"].name_en)
+    assert (flood["alerts"], flood["alerts_firing"], flood["state"]) == (3, 2, "open")
+    assert flood["age_s"] == 3_725 and flood["opened_at"] == ms_to_iso(NOW - 3_725_000)
+    assert shown["2" * 16]["state"] == "acknowledged" and shown["2" * 16]["type_en"] == "Air-pollution episode"
+    national = shown["3" * 16]
+    assert (national["type_vi"], national["type_en"], national["province_en"], national["on_map"]) == (
+        "Biến động thị trường", "Market shock", "National", False)
+    marked = {p["code"]: p["incidents"] for p in wall["provinces"] if p["incidents"]}
+    assert marked == {"46": ["1" * 16], "01": ["2" * 16]}  # a national incident is in the tile, not on the map
+    assert build_wall(catalog, overview, [], {}, refresh_s=5.0)["incidents"] == []
+
+
+def test_incident_type_name_falls_back_to_the_title(catalog: Catalog) -> None:
+    assert incident_type_name("Lũ lụt – Thành phố Hà Nội", catalog, "01", "vi") == "Lũ lụt"
+    assert incident_type_name("Flood in Hanoi", catalog, "01", "en") == "Flood in Hanoi"  # no separator
+    assert incident_type_name("Hanoi", catalog, "01", "en") == "Hanoi"

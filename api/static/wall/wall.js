@@ -6,6 +6,7 @@
   const KEY = "controlroom.wall.key";
   const LANG = "controlroom.wall.lang";
   const SVG = "http://www.w3.org/2000/svg";
+  const INCIDENT_ROWS = 3;  // what fits the tile at 1920x1080; the rest is counted under it
   const LABELS = {
     vi: {
       title: "Trung tâm điều hành quốc gia", feeds_reporting: "luồng đang báo",
@@ -23,6 +24,10 @@
       toggle: "English", sum_5m: "tổng 5 phút", latest: "giá trị mới nhất", updated: "Cập nhật",
       more: "và {n} cảnh báo khác", resolved_of: "{a} / {b} hồ sơ", no_data: "chưa có hồ sơ", national: "Toàn quốc",
       min: "phút", h: "giờ", ago: "trước",
+      incidents: "Sự cố đang mở", col_incident: "Sự cố", col_members: "Cảnh báo", col_age: "Đã mở",
+      col_state: "Trạng thái", no_incidents: "Không có sự cố nào đang mở.", legend_incident: "Sự cố",
+      st_open: "Mới", st_acknowledged: "Đã tiếp nhận", more_incidents: "và {n} sự cố khác",
+      firing_of: "{a} đang báo / {b}",
     },
     en: {
       title: "National operations center", feeds_reporting: "feeds reporting", series_reporting: "series reporting",
@@ -38,6 +43,10 @@
       toggle: "Tiếng Việt", sum_5m: "5-min total", latest: "latest value", updated: "Updated",
       more: "and {n} more alerts", resolved_of: "{a} / {b} dossiers", no_data: "no dossier yet", national: "National",
       min: "min", h: "h", ago: "ago",
+      incidents: "Open incidents", col_incident: "Incident", col_members: "Alerts", col_age: "Open for",
+      col_state: "State", no_incidents: "No incident is open.", legend_incident: "Incident",
+      st_open: "Open", st_acknowledged: "Acknowledged", more_incidents: "and {n} more incidents",
+      firing_of: "{a} firing / {b}",
     },
   };
   let lang = localStorage.getItem(LANG) === "en" ? "en" : "vi";
@@ -81,6 +90,11 @@
     const hhmm = d.toLocaleTimeString(lang === "vi" ? "vi-VN" : "en-GB", { hour: "2-digit", minute: "2-digit" });
     const rel = mins < 60 ? mins + " " + t("min") : Math.floor(mins / 60) + " " + t("h") + " " + (mins % 60) + " " + t("min");
     return hhmm + " (" + rel + " " + t("ago") + ")";
+  }
+
+  function age(iso) {
+    const mins = Math.max(0, Math.floor((Date.now() - new Date(iso).getTime()) / 60000));
+    return mins < 60 ? mins + " " + t("min") : Math.floor(mins / 60) + " " + t("h") + " " + (mins % 60) + " " + t("min");
   }
 
   function applyLabels() {
@@ -150,12 +164,22 @@
       c.setAttribute("class", "province sev-" + (p.severity || "none"));
       c.dataset.code = p.code;
       c.dataset.severity = p.severity || "none";
+      c.dataset.incident = p.incidents.length ? "1" : "0";
       const title = document.createElementNS(SVG, "title");
       title.textContent = (lang === "vi" ? p.name_vi : p.name_en) + (p.firing ? " · " + p.firing : "");
       c.append(title);
       svg.append(c);
     }
-    for (const p of provinces.filter((q) => q.severity)) {  // names only where something fires
+    for (const p of provinces.filter((q) => q.incidents.length)) {  // an open incident: a ring around it
+      const ring = document.createElementNS(SVG, "circle");
+      ring.setAttribute("cx", p.x);
+      ring.setAttribute("cy", p.y);
+      ring.setAttribute("r", 21);
+      ring.setAttribute("class", "incident-ring");
+      ring.dataset.code = p.code;
+      svg.append(ring);
+    }
+    for (const p of provinces.filter((q) => q.severity || q.incidents.length)) {  // names where something is up
       const label = document.createElementNS(SVG, "text");
       label.setAttribute("x", p.x + 15);
       label.setAttribute("y", p.y + 5);
@@ -174,7 +198,12 @@
       tr.dataset.province = a.province;
       const sev = el("td", "sev");
       sev.append(el("span", "sev-" + a.severity, t("sev_" + a.severity)));
-      tr.append(sev, el("td", "summary", lang === "vi" ? a.summary_vi : a.summary_en),
+      const summary = el("td", "summary", lang === "vi" ? a.summary_vi : a.summary_en);
+      if (a.inhibited_by) {  // muted by another firing alert: shown, not notified; say by what
+        tr.classList.add("inhibited");
+        summary.append(el("div", "inhibited-note", lang === "vi" ? a.inhibited_vi : a.inhibited_en));
+      }
+      tr.append(sev, summary,
         el("td", "prov", lang === "vi" ? a.province_vi : a.province_en), el("td", "since", since(a.since)));
       body.append(tr);
     }
@@ -183,6 +212,33 @@
     const more = s.alerts_firing - s.alerts.length;
     $("more-alerts").hidden = more <= 0;
     $("more-alerts").textContent = more > 0 ? t("more").replace("{n}", fmt(more)) : "";
+  }
+
+  function renderIncidents(s) {
+    const body = document.querySelector("#incidents tbody");
+    body.replaceChildren();
+    for (const i of s.incidents.slice(0, INCIDENT_ROWS)) {
+      const tr = el("tr", "incident");
+      tr.dataset.incidentId = i.incident_id;
+      tr.dataset.type = i.type;
+      tr.dataset.province = i.province;
+      tr.dataset.state = i.state;
+      tr.dataset.alerts = String(i.alerts);
+      const name = el("td", "inc");
+      name.append(el("i", "sev-" + i.severity), document.createTextNode(lang === "vi" ? i.type_vi : i.type_en));
+      name.title = lang === "vi" ? i.title_vi : i.title_en;
+      const state = el("td", "state");
+      state.append(el("span", "st-" + i.state, t("st_" + i.state)));
+      tr.append(name, el("td", "prov", lang === "vi" ? i.province_vi : i.province_en),
+        el("td", "members", t("firing_of").replace("{a}", fmt(i.alerts_firing)).replace("{b}", fmt(i.alerts))),
+        el("td", "age", age(i.opened_at)), state);
+      body.append(tr);
+    }
+    $("incident-count").textContent = String(s.incidents_active);
+    $("no-incidents").hidden = s.incidents_active > 0;
+    const more = s.incidents_active - Math.min(s.incidents.length, INCIDENT_ROWS);
+    $("more-incidents").hidden = more <= 0;
+    $("more-incidents").textContent = more > 0 ? t("more_incidents").replace("{n}", fmt(more)) : "";
   }
 
   function renderSide(s) {
@@ -223,6 +279,7 @@
     renderTotals(snap);
     renderTiles(snap);
     renderMap(snap);
+    renderIncidents(snap);
     renderAlerts(snap);
     renderSide(snap);
     document.body.dataset.generatedAt = snap.generated_at;
