@@ -1,6 +1,7 @@
 """`make chaos`: seeded randomized crash scenarios on the real parts (issue 11, item 5).
 
-Each run, on a fresh Tansu broker and a fresh data dir (chDB warehouse, Faust and alerter state):
+Each run, on a fresh broker (Tansu, or Apache Kafka with CHAOS_BROKER=kafka) and a fresh data dir (chDB
+warehouse, Faust and alerter state):
 - starts `controlroom api` (owns chDB, runs the sink: killing it kills the sink), `alerter`, `notifier`, and
   a little later `worker`, as separate processes, and subscribes a real HTTP receiver through the API;
 - publishes at a steady rate (200–400 messages/s, aiokafka, lz4) readings of a few hundred feed × province
@@ -24,6 +25,7 @@ bench.chaos run …`) with its own broker, ports and chDB.
     CHAOS_SEED=<a failing run's seed> CHAOS_RUNS=1 make chaos   # that run again
     CHAOS_PARALLEL=3      # at most this many runs at once
     CHAOS_PROFILE=short   # the make-test runs (about 40 s of publishing) instead of the full ones (80 s)
+    CHAOS_BROKER=kafka    # on Apache Kafka (idempotent producers; needs Java 17, `make kafka`) instead of Tansu
     CHAOS_KEEP=1          # keep every run's folder (logs, warehouse); by default a failing run keeps its logs
 
 Prints a table per run and writes bench/results/chaos-<date>.json; exits 1 when any run violates the oracle.
@@ -61,7 +63,7 @@ if str(ROOT) not in sys.path:  # `python bench/chaos.py` as well as `python -m b
     sys.path.insert(0, str(ROOT))
 
 from bench import chaos_oracle as oracle  # noqa: E402
-from controlroom.broker import free_port, start_tansu  # noqa: E402
+from controlroom.broker import free_port, start_broker, stop_process  # noqa: E402
 from controlroom.catalog import Catalog, Feed, default_catalog  # noqa: E402
 from controlroom.kafka import ensure_topics, make_producer, system_topics  # noqa: E402
 from controlroom.schema import dims_key, fingerprint, series_key  # noqa: E402
@@ -389,8 +391,8 @@ class Snapshot:
 
 
 class Scenario:
-    def __init__(self, seed: int, profile: Profile, boundary: float, work: Path) -> None:
-        self.seed, self.profile, self.hint, self.work = seed, profile, boundary, work
+    def __init__(self, seed: int, profile: Profile, boundary: float, work: Path, broker: str = "tansu") -> None:
+        self.seed, self.profile, self.hint, self.work, self.broker_kind = seed, profile, boundary, work, broker
         self.catalog = default_catalog()
         self.rng = random.Random(f"{seed}:plan")
         provinces = sorted(self.catalog.provinces)
@@ -424,7 +426,8 @@ class Scenario:
         rules = self.work / "rules.yaml"
         rules.write_text(alert_rules_yaml(self.alert_provinces))
         return Settings(
-            kafka_bootstrap=f"127.0.0.1:{broker_port}", kafka_idempotence=False, data_dir=self.work / "data",
+            kafka_bootstrap=f"127.0.0.1:{broker_port}", kafka_idempotence=self.broker_kind == "kafka",  # not Tansu
+            data_dir=self.work / "data",
             clickhouse_url=SecretStr(f"chdb://{self.work / 'warehouse'}"), api_port=api_port, alert_rules_file=rules,
             notify_signing_key=SecretStr(signing_key), log_format="json", streams_app_id=f"chaos-{self.seed}",
             streams_report_s=2.0)  # its progress line says how many windows it still holds open
@@ -433,7 +436,8 @@ class Scenario:
         from api.keys_cli import bootstrap_admin_key
 
         broker_port, api_port = free_port(), free_port()
-        self.broker = start_tansu(broker_port, self.work / "tansu.log")
+        self.broker = await asyncio.to_thread(start_broker, self.broker_kind, broker_port, self.work / "kafka",
+                                              self.work / "broker.log")
         settings = self.settings(broker_port, api_port, random.Random(f"{self.seed}:key").randbytes(32).hex())
         await ensure_topics(settings, system_topics(self.catalog))
         settings.data_dir.mkdir(parents=True, exist_ok=True)
@@ -668,17 +672,13 @@ class Scenario:
                 for p in self.procs.values():
                     p.stop(5.0)
                 if self.broker is not None:
-                    self.broker.terminate()
-                    try:
-                        self.broker.wait(10)
-                    except subprocess.TimeoutExpired:
-                        self.broker.kill()
+                    stop_process(self.broker, timeout_s=10)
         return self.judge(rows, hits)
 
     def judge(self, rows: dict[str, Any] | None, hits: list[tuple[str, dict[str, Any]]]) -> dict[str, Any]:
         pub = self.publisher.out
         result: dict[str, Any] = {
-            "seed": self.seed, "profile": self.profile.name,
+            "seed": self.seed, "profile": self.profile.name, "broker": self.broker_kind,
             "boundary": dt.datetime.fromtimestamp(self.b, dt.UTC).isoformat(),
             "rate_msgs_per_s": round(self.publisher.rate), "series": len(self.publisher.pool),
             "alert_provinces": self.alert_provinces, "readings": len(pub.readings), "messages": pub.messages,
@@ -719,8 +719,8 @@ class Scenario:
         return result
 
 
-def run_one(seed: int, profile: Profile, boundary: float, work: Path) -> dict[str, Any]:
-    return asyncio.run(Scenario(seed, profile, boundary, work).run())
+def run_one(seed: int, profile: Profile, boundary: float, work: Path, broker: str = "tansu") -> dict[str, Any]:
+    return asyncio.run(Scenario(seed, profile, boundary, work, broker).run())
 
 
 # --- many runs ------------------------------------------------------------------------------------------------
@@ -735,11 +735,12 @@ class Launched:
     deadline: float
 
 
-def launch(seed: int, profile: Profile, boundary: float, base: Path) -> Launched:
+def launch(seed: int, profile: Profile, boundary: float, base: Path, broker: str) -> Launched:
     work = Path(tempfile.mkdtemp(prefix=f"chaos-{seed}-", dir=base))
     out = work / "result.json"
     proc = subprocess.Popen([sys.executable, "-m", "bench.chaos", "run", "--seed", str(seed), "--profile",
-                             profile.name, "--boundary", str(boundary), "--dir", str(work), "--out", str(out)],
+                             profile.name, "--boundary", str(boundary), "--dir", str(work), "--out", str(out),
+                             "--broker", broker],
                             cwd=ROOT, start_new_session=True)  # its own group: an abort stops its services too
     budget = profile.lead_s + MIN_S + 15 + profile.settle_timeout_s + 180
     return Launched(seed, proc, out, work, time.time(), time.time() + budget)
@@ -764,8 +765,12 @@ def collect(run: Launched, keep: bool) -> dict[str, Any]:
     return result
 
 
+def reproduce(seed: int, broker: str) -> str:
+    return f"{'CHAOS_BROKER=kafka ' if broker == 'kafka' else ''}CHAOS_SEED={seed} CHAOS_RUNS=1 make chaos"
+
+
 def run_many(seeds: list[int], profile: Profile, parallel: int, per_slot: int = 1,
-             keep: bool = False) -> list[dict[str, Any]]:
+             keep: bool = False, broker: str = "tansu") -> list[dict[str, Any]]:
     """Launch the runs on minute boundaries (`per_slot` per boundary, at most `parallel` at once)."""
     base = Path(tempfile.mkdtemp(prefix="chaos-"))
     pending, results = list(seeds), []
@@ -786,8 +791,8 @@ def run_many(seeds: list[int], profile: Profile, parallel: int, per_slot: int = 
                 if len(active) < parallel and in_slot < per_slot:
                     seed = pending.pop(0)
                     log(None, f"run seed={seed}: boundary {dt.datetime.fromtimestamp(slot, dt.UTC):%H:%M:%S}Z "
-                              f"(reproduce: CHAOS_SEED={seed} CHAOS_RUNS=1 make chaos)")
-                    active.append(launch(seed, profile, slot, base))
+                              f"(reproduce: {reproduce(seed, broker)})")
+                    active.append(launch(seed, profile, slot, base, broker))
                     in_slot += 1
                 else:
                     slot, in_slot = slot + MIN_S, 0
@@ -892,20 +897,23 @@ def main(argv: list[str] | None = None) -> int:
     one.add_argument("--boundary", type=float, help="epoch seconds of the run's minute boundary")
     one.add_argument("--dir", type=Path, required=True)
     one.add_argument("--out", type=Path, required=True)
+    one.add_argument("--broker", choices=["tansu", "kafka"], default="tansu")
     args = parser.parse_args(argv)
     if args.cmd == "run":
         profile = PROFILES[args.profile]
         boundary = args.boundary or next_boundary(time.time() + profile.lead_s)
-        result = run_one(args.seed, profile, boundary, args.dir)
+        result = run_one(args.seed, profile, boundary, args.dir, args.broker)
         args.out.write_text(json.dumps(result, ensure_ascii=False))
         return 0
     seeds = seeds_from_env()
     parallel = int(os.environ.get("CHAOS_PARALLEL", "3"))
     profile = PROFILES[os.environ.get("CHAOS_PROFILE", "full")]
     started, git = time.time(), git_head()
-    log(None, f"{len(seeds)} runs, seeds {seeds[0]}…{seeds[-1]}, at most {parallel} at once, one per minute")
+    log(None, f"{len(seeds)} runs on {os.environ.get('CHAOS_BROKER', 'tansu')}, seeds {seeds[0]}…{seeds[-1]}, "
+              f"at most {parallel} at once, one per minute")
     print("| " + " | ".join(HEADER) + " |\n|" + "---|" * len(HEADER), flush=True)
-    results = run_many(seeds, profile, parallel, keep=os.environ.get("CHAOS_KEEP") == "1")
+    broker = os.environ.get("CHAOS_BROKER", "tansu")
+    results = run_many(seeds, profile, parallel, keep=os.environ.get("CHAOS_KEEP") == "1", broker=broker)
     elapsed = time.time() - started
     path = write_results(results, profile, started, elapsed, git)
     print("\n" + table(results))
@@ -918,7 +926,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"results: {path.relative_to(ROOT)}")
     for r in results:
         if not r.get("ok"):
-            print(f"seed {r['seed']} violated: reproduce with CHAOS_SEED={r['seed']} CHAOS_RUNS=1 make chaos"
+            print(f"seed {r['seed']} violated: reproduce with {reproduce(r['seed'], broker)}"
                   + (f" (logs in {r['dir']})" if r.get("dir") else ""))
     return 1 if s["violated"] else 0
 

@@ -12,9 +12,12 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(frozen=True, env_prefix="", extra="ignore", case_sensitive=False)
 
-    # Kafka. Embedded `make up` starts Tansu and sets these for its children.
+    # Kafka. Without KAFKA_BOOTSTRAP, `make up` starts a local broker and sets these for its children.
     kafka_bootstrap: str = "127.0.0.1:9092"
-    kafka_idempotence: bool = True  # real Kafka: yes; Tansu has no InitProducerId, so `up` turns it off
+    kafka_idempotence: bool = True  # real Kafka: yes; Tansu has no InitProducerId, so `up` turns it off there
+    # `make up`'s local broker: kafka (Apache Kafka, data in DATA_DIR/kafka, needs Java 17), tansu (memory),
+    # auto (Apache Kafka where Java and its jars are here, else Tansu)
+    broker: Literal["auto", "tansu", "kafka"] = "auto"
     kafka_compression: Literal["none", "gzip", "lz4", "snappy", "zstd"] = "lz4"
     topic_partitions: int = 4
     broker_port: int = 9092  # the embedded broker's port

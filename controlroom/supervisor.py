@@ -1,6 +1,7 @@
 """`controlroom up` (what `make up` runs): the whole pipeline on embedded defaults, one command.
 
-Starts the embedded broker (unless KAFKA_BOOTSTRAP is set), creates the topics, then the API
+Starts a local broker (unless KAFKA_BOOTSTRAP is set: Apache Kafka where Java 17 and its jars are, its data in
+data/kafka kept across restarts; else Tansu, in memory; BROKER forces one), creates the topics, then the API
 (which owns the chDB warehouse and runs the sink inside it), the streams worker, the alerter, the
 notifier and the simulator as child processes. Children run in their own session so Ctrl-C reaches only this supervisor,
 which stops them in order: producers first, the API (and its sink's last flush) last.
@@ -30,7 +31,7 @@ from typing import Any, Literal
 
 import httpx
 
-from controlroom.broker import port_is_free, start_tansu
+from controlroom.broker import choose_broker, kafka_version, port_is_free, start_broker, stop_process
 from controlroom.catalog import default_catalog
 from controlroom.errors import ControlRoomError, StartupError
 from controlroom.kafka import ensure_topics, system_topics
@@ -155,12 +156,13 @@ def supervisor_health(data_dir: Path) -> dict[str, Any] | None:
 
 
 def supervise(children: Sequence[Child], env: dict[str, str], policy: RestartPolicy, status_path: Path,
-              stopping: Callable[[], bool], broker: subprocess.Popen[bytes] | None = None) -> None:
-    """Until `stopping()`: restart children that exit, per `policy`. Raises ChildFailed when one keeps dying."""
+              stopping: Callable[[], bool], broker: subprocess.Popen[bytes] | None = None,
+              broker_name: str = "the local broker") -> None:
+    """Until `stopping()`: restart children that exit, per `policy`. Raises ChildFailed when one keeps dying, or
+    when the local `broker` stops (Tansu's topics were in memory; Apache Kafka dying is not something to hide)."""
     while not stopping():
-        if broker is not None and broker.poll() is not None:  # its topics were in memory: restarting cannot help
-            raise ChildFailed(f"the embedded broker (Tansu) stopped ({describe_exit(broker.returncode)}); "
-                              "stopping everything")
+        if broker is not None and broker.poll() is not None:
+            raise ChildFailed(f"{broker_name} stopped ({describe_exit(broker.returncode)}); stopping everything")
         now = time.monotonic()
         for child in children:
             if child.restart_due is not None:
@@ -221,7 +223,7 @@ def _wait_healthy(url: str, children: list[Child], timeout_s: float, stopping: C
         raise StartupError(f"the API did not answer {url} within {timeout_s:.0f} s")
 
 
-def banner(settings: Settings, bootstrap: str, embedded_broker: bool, admin_key: str | None) -> str:
+def banner(settings: Settings, bootstrap: str, broker_note: str, admin_key: str | None) -> str:
     api = f"http://{settings.api_host}:{settings.api_port}"
     warehouse = "embedded chDB" if settings.is_embedded_clickhouse else "ClickHouse server"
     return "\n".join([
@@ -231,7 +233,7 @@ def banner(settings: Settings, bootstrap: str, embedded_broker: bool, admin_key:
         f"  series    {api}/series?feed=water_level&province=01",
         f"  wall      {api}/wall        (the live national wall in a browser; asks once for a viewer key)",
         f"  API docs  {api}/docs",
-        f"  Kafka     {bootstrap}{' (embedded Tansu, memory storage)' if embedded_broker else ''}",
+        f"  Kafka     {bootstrap}{broker_note}",
         f"  warehouse {warehouse}, data in {settings.data_dir}",
         *([f"  admin key {admin_key}", f"            (new at every `make up`, also in {settings.data_dir}/admin.key; "
            "send it as 'Authorization: Bearer <key>')"] if admin_key else []),
@@ -258,13 +260,24 @@ def run_up(settings: Settings, args: argparse.Namespace) -> int:
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     env = dict(os.environ)
     broker = None
-    embedded_broker = "KAFKA_BOOTSTRAP" not in os.environ
+    broker_name, broker_note = "", ""
     if not port_is_free(settings.api_port, settings.api_host):
         raise StartupError(f"API port {settings.api_port} is taken: stop what uses it or set API_PORT")
-    if embedded_broker:
-        broker = start_tansu(settings.broker_port, settings.data_dir / "broker.log")
+    if "KAFKA_BOOTSTRAP" not in os.environ:
+        kind, why = choose_broker(settings.broker)
+        log.info("local broker", broker=kind, why=why)
+        kafka_dir = settings.data_dir / "kafka"
+        broker = start_broker(kind, settings.broker_port, kafka_dir, settings.data_dir / "broker.log")
         bootstrap = f"127.0.0.1:{settings.broker_port}"
-        env.update(KAFKA_BOOTSTRAP=bootstrap, KAFKA_IDEMPOTENCE="false")  # Tansu: no InitProducerId
+        if kind == "kafka":
+            broker_name = f"the local Apache Kafka (data in {kafka_dir})"
+            broker_note = (f" (local Apache Kafka {kafka_version()}, KRaft; topics, offsets and unread readings "
+                           f"kept in {kafka_dir} across restarts)")
+        else:  # its topics were in memory: restarting cannot help
+            broker_name = "the embedded broker (Tansu, memory storage)"
+            broker_note = f" (embedded Tansu, memory storage: empty at every start; {why})"
+        # idempotent producers where the broker has them (Tansu has no InitProducerId)
+        env.update(KAFKA_BOOTSTRAP=bootstrap, KAFKA_IDEMPOTENCE=str(kind == "kafka").lower())
     else:
         bootstrap = settings.kafka_bootstrap
     effective = settings.model_copy(update={"kafka_bootstrap": bootstrap})
@@ -297,8 +310,8 @@ def run_up(settings: Settings, args: argparse.Namespace) -> int:
             children.append(_spawn("notifier", ["notifier"], env))
             children.append(_spawn("simulator", ["simulate"], env))
             write_status(status_path, children)
-            print(banner(settings, bootstrap, embedded_broker, admin_key), file=sys.stderr, flush=True)
-            supervise(children, env, RestartPolicy(), status_path, lambda: stopping, broker)
+            print(banner(settings, bootstrap, broker_note, admin_key), file=sys.stderr, flush=True)
+            supervise(children, env, RestartPolicy(), status_path, lambda: stopping, broker, broker_name)
         log.info("stopping")
         return 0
     finally:
@@ -307,8 +320,7 @@ def run_up(settings: Settings, args: argparse.Namespace) -> int:
         with contextlib.suppress(OSError):
             status_path.unlink()
         if broker is not None:
-            broker.terminate()
-            broker.wait(timeout=10)
+            stop_process(broker, timeout_s=30)  # Apache Kafka closes its logs: the next start needs no recovery
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

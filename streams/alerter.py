@@ -123,7 +123,10 @@ class Alerter:
         await consumer.start()
         await producer.start()
         try:
-            tps = [TopicPartition(t, p) for t in INPUTS for p in sorted(consumer.partitions_for_topic(t) or [])]
+            # asked of the broker (the producer waits for the topic's metadata): a consumer that neither subscribed nor
+            # was assigned knows only what its first metadata answer held, which is every topic on Tansu and none on
+            # Apache Kafka (Metadata v1+ with an empty list) — the alerter would have read nothing
+            tps = [TopicPartition(t, p) for t in INPUTS for p in sorted(await producer.partitions_for(t))]
             consumer.assign(tps)
             for tp in tps:
                 pos = positions.get(f"{tp.topic}:{tp.partition}")

@@ -259,14 +259,14 @@ def members(hit: Any) -> list[str]:
 
 
 @pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM], ids=["sigkill", "sigterm"])
-async def test_restart_mid_stream(sig: signal.Signals, broker: str, make_settings, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+async def test_restart_mid_stream(sig: signal.Signals, any_broker: str, make_settings, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     """200 alerts of 10 rules, in 4 bursts, to 3 subscriptions grouping by rule: grouped notifications, and
     the process killed (or stopped) while groups wait and notifications are in flight."""
     key = signing_key()
     log_path = tmp_path / "notifier.log"
     with http_receiver() as rx:
         rx.delay_s = 0.02
-        settings = make_settings(kafka_bootstrap=broker, notify_signing_key=key, notify_concurrency=CONCURRENCY,
+        settings = make_settings(kafka_bootstrap=any_broker, notify_signing_key=key, notify_concurrency=CONCURRENCY,
                                  notify_batch_max=50, log_format="json")
         await publish(settings, CONTROL_TOPIC,
                       [sub_put(s, channel="webhook", target=rx.url(f"/{s}"), group_wait_s=0.2, group_interval_s=1)

@@ -14,7 +14,8 @@ from pathlib import Path
 import pytest
 from aiokafka import AIOKafkaProducer
 
-from controlroom.warehouse import open_warehouse
+from controlroom.broker import stop_process
+from controlroom.warehouse import Warehouse, open_warehouse
 from sinks.migrate import migrate
 from sinks.writer import SinkWriter
 from tests.integration.pipeline import reading, start_worker, wait_for
@@ -65,9 +66,8 @@ PHASE_2 = [
 
 
 async def test_known_readings_give_exact_results_across_a_worker_crash(
-        broker: str, make_settings, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
-    settings = make_settings(kafka_bootstrap=broker, idle_advance_after_s=3600.0, sink_flush_interval_s=0.3)
-    warehouse = open_warehouse(settings)
+        any_broker: str, make_settings, warehouse: Warehouse, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    settings = make_settings(kafka_bootstrap=any_broker, idle_advance_after_s=3600.0, sink_flush_interval_s=0.3)
     migrate(warehouse, _catalog())
     db = warehouse.database
 
@@ -78,13 +78,13 @@ async def test_known_readings_give_exact_results_across_a_worker_crash(
     sink = asyncio.create_task(SinkWriter(settings, _catalog(), warehouse).run(stop))
     worker = start_worker(settings, tmp_path / "worker1.log")
     try:
-        await publish(broker, PHASE_1)
+        await publish(any_broker, PHASE_1)
         await wait_for(lambda: q("SELECT count() AS n FROM DB.dead_letters FINAL")[0]["n"] >= 3,
                        what="phase 1 dead letters")
         worker.send_signal(signal.SIGKILL)  # a crash: no flush, no commit
         worker.wait(10)
         worker = start_worker(settings, tmp_path / "worker2.log")
-        await publish(broker, PHASE_2)
+        await publish(any_broker, PHASE_2)
         await wait_for(lambda: q("SELECT count() AS n FROM DB.agg_1m FINAL")[0]["n"] >= 5
                        and q("SELECT count() AS n FROM DB.late_readings FINAL")[0]["n"] >= 1
                        and q("SELECT max(max) AS m FROM DB.agg_1m FINAL WHERE feed = 'water_level'")[0]["m"] == 999
@@ -92,8 +92,7 @@ async def test_known_readings_give_exact_results_across_a_worker_crash(
                        what="closed windows, late reading and dead letters")
         await asyncio.sleep(2.0)  # anything extra (a duplicate) would land by now
     finally:
-        worker.terminate()
-        worker.wait(20)
+        stop_process(worker)
         stop.set()
         await sink
 
@@ -131,7 +130,6 @@ async def test_known_readings_give_exact_results_across_a_worker_crash(
     ]
     # nothing counted twice in storage either (ReplacingMergeTree may hold copies until merges)
     assert q("SELECT count() AS n, uniqExact(event_id) AS u FROM DB.readings FINAL")[0] == {"n": 13, "u": 13}
-    warehouse.close()
 
 
 def _catalog():  # type: ignore[no-untyped-def]
@@ -141,12 +139,12 @@ def _catalog():  # type: ignore[no-untyped-def]
 
 
 async def test_a_worker_restarted_with_nothing_left_to_read_closes_its_restored_windows(
-        broker: str, make_settings, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+        any_broker: str, make_settings, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     """Killed after it had absorbed and committed everything: the restarted worker is handed no record at all,
     yet it is caught up, so its partitions' watermarks follow the clock and the restored windows close."""
     import time
 
-    settings = make_settings(kafka_bootstrap=broker, idle_advance_after_s=3600.0, sink_flush_interval_s=0.3)
+    settings = make_settings(kafka_bootstrap=any_broker, idle_advance_after_s=3600.0, sink_flush_interval_s=0.3)
     warehouse = open_warehouse(settings)
     migrate(warehouse, _catalog())
     db = warehouse.database
@@ -159,7 +157,7 @@ async def test_a_worker_restarted_with_nothing_left_to_read_closes_its_restored_
     worker = start_worker(settings, tmp_path / "worker1.log")
     try:
         # the last seconds of the previous minute: an idle partition's watermark reaches the window's end soon
-        await publish(broker, [wl("a", minute + 57_000, 100), wl("b", minute + 58_000, 110),
+        await publish(any_broker, [wl("a", minute + 57_000, 100), wl("b", minute + 58_000, 110),
                                hot("c", minute + 59_000, 7, "79")])
         await wait_for(lambda: "readings=3" in (tmp_path / "worker1.log").read_text(), what="the worker took them")
         await asyncio.sleep(6.0)  # two commit intervals: offsets and changelog are durable
@@ -170,8 +168,7 @@ async def test_a_worker_restarted_with_nothing_left_to_read_closes_its_restored_
         await wait_for(lambda: warehouse.query(f"SELECT sum(count) AS n FROM {db}.agg_1m FINAL")[0]["n"] == 3,
                        timeout_s=60, what="the restored windows closed and stored")
     finally:
-        worker.terminate()
-        worker.wait(20)
+        stop_process(worker)
         stop.set()
         await sink
         warehouse.close()

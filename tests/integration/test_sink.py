@@ -103,13 +103,6 @@ def count(wh: Warehouse, table: str, final: bool = True) -> int:
     return int(q(wh, f"SELECT count() AS n FROM DB.{table}{' FINAL' if final else ''}")[0]["n"])
 
 
-@pytest.fixture()
-def warehouse(make_settings) -> Any:  # type: ignore[no-untyped-def]
-    wh = open_warehouse(make_settings())
-    yield wh
-    wh.close()
-
-
 @asynccontextmanager
 async def ready_warehouse(settings: Settings, catalog: Catalog) -> AsyncIterator[Warehouse]:
     """A migrated warehouse and the project's topics, closed afterwards."""
@@ -202,11 +195,11 @@ def messages() -> list[Msg]:
 
 
 async def test_writer_writes_exact_rows_and_commits_what_it_wrote(
-        broker: str, make_settings, catalog: Catalog) -> None:  # type: ignore[no-untyped-def]
-    settings: Settings = make_settings(kafka_bootstrap=broker, sink_flush_interval_s=0.3)
+        any_broker: str, make_settings, catalog: Catalog) -> None:  # type: ignore[no-untyped-def]
+    settings: Settings = make_settings(kafka_bootstrap=any_broker, sink_flush_interval_s=0.3)
     async with ready_warehouse(settings, catalog) as wh:
         msgs = messages()
-        pos = await publish(broker, msgs)
+        pos = await publish(any_broker, msgs)
         at = {i: p for i, p in enumerate(pos)}
         writer = SinkWriter(settings, catalog, wh)
         await run_writer(writer, lambda: writer.stats.records >= len(msgs), "all records written and committed")
@@ -251,15 +244,15 @@ async def test_writer_writes_exact_rows_and_commits_what_it_wrote(
         # committed offsets are exactly the end of what was written, per topic-partition
         want = expected_commits([m[0] for m in msgs], pos)
         assert writer.stats.committed == want
-        assert await committed_offsets(broker, settings, catalog) == want
+        assert await committed_offsets(any_broker, settings, catalog) == want
 
 
 async def test_closed_and_amended_windows_are_recomputed_from_stored_readings_once_they_are_all_stored(
-        broker: str, make_settings, catalog: Catalog) -> None:  # type: ignore[no-untyped-def]
+        any_broker: str, make_settings, catalog: Catalog) -> None:  # type: ignore[no-untyped-def]
     """The worker's closed window names its readings (topic-partition, max offset); the sink waits until it
     stored them, writes the window recomputed from `readings FINAL` (not the worker's figures), and does not
     commit the trigger before. A late reading within the horizon makes it recompute the window again."""
-    settings: Settings = make_settings(kafka_bootstrap=broker, sink_flush_interval_s=0.2)
+    settings: Settings = make_settings(kafka_bootstrap=any_broker, sink_flush_interval_s=0.2)
     T0 = (int(time.time() * 1000) // 60_000 - 2) * 60_000  # a recent minute: /overview's figures move too  # noqa: N806
     async with ready_warehouse(settings, catalog) as wh:
         raw = [("feeds.water_level", b"01", reading(f"r{i}", "water_level", "01", T0 + i * 10_000, float(v),
@@ -267,12 +260,12 @@ async def test_closed_and_amended_windows_are_recomputed_from_stored_readings_on
                for i, v in enumerate([5, 1, 9])]
         raw.append(raw[0])  # a re-sent reading: stored once, counted once
         # the trigger first, its readings later: it must wait for them (the worker's count 99 is ignored)
-        pos_raw_partition = (await publish(broker, timestamp_ms=None, messages=[raw[0]]))[0][0]
+        pos_raw_partition = (await publish(any_broker, timestamp_ms=None, messages=[raw[0]]))[0][0]
         closed = window_message(feed="water_level", province="01", dims={"station": "s1"}, window_start_ms=T0,
                                 window_s=60, count=99, total=0.0, vmin=0.0, vmax=0.0, last=0.0, last_ts_ms=T0,
                                 closed_ms=T0 + 70_000, source_partition=pos_raw_partition,
                                 source_topic="feeds.water_level", max_offset=3)
-        trig = await publish(broker, timestamp_ms=None, messages=[("agg.1m", b"01", orjson.dumps(closed))])
+        trig = await publish(any_broker, timestamp_ms=None, messages=[("agg.1m", b"01", orjson.dumps(closed))])
         writer = SinkWriter(settings, catalog, wh)
         stop = asyncio.Event()
         task = asyncio.create_task(writer.run(stop))
@@ -282,15 +275,15 @@ async def test_closed_and_amended_windows_are_recomputed_from_stored_readings_on
             assert count(wh, "agg_1m") == 0
             agg_tp = f"agg.1m:{trig[0][0]}"
             assert writer.stats.committed.get(agg_tp, 0) <= trig[0][1]  # not committed past the waiting trigger
-            await publish(broker, timestamp_ms=None, messages=raw[1:])
+            await publish(any_broker, timestamp_ms=None, messages=raw[1:])
             await wait_for(lambda: count(wh, "agg_1m") == 1, timeout_s=30, what="the recomputed window")
             row = q(wh, "SELECT count, sum, min, max, last, revision FROM DB.agg_1m FINAL")[0]
             assert row == {"count": 3, "sum": 15.0, "min": 1.0, "max": 9.0, "last": 9.0, "revision": 3}
             # a late reading amends it: stored raw, reported amended, the window recomputed with it
             late_r = Reading("r-late", "water_level", "01", T0 + 30_000, 100.0, {"station": "s1"}, "test", "01")
-            late_pos = (await publish(broker, timestamp_ms=None, messages=[("feeds.water_level", b"01", reading(
+            late_pos = (await publish(any_broker, timestamp_ms=None, messages=[("feeds.water_level", b"01", reading(
                 "r-late", "water_level", "01", T0 + 30_000, 100.0, station="s1"))]))[0]
-            await publish(broker, timestamp_ms=None, messages=[("feeds.late", b"01", orjson.dumps(late_message(
+            await publish(any_broker, timestamp_ms=None, messages=[("feeds.late", b"01", orjson.dumps(late_message(
                 late_r, source_topic="feeds.water_level", partition=late_pos[0], offset=late_pos[1],
                 watermark_ms=T0 + 200_000, detected_ms=T0 + 200_000)))])
             await wait_for(lambda: q(wh, "SELECT count FROM DB.agg_1m FINAL")[0]["count"] == 4, timeout_s=30,
@@ -311,12 +304,12 @@ async def test_closed_and_amended_windows_are_recomputed_from_stored_readings_on
 
 
 async def test_a_restarted_sink_recomputes_a_window_whose_readings_an_earlier_instance_stored(
-        broker: str, make_settings, catalog: Catalog) -> None:  # type: ignore[no-untyped-def]
+        any_broker: str, make_settings, catalog: Catalog) -> None:  # type: ignore[no-untyped-def]
     """The readings were stored and committed before a restart; the window closes afterwards and nothing else
     arrives: the new sink learns from the group's committed offsets that they are stored, and recomputes."""
-    settings: Settings = make_settings(kafka_bootstrap=broker)  # the default flush interval (0.5 s > a poll)
+    settings: Settings = make_settings(kafka_bootstrap=any_broker)  # the default flush interval (0.5 s > a poll)
     async with ready_warehouse(settings, catalog) as wh:
-        pos = await publish(broker, [("feeds.water_level", b"01", reading(f"k{i}", "water_level", "01",
+        pos = await publish(any_broker, [("feeds.water_level", b"01", reading(f"k{i}", "water_level", "01",
                                                                             T0 + i * 1_000, float(i), station="s1"))
                                      for i in range(3)])
         first = SinkWriter(settings, catalog, wh)
@@ -325,7 +318,7 @@ async def test_a_restarted_sink_recomputes_a_window_whose_readings_an_earlier_in
                                 window_s=60, count=3, total=3.0, vmin=0.0, vmax=2.0, last=2.0, last_ts_ms=T0 + 2_000,
                                 closed_ms=T0 + 70_000, source_partition=pos[0][0], source_topic="feeds.water_level",
                                 max_offset=pos[-1][1])
-        await publish(broker, [("agg.1m", b"01", orjson.dumps(closed))])
+        await publish(any_broker, [("agg.1m", b"01", orjson.dumps(closed))])
         second = SinkWriter(settings, catalog, wh)
         await run_writer(second, lambda: count(wh, "agg_1m") == 1 and second.stats.waiting_triggers == 0,
                          "the window recomputed by the restarted sink")

@@ -19,11 +19,14 @@ import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from controlroom import supervisor
-from controlroom.broker import free_port
+from controlroom.broker import free_port, kafka_version, start_apache_kafka, stop_process
 from controlroom.catalog import default_catalog
+from controlroom.kafka import ensure_topics, make_producer, system_topics
 from controlroom.settings import Settings
 from tests.conftest import register_secret
-from tests.integration.pipeline import ROOT
+from tests.integration.pipeline import ROOT, reading
+
+FEED = "water_level"
 
 pytestmark = pytest.mark.integration
 
@@ -33,10 +36,10 @@ def run_cli(args: list[str], env: dict[str, str], timeout: float = 60) -> subpro
                           capture_output=True, text=True, timeout=timeout)
 
 
-def base_env(tmp_path: Path) -> dict[str, str]:
+def base_env(tmp_path: Path, broker: str = "tansu") -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if k != "KAFKA_BOOTSTRAP"}
     env.update(DATA_DIR=str(tmp_path / "data"), CLICKHOUSE_URL=f"chdb://{tmp_path / 'wh'}",
-               API_PORT=str(free_port()), BROKER_PORT=str(free_port()), LOG_FORMAT="console")
+               API_PORT=str(free_port()), BROKER_PORT=str(free_port()), LOG_FORMAT="console", BROKER=broker)
     return env
 
 
@@ -132,8 +135,8 @@ async def published_event_ids(bootstrap: str) -> list[str]:
         await consumer.stop()
 
 
-def test_up_restarts_a_killed_worker_and_api_with_nothing_lost(tmp_path: Path) -> None:
-    env = base_env(tmp_path)
+def test_up_restarts_a_killed_worker_and_api_with_nothing_lost(tmp_path: Path, broker_kind: str) -> None:
+    env = base_env(tmp_path, broker_kind)
     env.update(LOG_FORMAT="json", LOG_LEVEL="info", SIM_RATE="4", STREAMS_REPORT_S="1",
                QUERY_MAX_ROWS="100000")  # every stored event_id in one answer
     data, api = Path(env["DATA_DIR"]), f"http://127.0.0.1:{env['API_PORT']}"
@@ -223,7 +226,7 @@ def test_up_restarts_a_killed_worker_and_api_with_nothing_lost(tmp_path: Path) -
                 up.kill()
                 up.wait()
         for pid in spawned:
-            if alive(pid) and ("controlroom" in cmdline(pid) or "tansu" in cmdline(pid)):
+            if alive(pid) and any(name in cmdline(pid) for name in ("controlroom", "tansu", "kafka.Kafka")):
                 os.kill(pid, signal.SIGKILL)
         text = log_path.read_text(errors="replace")
         print(f"controlroom up ran {time.monotonic() - started:.0f} s; its log (tail):\n"
@@ -233,3 +236,63 @@ def test_up_restarts_a_killed_worker_and_api_with_nothing_lost(tmp_path: Path) -
     assert [(e["child"], e["exit_code"], e["signal"], e["attempt"], e["delay_s"], e["pid"]) for e in restarts] == [
         ("worker", -9, "SIGKILL", 1, 0.5, old_pid), ("api", -9, "SIGKILL", 1, 0.5, api_pid)]
     assert [e["pid"] for e in events if e.get("event") == "child restarted"][0] == new_pid
+
+
+@pytest.mark.parametrize("broker_kind", ["apache_kafka"], indirect=True)
+def test_up_picks_apache_kafka_and_finds_readings_published_while_it_was_down(tmp_path: Path,
+                                                                               broker_kind: str) -> None:
+    """BROKER=auto with Java here: `up` runs Apache Kafka on data/kafka, so readings published while the system was
+    down (on the broker of an earlier run, now stopped) are still there, and get stored."""
+    env = base_env(tmp_path, "auto")
+    env.update(LOG_FORMAT="json", QUERY_MAX_ROWS="100000")
+    data, port = Path(env["DATA_DIR"]), int(env["BROKER_PORT"])
+    settings = Settings(kafka_bootstrap=f"127.0.0.1:{port}", data_dir=data)
+    now = int(time.time() * 1000)
+    ids = [f"kept-{i}" for i in range(50)]
+
+    async def publish_while_down() -> None:
+        await ensure_topics(settings, system_topics(default_catalog()))
+        producer = make_producer(settings)  # idempotent, acks=all
+        await producer.start()
+        try:
+            for i, eid in enumerate(ids):
+                await producer.send(f"feeds.{FEED}", reading(eid, FEED, "01", now - 1000 + i, 100 + i, station="s1"),
+                                    key=b"01")
+            await producer.flush()
+        finally:
+            await producer.stop()
+
+    broker = start_apache_kafka(port, data / "kafka", tmp_path / "earlier-broker.log")
+    try:
+        asyncio.run(publish_while_down())
+    finally:
+        stop_process(broker)
+    log_path = tmp_path / "up.log"
+    with log_path.open("wb") as log_file:
+        up = subprocess.Popen([sys.executable, "-m", "controlroom.cli", "up"], env=env, cwd=ROOT,
+                              stdout=log_file, stderr=subprocess.STDOUT, start_new_session=True)
+    key = ""
+    try:
+        api = f"http://127.0.0.1:{env['API_PORT']}"
+        poll(lambda: httpx.get(f"{api}/healthz", timeout=2).status_code == 200, 90, "the system to be up", up)
+        key = (data / "admin.key").read_text().strip()
+        register_secret(key)
+        client = httpx.Client(base_url=api, headers={"Authorization": f"Bearer {key}"}, timeout=15)
+
+        def kept() -> list[str]:
+            r = client.post("/query", json={"sql": "SELECT event_id FROM readings FINAL WHERE event_id LIKE 'kept-%'"})
+            r.raise_for_status()
+            return sorted(row[0] for row in r.json()["rows"])
+
+        assert poll(lambda: kept() == sorted(ids) and kept(), 60, "the readings published while down", up)
+        client.close()
+    finally:
+        if up.poll() is None:
+            up.send_signal(signal.SIGINT)
+            up.wait(timeout=90)
+    text = log_path.read_text(errors="replace").replace(key or "\0", "<admin key>")
+    assert up.returncode == 0, text[-3000:]
+    assert f"Kafka     127.0.0.1:{port} (local Apache Kafka {kafka_version()}, KRaft" in text
+    events = [json.loads(line) for line in text.splitlines() if line.startswith("{")]
+    assert [(e["broker"], e["why"]) for e in events if e.get("event") == "local broker"] == [
+        ("kafka", "BROKER=auto: Java and Kafka's jars here")]
