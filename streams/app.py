@@ -263,6 +263,11 @@ class Worker:
             self.engine.forget(key, partition)
         await self.write_changelog()  # the tombstones now, so a restart does not close these windows again
         self.counters.windows_closed += len(due)
+        by_start: dict[int, int] = defaultdict(int)
+        for _key, _p, w in due:
+            by_start[w.window_start_ms] += 1
+        log.info("windows closed", windows=len(due), by_window_start={str(k): v for k, v in sorted(by_start.items())},
+                 topic_partitions=len({(w.topic, p) for _k, p, w in due}))
         close_ms = round((time.perf_counter() - started) * 1000)
         self.counters.slowest_close_ms = max(self.counters.slowest_close_ms, close_ms)
 
