@@ -271,6 +271,18 @@ class Worker:
         close_ms = round((time.perf_counter() - started) * 1000)
         self.counters.slowest_close_ms = max(self.counters.slowest_close_ms, close_ms)
 
+    def log_assignment(self, assigned: set[TP]) -> None:
+        """One line per rebalance: how many source partitions and which changelog partitions (active, standby)
+        this worker now holds, and whether a changelog recovery was already complete (an in-process rebalance)."""
+        changelog = self.table.changelog_topic.get_topic_name()
+        actives, standbys = self.app.assignor.assigned_actives(), self.app.assignor.assigned_standbys()
+        log.info("partitions assigned", source=sum(1 for tp in assigned if tp.topic in self.source_topics),
+                 source_partitions=sorted({tp.partition for tp in assigned if tp.topic in self.source_topics}),
+                 changelog_active=sorted(tp.partition for tp in actives if tp.topic == changelog),
+                 changelog_standby=sorted(tp.partition for tp in standbys if tp.topic == changelog),
+                 generation=self.app.consumer_generation_id,
+                 recovered_before=self.app.tables.recovery.completed.is_set())  # type: ignore[attr-defined]
+
     def report(self) -> None:
         owned = [tp for tp in self.app.assignor.assigned_actives() if tp.topic in self.source_topics]
         behind = sum(1 for tp in owned if not self.caught_up(tp.topic, tp.partition))
@@ -300,6 +312,10 @@ def build_app(settings: Settings, catalog: Catalog) -> faust.App:
     @app.timer(settings.streams_report_s)
     async def report() -> None:
         worker.report()
+
+    @app.on_partitions_assigned.connect  # type: ignore[arg-type]  # mode's receiver type wants a positional-only sender
+    async def log_assignment(_sender: Any, assigned: set[TP], **_kw: Any) -> None:
+        worker.log_assignment(assigned)
 
     app.conf.controlroom_counters = worker.counters  # for tests and the benchmark
     return app
