@@ -89,14 +89,43 @@ class Feeder:
             await asyncio.sleep(TICK_S)
 
 
+async def changelog_history(bootstrap: str, topic: str, needles: list[str]) -> list[str]:
+    """Every changelog record whose key holds one of `needles` (a missing series) or is a partition state, in
+    order: partition, offset, key, value (or None for a tombstone)."""
+    from aiokafka import AIOKafkaConsumer, TopicPartition
+
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, auto_offset_reset="earliest")
+    await consumer.start()
+    out = []
+    try:
+        tps = [TopicPartition(topic, p) for p in range(PARTITIONS)]
+        consumer.assign(tps)
+        await consumer.seek_to_beginning(*tps)
+        ends = await consumer.end_offsets(tps)
+        idle = 0
+        while idle < 3:
+            batch = await consumer.getmany(timeout_ms=1000, max_records=5000)
+            idle = 0 if batch else idle + 1
+            for tp, records in batch.items():
+                for r in records:
+                    key = (r.key or b"").decode()
+                    if any(n in key for n in needles):
+                        value = r.value.decode() if r.value is not None else None
+                        out.append(f"{tp.partition} {r.offset} {key} {value}")
+        out.append(f"ends {ends}")
+    finally:
+        await consumer.stop()
+    return out
+
+
 def assignments(log_text: str) -> list[list[dict[str, Any]]]:
     """The "partitions assigned" lines of each incarnation (a worker log holds one incarnation)."""
     out = []
     for line in log_text.splitlines():
         if '"partitions assigned"' in line and line.startswith("{"):
             d = orjson.loads(line)
-            out.append({k: d[k] for k in ("source", "source_partitions", "changelog_active", "changelog_standby",
-                                          "generation", "recovered_before", "timestamp")})
+            out.append({k: d.get(k) for k in ("source", "source_partitions", "changelog_active", "changelog_standby",
+                                              "generation", "recovered_before", "nth", "timestamp")})
     return [out]
 
 
@@ -201,10 +230,16 @@ async def test_worker_rebalances_lose_no_window(
     for i, a in enumerate(per_incarnation, 1):
         print(f"  worker{i}: " + "; ".join(f"gen {x['generation']} source={x['source']}{x['source_partitions']} "
                                           f"changelog={x['changelog_active']} standby={x['changelog_standby']} "
-                                          f"recovered_before={x['recovered_before']}" for x in a))
+                                          f"recovered_before={x['recovered_before']} nth={x['nth']}" for x in a))
     stored_ids = [r["event_id"] for r in warehouse.query(f"SELECT event_id FROM {db}.readings FINAL")]
     raw = oracle.check_raw(feeder.published, stored_ids)
     warehouse.close()
     assert not raw.violations(), raw.violations()
+    if report.missing_minutes:
+        needles = sorted({f"|{f}|{p}|{d}|" for f, p, d, _ws in report.missing_minutes})
+        needles += sorted({f"p|{s[0]}|{s[1]}" for s in feeder.series if any(f"|{s[2].id}|{s[3]}|" in n
+                                                                            for n in needles)})
+        history = await changelog_history(broker, f"{settings.streams_app_id}-windows-changelog", needles)
+        (output_dir / "worker_rebalance" / "changelog.txt").write_text("\n".join(history))
     assert not report.violations(), f"seed {seed}: " + "\n".join(report.violations())
     assert report.series_minutes > 100
