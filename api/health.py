@@ -32,6 +32,8 @@ def sink_health(state: ApiState) -> SinkHealth | None:
         rows={str(k): int(v) for k, v in dict(getattr(stats, "rows", {}) or {}).items()},
         last_flush_s=None if last is None else round(time.monotonic() - float(last), 3),
         error=error,
+        recomputed=int(getattr(stats, "recomputed", 0) or 0),
+        waiting_triggers=int(getattr(stats, "waiting_triggers", 0) or 0),
     )
 
 

@@ -12,6 +12,9 @@ class SinkHealth(BaseModel):
     rows: dict[str, int] = Field(description="rows written per table since start")
     last_flush_s: float | None = Field(description="seconds since the last flush; null before the first")
     error: str | None = None
+    recomputed: int = Field(0, description="agg_1m windows written recomputed from raw readings since start")
+    waiting_triggers: int = Field(0, description="closed or amended windows waiting for their raw readings "
+                                                 "to be stored before they are recomputed")
 
 
 class Health(BaseModel):

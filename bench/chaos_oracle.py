@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import math
 from collections import Counter, defaultdict
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -334,3 +334,70 @@ def check_notifications(expected: Iterable[ExpectedEvent], hits: Iterable[tuple[
     rep.missing = [e for e in want if (e.fingerprint, e.seq) not in keys]
     rep.multi_key = [f"{fp}#{seq}: {sorted(ks)}" for (fp, seq), ks in sorted(keys.items()) if len(ks) > 1]
     return rep
+
+
+# --- post-mortem of missing aggregates ------------------------------------------------------------------------
+
+def explain_missing(missing: Iterable[SeriesMinute], topics: Mapping[str, Sequence[Row]],
+                    waiting: Iterable[Row], examples: int = 8) -> dict[str, Any]:
+    """For series-minutes with raw readings and no stored aggregate: did the worker emit the window on agg.1m (or an
+    amending late reading of it on feeds.late), did the sink still wait for its raw readings when it stopped, and
+    what the worker's changelog says of it. `topics`: records per topic ({partition, offset, key, value} as text);
+    `waiting`: the sink's waiting triggers ({window: [feed, province, dims_key, window_start, partition], …})."""
+    import json
+
+    missing = list(missing)
+    want = set(missing)
+    emitted: dict[SeriesMinute, list[dict[str, Any]]] = defaultdict(list)
+    amended: dict[SeriesMinute, int] = Counter()
+    changelog: dict[SeriesMinute, list[str]] = defaultdict(list)
+    for topic, recs in topics.items():
+        for r in recs:
+            if topic == "agg.1m" or topic.endswith("late"):
+                try:
+                    d = json.loads(r["value"])
+                    key = (str(d["feed"]), str(d["province"]), str(d.get("dims_key", "")), int(d["window_start"]))
+                except (ValueError, KeyError, TypeError):
+                    continue
+                if key not in want and topic == "agg.1m":
+                    continue
+                if topic == "agg.1m":
+                    emitted[key].append({"source_partition": d.get("source_partition"),
+                                         "max_offset": d.get("max_offset"), "count": d.get("count"),
+                                         "at": r["offset"]})
+                elif d.get("status") == "amended":
+                    dk = ",".join(f"{k}={v}" for k, v in sorted((d.get("dims") or {}).items()))
+                    amended[(key[0], key[1], dk, key[3])] += 1
+            elif topic.endswith("-changelog") and (r.get("key") or "").startswith("w|"):
+                parts = r["key"].split("|")  # w|end|topic|partition|feed|province|dims_key|start
+                if len(parts) == 8:
+                    key = (parts[4], parts[5], parts[6], int(parts[7]))
+                    if key in want:
+                        state = "tombstone" if r["value"] is None else f"count={json.loads(r['value'])[0]}"
+                        changelog[key].append(f"{r['partition']}@{r['offset']}:{state}")
+    waits: dict[SeriesMinute, list[Row]] = defaultdict(list)
+    for t in waiting:
+        w = t.get("window") or []
+        if len(w) >= 4:
+            waits[(str(w[0]), str(w[1]), str(w[2]), int(w[3]))].append(t)
+    verdicts: Counter[str] = Counter()
+    shown: list[dict[str, Any]] = []
+    for key in missing:
+        if waits.get(key):
+            verdict = "emitted, sink still waiting for its raw readings"
+        elif emitted.get(key):
+            verdict = "emitted on agg.1m, not stored, not waiting"
+        elif amended.get(key):
+            verdict = "not emitted; amending late readings only"
+        elif changelog.get(key) and not changelog[key][-1].endswith("tombstone"):
+            verdict = "never emitted: still open in the worker's changelog (not closed yet)"
+        elif changelog.get(key):
+            verdict = "never emitted: forgotten (tombstoned) by the worker without an agg.1m message"
+        else:
+            verdict = "never emitted on agg.1m"
+        verdicts[verdict] += 1
+        if len(shown) < examples:
+            shown.append({"series_minute": "|".join(map(str, key)), "verdict": verdict,
+                          "agg_1m": emitted.get(key, [])[:4], "amended_late": amended.get(key, 0),
+                          "sink_waiting": waits.get(key, [])[:2], "changelog": changelog.get(key, [])[-6:]})
+    return {"verdicts": dict(verdicts), "examples": shown}

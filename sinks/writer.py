@@ -156,6 +156,7 @@ class SinkWriter:
         self._pending = [r for r in self._pending if (r.topic, r.partition) not in gone]
         # a trigger of a revoked partition is uncommitted too: its next owner recomputes that window
         self.waiting = [t for t in self.waiting if (t.at[0], t.at[1]) not in gone]
+        self.stats.waiting_triggers = len(self.waiting)
         for key in gone:
             self._written_to.pop(key, None)
             self.stats.committed.pop(f"{key[0]}:{key[1]}", None)
@@ -204,7 +205,13 @@ class SinkWriter:
                 await self._flush(consumer, stop, attempts=3)
         finally:
             await consumer.stop()
-            log.info("sink stopped", rows=dict(self.stats.rows), batches=self.stats.batches)
+            log.info("sink stopped", rows=dict(self.stats.rows), batches=self.stats.batches,
+                     recomputed=self.stats.recomputed, waiting_triggers=len(self.waiting))
+            if self.waiting:  # windows closed whose raw readings this sink never saw stored: say which
+                log.warning("sink stopped with windows waiting for their raw readings",
+                            triggers=[{"window": list(t.window), "topic": t.topic, "max_offset": t.max_offset,
+                                       "stored_through": self.stored_through.get((t.topic, t.partition), -1),
+                                       "at": list(t.at)} for t in self.waiting[:50]])
 
     async def _flush(self, consumer: AIOKafkaConsumer, stop: asyncio.Event, attempts: int | None = None) -> bool:
         """Write the buffered batch, retrying with backoff; commit its offsets only when all of it is written."""

@@ -125,6 +125,7 @@ class Worker:
                                    amend_horizon_ms=int(settings.amend_horizon_s * 1000))
         self.live = LiveThrottle(int(settings.live_interval_s * 1000))
         self.read_through: dict[tuple[str, int], int] = {}  # last offset handed to us per source partition
+        self.assignments = 0  # rebalances seen by this process (a second one is an in-process rebalance)
 
     # --- the changelog -------------------------------------------------------------------------------------
 
@@ -242,8 +243,25 @@ class Worker:
 
     # --- timers --------------------------------------------------------------------------------------------
 
+    def recovered(self) -> bool:
+        """The table holds the changelog of every partition of the current assignment: Faust's recovery after the
+        latest rebalance has completed. (Faust sets `recovery.completed` after its first recovery and never clears
+        it; `on_revoked` clears it at each rebalance, and Faust sets it again when that rebalance's recovery ends.)"""
+        recovery: Any = self.app.tables.recovery  # type: ignore[attr-defined]  # untyped in faust
+        return bool(recovery.completed.is_set() and not recovery.in_recovery)
+
+    async def on_revoked(self) -> None:
+        """A rebalance begins (Faust revokes every partition first, then assigns the new set and replays the
+        changelog of each assigned partition into the live table, from the start for a partition new to this
+        worker). Until that replay ends, windows are neither closed nor advanced: a partially replayed partition
+        holds an old partition state and old or missing windows. And what was absorbed goes to the changelog now,
+        so the replay of this worker's own partitions ends where the live table stands."""
+        recovery: Any = self.app.tables.recovery  # type: ignore[attr-defined]
+        recovery.completed.clear()
+        await self.write_changelog()
+
     async def close_windows(self) -> None:
-        if not self.app.tables.recovery.completed.is_set():  # type: ignore[attr-defined]  # untyped in faust
+        if not self.recovered():
             return  # windows are only complete once the changelog has been replayed
         wall = now_ms()
         started = time.perf_counter()
@@ -263,8 +281,27 @@ class Worker:
             self.engine.forget(key, partition)
         await self.write_changelog()  # the tombstones now, so a restart does not close these windows again
         self.counters.windows_closed += len(due)
+        by_start: dict[int, int] = defaultdict(int)
+        for _key, _p, w in due:
+            by_start[w.window_start_ms] += 1
+        log.info("windows closed", windows=len(due), by_window_start={str(k): v for k, v in sorted(by_start.items())},
+                 topic_partitions=len({(w.topic, p) for _k, p, w in due}))
         close_ms = round((time.perf_counter() - started) * 1000)
         self.counters.slowest_close_ms = max(self.counters.slowest_close_ms, close_ms)
+
+    def log_assignment(self, assigned: set[TP]) -> None:
+        """One line per rebalance: how many source partitions and which changelog partitions (active, standby)
+        this worker now holds, and whether a changelog recovery was already complete (an in-process rebalance)."""
+        changelog = self.table.changelog_topic.get_topic_name()
+        actives, standbys = self.app.assignor.assigned_actives(), self.app.assignor.assigned_standbys()
+        self.assignments += 1
+        log.info("partitions assigned", nth=self.assignments,
+                 source=sum(1 for tp in assigned if tp.topic in self.source_topics),
+                 source_partitions=sorted({tp.partition for tp in assigned if tp.topic in self.source_topics}),
+                 changelog_active=sorted(tp.partition for tp in actives if tp.topic == changelog),
+                 changelog_standby=sorted(tp.partition for tp in standbys if tp.topic == changelog),
+                 generation=self.app.consumer_generation_id,
+                 recovered_before=self.app.tables.recovery.completed.is_set())  # type: ignore[attr-defined]
 
     def report(self) -> None:
         owned = [tp for tp in self.app.assignor.assigned_actives() if tp.topic in self.source_topics]
@@ -295,6 +332,14 @@ def build_app(settings: Settings, catalog: Catalog) -> faust.App:
     @app.timer(settings.streams_report_s)
     async def report() -> None:
         worker.report()
+
+    @app.on_partitions_revoked.connect  # type: ignore[arg-type]  # mode's receiver type wants a positional-only sender
+    async def rebalance_begins(_sender: Any, _revoked: set[TP], **_kw: Any) -> None:
+        await worker.on_revoked()
+
+    @app.on_partitions_assigned.connect  # type: ignore[arg-type]  # mode's receiver type wants a positional-only sender
+    async def log_assignment(_sender: Any, assigned: set[TP], **_kw: Any) -> None:
+        worker.log_assignment(assigned)
 
     app.conf.controlroom_counters = worker.counters  # for tests and the benchmark
     return app

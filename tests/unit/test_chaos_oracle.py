@@ -11,6 +11,7 @@ from bench.chaos_oracle import (
     check_notifications,
     check_raw,
     compare_aggregates,
+    explain_missing,
     recompute,
     stored_aggregates,
 )
@@ -180,3 +181,25 @@ def test_detects_a_missing_notification_and_two_keys_for_one_event() -> None:
     assert rep.missing == [EXPECTED[1]]
     assert rep.multi_key == [f"{FP}#1: ['a1:1:sub-1', 'other:1:sub-1']"]
     assert rep.count == 2 and len(rep.violations()) == 2
+
+
+def test_a_missing_series_minute_is_explained_by_what_the_topics_and_the_sink_say() -> None:
+    """Never emitted, emitted and still waiting in the sink, emitted and neither stored nor waiting."""
+    import json
+
+    def window(province: str, max_offset: int) -> dict[str, Any]:
+        return {"topic": "agg.1m", "partition": 0, "offset": max_offset, "key": province,
+                "value": json.dumps({"feed": "f", "province": province, "dims_key": "", "window_start": 60_000,
+                                     "source_partition": 1, "max_offset": max_offset, "count": 2})}
+
+    topics = {"agg.1m": [window("02", 7), window("03", 9)],
+              "app-windows-changelog": [{"topic": "app-windows-changelog", "partition": 1, "offset": 4,
+                                         "key": "w|120000|feeds.f|1|f|01||60000", "value": "[2,1,1,1,1,0,5,{}]"}]}
+    waiting = [{"window": ["f", "02", "", 60_000, 1], "topic": "feeds.f", "max_offset": 7, "stored_through": 3}]
+    out = explain_missing([("f", "01", "", 60_000), ("f", "02", "", 60_000), ("f", "03", "", 60_000)],
+                          topics, waiting)
+    assert out["verdicts"] == {"never emitted: still open in the worker's changelog (not closed yet)": 1,
+                               "emitted, sink still waiting for its raw readings": 1,
+                               "emitted on agg.1m, not stored, not waiting": 1}
+    first = out["examples"][0]
+    assert first["series_minute"] == "f|01||60000" and first["changelog"] == ["1@4:count=2"]
