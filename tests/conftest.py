@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import functools
 import os
-import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -40,11 +39,6 @@ def no_secret_in_logs(caplog: pytest.LogCaptureFixture, capfd: pytest.CaptureFix
 
 def leaked_secrets(text: str) -> list[str]:
     return sorted(s[:16] + "…" for s in SECRETS if s and s in text)
-
-
-def terminate(proc: subprocess.Popen[bytes], timeout_s: float) -> None:
-    """SIGTERM a child the test started; SIGKILL when it has not exited within timeout_s."""
-    stop_process(proc, timeout_s)
 
 
 @pytest.fixture(scope="session")

@@ -14,6 +14,7 @@ from typing import Any
 
 import orjson
 
+from controlroom.broker import stop_process
 from controlroom.settings import Settings
 from controlroom.warehouse import Warehouse
 
@@ -78,9 +79,4 @@ def services(settings: Settings, log_dir: Path, *commands: str) -> Iterator[list
         yield procs
     finally:
         for p in procs:
-            p.terminate()
-        for p in procs:
-            try:
-                p.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                p.kill()
+            stop_process(p, 15.0)

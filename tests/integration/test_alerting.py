@@ -10,11 +10,8 @@ judged live on the open window, within about a second.
 from __future__ import annotations
 
 import secrets
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import orjson
@@ -23,11 +20,11 @@ from confluent_kafka import Producer
 from fastapi.testclient import TestClient
 
 from controlroom.alerts.signing import verify_signature
-from controlroom.broker import start_tansu
+from controlroom.broker import start_tansu, stop_process
 from controlroom.settings import Settings
 from tests.conftest import free_port, register_secret
 from tests.integration.api_client import Keys, api_client
-from tests.integration.pipeline import ROOT, reading, settings_env
+from tests.integration.pipeline import reading, services
 from tests.integration.receivers import Hit, Receiver, http_receiver
 
 pytestmark = pytest.mark.integration
@@ -148,11 +145,6 @@ class Pipeline:
         raise AssertionError(f"history of {alert_id} never satisfied the check: {[e['event'] for e in events]}")
 
 
-def _spawn(cmd: str, settings: Settings, log: Path) -> subprocess.Popen[bytes]:
-    return subprocess.Popen([sys.executable, "-m", "controlroom.cli", cmd], env=settings_env(settings), cwd=ROOT,
-                            stdout=log.open("ab"), stderr=subprocess.STDOUT)
-
-
 @pytest.fixture(scope="module")
 def pipe(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pipeline]:
     tmp = tmp_path_factory.mktemp("alerting")
@@ -167,26 +159,15 @@ def pipe(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pipeline]:
                         topic_partitions=2, allowed_lateness_s=1.0, idle_advance_after_s=1.0, live_interval_s=0.2,
                         alerter_tick_s=0.5, stream_batch_within_s=0.05, alert_rules_file=rules,
                         notify_signing_key=signing_key, notify_backoff_s=0.2)  # type: ignore[arg-type]
-    procs: list[subprocess.Popen[bytes]] = []
     try:
-        with api_client(settings) as (client, keys), http_receiver() as receiver:
-            procs.append(_spawn("worker", settings, tmp / "worker.log"))
-            procs.append(_spawn("alerter", settings, tmp / "alerter.log"))
-            procs.append(_spawn("notifier", settings, tmp / "notifier.log"))
+        with api_client(settings) as (client, keys), http_receiver() as receiver, \
+                services(settings, tmp, "worker", "alerter", "notifier") as procs:
             yield Pipeline(settings, client, keys, Producer({"bootstrap.servers": settings.kafka_bootstrap,
                                                               "linger.ms": 1}), receiver)
             for p in procs:
                 assert p.poll() is None, f"a pipeline process died (see {tmp})"
     finally:
-        for p in procs:
-            p.terminate()
-        for p in procs:
-            try:
-                p.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                p.kill()
-        broker.terminate()
-        broker.wait(timeout=10)
+        stop_process(broker, 10.0)
 
 
 def wait_until(check: Any, what: str, timeout_s: float = 30.0) -> Any:

@@ -36,14 +36,13 @@ import yaml
 from controlroom.alerts.core import AlertingCore
 from controlroom.alerts.inhibit import InhibitRule, read_inhibit_rules
 from controlroom.alerts.rules import read_rule_docs
-from controlroom.broker import free_port
+from controlroom.broker import free_port, stop_process
 from controlroom.catalog import Catalog, default_catalog
 from controlroom.kafka import ensure_topics, make_producer
 from controlroom.schema import ALERTS_TOPIC, CONTROL_TOPIC, AlertEvent, WindowMessage, alert_message, window_message
 from controlroom.settings import Settings
 from notify.alertmanager import AlertmanagerPusher
 from notify.formats import am_label_name, am_labels
-from tests.conftest import terminate
 from tests.integration.receivers import Hit, Receiver, http_receiver
 from tests.integration.test_notifier import publish, running, signing_key, sub_put, until
 
@@ -89,7 +88,7 @@ def alertmanager(tmp: Path, webhook_url: str, *, port: int | None = None,
             time.sleep(0.05)
         yield url
     finally:
-        terminate(proc, 10)
+        stop_process(proc, 10)
 
 
 def am_alert(rule: str, feed: str, province: str, kind: str = "firing", *, seq: int = 1, starts_at: int,
