@@ -155,15 +155,21 @@ async def list_alerts(
     return await _explain_inhibitions(request, [alert_out(r) for r in rows])
 
 
+async def current_alert(request: Request, alert_id: str) -> dict[str, Any]:
+    """The alert's current row (alerts_current); 404 when there is no such alert."""
+    state = api_state(request)
+    rows = await state.query(alerts_sql.alert_sql(state.settings.clickhouse_database, alert_id))
+    if not rows:
+        raise HTTPException(404, f"no alert {alert_id}")
+    return rows[0]
+
+
 @router.get("/alerts/{alert_id}", summary="One alert: current state, evidence, every event and delivery")
 async def get_alert(request: Request, _: Annotated[Principal, Depends(require("viewer"))],
                     alert_id: Annotated[str, ALERT_ID]) -> dict[str, Any]:
     state = api_state(request)
     db = state.settings.clickhouse_database
-    rows = await state.query(alerts_sql.alert_sql(db, alert_id))
-    if not rows:
-        raise HTTPException(404, f"no alert {alert_id}")
-    out = (await _explain_inhibitions(request, [alert_out(rows[0])]))[0]
+    out = (await _explain_inhibitions(request, [alert_out(await current_alert(request, alert_id))]))[0]
     out["history"] = [alert_out(r) for r in await state.query(alerts_sql.history_sql(db, alert_id))]
     out["deliveries"] = await state.query(alerts_sql.deliveries_sql(db, alert_id))
     out.update(await alert_notes(state, alert_id))  # assignee and comments
@@ -178,12 +184,7 @@ class AckRequest(BaseModel):
              summary="Acknowledge: stops repeats and escalation of this episode (applied by the alerter)")
 async def ack_alert(request: Request, who: Annotated[Principal, Depends(require("operator"))],
                     alert_id: Annotated[str, ALERT_ID], body: AckRequest) -> dict[str, Any]:
-    state = api_state(request)
-    db = state.settings.clickhouse_database
-    rows = await state.query(alerts_sql.alert_sql(db, alert_id))
-    if not rows:
-        raise HTTPException(404, f"no alert {alert_id}")
-    if rows[0]["state"] == "resolved":
+    if (await current_alert(request, alert_id))["state"] == "resolved":
         raise HTTPException(409, f"alert {alert_id} is resolved: nothing to acknowledge")
     await _command(request, "ack", who, alert_id=alert_id, comment=body.comment)
     await _audit(request, who, "alert.ack", alert_id, after={"comment": body.comment})

@@ -14,8 +14,8 @@ import orjson
 from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request
 from pydantic import BaseModel, Field
 
-from api import alerts_sql, incidents_sql
-from api.alerts import ALERT_ID, _audit, _command
+from api import incidents_sql
+from api.alerts import ALERT_ID, _audit, _command, current_alert
 from api.auth import require
 from api.state import api_state
 from controlroom.catalog import NATIONAL
@@ -121,18 +121,10 @@ async def comment_incident(request: Request, who: Annotated[Principal, Depends(r
 
 # --- alerts: assignee and comments (stored as alert notes) ------------------------------------------------
 
-async def _alert_exists(request: Request, alert_id: str) -> dict[str, Any]:
-    api = api_state(request)
-    rows = await api.query(alerts_sql.alert_sql(api.settings.clickhouse_database, alert_id))
-    if not rows:
-        raise HTTPException(404, f"no alert {alert_id}")
-    return rows[0]
-
-
 @router.post("/alerts/{alert_id}/assign", status_code=202, tags=["alerts"], summary="Assign an alert to someone")
 async def assign_alert(request: Request, who: Annotated[Principal, Depends(require("operator"))],
                        alert_id: Annotated[str, ALERT_ID], body: AssignRequest) -> dict[str, Any]:
-    await _alert_exists(request, alert_id)
+    await current_alert(request, alert_id)
     await _command(request, "alert.assign", who, alert_id=alert_id, assignee=body.assignee, comment=body.comment)
     await _audit(request, who, "alert.assign", alert_id, after={"assignee": body.assignee, "comment": body.comment})
     return {"alert_id": alert_id, "accepted": True, "by": who.name, "assignee": body.assignee}
@@ -141,7 +133,7 @@ async def assign_alert(request: Request, who: Annotated[Principal, Depends(requi
 @router.post("/alerts/{alert_id}/comments", status_code=202, tags=["alerts"], summary="Add a comment to an alert")
 async def comment_alert(request: Request, who: Annotated[Principal, Depends(require("operator"))],
                         alert_id: Annotated[str, ALERT_ID], body: CommentRequest) -> dict[str, Any]:
-    await _alert_exists(request, alert_id)
+    await current_alert(request, alert_id)
     await _command(request, "alert.comment", who, alert_id=alert_id, comment=body.comment)
     await _audit(request, who, "alert.comment", alert_id, after={"comment": body.comment})
     return {"alert_id": alert_id, "accepted": True, "by": who.name, "comment": body.comment}
