@@ -46,9 +46,14 @@ def seeded_warehouse(settings: Settings, seed: Callable[[Warehouse], None]) -> N
         wh.close()
 
 
-def start_worker(settings: Settings, log_path: Path) -> subprocess.Popen[bytes]:
-    return subprocess.Popen([sys.executable, "-m", "controlroom.cli", "worker"], env=settings_env(settings),
+def start_service(command: str, settings: Settings, log_path: Path) -> subprocess.Popen[bytes]:
+    """`controlroom <command>` (worker, alerter, notifier…) as a child process logging to log_path."""
+    return subprocess.Popen([sys.executable, "-m", "controlroom.cli", command], env=settings_env(settings),
                             cwd=ROOT, stdout=log_path.open("ab"), stderr=subprocess.STDOUT)
+
+
+def start_worker(settings: Settings, log_path: Path) -> subprocess.Popen[bytes]:
+    return start_service("worker", settings, log_path)
 
 
 async def wait_for(check: Callable[[], Any], timeout_s: float = 90.0, what: str = "condition") -> Any:
@@ -72,9 +77,7 @@ def reading(event_id: str, feed: str, province: str, ts_ms: int, value: float, *
 def services(settings: Settings, log_dir: Path, *commands: str) -> Iterator[list[subprocess.Popen[bytes]]]:
     """`controlroom <command>` processes (worker, alerter, notifier…), each logging to log_dir/<command>.log;
     stopped on exit (SIGTERM, then SIGKILL after 15 s)."""
-    procs = [subprocess.Popen([sys.executable, "-m", "controlroom.cli", cmd], env=settings_env(settings), cwd=ROOT,
-                              stdout=(log_dir / f"{cmd}.log").open("ab"), stderr=subprocess.STDOUT)
-             for cmd in commands]
+    procs = [start_service(cmd, settings, log_dir / f"{cmd}.log") for cmd in commands]
     try:
         yield procs
     finally:

@@ -21,14 +21,14 @@ from typing import Any
 import pytest
 from confluent_kafka import Producer
 
-from controlroom.broker import start_tansu
+from controlroom.broker import start_tansu, stop_process
 from controlroom.catalog import default_catalog
 from controlroom.settings import Settings
 from tests.conftest import free_port
 from tests.integration.api_client import api_client
-from tests.integration.pipeline import reading
+from tests.integration.pipeline import reading, start_service
 from tests.integration.receivers import http_receiver
-from tests.integration.test_alerting import Pipeline, _spawn, now_ms, wait_until
+from tests.integration.test_alerting import Pipeline, now_ms, wait_until
 
 pytestmark = pytest.mark.integration
 
@@ -112,17 +112,13 @@ class Stack:
 
     def start(self, *names: str) -> None:
         for name in names:
-            self.procs[name] = _spawn(name, self.settings, self.tmp / f"{name}.log")
+            self.procs[name] = start_service(name, self.settings, self.tmp / f"{name}.log")
 
     def stop(self, *names: str) -> None:
         for name in names:
-            self.procs[name].terminate()
+            self.procs[name].terminate()  # all at once, then wait for each
         for name in names:
-            try:
-                self.procs[name].wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                self.procs[name].kill()
-                self.procs[name].wait()
+            stop_process(self.procs[name], 20.0)
 
 
 @pytest.fixture(scope="module")
