@@ -112,7 +112,8 @@ class BackfillRequest(BaseModel):
 async def backfill_range(body: BackfillRequest, request: Request,
                          admin: Annotated[Principal, Depends(require("admin"))]) -> dict[str, Any]:
     from controlroom.errors import ConfigError
-    from sinks.backfill import backfill, chunks, parse_instant
+    from controlroom.schema import parse_instant
+    from sinks.backfill import backfill, chunks
 
     state = api_state(request)
     try:

@@ -30,6 +30,7 @@ from typing import Any, NamedTuple, NotRequired, TypedDict, cast
 import orjson
 
 from controlroom.catalog import NATIONAL, TOPIC_PREFIX, Catalog
+from controlroom.errors import ConfigError
 
 DLQ_TOPIC = f"{TOPIC_PREFIX}dlq"
 LATE_TOPIC = f"{TOPIC_PREFIX}late"
@@ -116,6 +117,35 @@ def parse_ts(raw: Any) -> int | None:
 
 def now_ms() -> int:
     return time.time_ns() // 1_000_000
+
+
+EARLIEST_S, LATEST_S = 946_684_800, 4_102_444_800  # 2000-01-01, 2100-01-01 (UTC)
+
+
+def parse_instant(value: Any, field: str, error: type[Exception] = ConfigError) -> int:
+    """Epoch seconds (a number, or a string of one) or an ISO 8601 date or time (UTC when no zone) → epoch ms,
+    between 2000-01-01 and 2100-01-01 (nothing is stored outside; a larger number is a mistake, not a time).
+    Raises `error` naming the field."""
+    if isinstance(value, bool) or value is None:
+        raise error(f"{field}: give epoch seconds or an ISO 8601 time")
+    text = str(value).strip()
+    try:
+        seconds = float(value) if isinstance(value, int | float) else float(text)
+    except ValueError:
+        seconds = None
+    if seconds is not None:
+        if not EARLIEST_S <= seconds < LATEST_S:  # NaN fails both
+            raise error(f"{field}: epoch seconds between {EARLIEST_S} (2000-01-01) and {LATEST_S} (2100-01-01)")
+        return int(round(seconds * 1000))
+    try:
+        when = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError as exc:
+        raise error(f"{field}: not epoch seconds nor an ISO 8601 time: {text[:64]!r}") from exc
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    if not EARLIEST_S <= when.timestamp() < LATEST_S:
+        raise error(f"{field}: a time between 2000-01-01 and 2100-01-01")
+    return int(when.timestamp() * 1000)
 
 
 def ms_to_iso(ms: int) -> str:

@@ -34,17 +34,6 @@ def _iso(ms: int) -> str:
     return datetime.fromtimestamp(ms / 1000, UTC).isoformat().replace("+00:00", "Z")
 
 
-def parse_instant(text: str, what: str) -> int:
-    """`2026-11-01` or an ISO 8601 time (UTC when no zone is given) → epoch ms."""
-    try:
-        value = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
-    except ValueError as exc:
-        raise ConfigError(f"{what}: not a date or ISO 8601 time: {text!r}") from exc
-    if value.tzinfo is None:
-        value = value.replace(tzinfo=UTC)
-    return int(value.timestamp() * 1000)
-
-
 def chunks(from_ms: int, to_ms: int, window_s: int) -> list[tuple[int, int]]:
     """[from, to) widened to whole windows, cut into days aligned to windows."""
     size = window_s * 1000

@@ -46,8 +46,9 @@ def run_sink(settings: Settings) -> int:
 def run_backfill(settings: Settings, args: argparse.Namespace) -> int:
     """Recompute agg_1m (and its rollups) for [--from, --to) from the stored readings. With a running API that
     owns the embedded warehouse (make up), the API does it: POST /admin/backfill with an admin key."""
+    from controlroom.schema import parse_instant
     from controlroom.warehouse import open_exclusive
-    from sinks.backfill import BackfillResult, backfill, chunks, parse_instant
+    from sinks.backfill import BackfillResult, backfill, chunks
 
     lo, hi = parse_instant(args.from_, "--from"), parse_instant(args.to, "--to")
     days = len(chunks(lo, hi, settings.window_s))  # checks the range before anything runs

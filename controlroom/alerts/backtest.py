@@ -35,6 +35,7 @@ from controlroom.alerts.rules import ANY_FEED, Rule, parse_rule
 from controlroom.catalog import Catalog
 from controlroom.errors import ControlRoomError
 from controlroom.schema import SEVERITIES, AlertEvent, WindowMessage, window_message
+from controlroom.schema import parse_instant as schema_parse_instant
 
 DAY_MS = 86_400_000
 MAX_RANGE_MS = 400 * DAY_MS  # more than a year: a yearly plan or a seasonal comparison fits, a decade does not
@@ -58,33 +59,11 @@ class BacktestError(ControlRoomError):
 
 # --- the request --------------------------------------------------------------------------------------------
 
+
+
 def parse_instant(value: Any, field: str) -> int:
-    """Epoch seconds (a number, or a string of one) or an ISO 8601 date or time (UTC when no zone) → epoch ms,
-    between 2000-01-01 and 2100-01-01 (nothing is stored outside; a larger number is a mistake, not a time)."""
-    if isinstance(value, bool) or value is None:
-        raise BacktestError(f"{field}: give epoch seconds or an ISO 8601 time")
-    text = str(value).strip()
-    try:
-        seconds = float(value) if isinstance(value, int | float) else float(text)
-    except ValueError:
-        seconds = None
-    if seconds is not None:
-        if not EARLIEST_S <= seconds < LATEST_S:  # NaN fails both
-            raise BacktestError(f"{field}: epoch seconds between {EARLIEST_S} (2000-01-01) and {LATEST_S} "
-                                "(2100-01-01)")
-        return int(round(seconds * 1000))
-    try:
-        when = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError as exc:
-        raise BacktestError(f"{field}: not epoch seconds nor an ISO 8601 time: {text[:64]!r}") from exc
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    if not EARLIEST_S <= when.timestamp() < LATEST_S:
-        raise BacktestError(f"{field}: a time between 2000-01-01 and 2100-01-01")
-    return int(when.timestamp() * 1000)
-
-
-EARLIEST_S, LATEST_S = 946_684_800, 4_102_444_800  # 2000-01-01, 2100-01-01 (UTC)
+    """controlroom.schema.parse_instant, raising BacktestError (a 422 naming the field)."""
+    return schema_parse_instant(value, field, BacktestError)
 
 
 def check_range(from_ms: int, to_ms: int) -> None:

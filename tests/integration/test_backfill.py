@@ -72,7 +72,7 @@ def test_backfill_command_and_clear_errors(make_settings, catalog) -> None:  # t
     backwards = run("--from", "2026-01-02", "--to", "2026-01-01")
     assert backwards.returncode == 2 and "--to must be after --from" in backwards.stderr
     garbage = run("--from", "yesterday", "--to", "2026-01-01")
-    assert garbage.returncode == 2 and "--from: not a date or ISO 8601 time: 'yesterday'" in garbage.stderr
+    assert garbage.returncode == 2 and "--from: not epoch seconds nor an ISO 8601 time: 'yesterday'" in garbage.stderr
 
 
 def test_backfill_through_the_api_for_admins_only(make_settings) -> None:  # type: ignore[no-untyped-def]
