@@ -7,7 +7,7 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -74,10 +74,14 @@ def reading(event_id: str, feed: str, province: str, ts_ms: int, value: float, *
 
 
 @contextmanager
-def services(settings: Settings, log_dir: Path, *commands: str) -> Iterator[list[subprocess.Popen[bytes]]]:
+def services(settings: Settings, log_dir: Path, *commands: str,
+             overrides: Mapping[str, Mapping[str, object]] | None = None) -> Iterator[list[subprocess.Popen[bytes]]]:
     """`controlroom <command>` processes (worker, alerter, notifier…), each logging to log_dir/<command>.log;
-    stopped on exit (SIGTERM, then SIGKILL after 15 s)."""
-    procs = [start_service(cmd, settings, log_dir / f"{cmd}.log") for cmd in commands]
+    stopped on exit (SIGTERM, then SIGKILL after 15 s). `overrides`: settings of one command only (its own
+    metrics port, its own warehouse)."""
+    overrides = overrides or {}
+    procs = [start_service(cmd, settings.model_copy(update=dict(overrides.get(cmd, {}))), log_dir / f"{cmd}.log")
+             for cmd in commands]
     try:
         yield procs
     finally:
