@@ -52,11 +52,13 @@ def _add_process(process: str) -> structlog.typing.Processor:
 
 
 def _access_fields(_logger: object, _method: str, event_dict: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
-    """uvicorn's access log line as fields too (client, method, path, http_version, status), to query in JSON."""
+    """uvicorn's access log line as fields too (client, method, path, http_version, status), to query in JSON. The
+    message's arguments (pass_foreign_args) are dropped from every other line: its text already holds them."""
+    args = event_dict.pop("positional_args", None)
     record = event_dict.get("_record")
-    if record is not None and record.name == "uvicorn.access" and isinstance(record.args, tuple) \
-            and len(record.args) == len(ACCESS_LOG_FIELDS):
-        event_dict.update(zip(ACCESS_LOG_FIELDS, record.args, strict=True))
+    if record is not None and record.name == "uvicorn.access" and isinstance(args, tuple) \
+            and len(args) == len(ACCESS_LOG_FIELDS):
+        event_dict.update(zip(ACCESS_LOG_FIELDS, args, strict=True))
     return event_dict
 
 
@@ -83,7 +85,7 @@ def configure_logging(level: str = "info", fmt: str = "auto", process: str = "")
         cache_logger_on_first_use=True,
     )
     formatter = structlog.stdlib.ProcessorFormatter(
-        foreign_pre_chain=[*shared, structlog.stdlib.add_logger_name, _access_fields],
+        foreign_pre_chain=[*shared, structlog.stdlib.add_logger_name, _access_fields], pass_foreign_args=True,
         processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta,
                     structlog.processors.format_exc_info, renderer],
     )

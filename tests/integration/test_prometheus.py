@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import subprocess
 import time
 from collections.abc import Iterator, Mapping
@@ -28,9 +29,9 @@ from controlroom.broker import free_port, stop_process
 from controlroom.catalog import Catalog
 from controlroom.kafka import all_topics, ensure_topics, make_producer, system_topics
 from controlroom.schema import CONTROL_TOPIC
-from controlroom.settings import Settings
+from controlroom.settings import METRICS_PORTS, Settings
 from grafana.layout import DASHBOARDS
-from tests.integration.pipeline import reading, services, wait_for
+from tests.integration.pipeline import ROOT, reading, services, wait_for
 from tests.integration.receivers import http_receiver
 from tests.integration.test_notifier import signing_key, sub_put
 
@@ -222,3 +223,29 @@ def _assert_pipeline_metrics(prom: str, catalog: Catalog, rx: Any) -> None:
     assert rx.at("/ops")
     assert by(prom, "up", "job") == dict.fromkeys(("api", "worker", "alerter", "notifier", "sink"), 1.0) | {
         "simulate": 0.0}
+
+
+def test_compose_prometheus_scrapes_every_service() -> None:
+    """docker-compose.yml's Prometheus: a valid config (promtool) with one job per service that serves /metrics, at
+    that service's compose name and metrics port, where the service listens on every interface; a pinned image,
+    its data in a volume at /prometheus, a healthcheck on /-/healthy."""
+    need(PROMTOOL)
+    config_path = ROOT / "grafana" / "prometheus" / "prometheus.yml"
+    subprocess.run([str(PROMTOOL), "check", "config", str(config_path)], check=True, capture_output=True)
+    scrape = yaml.safe_load(config_path.read_text())["scrape_configs"]
+    jobs = {job["job_name"]: (sd["names"], sd["port"]) for job in scrape for sd in job.get("dns_sd_configs", [])}
+    compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())["services"]
+    by_command = {s["command"][1]: (name, s) for name, s in compose.items()
+                  if s.get("command", [""])[0] == "controlroom"}
+    everywhere = "0.0.0.0"  # noqa: S104 (what a container's service must listen on for Prometheus to reach it)
+    assert jobs.pop("api") == (["api"], Settings().api_port) and compose["api"]["environment"]["API_HOST"] == everywhere
+    assert jobs == {cmd: ([by_command[cmd][0]], port) for cmd, port in METRICS_PORTS.items()}
+    for cmd in METRICS_PORTS:
+        service = by_command[cmd][1]
+        assert service["environment"]["METRICS_HOST"] == everywhere and service["expose"] == [str(METRICS_PORTS[cmd])]
+    prom = compose["prometheus"]
+    assert re.fullmatch(r"prom/prometheus:v\d+\.\d+\.\d+", prom["image"])
+    assert "/-/healthy" in " ".join(prom["healthcheck"]["test"])
+    assert any(v.endswith(":/prometheus") for v in prom["volumes"])
+    assert "--storage.tsdb.path=/prometheus" in prom["command"]
+    assert "./grafana/prometheus/prometheus.yml:/etc/prometheus/prometheus.yml:ro" in prom["volumes"]
