@@ -12,6 +12,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import httpx
 import orjson
 
 from controlroom.broker import stop_process
@@ -54,6 +55,21 @@ def start_service(command: str, settings: Settings, log_path: Path) -> subproces
 
 def start_worker(settings: Settings, log_path: Path) -> subprocess.Popen[bytes]:
     return start_service("worker", settings, log_path)
+
+
+def wait_http(url: str, proc: subprocess.Popen[bytes], log_path: Path, timeout_s: float = 60.0) -> None:
+    """Until GET `url` answers 200 from the child `proc` (which must not exit meanwhile; its log tells why)."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        assert proc.poll() is None, f"exited with {proc.returncode}: {log_path.read_text()[-2000:]}"
+        try:
+            if httpx.get(url, timeout=1).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        assert time.monotonic() < deadline, f"{url} did not answer within {timeout_s:.0f} s: " \
+                                            f"{log_path.read_text()[-2000:]}"
+        time.sleep(0.1)
 
 
 async def wait_for(check: Callable[[], Any], timeout_s: float = 90.0, what: str = "condition") -> Any:

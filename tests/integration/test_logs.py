@@ -16,7 +16,7 @@ import pytest
 
 from controlroom.broker import free_port, stop_process
 from controlroom.settings import Settings
-from tests.integration.pipeline import start_service
+from tests.integration.pipeline import start_service, wait_http
 
 pytestmark = pytest.mark.integration
 
@@ -51,16 +51,7 @@ def test_api_logs_are_json_lines_access_log_included(broker: str, make_settings,
     proc = start_service("api", settings, log)
     base = f"http://127.0.0.1:{settings.api_port}"
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            assert proc.poll() is None, log.read_text()[-2000:]
-            try:
-                if httpx.get(f"{base}/healthz", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            assert time.monotonic() < deadline, log.read_text()[-2000:]
-            time.sleep(0.3)
+        wait_http(f"{base}/healthz", proc, log)
         assert httpx.get(f"{base}/metrics", timeout=5).status_code == 200
         assert httpx.get(f"{base}/overview", timeout=5).status_code == 401  # no key
         time.sleep(0.5)

@@ -31,7 +31,7 @@ from controlroom.kafka import all_topics, ensure_topics, make_producer, system_t
 from controlroom.schema import CONTROL_TOPIC
 from controlroom.settings import METRICS_PORTS, Settings
 from grafana.layout import DASHBOARDS
-from tests.integration.pipeline import ROOT, reading, services, wait_for
+from tests.integration.pipeline import ROOT, reading, services, wait_for, wait_http
 from tests.integration.receivers import http_receiver
 from tests.integration.test_notifier import signing_key, sub_put
 
@@ -66,16 +66,7 @@ def prometheus(tmp: Path, targets: Mapping[str, str]) -> Iterator[str]:
                             stdout=(tmp / "prometheus.log").open("ab"), stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            assert proc.poll() is None, (tmp / "prometheus.log").read_text()[-2000:]
-            try:
-                if httpx.get(f"{url}/-/ready", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            assert time.monotonic() < deadline, "Prometheus did not become ready within 30 s"
-            time.sleep(0.2)
+        wait_http(f"{url}/-/ready", proc, tmp / "prometheus.log", 30)
         yield url
     finally:
         stop_process(proc, 10)
