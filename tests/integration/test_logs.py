@@ -69,7 +69,7 @@ def test_api_logs_are_json_lines_access_log_included(broker: str, make_settings,
 
 
 def test_worker_logs_are_json_lines_library_lines_included(broker: str, make_settings, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
-    settings: Settings = make_settings(kafka_bootstrap=broker, log_format="json", metrics_port=0)
+    settings: Settings = make_settings(kafka_bootstrap=broker, log_format="json")
     log = tmp_path / "worker.log"
     proc = start_service("worker", settings, log)
     try:
