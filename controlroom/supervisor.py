@@ -4,7 +4,8 @@ Starts a local broker (unless KAFKA_BOOTSTRAP is set: Apache Kafka where Java 17
 data/kafka kept across restarts; else Tansu, in memory; BROKER forces one), creates the topics, then the API
 (which owns the chDB warehouse and runs the sink inside it), the streams worker, the alerter, the
 notifier and the simulator as child processes. Children run in their own session so Ctrl-C reaches only this supervisor,
-which stops them in order: producers first, the API (and its sink's last flush) last.
+which stops them in order: producers first, the API (and its sink's last flush) last. Each child gets its own
+METRICS_PORT (metrics_ports); the banner lists every /metrics.
 
 A child that exits on its own is restarted after a backoff (RestartPolicy: the numbers and why are below); one that
 keeps dying stops everything with a message naming it. The restarts per child are in data/supervisor.json, which the

@@ -1,10 +1,10 @@
 """/metrics on every service, read back through a real Prometheus (Debian's `prometheus` 2.42, `make prometheus`
 installs it): the API (with its embedded sink), the worker, the alerter, the notifier, a standalone sink and the
-simulator run as processes on a real broker, Prometheus scrapes them every second, and the test asks its HTTP query
-API what a Grafana panel would: readings in per feed equal to what was published, dead letters, rows stored,
-consumer lag per partition (seen above 0 while the worker works through a backlog, 0 once it is done), alert events
-by state and webhook deliveries. `promtool check metrics` passes on every endpoint's text, and the Prometheus queries
-of the Pipeline health board return data.
+simulator run as processes on each broker (Tansu, Apache Kafka), Prometheus scrapes them every second, and the
+test asks its HTTP query API what a Grafana panel would: readings in per feed equal to what was published, dead
+letters, rows stored, consumer lag per partition (seen above 0 while the worker works through a backlog, 0 once it
+is done), alert events by state and webhook deliveries. `promtool check metrics` passes on every endpoint's text,
+and the Prometheus queries of the Pipeline health board return data.
 """
 
 from __future__ import annotations
@@ -135,14 +135,14 @@ def board_prometheus_queries() -> list[tuple[str, str]]:
             for t in p.get("targets", []) if t.get("datasource", {}).get("type") == "prometheus"]
 
 
-async def test_prometheus_reads_every_service(broker: str, make_settings, catalog: Catalog,  # type: ignore[no-untyped-def]
+async def test_prometheus_reads_every_service(any_broker: str, make_settings, catalog: Catalog,  # type: ignore[no-untyped-def]
                                               tmp_path: Path) -> None:
     need(PROMETHEUS)
     need(PROMTOOL)
     key = signing_key()
     ports = {name: free_port() for name in ("api", "worker", "alerter", "notifier", "sink", "simulate")}
     # the worker takes 10 messages per batch, so the backlog lasts a few scrapes and its lag is seen above 0
-    settings = make_settings(kafka_bootstrap=broker, notify_signing_key=key, api_port=ports["api"],
+    settings = make_settings(kafka_bootstrap=any_broker, notify_signing_key=key, api_port=ports["api"],
                              stream_batch_max=10, alerter_tick_s=0.5)
     overrides: dict[str, dict[str, object]] = {name: {"metrics_port": port} for name, port in ports.items()}
     # the standalone sink: its own warehouse (chDB: one process per path) and group, so it stores everything too
