@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install up test unit integration lint bench chaos clean chromium alertmanager grafana kafka
+.PHONY: install up test unit integration lint bench chaos clean chromium alertmanager prometheus grafana kafka
 
 # grafana-client needs niquests, whose urllib3-future wheel overwrites urllib3 at every start-up
 # (a .pth hook) and breaks requests-based tools (schemathesis). Built from source with
@@ -22,13 +22,13 @@ install: $(STAMP)
 up: $(STAMP) kafka
 	$(BIN)/controlroom up
 
-test: $(STAMP) chromium alertmanager kafka
+test: $(STAMP) chromium alertmanager prometheus kafka
 	$(BIN)/python -m pytest -q -rfEs tests
 
 unit: $(STAMP)
 	$(BIN)/python -m pytest -q tests/unit
 
-integration: $(STAMP) chromium alertmanager kafka
+integration: $(STAMP) chromium alertmanager prometheus kafka
 	$(BIN)/python -m pytest -q -rfEs tests/integration
 
 bench: $(STAMP)
@@ -49,6 +49,12 @@ chromium:
 alertmanager:
 	@test -x /usr/bin/prometheus-alertmanager || DEBIAN_FRONTEND=noninteractive apt-get install -y prometheus-alertmanager \
 		|| (apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y prometheus-alertmanager)
+
+# The metrics test scrapes every service with Debian's Prometheus (2.42 on bookworm) and checks each /metrics with its
+# promtool: installed here when missing (root, apt); the package's own service is not used (the test starts its own)
+prometheus:
+	@test -x /usr/bin/prometheus || DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends prometheus \
+		|| (apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends prometheus)
 
 # Apache Kafka 4.x (KRaft) for `make up` and the delivery tests on it: where Java 17 and Maven are, its jars are
 # fetched once from controlroom/data/kafka-pom.xml into .cache/kafka/<version>/ (a stamp; later runs reuse them).

@@ -23,6 +23,7 @@ from api import (
     health,
     incidents,
     ingest,
+    metrics_route,
     overview_route,
     query_route,
     reference,
@@ -49,7 +50,7 @@ log = get_logger("api")
 
 ROUTERS = (ingest.router, admin.router, query_route.router, alerts_stream.router, alerts.router, cap.router,
            incidents.router, wall_stream.router,
-           health.router, reference.router, series_route.router, overview_route.router)
+           health.router, metrics_route.router, reference.router, series_route.router, overview_route.router)
 
 
 def agencies_text() -> str:

@@ -14,6 +14,7 @@ from pydantic import BaseModel
 
 from api.auth import require
 from api.state import api_state
+from controlroom import metrics
 from controlroom.schema import DLQ_TOPIC, Reading, Rejection, dead_letter, validate
 from controlroom.security import Principal, ingest_denial
 
@@ -121,6 +122,7 @@ async def ingest(request: Request, principal: Annotated[Principal, Depends(requi
     for fut in sends:
         await fut  # "accepted" means the broker has it
     accepted = sum(r.status == "accepted" for r in results)
+    metrics.add(metrics.INGEST_READINGS, {"accepted": accepted, "rejected": len(results) - accepted})
     feeds = sorted({str(d["feed"]) for d in docs if isinstance(d, dict) and isinstance(d.get("feed"), str)})
     await run_in_threadpool(sec.audit.record, actor=principal, action="ingest", target=principal.agency,
                             after={"request_id": request_id, "accepted": accepted,

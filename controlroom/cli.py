@@ -10,7 +10,7 @@ from collections.abc import Callable, Sequence
 from controlroom.errors import ControlRoomError
 from controlroom.logs import configure_logging, get_logger
 from controlroom.runner import tune_gc
-from controlroom.settings import Settings
+from controlroom.settings import METRICS_PORTS, Settings
 
 Registrar = Callable[["argparse._SubParsersAction[argparse.ArgumentParser]"], None]  # noqa: SLF001 (no public name)
 
@@ -67,6 +67,10 @@ def main(argv: list[str] | None = None) -> int:
     configure_logging(settings.log_level, settings.log_format, process=args.command)
     if args.command in SERVICES:
         tune_gc()
+    if args.command in METRICS_PORTS:  # the API serves GET /metrics itself, on its own port
+        from controlroom.metrics import serve
+
+        serve(args.command, settings.metrics_host, settings.metrics_port)
     try:
         return int(args.func(settings, args) or 0)
     except ControlRoomError as exc:

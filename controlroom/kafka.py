@@ -14,6 +14,7 @@ from aiokafka.errors import KafkaConnectionError, KafkaError, TopicAlreadyExists
 
 from controlroom.catalog import Catalog
 from controlroom.errors import StartupError
+from controlroom.metrics import LagProbe
 from controlroom.schema import (
     AGG_TOPIC,
     ALERTS_TOPIC,
@@ -100,11 +101,13 @@ def make_consumer(settings: Settings, *topics: str, group_id: str | None = None,
 
 
 async def polls(consumer: AIOKafkaConsumer, stop: asyncio.Event, log: structlog.typing.FilteringBoundLogger, *,
-                timeout_ms: int, max_records: int | None = None,
+                timeout_ms: int, max_records: int | None = None, lag_group: str | None = None,
                 **context: object) -> AsyncIterator[dict[TopicPartition, Any]]:
     """Poll until `stop` is set, yielding every batch (empty ones too: the caller's timers run). A poll that
     fails is logged ("poll failed", with `context`) and tried again after POLL_RETRY_S; the caller keeps
-    what it buffered and its offsets uncommitted meanwhile."""
+    what it buffered and its offsets uncommitted meanwhile. With `lag_group`, the consumer's lag per partition
+    is sampled for /metrics (controlroom_consumer_lag{group=lag_group}) as it goes."""
+    probe = LagProbe(lag_group, consumer) if lag_group is not None else None
     while not stop.is_set():
         try:
             polled = await consumer.getmany(timeout_ms=timeout_ms, max_records=max_records)
@@ -112,6 +115,8 @@ async def polls(consumer: AIOKafkaConsumer, stop: asyncio.Event, log: structlog.
             log.warning("poll failed", **context, error=repr(exc))
             await asyncio.sleep(POLL_RETRY_S)
             continue
+        if probe is not None:
+            await probe.sample()
         yield polled
 
 

@@ -8,6 +8,10 @@ from typing import Literal
 from pydantic import SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+# Each service's own metrics port (the API serves GET /metrics on API_PORT). Distinct, so services sharing a host
+# (`make up`, systemd units) do not collide; METRICS_PORT overrides it, 0 turns the server off.
+METRICS_PORTS: dict[str, int] = {"worker": 9101, "sink": 9102, "alerter": 9103, "notifier": 9104, "simulate": 9105}
+
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(frozen=True, env_prefix="", extra="ignore", case_sensitive=False)
@@ -111,6 +115,12 @@ class Settings(BaseSettings):
     # on the feed this long (its AllClear message), then leaves it
     cap_sender: str = "controlroom@ops.gov.vn"
     cap_feed_resolved_s: float = 86_400.0
+
+    # Prometheus metrics: the API serves GET /metrics on API_PORT; every other service (worker, sink, alerter,
+    # notifier, simulator) on a small HTTP server of its own at METRICS_HOST:METRICS_PORT. Unset: the service's
+    # default port (METRICS_PORTS above: 9101–9105); 0: off. `make up` gives each child its own.
+    metrics_host: str = "127.0.0.1"
+    metrics_port: int | None = None
 
     log_level: str = "info"
     log_format: Literal["auto", "json", "console"] = "auto"

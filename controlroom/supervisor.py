@@ -4,7 +4,8 @@ Starts a local broker (unless KAFKA_BOOTSTRAP is set: Apache Kafka where Java 17
 data/kafka kept across restarts; else Tansu, in memory; BROKER forces one), creates the topics, then the API
 (which owns the chDB warehouse and runs the sink inside it), the streams worker, the alerter, the
 notifier and the simulator as child processes. Children run in their own session so Ctrl-C reaches only this supervisor,
-which stops them in order: producers first, the API (and its sink's last flush) last.
+which stops them in order: producers first, the API (and its sink's last flush) last. Each child gets its own
+METRICS_PORT (metrics_ports); the banner lists every /metrics.
 
 A child that exits on its own is restarted after a backoff (RestartPolicy: the numbers and why are below); one that
 keeps dying stops everything with a message naming it. The restarts per child are in data/supervisor.json, which the
@@ -23,20 +24,20 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
 import httpx
 
-from controlroom.broker import choose_broker, kafka_version, port_is_free, start_broker, stop_process
+from controlroom.broker import choose_broker, free_port, kafka_version, port_is_free, start_broker, stop_process
 from controlroom.catalog import default_catalog
 from controlroom.errors import ControlRoomError, StartupError
 from controlroom.kafka import ensure_topics, system_topics
 from controlroom.logs import get_logger
-from controlroom.settings import Settings
+from controlroom.settings import METRICS_PORTS, Settings
 
 log = get_logger("supervisor")
 
@@ -113,6 +114,7 @@ class Child:
     restarted_at: tuple[float, ...] = ()  # the policy's memory (monotonic times inside its window)
     restart_due: float | None = None  # set while the child waits out its backoff
     last_exit: int | None = None
+    own_env: dict[str, str] = field(default_factory=dict)  # on top of the shared environment (its METRICS_PORT)
 
 
 def _popen(args: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
@@ -121,8 +123,9 @@ def _popen(args: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
                             start_new_session=True)
 
 
-def _spawn(name: str, args: list[str], env: dict[str, str]) -> Child:
-    return Child(name, args, _popen(args, env))
+def _spawn(name: str, args: list[str], env: dict[str, str], own_env: dict[str, str] | None = None) -> Child:
+    own = own_env or {}
+    return Child(name, args, _popen(args, {**env, **own}), own_env=own)
 
 
 def write_status(path: Path, children: Sequence[Child]) -> None:
@@ -167,7 +170,7 @@ def supervise(children: Sequence[Child], env: dict[str, str], policy: RestartPol
         for child in children:
             if child.restart_due is not None:
                 if now >= child.restart_due and not stopping():
-                    child.proc = _popen(child.args, env)
+                    child.proc = _popen(child.args, {**env, **child.own_env})
                     child.restart_due = None
                     log.info("child restarted", child=child.name, pid=child.proc.pid, restarts=child.restarts)
                     write_status(status_path, children)
@@ -223,8 +226,24 @@ def _wait_healthy(url: str, children: list[Child], timeout_s: float, stopping: C
         raise StartupError(f"the API did not answer {url} within {timeout_s:.0f} s")
 
 
-def banner(settings: Settings, bootstrap: str, broker_note: str, admin_key: str | None) -> str:
+CHILDREN = (("worker", "worker"), ("alerter", "alerter"), ("notifier", "notifier"), ("simulator", "simulate"))
+
+
+def metrics_ports(settings: Settings, env: Mapping[str, str],
+                  is_free: Callable[[int, str], bool] = port_is_free) -> dict[str, int]:
+    """Each child's metrics port (by child name): its service's default (METRICS_PORTS), or a free one where that is
+    taken; none at all when METRICS_PORT=0 is given to `up` (any other METRICS_PORT would be one port for every
+    child, so it is not passed on)."""
+    if env.get("METRICS_PORT", "").strip() == "0":
+        return {}
+    return {name: port if is_free(port, settings.metrics_host) else free_port()
+            for name, port in ((name, METRICS_PORTS[cmd]) for name, cmd in CHILDREN)}
+
+
+def banner(settings: Settings, bootstrap: str, broker_note: str, admin_key: str | None,
+           metrics: Mapping[str, int] | None = None) -> str:
     api = f"http://{settings.api_host}:{settings.api_port}"
+    metrics = metrics or {}
     warehouse = "embedded chDB" if settings.is_embedded_clickhouse else "ClickHouse server"
     return "\n".join([
         "",
@@ -234,6 +253,8 @@ def banner(settings: Settings, bootstrap: str, broker_note: str, admin_key: str 
         f"  wall      {api}/wall        (the live national wall in a browser; asks once for a viewer key)",
         f"  API docs  {api}/docs",
         f"  Kafka     {bootstrap}{broker_note}",
+        f"  metrics   {api}/metrics  (Prometheus text: the API and its sink)",
+        *(f"            http://{settings.metrics_host}:{port}/metrics  ({name})" for name, port in metrics.items()),
         f"  warehouse {warehouse}, data in {settings.data_dir}",
         *([f"  admin key {admin_key}", f"            (new at every `make up`, also in {settings.data_dir}/admin.key; "
            "send it as 'Authorization: Bearer <key>')"] if admin_key else []),
@@ -305,12 +326,12 @@ def run_up(settings: Settings, args: argparse.Namespace) -> int:
         children.append(_spawn("api", ["api"], env))
         _wait_healthy(f"http://{settings.api_host}:{settings.api_port}/healthz", children, 60.0, lambda: stopping)
         if not stopping:
-            children.append(_spawn("worker", ["worker"], env))
-            children.append(_spawn("alerter", ["alerter"], env))
-            children.append(_spawn("notifier", ["notifier"], env))
-            children.append(_spawn("simulator", ["simulate"], env))
+            ports = metrics_ports(settings, env)
+            for name, command in CHILDREN:
+                own = {"METRICS_PORT": str(ports.get(name, 0))}
+                children.append(_spawn(name, [command], env, own))
             write_status(status_path, children)
-            print(banner(settings, bootstrap, broker_note, admin_key), file=sys.stderr, flush=True)
+            print(banner(settings, bootstrap, broker_note, admin_key, ports), file=sys.stderr, flush=True)
             supervise(children, env, RestartPolicy(), status_path, lambda: stopping, broker, broker_name)
         log.info("stopping")
         return 0

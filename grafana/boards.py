@@ -400,24 +400,65 @@ def freshness_sql() -> str:
 
 
 def freshness(pos: Pos) -> cogbuilder.Builder[dash.Panel]:
-    return P.table("Freshness per feed (consumer lag)", [Q(freshness_sql())], pos,
-                   description="Consumer lag (Kafka offsets) is not derivable from ClickHouse: the sink commits "
-                               "offsets to Kafka, not to a table. Shown instead: how far each feed's newest "
-                               "stored reading is behind the range end, which grows when a consumer lags.")
+    return P.table("Freshness per feed", [Q(freshness_sql())], pos,
+                   description="How far each feed's newest stored reading is behind the range end: grows when "
+                               "an agency stops sending or a consumer lags (the lag itself: Consumer lag, from "
+                               "Prometheus).")
+
+
+# Prometheus (the services' /metrics): what ClickHouse cannot know, the consumers' own view of Kafka
+
+def consumer_lag(pos: Pos) -> cogbuilder.Builder[dash.Panel]:
+    return P.prom_timeseries("Consumer lag (Prometheus)", [
+        P.PromQ("sum by (group) (controlroom_consumer_lag)", "{{group}}"),
+        P.PromQ("topk(3, controlroom_consumer_lag)", "{{group}} {{topic}}[{{partition}}]"),
+    ], pos, description="Records not yet read, per consumer (worker, sinks, alerter, notifier): each partition's "
+                        "high watermark minus the consumer's position, as the consumer itself sees them; and the "
+                        "three partitions furthest behind. A line that keeps growing: scale the workers (partitions "
+                        "first) or look at the consumer's log.")
+
+
+def per_second(series: str, legend: str) -> P.PromQ:
+    return P.PromQ(f"sum(rate({series}[$__rate_interval]))", legend)
+
+
+def p99(histogram: str, by: str, legend: str) -> P.PromQ:
+    return P.PromQ(f"histogram_quantile(0.99, sum by (le{by}) (rate({histogram}_bucket[$__rate_interval])))", legend)
+
+
+def throughput(pos: Pos) -> cogbuilder.Builder[dash.Panel]:
+    flows = [per_second("controlroom_readings_in_total", "worker in"),
+             per_second("controlroom_readings_out_total", "windowed"),
+             per_second("controlroom_dead_letters_total", "dead letters"),
+             per_second('controlroom_sink_rows_out_total{table="readings"}', "stored")]
+    return P.prom_timeseries("Throughput (Prometheus)", flows, pos, unit="reqps",
+                             description="Readings per second read by the workers, added to windows, dead-lettered, "
+                                         "and stored by the sinks (per feed: controlroom_readings_in_total{feed}).")
+
+
+def latencies(pos: Pos) -> cogbuilder.Builder[dash.Panel]:
+    tails = [p99("controlroom_batch_duration_seconds", ", service", "{{service}} batch"),
+             p99("controlroom_window_close_duration_seconds", "", "window close")]
+    return P.prom_timeseries("Batch and window-close latency p99 (Prometheus)", tails, pos, unit="s",
+                             description="99th percentile of a worker micro-batch, a sink flush (inserts and "
+                                         "offset commit) and a window-closing pass.")
 
 
 def pipeline_health() -> dash_b.Dashboard:
     return (dash_b.Dashboard("Sức khỏe đường ống · Pipeline health").uid(PIPELINE_UID)
             .tags(["controlroom", "pipeline"]).refresh("10s").time("now-1h", "now").timezone("browser").readonly()
-            .with_panel(readings_rate(Pos(0, 0, 12, 9)))
-            .with_panel(sink_latency(Pos(12, 0, 12, 9)))
-            .with_panel(dead_letters(Pos(0, 9, 12, 9)))
-            .with_panel(amended_windows(Pos(12, 9, 6, 9)))
-            .with_panel(too_late(Pos(18, 9, 6, 9)))
-            .with_panel(dead_letter_reasons(Pos(0, 18, 12, 9)))
-            .with_panel(freshness(Pos(12, 18, 12, 9)))
-            .with_panel(alerts_by_state(Pos(0, 27, 8, 8)))
-            .with_panel(deliveries(Pos(8, 27, 16, 8))))
+            .with_panel(consumer_lag(Pos(0, 0, 8, 9)))
+            .with_panel(throughput(Pos(8, 0, 8, 9)))
+            .with_panel(latencies(Pos(16, 0, 8, 9)))
+            .with_panel(readings_rate(Pos(0, 9, 12, 9)))
+            .with_panel(sink_latency(Pos(12, 9, 12, 9)))
+            .with_panel(dead_letters(Pos(0, 18, 12, 9)))
+            .with_panel(amended_windows(Pos(12, 18, 6, 9)))
+            .with_panel(too_late(Pos(18, 18, 6, 9)))
+            .with_panel(dead_letter_reasons(Pos(0, 27, 12, 9)))
+            .with_panel(freshness(Pos(12, 27, 12, 9)))
+            .with_panel(alerts_by_state(Pos(0, 36, 8, 8)))
+            .with_panel(deliveries(Pos(8, 36, 16, 8))))
 
 
 # --- all boards --------------------------------------------------------------------------------------

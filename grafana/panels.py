@@ -1,7 +1,8 @@
 """Shared panel factories over grafana-foundation-sdk, and the ClickHouse query type the SDK does not ship.
 
 Every panel reads the provisioned ClickHouse datasource (fixed uid) with a raw SQL query written for the
-plugin's macros (grafana/macros.py expands them the same way in the tests). A factory takes the title, the
+plugin's macros (grafana/macros.py expands them the same way in the tests), except the pipeline's own health
+(consumer lag, throughput, latencies): PromQL on the provisioned Prometheus datasource. A factory takes the title, the
 queries and the grid position; the boards (grafana/boards.py) hold one function per panel.
 """
 
@@ -13,6 +14,7 @@ from typing import Any
 from grafana_foundation_sdk.builders import common as common_b
 from grafana_foundation_sdk.builders import dashboard as dash_b
 from grafana_foundation_sdk.builders import geomap as geomap_b
+from grafana_foundation_sdk.builders import prometheus as prom_b
 from grafana_foundation_sdk.builders import stat as stat_b
 from grafana_foundation_sdk.builders import table as table_b
 from grafana_foundation_sdk.builders import text as text_b
@@ -23,9 +25,10 @@ from grafana_foundation_sdk.models import common
 from grafana_foundation_sdk.models import dashboard as dash
 from grafana_foundation_sdk.models import text as text_m
 
-from grafana.layout import DATASOURCE_UID, PLUGIN_TYPE
+from grafana.layout import DATASOURCE_UID, PLUGIN_TYPE, PROMETHEUS_UID
 
 DS = dash.DataSourceRef(type_val=PLUGIN_TYPE, uid=DATASOURCE_UID)
+PROM_DS = dash.DataSourceRef(type_val="prometheus", uid=PROMETHEUS_UID)
 
 FORMAT_TABLE, FORMAT_TIME_SERIES = 1, 0  # the plugin's Format enum (src/types/queryBuilder.ts)
 
@@ -75,6 +78,14 @@ def _targets(queries: list[Q]) -> list[cogbuilder.Builder[cogvariants.Dataquery]
 
 
 @dataclass(frozen=True, slots=True)
+class PromQ:
+    """A PromQL query of a panel and its legend (e.g. `{{group}}`)."""
+
+    expr: str
+    legend: str = ""
+
+
+@dataclass(frozen=True, slots=True)
 class Pos:
     x: int
     y: int
@@ -92,7 +103,21 @@ def _thresholds(steps: list[tuple[str, float | None]]) -> dash_b.ThresholdsConfi
 
 def timeseries(title: str, queries: list[Q], pos: Pos, *, unit: str = "short", description: str = "",
                stack: bool = False) -> timeseries_b.Panel:
-    p = (timeseries_b.Panel().title(title).datasource(DS).targets(_targets(queries)).grid_pos(pos.grid())
+    return _timeseries(title, DS, _targets(queries), pos, unit=unit, description=description, stack=stack)
+
+
+def prom_timeseries(title: str, queries: list[PromQ], pos: Pos, *, unit: str = "short", description: str = "",
+                    stack: bool = False) -> timeseries_b.Panel:
+    """A time series from the Prometheus datasource (the services' /metrics, scraped)."""
+    targets: list[cogbuilder.Builder[cogvariants.Dataquery]] = [
+        prom_b.Dataquery().ref_id(chr(ord("A") + i)).datasource(PROM_DS).expr(q.expr).legend_format(q.legend).range()
+        for i, q in enumerate(queries)]
+    return _timeseries(title, PROM_DS, targets, pos, unit=unit, description=description, stack=stack)
+
+
+def _timeseries(title: str, ds: dash.DataSourceRef, targets: list[cogbuilder.Builder[cogvariants.Dataquery]],
+                pos: Pos, *, unit: str, description: str, stack: bool) -> timeseries_b.Panel:
+    p = (timeseries_b.Panel().title(title).datasource(ds).targets(targets).grid_pos(pos.grid())
          .unit(unit).max_data_points(300).line_width(1).fill_opacity(10).span_nulls(True))
     if stack:
         p = p.stacking(common_b.StackingConfig().mode(common.StackingMode.NORMAL))

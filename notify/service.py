@@ -64,6 +64,7 @@ import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.errors import KafkaError
 
+from controlroom import metrics
 from controlroom.alerts.subscriptions import (
     Subscription,
     SubscriptionError,
@@ -214,7 +215,8 @@ class Notifier:
             log.info("notifier started", subscriptions=len(self.subscriptions), finished_keys=len(self.finished),
                      group=s.notify_group_id)
             # short polls: a group falls due on time even while nothing arrives
-            async for polled in polls(consumer, stop, log, timeout_ms=200, max_records=s.notify_batch_max):
+            async for polled in polls(consumer, stop, log, timeout_ms=200, max_records=s.notify_batch_max,
+                                      lag_group=s.notify_group_id):
                 await self._step(consumer, polled, stop)
         finally:
             stop.set()
@@ -306,6 +308,7 @@ class Notifier:
                 outcome = await channel.send(n)
                 duration_ms = (time.perf_counter() - started) * 1000
                 status = status_after(outcome, attempt, s.notify_max_attempts)
+                metrics.delivery_attempt(n.sub.channel, status, outcome.ok, duration_ms / 1000)
                 delivery_id = uuid.uuid4().hex
                 for job in n.jobs:
                     await self._record(job, attempt=attempt, status=status, http_status=outcome.status_code,

@@ -11,6 +11,7 @@ from pathlib import Path
 import orjson
 from tqdm import tqdm
 
+from controlroom import metrics
 from controlroom.catalog import Catalog
 from controlroom.errors import ConfigError
 from controlroom.kafka import all_topics, ensure_topics, make_producer
@@ -52,6 +53,7 @@ async def run_simulator(settings: Settings, catalog: Catalog, *, seed: int, rate
             batch = sim.due(int(time.time() * 1000))
             await _send_all(producer, batch)
             stats.published += len(batch)
+            metrics.SIMULATOR_MESSAGES.inc(len(batch))
             if time.monotonic() - last_report >= 10:
                 per_s = (stats.published - last_count) / (time.monotonic() - last_report)
                 log.info("simulator progress", published=stats.published, per_s=round(per_s, 1))

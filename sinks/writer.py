@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import KafkaError
 
+from controlroom import metrics
 from controlroom.catalog import Catalog
 from controlroom.errors import WarehouseError
 from controlroom.kafka import all_topics, ensure_topics, make_consumer, polls
@@ -80,6 +81,7 @@ class SinkWriter:
         self.waiting: list[Trigger] = []  # closed/amended windows whose raw readings are not all stored yet
         self._written_to: dict[tuple[str, int], int] = {}  # per topic-partition: next offset after what we wrote
         self._max_past_ms = int(settings.max_past_s * 1000)
+        metrics.prepare(metrics.SINK_ROWS, rows.TABLES)
 
     # --- blocking part: conversion and inserts (run in a worker thread) ---------------------------
 
@@ -115,6 +117,7 @@ class SinkWriter:
             done.add(target)
             written[target] = table.num_rows
             self.stats.rows[target] = self.stats.rows.get(target, 0) + table.num_rows
+            metrics.SINK_ROWS.labels(target).inc(table.num_rows)
         if "readings" in written:  # counted once per batch, when its readings were written
             self.stats.rejected += conv.rejected
         self.stats.malformed += conv.malformed if written else 0
@@ -190,9 +193,11 @@ class SinkWriter:
         log.info("sink started", topics=len(topics), group=self.settings.sink_group_id)
         last_flush = last_recheck = time.monotonic()
         try:
-            async for polled in polls(consumer, stop, log, timeout_ms=200, max_records=self.settings.sink_batch_rows):
+            async for polled in polls(consumer, stop, log, timeout_ms=200, max_records=self.settings.sink_batch_rows,
+                                      lag_group=self.settings.sink_group_id):
                 for tp, recs in polled.items():
                     self._pending.extend(Record(tp.topic, tp.partition, r.offset, r.timestamp, r.value) for r in recs)
+                    metrics.SINK_RECORDS.labels(tp.topic).inc(len(recs))
                 if self._due(last_flush):
                     await self._flush(consumer, stop)
                     last_flush = time.monotonic()
@@ -227,6 +232,7 @@ class SinkWriter:
                 break
             except Exception as exc:  # any failure keeps the batch: retried, never committed past
                 self.stats.failed_inserts += 1
+                metrics.SINK_FAILURES.inc()
                 self.stats.last_error = f"{type(exc).__name__}: {str(exc)[:300]}"
                 log.warning("batch kept for retry", error=self.stats.last_error, attempt=tries,
                             tables_done=sorted(done), records=len(batch), retry_in_s=backoff)
@@ -242,6 +248,7 @@ class SinkWriter:
         self.stats.records += len(batch)
         self.stats.batches += 1
         self.stats.last_flush_s = round(time.monotonic() - started, 4)
+        metrics.BATCH_SECONDS.labels("sink").observe(time.monotonic() - started)
         self.stats.last_flush_monotonic = time.monotonic()
         self.stats.last_error = None
         return True
@@ -254,6 +261,7 @@ class SinkWriter:
             await asyncio.to_thread(self.recompute, [])
         except Exception as exc:  # kept waiting; tried again at the next flush
             self.stats.failed_inserts += 1
+            metrics.SINK_FAILURES.inc()
             self.stats.last_error = f"{type(exc).__name__}: {str(exc)[:300]}"
             log.warning("recompute kept for retry", error=self.stats.last_error, windows=len(self.waiting))
             return

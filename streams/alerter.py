@@ -28,6 +28,7 @@ from typing import Any
 import orjson
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
+from controlroom import metrics
 from controlroom.alerts.core import AlertingCore
 from controlroom.alerts.inhibit import read_inhibit_rules
 from controlroom.alerts.rules import read_rule_docs
@@ -147,13 +148,14 @@ class Alerter:
         s = self.settings
         last_tick = last_snapshot = 0.0
         dirty = False
-        async for polled in polls(consumer, stop, log, timeout_ms=100, max_records=5000):
+        async for polled in polls(consumer, stop, log, timeout_ms=100, max_records=5000, lag_group="alerter"):
             events: list[AlertEvent] = []
             # commands first: a rule changed or a silence set applies to the data that came with it
             for tp in sorted(polled, key=lambda tp: tp.topic != CONTROL_TOPIC):
                 for rec in polled[tp]:
                     events.extend(self.handle(tp.topic, rec.value))
                 self.stats["inputs"] += len(polled[tp])
+                metrics.ALERTER_INPUTS.labels(tp.topic).inc(len(polled[tp]))
                 dirty = True
             if not self.caught_up:
                 self.caught_up = await end.reached()
@@ -185,6 +187,7 @@ class Alerter:
         await asyncio.gather(*futures)
         self.stats["events"] += len(events)
         for e in events:
+            metrics.ALERT_EVENTS.labels(e["state"], e["severity"]).inc()
             log.info("alert", alert_id=e["alert_id"], alert_event=e["event"], severity=e["severity"], rule=e["rule_id"],
                      feed=e["feed"], province=e["province"], seq=e["seq"], silenced=e["silenced"],
                      inhibited_by=e.get("inhibited_by"))

@@ -18,6 +18,7 @@ import faust
 import orjson
 from faust.types import TP
 
+from controlroom import metrics
 from controlroom.catalog import Catalog
 from controlroom.kafka import (
     GROUP_HEARTBEAT_INTERVAL_MS,
@@ -28,6 +29,8 @@ from controlroom.logs import get_logger
 from controlroom.schema import (
     AGG_TOPIC,
     DLQ_TOPIC,
+    LATE_AMENDED,
+    LATE_TOO_LATE,
     LATE_TOPIC,
     LIVE_TOPIC,
     DeadLetter,
@@ -126,6 +129,9 @@ class Worker:
         self.live = LiveThrottle(int(settings.live_interval_s * 1000))
         self.read_through: dict[tuple[str, int], int] = {}  # last offset handed to us per source partition
         self.assignments = 0  # rebalances seen by this process (a second one is an in-process rebalance)
+        feeds = [f.id for f in catalog.feeds.values()]
+        for counter in (metrics.READINGS_IN, metrics.READINGS_OUT, metrics.DEAD_LETTERS):
+            metrics.prepare(counter, feeds)
 
     # --- the changelog -------------------------------------------------------------------------------------
 
@@ -152,21 +158,34 @@ class Worker:
     def owned(self, topic: str, partition: int) -> bool:
         return TP(topic, partition) in self.app.assignor.assigned_actives()
 
+    def next_offset(self, tp: TP) -> int:
+        """The next offset this worker reads on a source partition: just past what it was handed, or, when nothing
+        was handed to it since the start, the offset it started from (the committed one)."""
+        read = self.read_through.get((tp.topic, tp.partition))
+        if read is not None:
+            return read + 1
+        consumer: Any = self.app.consumer  # faust's Consumer keeps the offsets it started from (untyped, private)
+        return int(consumer._committed_offset.get(tp) or 0)  # noqa: SLF001 (Faust has no public getter)
+
     def caught_up(self, topic: str, partition: int) -> bool:
-        """Nothing left to read on this partition: the broker's high watermark is just past what we were handed,
-        or, when nothing was handed to us since the start, the offset we started from (the committed one: a
+        """Nothing left to read on this partition: the broker's high watermark is reached by the next offset (a
         worker restarted after the last reading has nothing to read, and its restored windows must close)."""
         tp = TP(topic, partition)
         if not self.owned(topic, partition):
             return False
-        consumer: Any = self.app.consumer  # faust's Consumer keeps the offsets it started from (untyped, private)
-        high = consumer.highwater(tp)
-        if high is None:
-            return False
-        read = self.read_through.get((topic, partition))
-        if read is not None:
-            return read + 1 >= high
-        return int(consumer._committed_offset.get(tp) or 0) >= high  # noqa: SLF001 (Faust has no public getter)
+        high = self.app.consumer.highwater(tp)
+        return high is not None and self.next_offset(tp) >= high
+
+    def sample_lag(self) -> None:
+        """controlroom_consumer_lag of the source partitions this worker owns, from its own view: the high watermark
+        of its consumer's last fetch minus the next offset it reads."""
+        lags: dict[tuple[str, int], int] = {}
+        for tp in self.app.assignor.assigned_actives():
+            if tp.topic in self.source_topics:
+                high = self.app.consumer.highwater(tp)
+                if high is not None:
+                    lags[(tp.topic, tp.partition)] = max(0, high - self.next_offset(tp))
+        metrics.CONSUMER_LAG.set(self.settings.streams_app_id, lags)
 
     # --- output --------------------------------------------------------------------------------------------
 
@@ -196,20 +215,40 @@ class Worker:
         wall = now_ms()
         started = time.perf_counter()
         per_tp: dict[tuple[str, int], list[tuple[int, Reading]]] = defaultdict(list)
+        rejected: dict[str, int] = defaultdict(int)  # per feed topic, for /metrics
         for event in events:
             msg = event.message
             self.counters.messages += 1
             self.read_through[(msg.topic, msg.partition)] = msg.offset
-            for offset, reading in await self._validated(msg, wall):
+            valid, bad = await self._validated(msg, wall)
+            rejected[msg.topic] += bad
+            for offset, reading in valid:
                 per_tp[(msg.topic, msg.partition)].append((offset, reading))
         for (topic, partition), records in per_tp.items():
             await self._absorb(topic, partition, records, wall)
         await self.publish_live(wall)  # the changelog waits for the commit (faust_patches.before_commit)
-        batch_ms = round((time.perf_counter() - started) * 1000)
-        self.counters.slowest_batch_ms = max(self.counters.slowest_batch_ms, batch_ms)
+        self._count(per_tp, rejected)
+        elapsed = time.perf_counter() - started
+        metrics.BATCH_SECONDS.labels("worker").observe(elapsed)
+        self.counters.slowest_batch_ms = max(self.counters.slowest_batch_ms, round(elapsed * 1000))
 
-    async def _validated(self, msg: Any, wall: int) -> list[tuple[int, Reading]]:
-        """The message's valid readings; each rejected one goes to feeds.dlq with its reason."""
+    def _count(self, per_tp: dict[tuple[str, int], list[tuple[int, Reading]]], rejected: dict[str, int]) -> None:
+        """The batch's readings in and dead letters per feed, for /metrics: one increment per feed."""
+        read: dict[str, int] = defaultdict(int)
+        for (topic, _partition), records in per_tp.items():
+            read[self.feed_of(topic)] += len(records)
+        dead = {self.feed_of(topic): n for topic, n in rejected.items()}
+        for feed, n in dead.items():
+            read[feed] += n
+        metrics.add(metrics.READINGS_IN, read)
+        metrics.add(metrics.DEAD_LETTERS, dead)
+
+    def feed_of(self, topic: str) -> str:
+        feed = self.catalog.feed_for_topic(topic)
+        return feed.id if feed else topic
+
+    async def _validated(self, msg: Any, wall: int) -> tuple[list[tuple[int, Reading]], int]:
+        """The message's valid readings, and how many were rejected (each goes to feeds.dlq with its reason)."""
         feed = self.catalog.feed_for_topic(msg.topic)
         ref_ms = round(msg.timestamp * 1000)  # the broker's timestamp: same verdict as the sink
         verdicts = decode_message(msg.value, self.catalog, ref_ms=ref_ms, max_future_ms=self.max_future_ms,
@@ -224,7 +263,7 @@ class Worker:
             dlq = dead_letter(v, msg.value, source_topic=msg.topic, partition=msg.partition, offset=msg.offset,
                               received_ms=wall, dlq_id=f"{msg.topic}:{msg.partition}:{msg.offset}{suffix}")
             await self.send(DLQ_TOPIC, msg.key, dlq)
-        return valid
+        return valid, len(verdicts) - len(valid)
 
     async def _absorb(self, topic: str, partition: int, records: list[tuple[int, Reading]], wall: int) -> None:
         c = self.counters
@@ -233,6 +272,14 @@ class Worker:
         c.late += len(result.late)
         c.duplicates += result.duplicates
         c.replayed += result.skipped_replayed
+        feed = self.feed_of(topic)
+        metrics.READINGS_OUT.labels(feed).inc(result.applied)
+        if result.duplicates:
+            metrics.DUPLICATES.labels(feed).inc(result.duplicates)
+        if result.late:
+            amended = sum(1 for late in result.late if late.amend)
+            metrics.LATE.labels(feed, LATE_AMENDED).inc(amended)
+            metrics.LATE.labels(feed, LATE_TOO_LATE).inc(len(result.late) - amended)
         for key, w in result.touched:
             self.live.offer(key, partition, w)
         for late in result.late:
@@ -281,13 +328,15 @@ class Worker:
             self.engine.forget(key, partition)
         await self.write_changelog()  # the tombstones now, so a restart does not close these windows again
         self.counters.windows_closed += len(due)
+        metrics.WINDOWS_CLOSED.inc(len(due))
         by_start: dict[int, int] = defaultdict(int)
         for _key, _p, w in due:
             by_start[w.window_start_ms] += 1
         log.info("windows closed", windows=len(due), by_window_start={str(k): v for k, v in sorted(by_start.items())},
                  topic_partitions=len({(w.topic, p) for _k, p, w in due}))
-        close_ms = round((time.perf_counter() - started) * 1000)
-        self.counters.slowest_close_ms = max(self.counters.slowest_close_ms, close_ms)
+        elapsed = time.perf_counter() - started
+        metrics.WINDOW_CLOSE_SECONDS.observe(elapsed)
+        self.counters.slowest_close_ms = max(self.counters.slowest_close_ms, round(elapsed * 1000))
 
     def log_assignment(self, assigned: set[TP]) -> None:
         """One line per rebalance: how many source partitions and which changelog partitions (active, standby)
@@ -328,6 +377,10 @@ def build_app(settings: Settings, catalog: Catalog) -> faust.App:
     @app.timer(0.5)
     async def close_windows() -> None:
         await worker.close_windows()
+
+    @app.timer(metrics.LAG_SAMPLE_S)
+    async def sample_lag() -> None:
+        worker.sample_lag()
 
     @app.timer(settings.streams_report_s)
     async def report() -> None:

@@ -19,6 +19,7 @@ from typing import Any
 
 import orjson
 
+from controlroom import metrics
 from controlroom.alerts.incident_rules import load_incident_types
 from controlroom.alerts.incidents import IncidentCorrelator, alert_note_of
 from controlroom.catalog import Catalog
@@ -69,6 +70,7 @@ class IncidentRunner:
         for f in futures:
             await f
         for e in self.events:
+            metrics.INCIDENT_EVENTS.labels(e["event"]).inc()
             log.info("incident", incident_id=e["incident_id"], incident_event=e["event"], type=e["type"],
                      province=e["province"], seq=e["seq"], alert_id=e["alert_id"])
         self.events, self.notes = [], []

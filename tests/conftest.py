@@ -112,6 +112,7 @@ def make_settings(tmp_path: Path):  # type: ignore[no-untyped-def]
             "clickhouse_url": f"chdb://{tmp_path / 'warehouse'}",
             "kafka_idempotence": overrides.get("kafka_bootstrap") in APACHE_KAFKA,  # Tansu has no InitProducerId
             "log_format": "console",
+            "metrics_port": 0,  # no metrics server unless the test asks for one: parallel runs share the default ports
             # fixtures at fixed dates (2026-01-01) stay inside MAX_PAST_S as the clock moves on; the
             # limit itself has its own tests (unit, and /ingest with max_past_s set)
             "max_past_s": 100 * 365 * 86_400.0,

@@ -7,11 +7,12 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import httpx
 import orjson
 
 from controlroom.broker import stop_process
@@ -56,6 +57,21 @@ def start_worker(settings: Settings, log_path: Path) -> subprocess.Popen[bytes]:
     return start_service("worker", settings, log_path)
 
 
+def wait_http(url: str, proc: subprocess.Popen[bytes], log_path: Path, timeout_s: float = 60.0) -> None:
+    """Until GET `url` answers 200 from the child `proc` (which must not exit meanwhile; its log tells why)."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        assert proc.poll() is None, f"exited with {proc.returncode}: {log_path.read_text()[-2000:]}"
+        try:
+            if httpx.get(url, timeout=1).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        assert time.monotonic() < deadline, f"{url} did not answer within {timeout_s:.0f} s: " \
+                                            f"{log_path.read_text()[-2000:]}"
+        time.sleep(0.1)
+
+
 async def wait_for(check: Callable[[], Any], timeout_s: float = 90.0, what: str = "condition") -> Any:
     """Poll `check` (sync, run in a thread) until it returns a truthy value."""
     deadline = time.monotonic() + timeout_s
@@ -74,10 +90,14 @@ def reading(event_id: str, feed: str, province: str, ts_ms: int, value: float, *
 
 
 @contextmanager
-def services(settings: Settings, log_dir: Path, *commands: str) -> Iterator[list[subprocess.Popen[bytes]]]:
+def services(settings: Settings, log_dir: Path, *commands: str,
+             overrides: Mapping[str, Mapping[str, object]] | None = None) -> Iterator[list[subprocess.Popen[bytes]]]:
     """`controlroom <command>` processes (worker, alerter, notifier…), each logging to log_dir/<command>.log;
-    stopped on exit (SIGTERM, then SIGKILL after 15 s)."""
-    procs = [start_service(cmd, settings, log_dir / f"{cmd}.log") for cmd in commands]
+    stopped on exit (SIGTERM, then SIGKILL after 15 s). `overrides`: settings of one command only (its own
+    metrics port, its own warehouse)."""
+    overrides = overrides or {}
+    procs = [start_service(cmd, settings.model_copy(update=dict(overrides.get(cmd, {}))), log_dir / f"{cmd}.log")
+             for cmd in commands]
     try:
         yield procs
     finally:

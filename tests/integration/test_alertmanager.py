@@ -43,6 +43,7 @@ from controlroom.schema import ALERTS_TOPIC, CONTROL_TOPIC, AlertEvent, WindowMe
 from controlroom.settings import Settings
 from notify.alertmanager import AlertmanagerPusher
 from notify.formats import am_label_name, am_labels
+from tests.integration.pipeline import wait_http
 from tests.integration.receivers import Hit, Receiver, http_receiver
 from tests.integration.test_notifier import publish, running, signing_key, sub_put, until
 
@@ -76,16 +77,7 @@ def alertmanager(tmp: Path, webhook_url: str, *, port: int | None = None,
                             stdout=log.open("ab"), stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 20
-        while True:
-            assert proc.poll() is None, log.read_text()[-2000:]
-            try:
-                if httpx.get(f"{url}/-/ready", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            assert time.monotonic() < deadline, "alertmanager not ready: " + log.read_text()[-2000:]
-            time.sleep(0.05)
+        wait_http(f"{url}/-/ready", proc, log, 20)
         yield url
     finally:
         stop_process(proc, 10)

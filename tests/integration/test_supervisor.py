@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -135,6 +136,16 @@ async def published_event_ids(bootstrap: str) -> list[str]:
         await consumer.stop()
 
 
+def worker_series(port: int) -> dict[str, Any] | None:
+    """The worker's lag series and readings read, from its /metrics; None until it owns partitions."""
+    text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=2).text
+    lag = [line for line in text.splitlines()
+           if line.startswith('controlroom_consumer_lag{group="controlroom-streams"')]
+    read = sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+               if line.startswith("controlroom_readings_in_total{"))
+    return {"lag": lag, "readings_in": read} if lag else None
+
+
 def test_up_restarts_a_killed_worker_and_api_with_nothing_lost(tmp_path: Path, broker_kind: str) -> None:
     env = base_env(tmp_path, broker_kind)
     env.update(LOG_FORMAT="json", LOG_LEVEL="info", SIM_RATE="4", STREAMS_REPORT_S="1",
@@ -171,6 +182,12 @@ def test_up_restarts_a_killed_worker_and_api_with_nothing_lost(tmp_path: Path, b
                          for line in log_path.read_text().splitlines()), 40, "the worker to absorb readings", up)
         old_pid = status()["children"]["worker"]["pid"]
         assert " worker" in cmdline(old_pid) and alive(old_pid)
+        # /metrics while `up` runs: each child's port is in the banner; the worker's shows its lag and readings
+        banner = re.findall(r"http://127\.0\.0\.1:(\d+)/metrics  \((\w+)\)", log_path.read_text())
+        ports = {name: int(port) for port, name in banner}
+        assert sorted(ports) == ["alerter", "notifier", "simulator", "worker"] and len(set(ports.values())) == 4
+        worker_metrics = poll(lambda: worker_series(ports["worker"]), 20, "the worker's lag on /metrics", up)
+        assert len(worker_metrics["lag"]) == 25 * Settings().topic_partitions and worker_metrics["readings_in"] > 0
         killed_ms = int(time.time() * 1000)
         os.kill(old_pid, signal.SIGKILL)
 
@@ -180,6 +197,7 @@ def test_up_restarts_a_killed_worker_and_api_with_nothing_lost(tmp_path: Path, b
         new_pid = poll(lambda: status()["children"]["worker"]["running"] and status()["children"]["worker"]["pid"],
                        10, "the worker's new process", up)
         assert new_pid != old_pid and alive(new_pid) and " worker" in cmdline(new_pid)
+        poll(lambda: worker_series(ports["worker"]), 30, "the restarted worker's /metrics on the same port", up)
 
         # the API too (it owns chDB and runs the sink): back on the same port, the warehouse reopened
         api_pid = status()["children"]["api"]["pid"]

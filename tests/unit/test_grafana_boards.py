@@ -26,8 +26,16 @@ def test_board_shapes(catalog: Catalog) -> None:
     explorer = boards["feed-explorer.json"]
     assert [v["name"] for v in explorer["templating"]["list"]] == ["feed", "province", "dims"]
     assert [v.get("includeAll", False) for v in explorer["templating"]["list"]] == [False, True, True]
-    for b in boards.values():
+    clickhouse = {"type": "grafana-clickhouse-datasource", "uid": "controlroom-clickhouse"}
+    prometheus = {"type": "prometheus", "uid": "controlroom-prometheus"}
+    for name, b in boards.items():
         for p in b["panels"]:
             for t in p.get("targets", []):
-                assert t["datasource"] == {"type": "grafana-clickhouse-datasource", "uid": "controlroom-clickhouse"}
+                # only the pipeline's own health comes from Prometheus (the services' /metrics)
+                assert t["datasource"] == (prometheus if "expr" in t else clickhouse), (name, p["title"])
+                assert "expr" not in t or name == "pipeline-health.json"
+    pipeline = boards["pipeline-health.json"]
+    exprs = [t["expr"] for p in pipeline["panels"] for t in p["targets"] if "expr" in t]
+    assert any("controlroom_consumer_lag" in e for e in exprs)
+    assert any("controlroom_readings_in_total" in e for e in exprs)
     assert sorted(p.name for p in DASHBOARDS.glob("*.json")) == sorted(boards)
