@@ -20,6 +20,13 @@ class Settings(BaseSettings):
     broker: Literal["auto", "tansu", "kafka"] = "auto"
     kafka_compression: Literal["none", "gzip", "lz4", "snappy", "zstd"] = "lz4"
     topic_partitions: int = 4
+    # Topics are created with these (ensure_topics, and Faust's changelog): 1 on a single broker; on a cluster
+    # of 3 or more, 3 and 2, so an acks=all write survives one broker down. Set on creation only.
+    topic_replication: int = 1
+    topic_min_insync_replicas: int = 1
+    # readings and the worker's outputs are a buffer in front of ClickHouse: kept this long (a week), so a
+    # stopped sink or a replay has that much to catch up from. State topics are kept otherwise (kafka.py).
+    feed_retention_hours: float = 168.0
     broker_port: int = 9092  # the embedded broker's port
 
     # ClickHouse: chdb:///abs/path, chdb://relative/path, or http(s)://user:pass@host:8123/db
