@@ -43,6 +43,14 @@ class Settings(BaseSettings):
 
     data_dir: Path = Path("./data")
 
+    # How long ClickHouse keeps rows, by each row's own time (TTLs set by `controlroom migrate`, sinks/retention.py;
+    # 0 keeps them). Raw readings and their 1-minute windows: never less than MAX_PAST_S, so a backfill accepted
+    # today finds its raw readings. agg_1d, alert and incident history and the audit log are always kept.
+    readings_retention_days: int = 730
+    rollup_retention_days: int = 1825  # agg_1h
+    diagnostics_retention_days: int = 90  # dead letters, late readings
+    deliveries_retention_days: int = 400  # every notification attempt
+
     # Validation and windows
     window_s: int = 60
     allowed_lateness_s: float = 10.0

@@ -48,6 +48,8 @@ HEALTH_TOOLS = {
 COMMON_SETTINGS = {"KAFKA_BOOTSTRAP", "CLICKHOUSE_URL", "DATA_DIR", "LOG_FORMAT", "TOPIC_PARTITIONS",
                    "TOPIC_REPLICATION", "TOPIC_MIN_INSYNC_REPLICAS", "FEED_RETENTION_HOURS"}
 SERVICE_SETTINGS = {
+    "migrate": {"READINGS_RETENTION_DAYS", "ROLLUP_RETENTION_DAYS", "DIAGNOSTICS_RETENTION_DAYS",
+                "DELIVERIES_RETENTION_DAYS"},
     "notifier": {"NOTIFY_SIGNING_KEY", "SMTP_HOST", "SMTP_PORT", "SMTP_FROM"},
     "api": {"NOTIFY_SIGNING_KEY", "API_HOST", "API_PORT", "EMBEDDED_SINK"},
 }
@@ -223,6 +225,15 @@ def test_data_volumes_are_named_and_mounted_at_the_images_real_data_paths(compos
             assert environment(service)["CLUSTER_ID"], "the image refuses KRaft without CLUSTER_ID"
         named = [source for source, target in mounts(service) if target == path and source in declared]
         assert named, f"{name}: no named volume at {path}, where {repo} keeps its data"
+
+
+def test_clickhouse_backups_go_to_a_volume_of_their_own(services: dict[str, dict[str, Any]]) -> None:
+    config = ET.parse(ROOT / "deploy" / "clickhouse" / "backups.xml").getroot()  # noqa: S314 (our own file)
+    path = config.findtext("storage_configuration/disks/backups/path")
+    assert path and config.findtext("backups/allowed_disk") == "backups"
+    targets = dict((t, s) for s, t in mounts(services["clickhouse"]))
+    assert targets.get(path.rstrip("/")) == "clickhouse-backups"
+    assert targets["/etc/clickhouse-server/config.d/backups.xml"] == "./deploy/clickhouse/backups.xml"
 
 
 def test_bind_mounts_name_files_of_this_repository(services: dict[str, dict[str, Any]]) -> None:

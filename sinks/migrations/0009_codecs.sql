@@ -1,14 +1,6 @@
--- 0009: how long each table keeps its rows (TTL) and how its columns are compressed (issue 14). README,
--- "Production" → "Retention and compression" lists the choices; change a TTL with ALTER TABLE … MODIFY TTL.
---
--- Retention, by the row's own time:
---   readings, agg_1m   730 days. Never shorter than MAX_PAST_S (400 days): a backfill accepted today must find
---                      its raw readings, and `controlroom backfill` recomputes windows from them.
---   agg_1h             5 years; agg_1d (one row per series and day) is kept: the boards' long ranges.
---   dead_letters, late_readings   90 days: a diagnosis aid (the raw readings themselves stay in `readings`).
---   alert_deliveries   400 days: every notification attempt, a year back and more.
---   audit_log, alert_events, incident_events, api_keys, rules: kept (the record of who did what, and why).
--- Tables partitioned by month drop whole parts once all their rows are expired (ttl_only_drop_parts): no rewrite.
+-- 0009: how the columns are compressed (codecs), and tables that drop whole parts at expiry (issue 14). How long
+-- each table keeps its rows (TTL) is not here: `controlroom migrate` sets it from the *_RETENTION_DAYS settings
+-- (sinks/retention.py), so it can change without a migration. README, "Production" → "Retention and compression".
 --
 -- Codecs (a codec changes how new parts are written; merges rewrite the old ones in time):
 --   time columns       Delta or DoubleDelta, then ZSTD: sorted or nearly sorted timestamps (DoubleDelta where the
@@ -16,7 +8,8 @@
 --   Float64 figures    Gorilla, then ZSTD: gauges that change slowly from one row to the next in sort order
 --   counters, offsets  Delta or T64, then ZSTD
 --   free text          ZSTD(1); payloads and audit documents (JSON text) ZSTD(3)
--- LowCardinality columns keep their dictionary encoding and the default LZ4. Every statement is idempotent.
+-- LowCardinality columns keep their dictionary encoding and the default LZ4. Tables partitioned by month drop a
+-- whole part once all its rows are expired (ttl_only_drop_parts): no rewrite. Every statement is idempotent.
 
 ALTER TABLE {db}.readings
     MODIFY COLUMN event_id CODEC(ZSTD(1)),
@@ -30,8 +23,6 @@ ALTER TABLE {db}.readings
     MODIFY COLUMN kafka_offset CODEC(Delta, ZSTD(1));
 
 ALTER TABLE {db}.readings MODIFY SETTING ttl_only_drop_parts = 1;
-
-ALTER TABLE {db}.readings MODIFY TTL toDateTime(ts) + INTERVAL 730 DAY;
 
 ALTER TABLE {db}.agg_1m
     MODIFY COLUMN dims CODEC(ZSTD(1)),
@@ -49,26 +40,18 @@ ALTER TABLE {db}.agg_1m
 
 ALTER TABLE {db}.agg_1m MODIFY SETTING ttl_only_drop_parts = 1;
 
-ALTER TABLE {db}.agg_1m MODIFY TTL toDateTime(window_start) + INTERVAL 730 DAY;
-
 ALTER TABLE {db}.agg_1h MODIFY SETTING ttl_only_drop_parts = 1;
-
-ALTER TABLE {db}.agg_1h MODIFY TTL bucket + INTERVAL 1825 DAY;
 
 ALTER TABLE {db}.dead_letters
     MODIFY COLUMN payload CODEC(ZSTD(3)),
     MODIFY COLUMN detail CODEC(ZSTD(1)),
     MODIFY COLUMN received_at CODEC(Delta, ZSTD(1));
 
-ALTER TABLE {db}.dead_letters MODIFY TTL toDateTime(received_at) + INTERVAL 90 DAY;
-
 ALTER TABLE {db}.late_readings
     MODIFY COLUMN ts CODEC(Delta, ZSTD(1)),
     MODIFY COLUMN value CODEC(Gorilla, ZSTD(1)),
     MODIFY COLUMN watermark CODEC(Delta, ZSTD(1)),
     MODIFY COLUMN detected_at CODEC(Delta, ZSTD(1));
-
-ALTER TABLE {db}.late_readings MODIFY TTL toDateTime(detected_at) + INTERVAL 90 DAY;
 
 ALTER TABLE {db}.alert_deliveries
     MODIFY COLUMN target CODEC(ZSTD(1)),
@@ -77,8 +60,6 @@ ALTER TABLE {db}.alert_deliveries
     MODIFY COLUMN duration_ms CODEC(Gorilla, ZSTD(1));
 
 ALTER TABLE {db}.alert_deliveries MODIFY SETTING ttl_only_drop_parts = 1;
-
-ALTER TABLE {db}.alert_deliveries MODIFY TTL toDateTime(attempted_at) + INTERVAL 400 DAY;
 
 ALTER TABLE {db}.audit_log
     MODIFY COLUMN at CODEC(Delta, ZSTD(1)),
