@@ -7,15 +7,14 @@
 --                      sort key makes them regular: a series' readings and windows, one per cadence step)
 --   Float64 figures    Gorilla, then ZSTD: gauges that change slowly from one row to the next in sort order
 --   counters, offsets  Delta or T64, then ZSTD
---   free text          ZSTD(1); payloads and audit documents (JSON text) ZSTD(3)
+--   free text          ZSTD(1); payloads and audit documents (JSON text) ZSTD(3). Not the series columns (dims,
+--                      dims_key, source): in sort order they are long runs, which the default LZ4 packs tighter
+--                      (measured on 2M synthetic readings: 0.17 MB against 1.03 MB for dims under ZSTD(1))
 -- LowCardinality columns keep their dictionary encoding and the default LZ4. Tables partitioned by month drop a
 -- whole part once all its rows are expired (ttl_only_drop_parts): no rewrite. Every statement is idempotent.
 
 ALTER TABLE {db}.readings
     MODIFY COLUMN event_id CODEC(ZSTD(1)),
-    MODIFY COLUMN dims CODEC(ZSTD(1)),
-    MODIFY COLUMN dims_key CODEC(ZSTD(1)),
-    MODIFY COLUMN source CODEC(ZSTD(1)),
     MODIFY COLUMN ts CODEC(DoubleDelta, ZSTD(1)),
     MODIFY COLUMN value CODEC(Gorilla, ZSTD(1)),
     MODIFY COLUMN ingested_at CODEC(Delta, ZSTD(1)),
@@ -25,8 +24,6 @@ ALTER TABLE {db}.readings
 ALTER TABLE {db}.readings MODIFY SETTING ttl_only_drop_parts = 1;
 
 ALTER TABLE {db}.agg_1m
-    MODIFY COLUMN dims CODEC(ZSTD(1)),
-    MODIFY COLUMN dims_key CODEC(ZSTD(1)),
     MODIFY COLUMN window_start CODEC(DoubleDelta, ZSTD(1)),
     MODIFY COLUMN window_end CODEC(DoubleDelta, ZSTD(1)),
     MODIFY COLUMN count CODEC(T64, ZSTD(1)),
