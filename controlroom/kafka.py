@@ -30,6 +30,12 @@ from controlroom.settings import Settings
 
 # commands are read whole and in order: one partition
 SINGLE_PARTITION_TOPICS = (CONTROL_TOPIC,)
+# Commands are replayed whole at every start (alerter, notifier) and keyed by kind, not by what they change:
+# compaction would keep one command per kind. They are few and small: kept for ever.
+KEPT_TOPICS = (CONTROL_TOPIC,)
+# Read from the start to rebuild a state that is the newest record of each key: the notifier's deliveries (key:
+# idempotency key) and the Alertmanager pusher's alerts (key: alert id). Compacted, so they stay bounded.
+COMPACTED_TOPICS = (ALERTS_TOPIC, DELIVERIES_TOPIC)
 
 # Consumer groups (the sink, the notifier, the Faust worker): on Tansu a group join waits about
 # session_timeout/2, so every member keeps the session short (real Kafka is content with these too).
@@ -134,8 +140,30 @@ def make_producer(settings: Settings, **extra: object) -> AIOKafkaProducer:
     )
 
 
+def topic_config(settings: Settings, topic: str) -> dict[str, str]:
+    """Topic-level configs a topic is created with. Every other topic (readings, the worker's outputs, incidents,
+    notes) is a buffer in front of ClickHouse: deleted after FEED_RETENTION_HOURS. A compacted topic keeps every
+    record that long too (min.compaction.lag.ms), so a sink stopped for that long still finds the whole history."""
+    retention_ms = str(int(settings.feed_retention_hours * 3_600_000))
+    config = {"min.insync.replicas": str(settings.topic_min_insync_replicas)}
+    if topic in KEPT_TOPICS:
+        return config | {"cleanup.policy": "delete", "retention.ms": "-1"}
+    if topic in COMPACTED_TOPICS:
+        return config | {"cleanup.policy": "compact", "min.compaction.lag.ms": retention_ms}
+    return config | {"cleanup.policy": "delete", "retention.ms": retention_ms}
+
+
+def new_topic(settings: Settings, topic: str) -> NewTopic:
+    """A topic as ensure_topics creates it: partitions, replication (TOPIC_REPLICATION) and topic_config."""
+    partitions = 1 if topic in SINGLE_PARTITION_TOPICS else settings.topic_partitions
+    return NewTopic(topic, num_partitions=partitions, replication_factor=settings.topic_replication,
+                    topic_configs=topic_config(settings, topic))
+
+
 async def ensure_topics(settings: Settings, topics: list[str], *, timeout_s: float = 30.0) -> None:
-    """Create missing topics with the configured partition count. Clear error when no broker answers."""
+    """Create missing topics (new_topic: partitions, replication, retention or compaction). An existing topic is
+    left as it is: change its configs with kafka-configs.sh (README, Production). Clear error when no broker
+    answers."""
     admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap, request_timeout_ms=10_000)
     deadline = asyncio.get_running_loop().time() + timeout_s
     while True:
@@ -148,9 +176,7 @@ async def ensure_topics(settings: Settings, topics: list[str], *, timeout_s: flo
             await asyncio.sleep(0.5)
     try:
         existing = set(await admin.list_topics())
-        new = [NewTopic(t, num_partitions=1 if t in SINGLE_PARTITION_TOPICS else settings.topic_partitions,
-                        replication_factor=1)
-               for t in topics if t not in existing]
+        new = [new_topic(settings, t) for t in topics if t not in existing]
         if new:
             with contextlib.suppress(TopicAlreadyExistsError):  # another process created it first: fine
                 await admin.create_topics(new)

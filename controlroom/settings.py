@@ -24,6 +24,13 @@ class Settings(BaseSettings):
     broker: Literal["auto", "tansu", "kafka"] = "auto"
     kafka_compression: Literal["none", "gzip", "lz4", "snappy", "zstd"] = "lz4"
     topic_partitions: int = 4
+    # Topics are created with these (ensure_topics, and Faust's changelog): 1 on a single broker; on a cluster
+    # of 3 or more, 3 and 2, so an acks=all write survives one broker down. Set on creation only.
+    topic_replication: int = 1
+    topic_min_insync_replicas: int = 1
+    # readings and the worker's outputs are a buffer in front of ClickHouse: kept this long (a week), so a
+    # stopped sink or a replay has that much to catch up from. State topics are kept otherwise (kafka.py).
+    feed_retention_hours: float = 168.0
     broker_port: int = 9092  # the embedded broker's port
 
     # ClickHouse: chdb:///abs/path, chdb://relative/path, or http(s)://user:pass@host:8123/db
@@ -39,6 +46,14 @@ class Settings(BaseSettings):
     wall_refresh_s: float = 5.0  # GET /wall/stream: seconds between two wall snapshots (one computation per process)
 
     data_dir: Path = Path("./data")
+
+    # How long ClickHouse keeps rows, by each row's own time (TTLs set by `controlroom migrate`, sinks/retention.py;
+    # 0 keeps them). Raw readings and their 1-minute windows: never less than MAX_PAST_S, so a backfill accepted
+    # today finds its raw readings. agg_1d, alert and incident history and the audit log are always kept.
+    readings_retention_days: int = 730
+    rollup_retention_days: int = 1825  # agg_1h
+    diagnostics_retention_days: int = 90  # dead letters, late readings
+    deliveries_retention_days: int = 400  # every notification attempt
 
     # Validation and windows
     window_s: int = 60

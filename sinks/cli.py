@@ -14,13 +14,17 @@ from controlroom.settings import Settings
 def run_migrate(settings: Settings) -> int:
     from controlroom.warehouse import open_warehouse
     from sinks.migrate import migrate
+    from sinks.retention import apply_retention
 
     wh = open_warehouse(settings)
     try:
         applied = migrate(wh, default_catalog())
+        retention = apply_retention(wh, settings)
     finally:
         wh.close()
     print(f"database {wh.database}: applied " + (", ".join(applied) if applied else "nothing (up to date)"))
+    for table, ttl in retention.items():
+        print(f"  {table}: TTL {ttl or 'removed (kept for ever)'}")
     return 0
 
 

@@ -1,13 +1,17 @@
 """Versioned SQL migrations (sinks/migrations/NNNN_name.sql), applied once each, in order.
 
-Every statement is `IF NOT EXISTS`, so a migration cut short (crash between two statements) is
-simply applied again. Only the database and the bookkeeping table are created here: they must
-exist before we can read which versions are applied.
+Every statement is idempotent (`IF NOT EXISTS`, `ADD COLUMN IF NOT EXISTS`, MODIFY …), so a migration cut
+short (crash between two statements) is simply applied again, and two `controlroom migrate` running at once
+(the compose job and a `keys create`, say) apply the same statements in some interleaving and end in the same
+schema: both record the version, and the bookkeeping table (ReplacingMergeTree on version) keeps one row.
+Only the database and the bookkeeping table are created here: they must exist before we can read which
+versions are applied.
 """
 
 from __future__ import annotations
 
 import re
+import uuid
 from importlib import resources
 
 import pyarrow as pa
@@ -100,9 +104,36 @@ def reference_tables(catalog: Catalog) -> dict[str, pa.Table]:
     }
 
 
+STAGING = "__refresh_"  # <reference table>__refresh_<run id>: a refresh's table being filled
+STALE_STAGING_S = 3600  # a staging table this old was left by a refresh that died: dropped by the next one
+
+
 def refresh_reference(warehouse: Warehouse, catalog: Catalog) -> None:
-    """Reference tables mirror the catalog files: replaced whole at every start (a retired feed disappears)."""
+    """Reference tables mirror the catalog files: replaced whole at every start (a retired feed disappears).
+
+    Never empty on the way: each is filled under a staging name of this run's own (two runs at once fill two),
+    then swapped in by EXCHANGE TABLES, one atomic rename on an Atomic database (ClickHouse's default engine,
+    and chDB's). A reader sees the old rows or the new ones, and two runs at once each swap in a full table."""
     db = check_identifier(warehouse.database)
+    drop_stale_staging(warehouse)
+    run = uuid.uuid4().hex[:12]
     for name, table in reference_tables(catalog).items():
-        warehouse.command(f"TRUNCATE TABLE IF EXISTS {db}.{name}")
-        warehouse.insert_arrow(f"{db}.{name}", table)
+        staging = f"{db}.{name}{STAGING}{run}"
+        warehouse.command(f"CREATE TABLE {staging} AS {db}.{name}")
+        try:
+            warehouse.insert_arrow(staging, table)
+            warehouse.command(f"EXCHANGE TABLES {db}.{name} AND {staging}")
+        finally:  # after the exchange it holds the old rows
+            warehouse.command(f"DROP TABLE IF EXISTS {staging}")
+
+
+def drop_stale_staging(warehouse: Warehouse, older_than_s: int = STALE_STAGING_S) -> None:
+    """Drop the staging tables of refreshes that died (a kill between CREATE and DROP); a younger one may be a
+    refresh running now, so it is left alone."""
+    db = check_identifier(warehouse.database)
+    rows = warehouse.query(
+        "SELECT name FROM system.tables WHERE database = {db:String} AND position(name, {marker:String}) > 0 "
+        "AND metadata_modification_time < now() - {age:UInt32}",
+        {"db": db, "marker": STAGING, "age": older_than_s})
+    for row in rows:
+        warehouse.command(f"DROP TABLE IF EXISTS {db}.{check_identifier(str(row['name']))}")

@@ -88,6 +88,8 @@ def faust_app(settings: Settings) -> faust.App:
         value_serializer="raw",
         key_serializer="raw",
         topic_partitions=settings.topic_partitions,
+        # Faust creates its own topics (the windows changelog, compacted by Faust's default): same replication
+        topic_replication_factor=settings.topic_replication,
         datadir=str(settings.data_dir / "faust"),
         web_enabled=False,
         broker_session_timeout=GROUP_SESSION_TIMEOUT_MS / 1000,
@@ -363,7 +365,8 @@ def build_app(settings: Settings, catalog: Catalog) -> faust.App:
     app = faust_app(settings)
     source = app.topic(*catalog.topics, value_serializer="raw", key_serializer="raw")
     table = app.Table(CHANGELOG_TABLE, default=None, partitions=settings.topic_partitions,
-                      key_type=bytes, value_type=bytes)  # bytes ⇒ raw serializers
+                      key_type=bytes, value_type=bytes,  # bytes ⇒ raw serializers
+                      extra_topic_configs={"min.insync.replicas": str(settings.topic_min_insync_replicas)})
     worker = Worker(settings, catalog, app, table)
 
     @app.agent(source)
