@@ -20,6 +20,7 @@ from api import (
     alerts,
     alerts_stream,
     cap,
+    docs,
     health,
     incidents,
     ingest,
@@ -50,7 +51,8 @@ log = get_logger("api")
 
 ROUTERS = (ingest.router, admin.router, query_route.router, alerts_stream.router, alerts.router, cap.router,
            incidents.router, wall_stream.router,
-           health.router, metrics_route.router, reference.router, series_route.router, overview_route.router)
+           health.router, metrics_route.router, reference.router, series_route.router, overview_route.router,
+           docs.router)  # /docs and /redoc from files this API serves (no CDN: api/docs.py)
 
 
 def agencies_text() -> str:
@@ -119,6 +121,7 @@ def create_app(settings: Settings, catalog: Catalog | None = None) -> FastAPI:
         title="Control Room API",
         description="Live figures and history of the 25 feeds of the national operations center.",
         version="0.1.0",
+        docs_url=None, redoc_url=None,  # FastAPI's own pages load their scripts from a CDN: api/docs.py serves them
         lifespan=_lifespan(settings, catalog, agencies),
     )
     app.add_middleware(HardeningMiddleware, max_body_bytes=settings.ingest_max_bytes)

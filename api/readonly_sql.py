@@ -85,9 +85,8 @@ class AnalystQueries:
                         return bytes(conn.query(sql, fmt).bytes())
                     finally:
                         conn.close()
-            client = self._server.client  # the same HTTP client; settings apply to this query only
-            limits = {"readonly": 1} if explain else self._limits
-            return bytes(client.raw_query(sql, settings=limits, fmt=fmt))
+            # the same HTTP client, no session (concurrent /query calls never share one); settings for this query
+            return self._server.raw_query(sql, {"readonly": 1} if explain else self._limits, fmt)
         except Exception as exc:  # the engine's own words: readonly, timeout, too many rows, syntax
             message = str(exc).strip().splitlines()[0][:500]
             raise QueryRefused(_clean(message)) from exc

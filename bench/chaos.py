@@ -952,6 +952,8 @@ def write_results(results: list[dict[str, Any]], profile: Profile, started: floa
     doc.setdefault("invocations", []).append({
         "started": dt.datetime.fromtimestamp(started, dt.UTC).isoformat(), "host": platform.node(),
         "git": git, "profile": asdict(profile), "elapsed_s": round(elapsed_s, 1),
+        "broker": os.environ.get("CHAOS_BROKER", "tansu"),
+        "kafka_transactions": os.environ.get("KAFKA_TRANSACTIONS", "").lower() == "true",  # the worker's guarantee
         "summary": summary(results), "runs": results})
     path.write_text(json.dumps(doc, indent=1, ensure_ascii=False) + "\n")
     return path

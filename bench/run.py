@@ -15,6 +15,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +25,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench.latency import READINGS_PER_S_AT_RATE_1, bench_latency  # noqa: E402
-from controlroom.broker import free_port, start_tansu  # noqa: E402
+from controlroom.broker import free_port, start_broker, stop_process  # noqa: E402
 from controlroom.catalog import default_catalog  # noqa: E402
 from controlroom.kafka import ensure_topics, make_producer, system_topics  # noqa: E402
 from controlroom.runner import tune_gc  # noqa: E402
@@ -87,7 +88,9 @@ async def publish(settings: Settings, messages: list[Message]) -> None:
 
 
 def _env(settings: Settings, data_dir: Path, app_id: str) -> dict[str, str]:
-    return dict(os.environ, KAFKA_BOOTSTRAP=settings.kafka_bootstrap, KAFKA_IDEMPOTENCE="false",
+    return dict(os.environ, KAFKA_BOOTSTRAP=settings.kafka_bootstrap,
+                KAFKA_IDEMPOTENCE=str(settings.kafka_idempotence).lower(),
+                KAFKA_TRANSACTIONS=str(settings.kafka_transactions).lower(),
                 DATA_DIR=str(data_dir), LOG_FORMAT="json", STREAMS_REPORT_S="0.5", STREAMS_APP_ID=app_id,
                 TOPIC_PARTITIONS=str(settings.topic_partitions))
 
@@ -101,9 +104,11 @@ def _cpu_s(pid: int) -> float:
 
 
 def run_workers(settings: Settings, messages: list[Message], expect: int, data_dir: Path, *, workers: int = 1,
-                with_alerter: bool = False) -> dict[str, float]:
+                with_alerter: bool = False,
+                after: Callable[[Settings], dict[str, float]] | None = None) -> dict[str, Any]:
     """Start `workers` real worker processes (one consumer group) and let their partitions settle, then
-    publish; time from the first absorbed reading until all are absorbed; peak RSS of each worker."""
+    publish; time from the first absorbed reading until all are absorbed; peak RSS of each worker. `after`
+    runs once all are absorbed, before the workers stop; its figures join the result."""
     app_id = f"bench-{time.time_ns()}"
     procs = []
     for i in range(workers):
@@ -117,6 +122,7 @@ def run_workers(settings: Settings, messages: list[Message], expect: int, data_d
                                    env=_env(settings, data_dir / "alerter", app_id), cwd=ROOT,
                                    stderr=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
     latest = [0] * workers
+    guarantees: set[str] = set()  # what the workers say they run: at_least_once, or exactly_once (transactions)
     lock = threading.Lock()
 
     def follow(i: int, proc: subprocess.Popen[str]) -> None:
@@ -126,6 +132,8 @@ def run_workers(settings: Settings, messages: list[Message], expect: int, data_d
                 d = orjson.loads(line)
                 with lock:
                     latest[i] = d["readings"]
+            elif '"partitions assigned"' in line:
+                guarantees.add(str(orjson.loads(line).get("processing_guarantee")))
 
     for i, proc in enumerate(procs):
         threading.Thread(target=follow, args=(i, proc), daemon=True).start()
@@ -145,17 +153,24 @@ def run_workers(settings: Settings, messages: list[Message], expect: int, data_d
         time.sleep(0.05)
     elapsed = time.monotonic() - (first or time.monotonic())
     counted = expect - first_total if first is not None else 0
-    result = {"workers": float(workers), "readings": float(expect), "messages": float(n_msgs),
+    with lock:
+        absorbed = sum(latest)
+    result = {"workers": float(workers), "readings": float(expect), "absorbed": float(absorbed),
+              "messages": float(n_msgs),
               "readings_per_message": round(expect / n_msgs, 1), "seconds": round(elapsed, 3),
               "readings_per_s": round(counted / elapsed) if elapsed else 0.0,
               "messages_per_s": round(counted / elapsed * n_msgs / expect) if elapsed else 0.0,
-              "peak_rss_mb": max(round(_rss_kb(p.pid) / 1024, 1) for p in procs)}
+              "peak_rss_mb": max(round(_rss_kb(p.pid) / 1024, 1) for p in procs),
+              "processing_guarantee": ",".join(sorted(guarantees))}
     if alerter is not None:
         time.sleep(2.0)  # the open windows' last live updates
         result["alerter_cpu_share"] = round((_cpu_s(alerter.pid) - alerter_cpu0) / (elapsed + 2.0), 3)
         result["alerter_peak_rss_mb"] = round(_rss_kb(alerter.pid) / 1024, 1)
         alerter.terminate()
         alerter.wait(30)
+    if after is not None:
+        # while the workers still run (e.g. read what they published); the settings name their group
+        result.update(after(settings.model_copy(update={"streams_app_id": app_id})))
     for p in procs:
         p.terminate()
     for p in procs:
@@ -185,18 +200,20 @@ def run_naive(settings: Settings, expect: int) -> dict[str, float]:
     raise RuntimeError("naive baseline did not finish:\n" + (out.stdout + out.stderr)[-2000:])
 
 
-def _with_broker(partitions: int, body: Any) -> Any:
+def _with_broker(partitions: int, body: Any, broker_kind: str = "tansu", **overrides: Any) -> Any:
+    """A fresh broker (Tansu, or "kafka": Apache Kafka in a temporary folder) with the system topics; `body`
+    gets the settings (plus `overrides`, e.g. kafka_transactions=True) and a temporary folder."""
     port = free_port()
-    broker = start_tansu(port)
-    try:
-        settings = Settings(kafka_bootstrap=f"127.0.0.1:{port}", kafka_idempotence=False,
-                            topic_partitions=partitions)
-        asyncio.run(ensure_topics(settings, system_topics(default_catalog())))
-        with tempfile.TemporaryDirectory() as tmp:
-            return body(settings, Path(tmp))
-    finally:
-        broker.terminate()
-        broker.wait(10)
+    with tempfile.TemporaryDirectory() as tmp:
+        broker = start_broker(broker_kind, port, Path(tmp) / "kafka", Path(tmp) / "broker.log")
+        try:
+            settings = Settings(kafka_bootstrap=f"127.0.0.1:{port}", kafka_idempotence=broker_kind == "kafka",
+                                topic_partitions=partitions, **overrides)
+            asyncio.run(ensure_topics(settings, system_topics(default_catalog())))
+            (Path(tmp) / "run").mkdir()
+            return body(settings, Path(tmp) / "run")
+        finally:
+            stop_process(broker)
 
 
 def bench_streams(msgs: list[Message]) -> dict[str, object]:

@@ -19,6 +19,9 @@ class Settings(BaseSettings):
     # Kafka. Without KAFKA_BOOTSTRAP, `make up` starts a local broker and sets these for its children.
     kafka_bootstrap: str = "127.0.0.1:9092"
     kafka_idempotence: bool = True  # real Kafka: yes; Tansu has no InitProducerId, so `up` turns it off there
+    # For measurement only: the worker on Faust's processing_guarantee="exactly_once" (transactional offset commits,
+    # read_committed; Apache Kafka only, Tansu has none). It lost windows after SIGKILLs: README "Reliability"
+    kafka_transactions: bool = False
     # `make up`'s local broker: kafka (Apache Kafka, data in DATA_DIR/kafka, needs Java 17), tansu (memory),
     # auto (Apache Kafka where Java and its jars are here, else Tansu)
     broker: Literal["auto", "tansu", "kafka"] = "auto"

@@ -222,7 +222,14 @@ class ChdbWarehouse:
 # --- ClickHouse server ------------------------------------------------------------------------------
 
 class ServerWarehouse:
-    """ClickHouse server over HTTP(S) with clickhouse-connect. Its client is not thread-safe: one lock."""
+    """ClickHouse server over HTTP(S) with clickhouse-connect, shared by every thread of the process.
+
+    No ClickHouse session: clickhouse-connect's client otherwise makes up one session id and sends it with every
+    request, and ClickHouse runs one query at a time per session — a second concurrent query fails with "Session is
+    locked by a concurrent client" (SESSION_IS_LOCKED). The API runs its queries (/query, /overview, /series, the
+    wall) from many threads at once, so each request stands alone: nothing here uses session state (no SET, no
+    temporary table; settings go with each query). Without a session the client is thread-safe (each query keeps
+    its state in its own context; HTTP connections come from a pool), so calls run concurrently, unlocked."""
 
     def __init__(self, url: str, default_database: str) -> None:
         import clickhouse_connect
@@ -231,7 +238,6 @@ class ServerWarehouse:
         db_from_path = parts.path.strip("/")
         self.database = check_identifier(unquote(db_from_path) if db_from_path else default_database)
         secure = parts.scheme == "https"
-        self._lock = threading.Lock()
         self._secrets = [x for x in (parts.password, unquote(parts.password or "")) if x]
         try:
             self._client: Any = clickhouse_connect.get_client(
@@ -244,6 +250,7 @@ class ServerWarehouse:
                 database="default",
                 connect_timeout=5,
                 send_receive_timeout=60,
+                autogenerate_session_id=False,  # no shared session: concurrent queries (see the class)
             )
         except Exception as exc:
             raise self._error(f"cannot connect to ClickHouse at {parts.hostname}:{parts.port}", exc) from exc
@@ -256,38 +263,42 @@ class ServerWarehouse:
         return WarehouseError(f"{what}: {text[:2000]}")
 
     def command(self, sql: str) -> None:
-        with self._lock:
-            try:
-                self._client.command(sql)
-            except Exception as exc:
-                raise self._error("ClickHouse", exc) from exc
+        try:
+            self._client.command(sql)
+        except Exception as exc:
+            raise self._error("ClickHouse", exc) from exc
 
     def query(self, sql: str, params: dict[str, Any] | None = None) -> list[dict[str, Any]]:
-        with self._lock:
-            try:
-                result = self._client.query(sql, parameters=params or None)
-                return list(result.named_results())
-            except Exception as exc:
-                raise self._error("ClickHouse", exc) from exc
+        try:
+            result = self._client.query(sql, parameters=params or None)
+            return list(result.named_results())
+        except Exception as exc:
+            raise self._error("ClickHouse", exc) from exc
+
+    def raw_query(self, sql: str, settings: dict[str, Any], fmt: str) -> bytes:
+        """The server's own output in `fmt`, with `settings` for this query only (api/readonly_sql: /query)."""
+        try:
+            return bytes(self._client.raw_query(sql, settings=settings, fmt=fmt))
+        except Exception as exc:
+            raise self._error("ClickHouse", exc) from exc
 
     def insert_arrow(self, table: str, data: pa.Table, dedup_token: str | None = None) -> None:
         target = qualify(table, self.database)
         database, name = target.split(".", 1)
         settings = insert_settings(dedup_token)
-        with self._lock:
-            try:
-                self._client.insert_arrow(name, data, database=database, settings=settings)
-            except Exception as exc:
-                raise self._error(f"ClickHouse insert into {target}", exc) from exc
+        try:
+            self._client.insert_arrow(name, data, database=database, settings=settings)
+        except Exception as exc:
+            raise self._error(f"ClickHouse insert into {target}", exc) from exc
 
     def close(self) -> None:
-        with self._lock:
-            self._client.close()
+        self._client.close()
 
     @property
-    def client(self) -> Any:
-        """The clickhouse-connect client, for a caller that sets its own per-query settings (api/readonly_sql)."""
-        return self._client
+    def session_id(self) -> str | None:
+        """The ClickHouse session every request of this client would join: None, always (see the class)."""
+        value = self._client.get_client_setting("session_id")
+        return str(value) if value else None
 
 
 def chdb_path(url: str) -> str:

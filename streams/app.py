@@ -96,6 +96,7 @@ def faust_app(settings: Settings) -> faust.App:
         broker_heartbeat_interval=GROUP_HEARTBEAT_INTERVAL_MS / 1000,
         broker_rebalance_timeout=GROUP_REBALANCE_TIMEOUT_MS / 1000,
         consumer_auto_offset_reset="earliest",
+        processing_guarantee="exactly_once" if settings.kafka_transactions else "at_least_once",
         producer_acks=-1,
         producer_linger_ms=5,
         producer_max_batch_size=1 << 20,
@@ -352,6 +353,7 @@ class Worker:
                  changelog_active=sorted(tp.partition for tp in actives if tp.topic == changelog),
                  changelog_standby=sorted(tp.partition for tp in standbys if tp.topic == changelog),
                  generation=self.app.consumer_generation_id,
+                 processing_guarantee=str(self.app.conf.processing_guarantee.value),
                  recovered_before=self.app.tables.recovery.completed.is_set())  # type: ignore[attr-defined]
 
     def report(self) -> None:

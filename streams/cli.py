@@ -8,7 +8,7 @@ import logging
 
 from controlroom.catalog import default_catalog
 from controlroom.kafka import ensure_topics, system_topics
-from controlroom.logs import route_stdlib_logging
+from controlroom.logs import get_logger, route_stdlib_logging
 from controlroom.runner import run_until_signalled
 from controlroom.settings import Settings
 
@@ -17,6 +17,11 @@ def run_worker(settings: Settings, args: argparse.Namespace) -> int:
     import faust
 
     from streams.app import build_app
+
+    if settings.kafka_transactions:
+        get_logger("streams").warning(
+            "KAFKA_TRANSACTIONS=true: Faust's exactly_once mode, for measurement only; it lost windows after a "
+            "SIGKILL in every chaos run (README, Reliability) — leave it false in production")
 
     class Worker(faust.Worker):  # type: ignore[misc]  # faust is untyped
         """Faust's Worker replaces the root log handlers with its own (colour, stdout) at start: ours go back, so its

@@ -19,7 +19,7 @@ from controlroom.kafka import all_topics, ensure_topics
 from controlroom.schema import OUT_OF_RANGE, Reading, Rejection, dead_letter, late_message, window_message
 from controlroom.settings import Settings
 from controlroom.warehouse import Warehouse, open_warehouse
-from sinks.migrate import migrate, migration_files
+from sinks.migrate import migrate
 from sinks.rows import Record
 from sinks.writer import SinkWriter
 from tests.integration.pipeline import reading, wait_for
@@ -125,46 +125,7 @@ async def run_writer(writer: SinkWriter, until: Any, what: str, timeout_s: float
         await asyncio.wait_for(task, 30)  # raises here if the writer itself failed
 
 
-# --- migrations and parameters ---------------------------------------------------------------------
-
-def test_migrations_are_idempotent_and_fill_reference_tables(warehouse: Warehouse, catalog: Catalog) -> None:
-    every = [version for version, _ in migration_files()]
-    assert every[:2] == ["0001", "0002"]
-    first = migrate(warehouse, catalog)
-    assert first == every
-    assert migrate(warehouse, catalog) == []  # second run applies nothing
-    assert [r["version"] for r in q(warehouse, "SELECT version FROM DB.schema_migrations FINAL ORDER BY version")] \
-        == every
-    tables = {r["name"] for r in q(warehouse, "SELECT name FROM system.tables WHERE database = {db:String}",
-                                   {"db": warehouse.database})}
-    assert {"readings", "agg_1m", "dead_letters", "late_readings", "categories", "feeds", "provinces",
-            "schema_migrations"} <= tables
-    # refreshed, not appended to, on every run
-    assert count(warehouse, "feeds", final=False) == 25
-    assert count(warehouse, "provinces", final=False) == 34
-    assert count(warehouse, "categories", final=False) == len(catalog.categories)
-    wl = q(warehouse, "SELECT * FROM DB.feeds WHERE id = {id:String}", {"id": "water_level"})
-    assert wl == [{"id": "water_level", "category": "regional_local", "name_vi": "Mực nước sông",
-                   "name_en": "River water level", "source": "hydrological stations", "unit": "cm", "kind": "gauge",
-                   "scope": "provincial", "cadence_s": 60.0, "valid_min": -500.0, "valid_max": 3000.0,
-                   "dims": {"station": ["s1", "s2"]}}]
-    assert q(warehouse, "SELECT legacy_codes FROM DB.provinces WHERE code = '08'") == [{"legacy_codes": ["02", "08"]}]
-
-
-NASTY = ["it's", "a\\' OR 1=1 --", "x\ny\tz\r", "\\", "'; DROP TABLE controlroom.feeds; --", "{id:String}", "ữ"]
-
-
-def test_query_parameters_are_data_never_sql(warehouse: Warehouse, catalog: Catalog) -> None:
-    migrate(warehouse, catalog)
-    for value in NASTY:
-        assert q(warehouse, "SELECT {v:String} AS v", {"v": value}) == [{"v": value}]
-        assert q(warehouse, "SELECT count() AS n FROM DB.feeds WHERE id = {v:String}", {"v": value}) == [{"n": 0}]
-    assert q(warehouse, "SELECT {v:Array(String)} AS v", {"v": NASTY}) == [{"v": NASTY}]
-    assert q(warehouse, "SELECT count() AS n FROM DB.feeds WHERE has({ids:Array(String)}, id)",
-             {"ids": ["gold_price", "' OR 1=1 --"]}) == [{"n": 1}]
-    assert count(warehouse, "feeds", final=False) == 25  # nothing was dropped
-    got = q(warehouse, "SELECT {t:DateTime64(3, 'UTC')} AS t, {n:Int64} AS n", {"t": dt(T0 + 123), "n": -5})
-    assert got == [{"t": dt(T0 + 123), "n": -5}]
+# (migrations and query parameters: the Warehouse contract, tests/integration/test_warehouse_contract.py)
 
 
 # --- the writer --------------------------------------------------------------------------------------

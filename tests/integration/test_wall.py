@@ -7,14 +7,14 @@ reach up to 60 s ahead of the clock (inside MAX_FUTURE_S), so no series crosses 
 boundary while the test runs and the page, /overview and the expected figures must agree exactly.
 
 Chromium is Debian's (/usr/bin/chromium; `make test` installs it), driven by Playwright without any
-browser download. UPDATE_SCREENSHOT=1 also copies the screenshot to docs/wall.png (the README's).
+browser download and with every request to another host refused (tests/integration/browser.py, shared with the
+/docs test). UPDATE_SCREENSHOT=1 also copies the screenshot to docs/wall.png (the README's).
 """
 
 from __future__ import annotations
 
 import os
 import shutil
-import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -25,10 +25,8 @@ from typing import Any
 import httpx
 import orjson
 import pytest
-import uvicorn
-from playwright.sync_api import ConsoleMessage, Page, Request, Response, sync_playwright
+from playwright.sync_api import Page
 
-from api.app import create_app
 from api.wall import TREND_MINUTES
 from api.wall_stream import WallHub
 from controlroom.broker import free_port
@@ -46,12 +44,10 @@ from producers.simulator import Simulator
 from sinks.rows import Record
 from sinks.writer import SinkWriter
 from tests.conftest import register_secret
+from tests.integration.browser import LiveApi, chromium, serve_api
 
 pytestmark = pytest.mark.integration
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 DOCS_SCREENSHOT = Path(__file__).resolve().parents[2] / "docs" / "wall.png"
 MIN = 60_000
 SILENT_FEED = "sar_incidents"  # no reading at all
@@ -61,44 +57,17 @@ INCIDENT_RGB = "rgb(255, 255, 255)"  # --incident in wall.css: the ring around a
 
 
 @dataclass
-class LiveApi:
-    url: str
-    app: Any
-    viewer: str
-
+class WallApi(LiveApi):
     @property
     def hub(self) -> WallHub:
         hub: WallHub = self.app.state.api.wall_hub
         return hub
 
-    def get(self, path: str, **params: Any) -> Any:
-        r = httpx.get(self.url + path, params=params, headers={"Authorization": f"Bearer {self.viewer}"}, timeout=30)
-        r.raise_for_status()
-        return r.json()
-
 
 @pytest.fixture()
-def live_api(make_settings) -> Iterator[LiveApi]:  # type: ignore[no-untyped-def]
-    """The API served by uvicorn on a free port (in a thread of this process, so the test can seed its chDB)."""
-    port = free_port()
-    settings = make_settings(embedded_sink=False, wall_refresh_s=1.0, api_port=port)
-    app = create_app(settings)
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_config=None,
-                                           timeout_graceful_shutdown=2))
-    thread = threading.Thread(target=server.run, name="uvicorn", daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 60
-    while not server.started and thread.is_alive() and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert server.started, "the API did not start"
-    key, _ = app.state.api.security.keys.create(name="wall screen", role="viewer", created_by="test")
-    register_secret(key.token)
-    try:
-        yield LiveApi(f"http://127.0.0.1:{port}", app, key.token)
-    finally:
-        server.should_exit = True
-        thread.join(timeout=30)
-        assert not thread.is_alive(), "the API did not stop"
+def live_api(make_settings) -> Iterator[WallApi]:  # type: ignore[no-untyped-def]
+    with serve_api(make_settings(embedded_sink=False, wall_refresh_s=1.0, api_port=free_port())) as api:
+        yield WallApi(api.url, api.app, api.viewer)
 
 
 # --- the seed --------------------------------------------------------------------------------------------
@@ -223,30 +192,6 @@ def seed(api: LiveApi, catalog: Catalog, now: int) -> dict[str, Any]:
 # --- the browser ------------------------------------------------------------------------------------------
 
 
-@dataclass
-class Watch:
-    """Everything the page did wrong: console errors, uncaught exceptions, failed or refused requests."""
-
-    problems: list[str]
-
-    def attach(self, page: Page) -> None:
-        def console(msg: ConsoleMessage) -> None:
-            if msg.type == "error":
-                self.problems.append(f"console {msg.type}: {msg.text}")
-
-        def failed(req: Request) -> None:
-            self.problems.append(f"request failed: {req.method} {req.url} ({req.failure})")
-
-        def response(resp: Response) -> None:
-            if resp.status >= 400:
-                self.problems.append(f"HTTP {resp.status}: {resp.url}")
-
-        page.on("console", console)
-        page.on("pageerror", lambda exc: self.problems.append(f"page error: {exc}"))
-        page.on("requestfailed", failed)
-        page.on("response", response)
-
-
 def page_figures(page: Page) -> dict[str, Any]:
     return page.evaluate("""() => ({
         generated_at: document.body.dataset.generatedAt,
@@ -289,8 +234,7 @@ def vi_number(x: float, decimals: int) -> str:
     return f"{x:,.{decimals}f}".replace(",", "\x00").replace(".", ",").replace("\x00", ".")
 
 
-def test_wall_in_chromium_matches_overview(live_api: LiveApi, catalog: Catalog, tmp_path: Path) -> None:
-    assert CHROMIUM.exists(), "Debian chromium is missing: `make test` installs it (apt-get install chromium)"
+def test_wall_in_chromium_matches_overview(live_api: WallApi, catalog: Catalog, tmp_path: Path) -> None:
     started = time.monotonic()
     expected = seed(live_api, catalog, int(time.time() * 1000))
 
@@ -306,134 +250,126 @@ def test_wall_in_chromium_matches_overview(live_api: LiveApi, catalog: Catalog, 
     assert httpx.get(live_api.url + "/wall/stream").status_code == 401
     assert httpx.get(live_api.url + "/wall/stream", headers={"Authorization": "Bearer cr_x_nope"}).status_code == 401
 
-    watch = Watch([])
-    with sync_playwright() as pw:
-        context = pw.chromium.launch_persistent_context(
-            str(tmp_path / "chromium-profile"), executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS,
-            viewport={"width": 1920, "height": 1080}, locale="vi-VN", timezone_id="Asia/Ho_Chi_Minh")
-        try:
-            page = context.pages[0] if context.pages else context.new_page()
-            watch.attach(page)
-            page.goto(live_api.url + "/wall", wait_until="load")
-            page.wait_for_selector("#key-dialog:not([hidden])", timeout=10_000)  # asks for the key once
-            page.fill("#key-input", live_api.viewer)
-            page.click("#key-submit")
-            page.wait_for_selector("body[data-generated-at]", timeout=30_000)
-            shown = page_figures(page)
-            overview = live_api.get("/overview")
-            t_first = time.monotonic() - started
+    with chromium(tmp_path / "chromium-profile", viewport={"width": 1920, "height": 1080}, locale="vi-VN",
+                  timezone_id="Asia/Ho_Chi_Minh") as browser:
+        page, watch = browser.page, browser.watch
+        page.goto(live_api.url + "/wall", wait_until="load")
+        page.wait_for_selector("#key-dialog:not([hidden])", timeout=10_000)  # asks for the key once
+        page.fill("#key-input", live_api.viewer)
+        page.click("#key-submit")
+        page.wait_for_selector("body[data-generated-at]", timeout=30_000)
+        shown = page_figures(page)
+        overview = live_api.get("/overview")
+        t_first = time.monotonic() - started
 
-            # --- 7 tiles, figures = /overview = the seed -----------------------------------------------------
-            feeds = {f["id"]: f for f in overview["feeds"]}
-            assert [t["category"] for t in shown["tiles"]] == [c["id"] for c in overview["categories"]]
-            assert len(shown["tiles"]) == 7
-            for tile in shown["tiles"]:
-                f = feeds[tile["feed"]]
-                want = f["last_5m"]["sum"] if f["kind"] == "counter" else f["latest_value"]
-                assert tile["value"] == want, tile
-                if f["kind"] == "counter":
-                    assert tile["value"] == pytest.approx(expected["counter_sums"][tile["feed"]])
-                else:
-                    assert tile["value"] == pytest.approx(expected["vn_index_last"])
-            # trends: the seeded closed minutes, as /series (source agg) answers for the same range
-            gen_ms = int(datetime.fromisoformat(shown["generated_at"].replace("Z", "+00:00")).timestamp() * 1000)
-            to_ms = gen_ms - gen_ms % MIN
-            for tile in shown["tiles"]:
-                seeded = [v for t, v in sorted(expected["windows"][tile["feed"]].items())
-                          if to_ms - TREND_MINUTES * MIN <= t < to_ms]
-                assert len(seeded) >= TREND_MINUTES - 1
-                assert tile["trend"] == pytest.approx(seeded), tile["feed"]
-                series = live_api.get("/series", feed=tile["feed"], source="agg", step=60,
-                                      **{"from": str(to_ms - TREND_MINUTES * MIN), "to": str(to_ms)})
-                assert tile["trend"] == pytest.approx([p["value"] for p in series["points"]])
+        # --- 7 tiles, figures = /overview = the seed -----------------------------------------------------
+        feeds = {f["id"]: f for f in overview["feeds"]}
+        assert [t["category"] for t in shown["tiles"]] == [c["id"] for c in overview["categories"]]
+        assert len(shown["tiles"]) == 7
+        for tile in shown["tiles"]:
+            f = feeds[tile["feed"]]
+            want = f["last_5m"]["sum"] if f["kind"] == "counter" else f["latest_value"]
+            assert tile["value"] == want, tile
+            if f["kind"] == "counter":
+                assert tile["value"] == pytest.approx(expected["counter_sums"][tile["feed"]])
+            else:
+                assert tile["value"] == pytest.approx(expected["vn_index_last"])
+        # trends: the seeded closed minutes, as /series (source agg) answers for the same range
+        gen_ms = int(datetime.fromisoformat(shown["generated_at"].replace("Z", "+00:00")).timestamp() * 1000)
+        to_ms = gen_ms - gen_ms % MIN
+        for tile in shown["tiles"]:
+            seeded = [v for t, v in sorted(expected["windows"][tile["feed"]].items())
+                      if to_ms - TREND_MINUTES * MIN <= t < to_ms]
+            assert len(seeded) >= TREND_MINUTES - 1
+            assert tile["trend"] == pytest.approx(seeded), tile["feed"]
+            series = live_api.get("/series", feed=tile["feed"], source="agg", step=60,
+                                  **{"from": str(to_ms - TREND_MINUTES * MIN), "to": str(to_ms)})
+            assert tile["trend"] == pytest.approx([p["value"] for p in series["points"]])
 
-            # --- the map: 34 provinces, each coloured by its worst firing alert ---------------------------
-            assert len(shown["provinces"]) == 34 == len(catalog.provinces)
-            for code, severity in expected["map"].items():
-                assert shown["provinces"][code]["severity"] == severity, code
-            assert sum(1 for p in shown["provinces"].values() if p["severity"] != "none") == 3
-            assert shown["provinces"]["01"]["fill"] == CRITICAL_RGB
-            assert shown["provinces"]["04"]["fill"] != CRITICAL_RGB
+        # --- the map: 34 provinces, each coloured by its worst firing alert ---------------------------
+        assert len(shown["provinces"]) == 34 == len(catalog.provinces)
+        for code, severity in expected["map"].items():
+            assert shown["provinces"][code]["severity"] == severity, code
+        assert sum(1 for p in shown["provinces"].values() if p["severity"] != "none") == 3
+        assert shown["provinces"]["01"]["fill"] == CRITICAL_RGB
+        assert shown["provinces"]["04"]["fill"] != CRITICAL_RGB
 
-            # --- the firing alerts, worst first ----------------------------------------------------------
-            assert {a["id"] for a in shown["alerts"]} == expected["firing_ids"] and len(shown["alerts"]) == 5
-            assert [a["severity"] for a in shown["alerts"]] == ["critical", "warning", "warning", "warning", "info"]
-            assert shown["alert_count"] == "5"
-            hanoi = next(a for a in shown["alerts"] if a["severity"] == "critical")
-            assert (hanoi["summary"], hanoi["place"]) == ("Mực nước Hà Nội 1.182 cm vượt báo động III",
-                                                          "Thành phố Hà Nội")
-            assert next(a for a in shown["alerts"] if a["province"] == "00")["place"] == "Toàn quốc"
+        # --- the firing alerts, worst first ----------------------------------------------------------
+        assert {a["id"] for a in shown["alerts"]} == expected["firing_ids"] and len(shown["alerts"]) == 5
+        assert [a["severity"] for a in shown["alerts"]] == ["critical", "warning", "warning", "warning", "info"]
+        assert shown["alert_count"] == "5"
+        hanoi = next(a for a in shown["alerts"] if a["severity"] == "critical")
+        assert (hanoi["summary"], hanoi["place"]) == ("Mực nước Hà Nội 1.182 cm vượt báo động III",
+                                                      "Thành phố Hà Nội")
+        assert next(a for a in shown["alerts"] if a["province"] == "00")["place"] == "Toàn quốc"
 
-            # --- the incidents tile: open and acknowledged ones, worst first; their provinces ringed on the map
-            assert [(i["id"], i["type"], i["province"], i["state"], i["alerts"]) for i in shown["incidents"]] == \
-                expected["incidents"]
-            assert shown["incident_count"] == "2"
-            flood = shown["incidents"][0]["cells"]
-            assert flood[:3] == ["Lũ lụt", "Thành phố Hà Nội", "2 đang báo / 2"] and flood[4] == "Mới"
-            assert flood[3].endswith(" phút") and int(flood[3].split()[0]) in (11, 12)  # opened 11 minutes ago
-            assert shown["incidents"][1]["cells"][4] == "Đã tiếp nhận"
-            assert shown["marked"] == ["01", "79"]
-            assert shown["incident_rings"] == {"01": INCIDENT_RGB, "79": INCIDENT_RGB}
-            # --- the layout still fits one 1920×1080 screen, panels side by side without overlap
-            assert shown["scroll"] == [1920, 1080], shown["scroll"]
-            boxes = shown["boxes"]
-            assert all(b[0] >= 0 and b[2] <= 1920 and b[1] >= 0 and b[3] <= 1080 for b in boxes.values()), boxes
-            assert boxes["incidents-panel"][3] < boxes["alerts-panel"][1]  # the tile above the alerts
-            assert boxes["map-panel"][2] < boxes["incidents-panel"][0] and \
-                boxes["incidents-panel"][2] < boxes["health-panel"][0]
-            assert boxes["tiles"][3] < boxes["incidents-panel"][1]
+        # --- the incidents tile: open and acknowledged ones, worst first; their provinces ringed on the map
+        assert [(i["id"], i["type"], i["province"], i["state"], i["alerts"]) for i in shown["incidents"]] == \
+            expected["incidents"]
+        assert shown["incident_count"] == "2"
+        flood = shown["incidents"][0]["cells"]
+        assert flood[:3] == ["Lũ lụt", "Thành phố Hà Nội", "2 đang báo / 2"] and flood[4] == "Mới"
+        assert flood[3].endswith(" phút") and int(flood[3].split()[0]) in (11, 12)  # opened 11 minutes ago
+        assert shown["incidents"][1]["cells"][4] == "Đã tiếp nhận"
+        assert shown["marked"] == ["01", "79"]
+        assert shown["incident_rings"] == {"01": INCIDENT_RGB, "79": INCIDENT_RGB}
+        # --- the layout still fits one 1920×1080 screen, panels side by side without overlap
+        assert shown["scroll"] == [1920, 1080], shown["scroll"]
+        boxes = shown["boxes"]
+        assert all(b[0] >= 0 and b[2] <= 1920 and b[1] >= 0 and b[3] <= 1080 for b in boxes.values()), boxes
+        assert boxes["incidents-panel"][3] < boxes["alerts-panel"][1]  # the tile above the alerts
+        assert boxes["map-panel"][2] < boxes["incidents-panel"][0] and \
+            boxes["incidents-panel"][2] < boxes["health-panel"][0]
+        assert boxes["tiles"][3] < boxes["incidents-panel"][1]
 
-            # --- feed health and the on-time rate: /overview's definitions --------------------------------
-            assert shown["feeds"] == {f["id"]: f["status"] for f in overview["feeds"]}
-            assert len(shown["feeds"]) == 25
-            assert shown["feeds"][SILENT_FEED] == "silent" and shown["feeds"]["water_level"] == "degraded"
-            assert shown["health"] == ["23", "1", "1"]
-            assert shown["on_time"] == overview["public_services"]["on_time_rate_pct"] == expected["on_time_pct"]
-            assert shown["on_time_text"] == vi_number(expected["on_time_pct"], 1) + " %"
-            assert shown["readings_5m"] == overview["totals"]["readings_5m"] == expected["readings"]
-            assert shown["lang"] == "vi" and shown["title"] == "Trung tâm điều hành quốc gia"
-            assert shown["stored_key"]
+        # --- feed health and the on-time rate: /overview's definitions --------------------------------
+        assert shown["feeds"] == {f["id"]: f["status"] for f in overview["feeds"]}
+        assert len(shown["feeds"]) == 25
+        assert shown["feeds"][SILENT_FEED] == "silent" and shown["feeds"]["water_level"] == "degraded"
+        assert shown["health"] == ["23", "1", "1"]
+        assert shown["on_time"] == overview["public_services"]["on_time_rate_pct"] == expected["on_time_pct"]
+        assert shown["on_time_text"] == vi_number(expected["on_time_pct"], 1) + " %"
+        assert shown["readings_5m"] == overview["totals"]["readings_5m"] == expected["readings"]
+        assert shown["lang"] == "vi" and shown["title"] == "Trung tâm điều hành quốc gia"
+        assert shown["stored_key"]
 
-            shot = tmp_path / "wall.png"
-            page.screenshot(path=str(shot))
-            assert shot.stat().st_size > 20_000
-            if os.environ.get("UPDATE_SCREENSHOT") == "1":
-                DOCS_SCREENSHOT.parent.mkdir(exist_ok=True)
-                shutil.copyfile(shot, DOCS_SCREENSHOT)
+        shot = tmp_path / "wall.png"
+        page.screenshot(path=str(shot))
+        assert shot.stat().st_size > 20_000
+        if os.environ.get("UPDATE_SCREENSHOT") == "1":
+            DOCS_SCREENSHOT.parent.mkdir(exist_ok=True)
+            shutil.copyfile(shot, DOCS_SCREENSHOT)
 
-            # --- one computation per refresh, whatever the number of screens -----------------------------
-            second = context.new_page()  # same profile: the stored key is used, no question asked
-            watch.attach(second)
-            second.goto(live_api.url + "/wall", wait_until="load")
-            second.wait_for_selector("body[data-generated-at]", timeout=30_000)
-            assert second.is_hidden("#key-dialog")
-            assert len(live_api.hub.clients) == 2
-            before, t0 = live_api.hub.computed, time.monotonic()
-            # pushed, not reloaded (polled from here: the page's CSP forbids wait_for_function's eval)
-            deadline = time.monotonic() + 15
-            while page.evaluate("document.body.dataset.generatedAt") <= shown["generated_at"]:
-                assert time.monotonic() < deadline, "no newer snapshot pushed to the page"
-                time.sleep(0.1)
-            time.sleep(3)
-            computed, elapsed = live_api.hub.computed - before, time.monotonic() - t0
-            assert 1 <= computed <= elapsed / 1.0 + 1  # WALL_REFRESH_S=1: never one per client
-            second.close()
+        # --- one computation per refresh, whatever the number of screens -----------------------------
+        second = browser.new_page()  # same profile: the stored key is used, no question asked
+        second.goto(live_api.url + "/wall", wait_until="load")
+        second.wait_for_selector("body[data-generated-at]", timeout=30_000)
+        assert second.is_hidden("#key-dialog")
+        assert len(live_api.hub.clients) == 2
+        before, t0 = live_api.hub.computed, time.monotonic()
+        # pushed, not reloaded (polled from here: the page's CSP forbids wait_for_function's eval)
+        deadline = time.monotonic() + 15
+        while page.evaluate("document.body.dataset.generatedAt") <= shown["generated_at"]:
+            assert time.monotonic() < deadline, "no newer snapshot pushed to the page"
+            time.sleep(0.1)
+        time.sleep(3)
+        computed, elapsed = live_api.hub.computed - before, time.monotonic() - t0
+        assert 1 <= computed <= elapsed / 1.0 + 1  # WALL_REFRESH_S=1: never one per client
+        second.close()
 
-            # --- the English toggle -----------------------------------------------------------------------
-            page.click("#lang")
-            english = page_figures(page)
-            assert english["lang"] == "en" and english["title"] == "National operations center"
-            assert [t["name"] for t in english["tiles"]] == [c["name_en"] for c in overview["categories"]]
-            assert "Water level Hanoi 1,182 cm above alarm level III" in [a["summary"] for a in english["alerts"]]
-            assert "Hanoi" in [a["place"] for a in english["alerts"]]
-            assert page.text_content("#alerts thead th") == "Severity"
-            assert [i["cells"][0] for i in english["incidents"]] == ["Flooding", "Air-pollution episode"]
-            assert english["incidents"][0]["cells"][1:3] == ["Hanoi", "2 firing / 2"]
-            assert english["incidents"][1]["cells"][4] == "Acknowledged"
-            page.screenshot(path=str(tmp_path / "wall-en.png"))
-            assert watch.problems == []
-        finally:
-            context.close()
+        # --- the English toggle -----------------------------------------------------------------------
+        page.click("#lang")
+        english = page_figures(page)
+        assert english["lang"] == "en" and english["title"] == "National operations center"
+        assert [t["name"] for t in english["tiles"]] == [c["name_en"] for c in overview["categories"]]
+        assert "Water level Hanoi 1,182 cm above alarm level III" in [a["summary"] for a in english["alerts"]]
+        assert "Hanoi" in [a["place"] for a in english["alerts"]]
+        assert page.text_content("#alerts thead th") == "Severity"
+        assert [i["cells"][0] for i in english["incidents"]] == ["Flooding", "Air-pollution episode"]
+        assert english["incidents"][0]["cells"][1:3] == ["Hanoi", "2 firing / 2"]
+        assert english["incidents"][1]["cells"][4] == "Acknowledged"
+        page.screenshot(path=str(tmp_path / "wall-en.png"))
+        assert watch.problems == []
     print(f"\nwall: {expected['readings']} readings seeded, first snapshot shown after {t_first:.1f} s, "
           f"whole test {time.monotonic() - started:.1f} s")
 
