@@ -22,14 +22,16 @@ install: $(STAMP)
 up: $(STAMP) kafka
 	$(BIN)/controlroom up
 
+# Two test processes (pytest-xdist): the suite mostly waits on brokers and minute boundaries; --dist loadfile keeps
+# a file's tests (and its module fixtures) in one process
 test: $(STAMP) chromium alertmanager prometheus kafka
-	$(BIN)/python -m pytest -q -rfEs tests
+	$(BIN)/python -m pytest -q -rfEs -n 2 --dist loadfile tests
 
 unit: $(STAMP)
 	$(BIN)/python -m pytest -q tests/unit
 
 integration: $(STAMP) chromium alertmanager prometheus kafka
-	$(BIN)/python -m pytest -q -rfEs tests/integration
+	$(BIN)/python -m pytest -q -rfEs -n 2 --dist loadfile tests/integration
 
 bench: $(STAMP)
 	$(BIN)/python bench/run.py
