@@ -222,6 +222,16 @@ def _data_file(name: str) -> Path:
     return Path(str(resources.files("controlroom") / "data" / name))
 
 
+def read_yaml(path: Path | None, shipped: str, what: str, error: type[Exception]) -> Any:
+    """The YAML document at `path`, or the shipped controlroom/data/<shipped>; an unreadable one raises `error`
+    naming the file and what it should have held."""
+    path = path or _data_file(shipped)
+    try:
+        return yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError) as exc:
+        raise error(f"{path}: cannot read {what}: {exc}") from exc
+
+
 def load_catalog(feeds_path: Path | None = None, provinces_path: Path | None = None) -> Catalog:
     feeds_path = feeds_path or _data_file("feeds.yaml")
     provinces_path = provinces_path or _data_file("provinces.csv")

@@ -21,6 +21,8 @@ ENDPOINTS = [
     ("GET", "/provinces", None, "viewer"),
     ("GET", "/overview", None, "viewer"),
     ("GET", "/series?feed=water_level", None, "viewer"),
+    ("GET", "/indicators", None, "viewer"),
+    ("GET", "/indicators/new_enterprises_m", None, "viewer"),
     ("POST", "/query", {"sql": "SELECT 1 AS one"}, "viewer"),
     ("GET", "/admin/keys", None, "admin"),
     ("POST", "/admin/keys", {"name": "x", "role": "viewer"}, "admin"),
