@@ -8,10 +8,14 @@ Warehouse calls block, so they run in worker threads; the event loop stays free 
 from __future__ import annotations
 
 import asyncio
+import math
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from typing import Any
 
 from fastapi import FastAPI, Request
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse
 
@@ -110,6 +114,21 @@ async def _bad_param(_: Request, exc: ParamError) -> JSONResponse:
     return JSONResponse(status_code=422, content={"detail": exc.detail()})
 
 
+async def _invalid_request(_: Request, exc: RequestValidationError) -> JSONResponse:
+    """FastAPI's own 422, except that the offending input is echoed JSON-safe: a NaN or Infinity sent in a body
+    (Python's json accepts them) would otherwise make the error itself unencodable, a 500."""
+    def safe(value: Any) -> Any:
+        if isinstance(value, float) and not math.isfinite(value):
+            return str(value)
+        if isinstance(value, dict):
+            return {k: safe(v) for k, v in value.items()}
+        if isinstance(value, list | tuple):
+            return [safe(v) for v in value]
+        return value
+
+    return JSONResponse(status_code=422, content={"detail": safe(jsonable_encoder(exc.errors()))})
+
+
 async def _warehouse_down(_: Request, exc: WarehouseError) -> JSONResponse:
     log.error("warehouse query failed", error=str(exc))
     return JSONResponse(status_code=503, content={"detail": "warehouse unavailable"})
@@ -134,4 +153,5 @@ def create_app(settings: Settings, catalog: Catalog | None = None) -> FastAPI:
         app.include_router(router)
     app.exception_handler(ParamError)(_bad_param)
     app.exception_handler(WarehouseError)(_warehouse_down)
+    app.exception_handler(RequestValidationError)(_invalid_request)
     return app

@@ -14,10 +14,10 @@ from controlroom.indicators import Indicator
 from controlroom.warehouse import check_identifier
 
 
-def indicator_months_sql(database: str, ind: Indicator, province: str | None, from_ms: int,
-                         to_ms: int) -> tuple[str, dict[str, Any]]:
+def indicator_months_sql(database: str, ind: Indicator, province: str | None, from_ms: int, to_ms: int,
+                         by_province: bool = False) -> tuple[str, dict[str, Any]]:
     """Per Vietnamese month in [from_ms, to_ms): readings' total, count and the last reading, for one province
-    or (province None) all of them together."""
+    or (province None) all of them together, or (by_province) for each province apart (column `prov`)."""
     db = check_identifier(database)
     params: dict[str, Any] = {"feed": ind.feed, "lo": from_ms, "hi": to_ms}
     where = ["feed = {feed:String}", "bucket >= fromUnixTimestamp64Milli({lo:Int64}, 'UTC')",
@@ -28,7 +28,33 @@ def indicator_months_sql(database: str, ind: Indicator, province: str | None, fr
     if province is not None:
         where.append("province = {province:String}")
         params["province"] = province
-    sql = (f"SELECT toYYYYMM(bucket, 'Asia/Ho_Chi_Minh') AS ym, sum(sum) AS total, sum(count) AS n, "
+    prov, keys = ("province AS prov, ", "prov, ym") if by_province else ("", "ym")
+    sql = (f"SELECT {prov}toYYYYMM(bucket, 'Asia/Ho_Chi_Minh') AS ym, sum(sum) AS total, sum(count) AS n, "
            f"argMax(last, last_ts) AS last_value, toUnixTimestamp64Milli(max(last_ts)) AS last_at "
-           f"FROM {db}.agg_1h_final WHERE {' AND '.join(where)} GROUP BY ym ORDER BY ym")
+           f"FROM {db}.agg_1h_final WHERE {' AND '.join(where)} GROUP BY {keys} ORDER BY {keys}")
     return sql, params
+
+
+def targets_sql(database: str, indicator: str, year: int, province: str | None,
+                history: bool = False) -> tuple[str, dict[str, Any]]:
+    """The targets of an indicator for a year: the current one per province (highest version, then latest), or
+    (history) every version, newest first; one province or all."""
+    db = check_identifier(database)
+    params: dict[str, Any] = {"indicator": indicator, "year": year}
+    where = "indicator = {indicator:String} AND year = {year:UInt16}"
+    if province is not None:
+        where += " AND province = {province:String}"
+        params["province"] = province
+    columns = "province AS prov, version, value, set_by, toUnixTimestamp64Milli(set_at) AS set_at_ms, note"
+    if history:
+        return (f"SELECT {columns} FROM {db}.indicator_targets FINAL WHERE {where} "
+                "ORDER BY prov, version DESC, set_at_ms DESC"), params
+    return (f"SELECT {columns} FROM {db}.indicator_targets FINAL WHERE {where} "
+            "ORDER BY prov, version DESC, set_at_ms DESC LIMIT 1 BY prov"), params
+
+
+def next_target_version_sql(database: str, indicator: str, year: int, province: str) -> tuple[str, dict[str, Any]]:
+    db = check_identifier(database)
+    return (f"SELECT max(version) + 1 AS v FROM {db}.indicator_targets WHERE indicator = {{indicator:String}} "
+            "AND year = {year:UInt16} AND province = {province:String}"), {"indicator": indicator, "year": year,
+                                                                              "province": province}

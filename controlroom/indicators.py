@@ -265,3 +265,39 @@ def period_values(ind: Indicator, periods: list[Period], months: list[MonthFigur
 
 def _month_start_ms(yyyymm: int) -> int:
     return int(datetime(yyyymm // 100, yyyymm % 100, 1, tzinfo=VN).timestamp() * 1000)
+
+
+# --- plan versus actual ------------------------------------------------------------------------------------
+
+PROJECTION_METHODS = {
+    "sum": "run rate: the complete periods' total ÷ their number × the periods in the year",
+    "other": "carry forward: the latest complete period's value",
+}
+
+
+def year_periods(ind: Indicator, year: int) -> list[Period]:
+    start = parse_period("year", f"{year:04d}")
+    return periods_between(ind.periodicity, start.start_ms, start.end_ms)
+
+
+def plan_vs_actual(ind: Indicator, periods: list[Period], values: list[float | None], target: float | None,
+                   now_ms: int) -> dict[str, Any]:
+    """A year's figures against its target: actual so far, the year-end projection and its method, and both as a
+    share of the plan. `periods`/`values` are the year's periods and their values. Pure."""
+    complete = [(p, v) for p, v in zip(periods, values, strict=True) if p.end_ms <= now_ms and v is not None]
+    measured = [v for p, v in zip(periods, values, strict=True) if p.start_ms <= now_ms and v is not None]
+    if ind.aggregation == "sum":
+        actual = sum(measured) if measured else None
+        projection = (sum(v for _, v in complete) / len(complete) * len(periods)) if complete else None
+        method = PROJECTION_METHODS["sum"]
+    else:
+        actual = measured[-1] if measured else None
+        projection = complete[-1][1] if complete else None
+        method = PROJECTION_METHODS["other"]
+
+    def pct(x: float | None) -> float | None:
+        return None if x is None or not target else 100.0 * x / target
+
+    return {"target": target, "actual_to_date": actual, "complete_periods": len(complete),
+            "periods_in_year": len(periods), "projection": projection, "projection_method": method,
+            "actual_pct_of_plan": pct(actual), "projection_pct_of_plan": pct(projection)}

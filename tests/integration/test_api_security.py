@@ -23,6 +23,7 @@ ENDPOINTS = [
     ("GET", "/series?feed=water_level", None, "viewer"),
     ("GET", "/indicators", None, "viewer"),
     ("GET", "/indicators/new_enterprises_m", None, "viewer"),
+    ("PUT", "/indicators/new_enterprises_m/targets/2026", {"value": 1}, "admin"),
     ("POST", "/query", {"sql": "SELECT 1 AS one"}, "viewer"),
     ("GET", "/admin/keys", None, "admin"),
     ("POST", "/admin/keys", {"name": "x", "role": "viewer"}, "admin"),

@@ -12,6 +12,8 @@ from typing import Any
 
 import pytest
 
+from controlroom.catalog import Catalog
+from controlroom.settings import Settings
 from controlroom.warehouse import Warehouse, open_warehouse
 from sinks.backfill import backfill
 from sinks.migrate import migrate
@@ -49,6 +51,15 @@ def seed(wh: Warehouse) -> None:
     insert_readings(wh, rows)
 
 
+def seeded(settings: Settings, catalog: Catalog) -> Warehouse:
+    """The warehouse migrated, with the readings and the aggregates the sink's recompute makes of them."""
+    wh = open_warehouse(settings)
+    migrate(wh, catalog)
+    seed(wh)
+    backfill(wh, T0, EDGE + 31 * 24 * H, 60)
+    return wh
+
+
 def recomputed(wh: Warehouse, feed: str, aggregate: str, where: str = "1") -> dict[tuple[str, int], float]:
     """(province, Vietnamese yyyymm) → the figure straight from the raw readings; province '00' = all together."""
     out: dict[tuple[str, int], float] = {}
@@ -65,11 +76,8 @@ def values(body: dict[str, Any]) -> dict[str, float | None]:
 
 def test_derived_indicators_equal_the_readings_per_vietnamese_month(make_settings, catalog) -> None:  # type: ignore[no-untyped-def]
     settings = make_settings(embedded_sink=False)
-    wh = open_warehouse(settings)
+    wh = seeded(settings, catalog)
     try:
-        migrate(wh, catalog)
-        seed(wh)
-        backfill(wh, T0, EDGE + 31 * 24 * H, 60)
         sums = recomputed(wh, "business_registrations", "sum(value)")
         services = recomputed(wh, "business_registrations", "sum(value)", "dims['sector'] = 'services'")
         rice = recomputed(wh, "commodity_prices", "avg(value)", "dims['commodity'] = 'rice'")
@@ -134,3 +142,56 @@ def test_derived_indicators_equal_the_readings_per_vietnamese_month(make_setting
         national_only = client.get("/indicators/fx_usd_vnd_end_m", params={"province": "01"}, headers=h)
         assert national_only.status_code == 422 and "national figure only" in national_only.text
         assert client.get("/indicators").status_code == 401
+
+
+def test_targets_are_versioned_and_plan_ranking_and_projection_follow(make_settings, catalog) -> None:  # type: ignore[no-untyped-def]
+    settings = make_settings(embedded_sink=False)
+    seeded(settings, catalog).close()
+    with api_client(settings) as (client, keys):
+        admin, viewer = keys.header("admin"), keys.header("viewer")
+        url = "/indicators/new_enterprises_m/targets/2026"
+        assert client.put(url, json={"value": 100}, headers=viewer).status_code == 403
+        first = client.put(url, json={"value": 150, "note": "plan of January"}, headers=admin)
+        second = client.put(url, json={"value": 200, "note": "revised in June"}, headers=admin)
+        assert first.status_code == second.status_code == 200, first.text
+        assert (first.json()["version"], second.json()["version"]) == (1, 2)
+        loaded = client.post("/indicators/targets", headers=admin, json=[
+            {"indicator": "new_enterprises_m", "province": "01", "year": 2026, "value": 100},
+            {"indicator": "new_enterprises_m", "province": "74", "year": 2026, "value": 10}])  # legacy → 79
+        assert loaded.status_code == 200 and loaded.json()["stored"] == 2, loaded.text
+        refused = client.post("/indicators/targets", headers=admin, json=[
+            {"indicator": "new_enterprises_m", "province": "01", "year": 2026, "value": 1},
+            {"indicator": "new_enterprises_m", "province": "99", "year": 2026, "value": 1}])
+        assert refused.status_code == 422 and "[1].province" in refused.text
+        nan = client.put(url, content=b'{"value": NaN}', headers={**admin, "Content-Type": "application/json"})
+        assert nan.status_code == 422
+
+        history = client.get("/indicators/new_enterprises_m/targets", params={"year": 2026, "history": 1},
+                             headers=viewer).json()["targets"]
+        national = [t for t in history if t["province"] == "00"]
+        assert [(t["version"], t["value"], t["note"]) for t in national] == [(2, 200.0, "revised in June"),
+                                                                           (1, 150.0, "plan of January")]
+        current = client.get("/indicators/new_enterprises_m/targets", params={"year": 2026},
+                             headers=viewer).json()["targets"]
+        assert {t["province"]: (t["version"], t["value"]) for t in current} == {
+            "00": (2, 200.0), "01": (1, 100.0), "79": (1, 10.0)}  # province 01 kept its first value: not refused
+
+        plan = client.get("/indicators/new_enterprises_m/plan", params={"year": 2026}, headers=viewer).json()
+        # readings in October (6) and November (16) 2026, both complete months by now; run rate over them
+        assert (plan["target"], plan["target_version"], plan["actual_to_date"]) == (200.0, 2, 22.0)
+        assert plan["complete_periods"] == 2 and plan["periods_in_year"] == 12
+        assert plan["projection"] == pytest.approx(22 / 2 * 12) and plan["actual_pct_of_plan"] == pytest.approx(11.0)
+        assert "run rate" in plan["projection_method"]
+
+        ranking = client.get("/indicators/new_enterprises_m/ranking", params={"year": 2026}, headers=viewer).json()
+        top = ranking["provinces"][:3]
+        assert ranking["ranked_by"] == "actual_pct_of_plan"
+        assert [(r["province"], r["rank"]) for r in top[:2]] == [("79", 1), ("01", 2)]
+        assert top[0]["actual_pct_of_plan"] == pytest.approx(120.0) and top[1]["actual_pct_of_plan"] == 10.0
+        assert len(ranking["provinces"]) == 34 and top[2]["rank"] is None  # no target, nothing to rank on
+        share = client.get("/indicators/dossiers_on_time_share_m/ranking", params={"year": 2026},
+                           headers=viewer).json()
+        assert share["ranked_by"] == "actual_to_date"
+        assert [(r["province"], r["actual_to_date"]) for r in share["provinces"][:2]] == [("01", 90.0), ("79", 0.0)]
+        assert client.get("/indicators/fx_usd_vnd_end_m/ranking", params={"year": 2026},
+                          headers=viewer).status_code == 422

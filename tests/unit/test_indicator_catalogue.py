@@ -19,6 +19,7 @@ from controlroom.indicators import (
     period_of,
     period_values,
     periods_between,
+    plan_vs_actual,
     ratio_value,
 )
 
@@ -122,3 +123,16 @@ def test_every_derived_indicator_month_is_whole_utc_hours() -> None:
         p = parse_period("month", label)
         assert p.start_ms % 3_600_000 == 0 and p.end_ms % 3_600_000 == 0
         assert datetime.fromtimestamp(p.start_ms / 1000, tz=UTC).hour == 17
+
+
+def test_plan_versus_actual_projects_by_run_rate_or_carries_forward() -> None:
+    inds = parse_indicators(copy.deepcopy(DOC), default_catalog())
+    periods = [parse_period("quarter", f"2026-Q{q}") for q in (1, 2, 3, 4)]
+    now = periods[2].start_ms + 1  # during Q3: Q1 and Q2 complete
+    got = plan_vs_actual(inds["regs_m"], periods, [10.0, 30.0, 5.0, None], 100.0, now)
+    assert (got["actual_to_date"], got["complete_periods"], got["projection"]) == (45.0, 2, 80.0)  # (10+30)/2×4
+    assert (got["actual_pct_of_plan"], got["projection_pct_of_plan"]) == (45.0, 80.0)
+    share = plan_vs_actual(inds["share_m"], periods, [40.0, 50.0, 70.0, None], 60.0, now)
+    assert (share["actual_to_date"], share["projection"]) == (70.0, 50.0)  # latest measured; latest complete
+    nothing = plan_vs_actual(inds["regs_m"], periods, [None] * 4, None, now)
+    assert nothing["projection"] is None and nothing["actual_pct_of_plan"] is None and nothing["target"] is None
