@@ -33,6 +33,7 @@ from api import (
     overview_route,
     query_route,
     reference,
+    reports,
     series_route,
     wall_stream,
 )
@@ -55,7 +56,7 @@ __all__ = ["ApiState", "agencies_text", "create_app"]
 log = get_logger("api")
 
 ROUTERS = (ingest.router, admin.router, query_route.router, alerts_stream.router, alerts.router, cap.router,
-           incidents.router, indicators.router, wall_stream.router,
+           incidents.router, indicators.router, reports.router, wall_stream.router,
            health.router, metrics_route.router, reference.router, series_route.router, overview_route.router,
            docs.router)  # /docs and /redoc from files this API serves (no CDN: api/docs.py)
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from api.versions_sql import versions_sql
 from controlroom.indicators import Indicator
 from controlroom.warehouse import check_identifier
 
@@ -39,18 +40,11 @@ def targets_sql(database: str, indicator: str, year: int, province: str | None,
                 history: bool = False) -> tuple[str, dict[str, Any]]:
     """The targets of an indicator for a year: the current one per province (highest version, then latest), or
     (history) every version, newest first; one province or all."""
-    db = check_identifier(database)
-    params: dict[str, Any] = {"indicator": indicator, "year": year}
-    where = "indicator = {indicator:String} AND year = {year:UInt16}"
-    if province is not None:
-        where += " AND province = {province:String}"
-        params["province"] = province
-    columns = "province AS prov, version, value, set_by, toUnixTimestamp64Milli(set_at) AS set_at_ms, note"
-    if history:
-        return (f"SELECT {columns} FROM {db}.indicator_targets FINAL WHERE {where} "
-                "ORDER BY prov, version DESC, set_at_ms DESC"), params
-    return (f"SELECT {columns} FROM {db}.indicator_targets FINAL WHERE {where} "
-            "ORDER BY prov, version DESC, set_at_ms DESC LIMIT 1 BY prov"), params
+    return versions_sql(database, "indicator_targets",
+                        "province AS prov, version, value, set_by, toUnixTimestamp64Milli(set_at) AS set_at_ms, note",
+                        {"indicator": ("String", indicator), "year": ("UInt16", year),
+                         "province": ("String", province)},
+                        "prov", "version DESC, set_at_ms DESC", history)
 
 
 def next_target_version_sql(database: str, indicator: str, year: int, province: str) -> tuple[str, dict[str, Any]]:
