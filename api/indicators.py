@@ -19,7 +19,7 @@ from starlette.concurrency import run_in_threadpool
 
 from api.alerts import _audit
 from api.auth import Principal, require
-from api.indicators_sql import indicator_months_sql, next_target_version_sql, targets_sql
+from api.indicators_sql import indicator_months_sql, next_target_version_sql, reported_sql, targets_sql
 from api.params import ParamError
 from api.state import ApiState, State
 from controlroom.catalog import NATIONAL
@@ -73,8 +73,8 @@ async def indicator_values(
     return {"indicator": ind.doc(), "province": code, "level": "national" if code == NATIONAL else "provincial",
             "periods": [{"period": p.label, "from": ms_to_iso(p.start_ms), "to": ms_to_iso(p.end_ms), "value": v,
                          "complete": p.end_ms <= now} for p, v in zip(periods, values, strict=True)],
-            **({"note": f"submitted in report form {ind.report}; a period without an accepted submission has "
-                        "no value"} if ind.report else {})}
+            **({"note": f"submitted in report form {ind.report} (the latest submitted revision; drafts never "
+                        "count); a period without a submission has no value"} if ind.report else {})}
 
 
 async def _derived(state: State, ind: Indicator, code: str, periods: list[Period]) -> list[float | None]:
@@ -267,7 +267,7 @@ async def _values(state: State, ind: Indicator, code: str, periods: list[Period]
     """An indicator's value per period for one province or nationally, whatever its source."""
     indicators = default_indicators()
     if ind.source == "report":
-        return [None] * len(periods)
+        return (await _reported(state, ind, code, periods)).get(code, [None] * len(periods))
     if ind.source == "ratio":
         numerator, denominator = indicators[ind.numerator or ""], indicators[ind.denominator or ""]
         num = await _derived(state, numerator, code, periods)
@@ -275,6 +275,16 @@ async def _values(state: State, ind: Indicator, code: str, periods: list[Period]
         subset = is_subset(numerator, denominator)
         return [ratio_value(n, d, ind.scale, subset=subset) for n, d in zip(num, den, strict=True)]
     return await _derived(state, ind, code, periods)
+
+
+async def _reported(state: State, ind: Indicator, unit: str | None,
+                    periods: list[Period]) -> dict[str, list[float | None]]:
+    """unit (or every unit) → its submitted figure per period; a period without a submission has no value."""
+    rows = await state.query(reported_sql(state.warehouse.database, ind, unit, [p.label for p in periods]))
+    found: dict[str, dict[str, float]] = {}
+    for r in rows:
+        found.setdefault(str(r["prov"]), {})[str(r["label"])] = float(r["v"])
+    return {u: [by_label.get(p.label) for p in periods] for u, by_label in found.items()}
 
 
 async def _values_by_province(state: State, ind: Indicator, periods: list[Period]) -> dict[str, list[float | None]]:
@@ -287,7 +297,7 @@ async def _values_by_province(state: State, ind: Indicator, periods: list[Period
         return {code: period_values(part, periods, ms) for code, ms in months.items()}
 
     if ind.source == "report":
-        return {}
+        return await _reported(state, ind, None, periods)
     if ind.source == "feed":
         return await derived(ind)
     indicators = default_indicators()

@@ -52,3 +52,18 @@ def next_target_version_sql(database: str, indicator: str, year: int, province: 
     return (f"SELECT max(version) + 1 AS v FROM {db}.indicator_targets WHERE indicator = {{indicator:String}} "
             "AND year = {year:UInt16} AND province = {province:String}"), {"indicator": indicator, "year": year,
                                                                               "province": province}
+
+
+def reported_sql(database: str, ind: Indicator, unit: str | None, periods: list[str]) -> tuple[str, dict[str, Any]]:
+    """A reported indicator's figure per period from the latest submitted revision of its form (drafts never
+    count), for one unit, or (unit None) for every unit."""
+    db = check_identifier(database)
+    params: dict[str, Any] = {"form": ind.report, "field": ind.id}
+    where = ["form = {form:String}", "status = 'submitted'", "mapContains(values, {field:String})"]
+    where.append("period IN (" + ", ".join(f"{{p{n}:String}}" for n in range(len(periods))) + ")")
+    params.update({f"p{n}": label for n, label in enumerate(periods)})
+    if unit is not None:
+        where.append("unit = {unit:String}")
+        params["unit"] = unit
+    return (f"SELECT unit AS prov, period AS label, values[{{field:String}}] AS v FROM {db}.report_submissions FINAL "
+            f"WHERE {' AND '.join(where)} ORDER BY prov, label, revision DESC LIMIT 1 BY prov, label"), params

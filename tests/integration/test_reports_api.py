@@ -97,5 +97,21 @@ def test_submissions_revisions_rules_and_compliance(make_settings) -> None:  # t
         assert hanoi_row == {**hanoi_row, "submitted": True, "on_time": True, "revisions": 3}
         before = comp(long_ago.label)
         assert (before["submitted"], before["on_time"], before["late"], before["deadline_passed"]) == (1, 0, 1, True)
+        # the reported figures feed their indicators: the latest submitted revision, never a draft
+        viewer = keys.header("viewer")
+
+        def indicator(**params: str) -> list[float | None]:
+            body = client.get("/indicators/petitions_resolved_m", headers=viewer,
+                              params={"from": this_month.label, "to": this_month.label, **params}).json()
+            return [p["value"] for p in body["periods"]]
+
+        assert indicator(province="01") == [27.0] and indicator() == [25.0] and indicator(province="79") == [None]
+        ranked = client.get("/indicators/petitions_resolved_m/ranking", headers=viewer,
+                            params={"year": this_month.label[:4]}).json()["provinces"]
+        if long_ago.label[:4] == this_month.label[:4]:  # both reports in this year: Hà Nội 27, HCMC 25
+            assert [(r["province"], r["actual_to_date"]) for r in ranked[:2]] == [("01", 27.0), ("79", 25.0)]
+        else:
+            assert [(r["province"], r["actual_to_date"]) for r in ranked[:1]] == [("01", 27.0)]
+
         default = client.get("/reports/compliance", params={"form": FORM}, headers=keys.header("viewer")).json()
         assert default["forms"][0]["deadline_passed"] is True  # the latest period already due
