@@ -21,6 +21,7 @@ from api.alerts import _audit
 from api.auth import Principal, require
 from api.indicators_sql import indicator_months_sql, next_target_version_sql, reported_sql, targets_sql
 from api.params import ParamError
+from api.reports import review_states
 from api.state import ApiState, State
 from controlroom.catalog import NATIONAL
 from controlroom.errors import ConfigError
@@ -38,6 +39,7 @@ from controlroom.indicators import (
     ratio_value,
     year_periods,
 )
+from controlroom.reports import default_forms
 from controlroom.schema import ms_to_iso, now_ms, parse_instant
 
 router = APIRouter()
@@ -73,8 +75,9 @@ async def indicator_values(
     return {"indicator": ind.doc(), "province": code, "level": "national" if code == NATIONAL else "provincial",
             "periods": [{"period": p.label, "from": ms_to_iso(p.start_ms), "to": ms_to_iso(p.end_ms), "value": v,
                          "complete": p.end_ms <= now} for p, v in zip(periods, values, strict=True)],
-            **({"note": f"submitted in report form {ind.report} (the latest submitted revision; drafts never "
-                        "count); a period without a submission has no value"} if ind.report else {})}
+            **({"note": f"submitted in report form {ind.report}: the newest submitted revision not rejected "
+                        "(drafts never count); national figures only once the national center accepted them; a "
+                        "period without one has no value"} if ind.report else {})}
 
 
 async def _derived(state: State, ind: Indicator, code: str, periods: list[Period]) -> list[float | None]:
@@ -279,11 +282,18 @@ async def _values(state: State, ind: Indicator, code: str, periods: list[Period]
 
 async def _reported(state: State, ind: Indicator, unit: str | None,
                     periods: list[Period]) -> dict[str, list[float | None]]:
-    """unit (or every unit) → its submitted figure per period; a period without a submission has no value."""
-    rows = await state.query(reported_sql(state.warehouse.database, ind, unit, [p.label for p in periods]))
+    """unit (or every unit) → its figure per period: the newest submitted revision not rejected; for the national
+    figures (00), only an accepted one. A period without such a revision has no value."""
+    labels = [p.label for p in periods]
+    rows = await state.query(reported_sql(state.warehouse.database, ind, unit, labels))
+    reviewed = await review_states(state, default_forms()[ind.report or ""], labels)
     found: dict[str, dict[str, float]] = {}
-    for r in rows:
-        found.setdefault(str(r["prov"]), {})[str(r["label"])] = float(r["v"])
+    for r in rows:  # newest revision first within each unit and period
+        u, label = str(r["prov"]), str(r["label"])
+        review = reviewed.get((u, label, int(r["revision"])), "submitted")
+        counts = review == "accepted" if u == NATIONAL else review != "rejected"
+        if counts and label not in found.get(u, {}):
+            found.setdefault(u, {})[label] = float(r["v"])
     return {u: [by_label.get(p.label) for p in periods] for u, by_label in found.items()}
 
 

@@ -55,8 +55,8 @@ def next_target_version_sql(database: str, indicator: str, year: int, province: 
 
 
 def reported_sql(database: str, ind: Indicator, unit: str | None, periods: list[str]) -> tuple[str, dict[str, Any]]:
-    """A reported indicator's figure per period from the latest submitted revision of its form (drafts never
-    count), for one unit, or (unit None) for every unit."""
+    """A reported indicator's figure in every submitted revision of its form (drafts never count), newest first per
+    unit and period, for one unit, or (unit None) for every unit."""
     db = check_identifier(database)
     params: dict[str, Any] = {"form": ind.report, "field": ind.id}
     where = ["form = {form:String}", "status = 'submitted'", "mapContains(values, {field:String})"]
@@ -65,5 +65,6 @@ def reported_sql(database: str, ind: Indicator, unit: str | None, periods: list[
     if unit is not None:
         where.append("unit = {unit:String}")
         params["unit"] = unit
-    return (f"SELECT unit AS prov, period AS label, values[{{field:String}}] AS v FROM {db}.report_submissions FINAL "
-            f"WHERE {' AND '.join(where)} ORDER BY prov, label, revision DESC LIMIT 1 BY prov, label"), params
+    return (f"SELECT unit AS prov, period AS label, revision, values[{{field:String}}] AS v "
+            f"FROM {db}.report_submissions FINAL WHERE {' AND '.join(where)} "
+            "ORDER BY prov, label, revision DESC"), params

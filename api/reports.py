@@ -19,11 +19,20 @@ from starlette.concurrency import run_in_threadpool
 from api.alerts import _audit
 from api.auth import Principal, require
 from api.params import ParamError
-from api.reports_sql import latest_revision_sql, next_revision_sql, submissions_sql
+from api.reports_sql import latest_revision_sql, next_revision_sql, reviews_sql, submissions_sql
 from api.state import ApiState, State
 from controlroom.catalog import NATIONAL
 from controlroom.indicators import Period, period_of
-from controlroom.reports import Form, check_fields, check_rules, default_forms, previous_period
+from controlroom.reports import (
+    REVIEW_STATE,
+    Form,
+    Step,
+    check_fields,
+    check_rules,
+    default_forms,
+    previous_period,
+    review_problem,
+)
 from controlroom.schema import ms_to_iso, now_ms
 
 router = APIRouter()
@@ -123,6 +132,56 @@ async def submit(request: Request, state: State, who: Annotated[Principal, Depen
     return out
 
 
+class ReviewIn(BaseModel):
+    step: Step = Field(description="approve (the province's center), accept (the national center) or reject")
+    comment: str = Field("", max_length=2000, description="required to reject: why, for the submitter")
+
+
+REVIEWS_SCHEMA = pa.schema([
+    ("form", pa.string()), ("period", pa.string()), ("unit", pa.string()), ("revision", pa.uint32()),
+    ("step", pa.string()), ("reviewed_by", pa.string()), ("reviewed_at", pa.timestamp("ms", tz="UTC")),
+    ("comment", pa.string())])
+
+
+@router.post("/reports/{form_code}/{period}/{unit}/review",
+             summary="Approve (province), accept (nation) or reject the latest submitted revision (operators)")
+async def review(request: Request, state: State, who: Annotated[Principal, Depends(require("operator"))],
+                 form_code: str, period: str, unit: str, body: ReviewIn) -> dict[str, Any]:
+    form = _form(form_code)
+    p = _period(form, period)
+    code = NATIONAL if unit == NATIONAL else state.catalog.current_province(unit)
+    if code is None:
+        raise ParamError("unit", f"unknown province code {unit[:16]!r}")
+    if body.step == "reject" and not body.comment.strip():
+        raise ParamError("comment", "a rejection says why")
+    async with _revision_lock:
+        latest = await state.query(latest_revision_sql(state.warehouse.database, form.code, p.label, code))
+        if not latest:
+            raise HTTPException(404, f"no submitted report of {form.code} {p.label} for unit {code}")
+        revision = int(latest[0]["revision"])
+        states = await review_states(state, form, [p.label])
+        current = states.get((code, p.label, revision), "submitted")
+        why = review_problem(code, current, body.step, who.provinces)
+        if why:
+            raise HTTPException(409, f"revision {revision} is {current}: {why}")
+        now = now_ms()
+        table = pa.table({"form": [form.code], "period": [p.label], "unit": [code], "revision": [revision],
+                          "step": [body.step], "reviewed_by": [who.name], "reviewed_at": [now],
+                          "comment": [body.comment]}, schema=REVIEWS_SCHEMA)
+        await run_in_threadpool(state.warehouse.insert_arrow, f"{state.warehouse.database}.report_reviews", table,
+                                f"review-{form.code}-{p.label}-{code}-{revision}-{body.step}-{now}")
+    await _audit(request, who, f"report.{body.step}", f"{form.code}/{p.label}/{code}",
+                 before={"revision": revision, "state": current}, after={"comment": body.comment})
+    return {"form": form.code, "period": p.label, "unit": code, "revision": revision,
+            "state": REVIEW_STATE[body.step], "reviewed_by": who.name, "reviewed_at": ms_to_iso(now)}
+
+
+async def review_states(state: ApiState, form: Form, periods: list[str]) -> dict[tuple[str, str, int], str]:
+    """(unit, period, revision) → its review state after its last step (absent: not reviewed yet)."""
+    rows = await state.query(reviews_sql(state.warehouse.database, form.code, periods))
+    return {(str(r["unit"]), str(r["period"]), int(r["revision"])): REVIEW_STATE[str(r["step"])] for r in rows}
+
+
 @router.get("/reports/compliance", summary="Who reported: expected, submitted, on time, per form and unit",
             dependencies=[Depends(require("viewer"))])
 async def compliance(state: State, form: str | None = None,
@@ -134,12 +193,16 @@ async def compliance(state: State, form: str | None = None,
     for f in forms:
         p = _period(f, period) if period else _last_due(f, now)
         rows = await state.query(submissions_sql(state.warehouse.database, f.code, p.label, None, history=True))
+        reviewed = await review_states(state, f, [p.label])
         units = [NATIONAL, *sorted(state.catalog.provinces)]
         per_unit = []
         for unit in units:
             mine = [r for r in rows if r["unit"] == unit and r["status"] == "submitted"]
             first = min(mine, key=lambda r: int(r["revision"])) if mine else None
+            last = max(mine, key=lambda r: int(r["revision"])) if mine else None
+            review_state = reviewed.get((unit, p.label, int(last["revision"])), "submitted") if last else None
             per_unit.append({"unit": unit, "submitted": bool(mine), "on_time": bool(first and first["on_time"]),
+                             "state": review_state,
                              "revisions": len([r for r in rows if r["unit"] == unit]),
                              "first_submitted_at": ms_to_iso(int(first["submitted_at_ms"])) if first else None})
         submitted = sum(1 for u in per_unit if u["submitted"])
@@ -147,6 +210,8 @@ async def compliance(state: State, form: str | None = None,
         out.append({"form": f.code, "period": p.label, "deadline": ms_to_iso(f.deadline_ms(p)),
                     "deadline_passed": f.deadline_ms(p) <= now, "expected": len(units), "submitted": submitted,
                     "on_time": on_time, "late": submitted - on_time, "missing": len(units) - submitted,
+                    "approved": sum(1 for u in per_unit if u["state"] in ("approved", "accepted")),
+                    "accepted": sum(1 for u in per_unit if u["state"] == "accepted"),
                     "units": per_unit})
     return {"forms": out}
 
@@ -163,8 +228,10 @@ async def get_report(state: State, form_code: str, period: str, unit: str | None
         if code is None:
             raise ParamError("unit", f"unknown province code {unit[:16]!r}")
     rows = await state.query(submissions_sql(state.warehouse.database, form.code, p.label, code, history))
+    reviewed = await review_states(state, form, [p.label])
     return {"form": form.code, "period": p.label, "deadline": ms_to_iso(form.deadline_ms(p)),
-            "submissions": [_submission_out(r) for r in rows]}
+            "submissions": [{**_submission_out(r), "review": reviewed.get((r["unit"], p.label, int(r["revision"])),
+                                                                          r["status"])} for r in rows]}
 
 
 def _submission_out(r: dict[str, Any]) -> dict[str, Any]:

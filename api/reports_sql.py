@@ -31,3 +31,13 @@ def next_revision_sql(database: str, form: str, period: str, unit: str) -> tuple
     db = check_identifier(database)
     return (f"SELECT max(revision) + 1 AS r FROM {db}.report_submissions WHERE form = {{form:String}} "
             "AND period = {period:String} AND unit = {unit:String}"), {"form": form, "period": period, "unit": unit}
+
+
+def reviews_sql(database: str, form: str, periods: list[str]) -> tuple[str, dict[str, Any]]:
+    """Every review step of a form's reports for these periods, oldest first."""
+    db = check_identifier(database)
+    params: dict[str, Any] = {"form": form, **{f"p{n}": label for n, label in enumerate(periods)}}
+    inside = ", ".join(f"{{p{n}:String}}" for n in range(len(periods)))
+    return (f"SELECT unit, period, revision, step, reviewed_by, toUnixTimestamp64Milli(reviewed_at) AS at_ms, comment "
+            f"FROM {db}.report_reviews FINAL WHERE form = {{form:String}} AND period IN ({inside}) "
+            "ORDER BY at_ms"), params

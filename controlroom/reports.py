@@ -239,3 +239,27 @@ def previous_period(form: Form, period: Period) -> Period | None:
     before = period_of(form.periodicity, period.start_ms - 1)
     same_year = before.label[:4] == period.label[:4]
     return before if same_year else None
+
+
+# --- review along the hierarchy ----------------------------------------------------------------------------
+
+Step = Literal["approve", "accept", "reject"]
+REVIEW_STATE = {"approve": "approved", "accept": "accepted", "reject": "rejected"}
+
+
+def review_problem(unit: str, state: str, step: Step, reviewer_provinces: frozenset[str]) -> str | None:
+    """Why `step` is not allowed on a revision in `state` (submitted | approved | accepted | rejected | draft) by a
+    reviewer whose key covers `reviewer_provinces` (empty: national); None when it is allowed.
+    A province's report: submitted → approved by that province's center (a key scoped to it) → accepted by the
+    national center (an unscoped key). The national figures (00): submitted → accepted. Either reviewer may
+    reject what is waiting for them."""
+    national_reviewer = not reviewer_provinces
+    if state in ("draft", "accepted", "rejected"):
+        return f"a {state} revision cannot be reviewed"
+    if unit != NATIONAL and state == "submitted":
+        if national_reviewer or unit not in reviewer_provinces:
+            return f"waiting for province {unit}'s approval (a key scoped to {unit})"
+        return None if step in ("approve", "reject") else "the province approves first"
+    if not national_reviewer:
+        return "waiting for the national center's acceptance (an unscoped key)"
+    return None if step in ("accept", "reject") else "already approved: accept or reject"

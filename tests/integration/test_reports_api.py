@@ -26,13 +26,15 @@ def test_submissions_revisions_rules_and_compliance(make_settings) -> None:  # t
     with api_client(make_settings(embedded_sink=False)) as (client, keys):
         store = client.app.state.api.security.keys  # type: ignore[attr-defined]
 
-        def key(agency: str, provinces: list[str] | None = None) -> dict[str, str]:
-            made, _ = store.create(name=f"reports-{agency}-{provinces}", role="agency", created_by="test",
+        def key(agency: str, provinces: list[str] | None = None, role: str = "agency") -> dict[str, str]:
+            made, _ = store.create(name=f"reports-{role}-{agency}-{provinces}", role=role, created_by="test",
                                    agency=agency, provinces=provinces)
             register_secret(made.token)
             return {"Authorization": f"Bearer {made.token}"}
 
         hanoi, hcmc, office = key("smart_city", ["01"]), key("smart_city", ["79"]), key("government_office")
+        hanoi_center, hcmc_center = key("", ["01"], "operator"), key("", ["79"], "operator")
+        national_center = keys.header("operator")  # an unscoped operator key
         url = f"/reports/{FORM}/{this_month.label}"
 
         def post(headers: dict[str, str], body: dict[str, Any], at: str = url) -> Any:
@@ -93,11 +95,13 @@ def test_submissions_revisions_rules_and_compliance(make_settings) -> None:  # t
 
         now = comp(this_month.label)
         assert (now["expected"], now["submitted"], now["on_time"], now["late"], now["missing"]) == (35, 2, 2, 0, 33)
+        assert (now["approved"], now["accepted"]) == (0, 0)  # nobody has reviewed yet
         hanoi_row = next(u for u in now["units"] if u["unit"] == "01")
-        assert hanoi_row == {**hanoi_row, "submitted": True, "on_time": True, "revisions": 3}
+        assert hanoi_row == {**hanoi_row, "submitted": True, "on_time": True, "revisions": 3, "state": "submitted"}
         before = comp(long_ago.label)
         assert (before["submitted"], before["on_time"], before["late"], before["deadline_passed"]) == (1, 0, 1, True)
-        # the reported figures feed their indicators: the latest submitted revision, never a draft
+        # the reported figures feed their indicators: the newest submitted revision, never a draft; the national
+        # figure only once accepted
         viewer = keys.header("viewer")
 
         def indicator(**params: str) -> list[float | None]:
@@ -105,13 +109,37 @@ def test_submissions_revisions_rules_and_compliance(make_settings) -> None:  # t
                               params={"from": this_month.label, "to": this_month.label, **params}).json()
             return [p["value"] for p in body["periods"]]
 
-        assert indicator(province="01") == [27.0] and indicator() == [25.0] and indicator(province="79") == [None]
+        assert indicator(province="01") == [27.0] and indicator() == [None] and indicator(province="79") == [None]
+
+        # review along the hierarchy: the province's center approves, the national center accepts
+        def step(headers: dict[str, str], unit: str, what: str, comment: str = "", period: str = "") -> Any:
+            return client.post(f"/reports/{FORM}/{period or this_month.label}/{unit}/review", headers=headers,
+                               json={"step": what, "comment": comment})
+
+        assert step(national_center, "01", "accept").status_code == 409  # waiting for Hà Nội's approval
+        assert step(hcmc_center, "01", "approve").status_code == 409  # not its province
+        assert step(hanoi_center, "01", "approve").json()["state"] == "approved"
+        assert step(hanoi_center, "01", "accept").status_code == 409  # the nation accepts
+        accepted = step(national_center, "01", "accept").json()
+        assert (accepted["state"], accepted["revision"]) == ("accepted", 3)
+        assert step(hanoi, "01", "approve").status_code == 403  # an agency key does not review
+        assert step(national_center, "00", "reject").status_code == 422  # a rejection says why
+        assert step(hanoi_center, "00", "accept").status_code == 409
+        assert step(national_center, "00", "accept").json()["state"] == "accepted"
+        assert indicator() == [25.0]
+        assert step(national_center, "00", "reject", "late data").status_code == 409  # accepted is final
+        rejected = step(hcmc_center, "79", "reject", "the backlog is missing", period=long_ago.label)
+        assert rejected.json()["state"] == "rejected"
+        shown = client.get(url, params={"unit": "01"}, headers=viewer).json()["submissions"]
+        assert [(s["revision"], s["review"]) for s in shown] == [(3, "accepted")]
         ranked = client.get("/indicators/petitions_resolved_m/ranking", headers=viewer,
                             params={"year": this_month.label[:4]}).json()["provinces"]
-        if long_ago.label[:4] == this_month.label[:4]:  # both reports in this year: Hà Nội 27, HCMC 25
-            assert [(r["province"], r["actual_to_date"]) for r in ranked[:2]] == [("01", 27.0), ("79", 25.0)]
-        else:
-            assert [(r["province"], r["actual_to_date"]) for r in ranked[:1]] == [("01", 27.0)]
+        # Hà Nội 27; Hồ Chí Minh City's report was rejected: no value to rank
+        assert [(r["province"], r["actual_to_date"]) for r in ranked[:2]] == [("01", 27.0), (ranked[1]["province"],
+                                                                                            None)]
 
+        reviewed = comp(this_month.label)
+        assert (reviewed["approved"], reviewed["accepted"]) == (2, 2)
+        assert next(u for u in reviewed["units"] if u["unit"] == "01")["state"] == "accepted"
         default = client.get("/reports/compliance", params={"form": FORM}, headers=keys.header("viewer")).json()
         assert default["forms"][0]["deadline_passed"] is True  # the latest period already due

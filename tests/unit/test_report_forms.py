@@ -9,7 +9,14 @@ import pytest
 
 from controlroom.errors import CatalogError
 from controlroom.indicators import default_indicators, parse_period
-from controlroom.reports import check_fields, check_rules, default_forms, parse_forms, previous_period
+from controlroom.reports import (
+    check_fields,
+    check_rules,
+    default_forms,
+    parse_forms,
+    previous_period,
+    review_problem,
+)
 
 
 def ms(text: str) -> int:
@@ -93,3 +100,18 @@ def test_a_bad_form_is_refused_naming_it(change: dict, message: str) -> None:
         doc["forms"][0]["periodicity"] = "quarter"
     with pytest.raises(CatalogError, match=message):
         parse_forms(doc, indicators)
+
+
+def test_review_follows_the_hierarchy() -> None:
+    national, hanoi, hcmc = frozenset(), frozenset({"01"}), frozenset({"79"})
+    assert review_problem("01", "submitted", "approve", hanoi) is None
+    assert review_problem("01", "submitted", "reject", hanoi) is None
+    assert "waiting for province 01" in (review_problem("01", "submitted", "approve", hcmc) or "")
+    assert "waiting for province 01" in (review_problem("01", "submitted", "accept", national) or "")
+    assert review_problem("01", "submitted", "accept", hanoi) == "the province approves first"
+    assert review_problem("01", "approved", "accept", national) is None
+    assert "national center" in (review_problem("01", "approved", "accept", hanoi) or "")
+    assert review_problem("00", "submitted", "accept", national) is None
+    assert "national center" in (review_problem("00", "submitted", "accept", hanoi) or "")
+    for final in ("accepted", "rejected", "draft"):
+        assert review_problem("01", final, "reject", national) == f"a {final} revision cannot be reviewed"
