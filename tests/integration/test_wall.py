@@ -31,11 +31,13 @@ from api.wall import TREND_MINUTES
 from api.wall_stream import WallHub
 from controlroom.broker import free_port
 from controlroom.catalog import HEADLINE_FEEDS, Catalog
+from controlroom.communes import COMMUNE_DIM
 from controlroom.schema import (
     ALERTS_TOPIC,
     INCIDENTS_TOPIC,
     IncidentMember,
     alert_message,
+    dims_key,
     fingerprint,
     incident_message,
     window_message,
@@ -91,7 +93,7 @@ def seed(api: LiveApi, catalog: Catalog, now: int) -> dict[str, Any]:
     readings = []
     for topic, _key, raw in sim.between(now - 3 * MIN, now + MIN, step_ms=1000):
         doc = orjson.loads(raw)
-        dkey = ",".join(f"{k}={v}" for k, v in sorted(doc["dims"].items()))
+        dkey = dims_key({k: v for k, v in doc["dims"].items() if k != COMMUNE_DIM})  # a commune names no series
         if doc["feed"] == SILENT_FEED or (doc["feed"], doc["province"], dkey) == DEGRADED:
             continue
         readings.append((topic, raw, doc))
