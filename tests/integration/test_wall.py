@@ -104,10 +104,11 @@ def seed(api: LiveApi, catalog: Catalog, now: int) -> dict[str, Any]:
         feed = catalog.feeds[feed_id]
         docs = [d for _t, _r, d in readings if d["feed"] == feed_id]
         level = (sum(d["value"] for d in docs) / 4 if feed.kind == "counter" else docs[-1]["value"]) or 1.0
-        # 20 closed minutes with a known shape: a slope of its own per feed, with a ripple
-        slope = (0.012, -0.008, 0.004, 0.018, -0.004, 0.009, 0.0)[n]
-        windows[feed_id] = {minute - (20 - i) * MIN: round(level * (1 + slope * (i - 10) + 0.04 * ((i + n) % 3)), 2)
-                            for i in range(20)}
+        # 62 closed minutes (the sparkline's hour, and then some) with a known shape: a slope of its own per feed,
+        # with a ripple
+        slope = (0.012, -0.008, 0.004, 0.014, -0.004, 0.009, 0.0)[n]
+        windows[feed_id] = {minute - (62 - i) * MIN: round(level * (1 + slope * (i - 31) + 0.04 * ((i + n) % 3)), 2)
+                            for i in range(62)}
 
     alerts = [
         *alert("water_level_alarm", "water_level", "01", {"station": "s1"}, "critical", ["pending", "firing"],
@@ -195,14 +196,19 @@ def seed(api: LiveApi, catalog: Catalog, now: int) -> dict[str, Any]:
 
 
 def page_figures(page: Page) -> dict[str, Any]:
-    return page.evaluate("""() => ({
+    return page.evaluate("""() => {
+        // the vertices a tile's sparkline draws: those of its polylines, and its lone-minute dots
+        const sparkPoints = (t) => [...t.querySelectorAll('svg.spark polyline')].reduce(
+            (n, l) => n + l.getAttribute('points').trim().split(/\\s+/).length, 0)
+            + t.querySelectorAll('svg.spark circle').length;
+        return {
         generated_at: document.body.dataset.generatedAt,
         lang: document.documentElement.lang,
         title: document.querySelector('h1').textContent,
         tiles: [...document.querySelectorAll('#tiles .tile')].map(t => ({
             category: t.dataset.category, feed: t.dataset.feed, value: JSON.parse(t.dataset.value),
             trend: JSON.parse(t.dataset.trend), name: t.querySelector('.cat').textContent,
-            text: t.querySelector('.value').textContent})),
+            text: t.querySelector('.value').textContent, points: sparkPoints(t)})),
         provinces: Object.fromEntries([...document.querySelectorAll('#map circle.province')].map(
             c => [c.dataset.code, {severity: c.dataset.severity, fill: getComputedStyle(c).fill}])),
         alerts: [...document.querySelectorAll('#alerts tbody tr')].map(r => ({
@@ -228,7 +234,7 @@ def page_figures(page: Page) -> dict[str, Any]:
         on_time_text: document.getElementById('ontime').textContent,
         readings_5m: Number(document.getElementById('t-readings').dataset.value),
         stored_key: localStorage.getItem('controlroom.wall.key') !== null,
-    })""")
+    }; }""")
 
 
 def vi_number(x: float, decimals: int) -> str:
@@ -283,10 +289,13 @@ def test_wall_in_chromium_matches_overview(live_api: WallApi, catalog: Catalog, 
             seeded = [v for t, v in sorted(expected["windows"][tile["feed"]].items())
                       if to_ms - TREND_MINUTES * MIN <= t < to_ms]
             assert len(seeded) >= TREND_MINUTES - 1
-            assert tile["trend"] == pytest.approx(seeded), tile["feed"]
+            assert len(tile["trend"]) == TREND_MINUTES == 60  # a slot per minute of the last hour
+            assert [v for v in tile["trend"] if v is not None] == pytest.approx(seeded), tile["feed"]
+            assert tile["points"] == len(seeded)  # drawn: one vertex per minute with a window
             series = live_api.get("/series", feed=tile["feed"], source="agg", step=60,
                                   **{"from": str(to_ms - TREND_MINUTES * MIN), "to": str(to_ms)})
-            assert tile["trend"] == pytest.approx([p["value"] for p in series["points"]])
+            assert [v for v in tile["trend"] if v is not None] == \
+                pytest.approx([p["value"] for p in series["points"] if p["value"] is not None])
 
         # --- the map: 34 provinces, each coloured by its worst firing alert ---------------------------
         assert len(shown["provinces"]) == 34 == len(catalog.provinces)
