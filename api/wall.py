@@ -216,7 +216,7 @@ def build_wall(catalog: Catalog, overview: dict[str, Any], firing: list[dict[str
     }
 
 
-COMMUNES_SHOWN = 12  # communes listed per feed on a province page, the busiest first
+COMMUNES_SHOWN = 8  # communes listed per feed on a province page, the busiest first (what fits its panel)
 
 
 def place_feeds(catalog: Catalog) -> list[str]:
