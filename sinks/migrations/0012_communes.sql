@@ -4,3 +4,11 @@
 -- (README, "Communes"). The province page counts per commune from readings (ORDER BY feed, province, … first).
 
 ALTER TABLE {db}.readings ADD COLUMN IF NOT EXISTS commune LowCardinality(String) DEFAULT '';
+
+-- the library's communes as a reference table (refreshed from the catalog at every start, like provinces), so
+-- SQL (Grafana's province board, /query) can name them; and which feeds carry a commune
+CREATE TABLE IF NOT EXISTS {db}.communes (
+    code String, name String, province LowCardinality(String), kind LowCardinality(String)
+) ENGINE = MergeTree ORDER BY (province, code);
+
+ALTER TABLE {db}.feeds ADD COLUMN IF NOT EXISTS communes UInt8 DEFAULT 0;

@@ -242,5 +242,8 @@ def test_reference_tables_mirror_the_catalog(catalog: Catalog) -> None:
     assert tables["feeds"].num_rows == len(catalog.feeds) == 25
     assert tables["provinces"].num_rows == len(catalog.provinces) == 34
     assert tables["categories"].num_rows == len(catalog.categories)
+    assert tables["communes"].num_rows == len(catalog.communes) == 3321
+    assert {r["id"] for r in tables["feeds"].to_pylist() if r["communes"]} == \
+        {f.id for f in catalog.feeds.values() if f.communes}
     p08 = next(r for r in tables["provinces"].to_pylist() if r["code"] == "08")
     assert p08["legacy_codes"] == ["02", "08"]
