@@ -135,9 +135,10 @@ def province_map(pos: Pos) -> cogbuilder.Builder[dash.Panel]:
                                       "opens the province's board.", links=[to_province("code")])
 
 
-def firing_alerts_sql() -> str:
+def firing_alerts_sql(where: str = "") -> str:
+    """Firing alerts (and `where`, e.g. of the selected province), worst first."""
     return ("SELECT starts_at, severity, feed, province, summary_vi, summary_en, value, rule_id, alert_id, link "
-            f"FROM {DB}.alerts_current FINAL WHERE state = 'firing' "
+            f"FROM {DB}.alerts_current FINAL WHERE state = 'firing' {where}"
             f"ORDER BY {SEVERITY_RANK} DESC, starts_at DESC LIMIT 500")
 
 
@@ -303,14 +304,8 @@ def province_readings(pos: Pos) -> cogbuilder.Builder[dash.Panel]:
                         pos, stack=True, description="Readings per interval and feed in the province.")
 
 
-def province_alerts_sql() -> str:
-    return ("SELECT starts_at, severity, feed, province, summary_vi, summary_en, value, rule_id, alert_id, link "
-            f"FROM {DB}.alerts_current FINAL WHERE state = 'firing' AND {IN_PROVINCE} "
-            f"ORDER BY {SEVERITY_RANK} DESC, starts_at DESC LIMIT 500")
-
-
 def province_alerts(pos: Pos) -> cogbuilder.Builder[dash.Panel]:
-    return P.table("Cảnh báo đang kích hoạt · Firing alerts", [Q(province_alerts_sql())], pos,
+    return P.table("Cảnh báo đang kích hoạt · Firing alerts", [Q(firing_alerts_sql(f"AND {IN_PROVINCE} "))], pos,
                    description="The province's firing alerts, worst first.",
                    links=[to_explorer(province="${__data.fields.province}")])
 
