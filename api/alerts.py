@@ -35,6 +35,7 @@ from controlroom.errors import ControlRoomError
 from controlroom.schema import CONTROL_TOPIC, SEVERITIES, ControlCommand, control_message
 from controlroom.schema import now_ms as _now_ms
 from controlroom.security import Principal
+from controlroom.warehouse import table_in
 
 router = APIRouter(tags=["alerts"])
 
@@ -83,7 +84,7 @@ async def _insert(request: Request, table: str, row: dict[str, Any]) -> None:
             v = list(v.items())
         cols[f.name] = pa.array([v], f.type)
     wh = api_state(request).warehouse
-    await run_in_threadpool(wh.insert_arrow, f"{wh.database}.{table}", pa.table(cols, schema=schema), None)
+    await run_in_threadpool(wh.insert_arrow, table_in(wh.database, table), pa.table(cols, schema=schema), None)
 
 
 async def _command(request: Request, kind: str, who: Principal, **payload: Any) -> ControlCommand:

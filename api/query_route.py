@@ -10,7 +10,7 @@ from fastapi.responses import Response
 from pydantic import BaseModel, Field
 
 from api.auth import require
-from api.readonly_sql import QueryRefused
+from api.readonly_sql import QueryForbidden, QueryRefused
 from api.state import api_state
 from controlroom.security import Principal
 
@@ -35,7 +35,7 @@ async def query(body: QueryRequest, request: Request,
     try:
         result = await run_in_threadpool(analyst.run, body.sql, body.format)
     except QueryRefused as exc:
-        raise HTTPException(400, str(exc)) from exc
+        raise HTTPException(403 if isinstance(exc, QueryForbidden) else 400, str(exc)) from exc
     if body.format == "csv":
         return Response(result.csv or b"", media_type="text/csv")
     return QueryOut(columns=result.columns, rows=result.rows)

@@ -29,7 +29,11 @@ _FUNCTION = re.compile(r"\btable_function_name: ([^\s,]+)")
 
 
 class QueryRefused(ControlRoomError):
-    """The query is not allowed (reads outside the database, writes, runs past a limit…)."""
+    """The query is not allowed (writes, runs past a limit, cannot be analysed…)."""
+
+
+class QueryForbidden(QueryRefused):
+    """The query reads what this key may not read (another database, such as the admin one): a 403."""
 
 
 @dataclass(frozen=True)
@@ -102,7 +106,7 @@ class AnalystQueries:
                 from exc
         outside = tables_outside(explain, self.database)
         if outside:
-            raise QueryRefused(f"only the {self.database} database can be queried; this reads {', '.join(outside)}")
+            raise QueryForbidden(f"only the {self.database} database can be queried; this reads {', '.join(outside)}")
         if fmt == "csv":
             return QueryResult([], [], self._raw(sql, "CSVWithNames"))
         doc = orjson.loads(self._raw(sql, "JSONCompact") or b"{}")

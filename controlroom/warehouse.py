@@ -48,6 +48,20 @@ def check_identifier(name: str) -> str:
     return name
 
 
+# Security and configuration tables (key hashes, who did what, webhook targets and e-mail addresses) live in a
+# database of their own that analysts (POST /query, the `analyst` ClickHouse user) are never given: migration 0011.
+ADMIN_TABLES = frozenset({"api_keys", "audit_log", "subscriptions"})
+
+
+def admin_database(database: str) -> str:
+    return f"{check_identifier(database)}_admin"
+
+
+def table_in(database: str, table: str) -> str:
+    """`db.t`, or `db_admin.t` for an admin table: the one place that says where a table lives."""
+    return f"{admin_database(database) if table in ADMIN_TABLES else check_identifier(database)}.{table}"
+
+
 def qualify(table: str, database: str) -> str:
     """`t` → `db.t`; `db.t` stays. Only plain identifiers pass: a table name is spliced into SQL."""
     if not _TABLE.match(table):

@@ -91,7 +91,8 @@ CREATE TABLE IF NOT EXISTS {db}.silences (
 ) ENGINE = ReplacingMergeTree(version)
 ORDER BY silence_id;
 
-CREATE TABLE IF NOT EXISTS {db}.subscriptions (
+-- in the admin database (see 0011): webhook targets and e-mail addresses
+CREATE TABLE IF NOT EXISTS {admin}.subscriptions (
     subscription_id String,
     version UInt64,
     doc String,

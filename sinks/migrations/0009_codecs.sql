@@ -58,7 +58,12 @@ ALTER TABLE {db}.alert_deliveries
 
 ALTER TABLE {db}.alert_deliveries MODIFY SETTING ttl_only_drop_parts = 1;
 
-ALTER TABLE {db}.audit_log
+-- audit_log lives in the admin database (0011); a warehouse whose 0002 created it in {db} moves it first
+CREATE DATABASE IF NOT EXISTS {admin};
+
+RENAME TABLE IF EXISTS {db}.audit_log TO {admin}.audit_log;
+
+ALTER TABLE {admin}.audit_log
     MODIFY COLUMN at CODEC(Delta, ZSTD(1)),
     MODIFY COLUMN before CODEC(ZSTD(3)),
     MODIFY COLUMN after CODEC(ZSTD(3));

@@ -99,7 +99,6 @@ def test_security_headers_and_no_cors_by_default(make_settings) -> None:  # type
 @pytest.mark.parametrize(("sql", "words"), [
     ("INSERT INTO readings (event_id) VALUES ('x')", "SELECT"),
     ("DROP TABLE readings", "SELECT"),
-    ("SELECT * FROM system.users", "only the controlroom database"),
     ("SELECT * FROM file('/etc/passwd', 'LineAsString')", "readonly"),
     ("SELECT 1 SETTINGS readonly = 0", "readonly"),
     ("SELECT number FROM numbers(100000)", "Limit for result exceeded"),
@@ -113,6 +112,36 @@ def test_query_cannot_write_escape_or_run_past_limits(make_settings, sql: str, w
         assert r.status_code == 400 and words.lower() in r.json()["detail"].lower(), r.text
         still = client.post("/query", json={"sql": "SELECT count() AS n FROM readings"}, headers=keys.header("viewer"))
         assert still.json() == {"columns": ["n"], "rows": [[0]]}  # the table is still there, untouched
+
+
+OUTSIDE = [  # what a viewer's /query must never read: (sql, what the refusal names)
+    ("SELECT * FROM system.users", "system.users"),
+    ("SELECT key_id, secret_hash FROM controlroom_admin.api_keys", "controlroom_admin.api_keys"),  # key hashes
+    ("SELECT * FROM controlroom_admin.audit_log", "controlroom_admin.audit_log"),  # who changed what
+    ("SELECT doc FROM controlroom_admin.subscriptions", "controlroom_admin.subscriptions"),  # targets, e-mails
+    ("SELECT count() FROM readings WHERE province IN (SELECT arrayJoin(provinces) FROM controlroom_admin.api_keys)",
+     "controlroom_admin.api_keys"),
+    ("SELECT * FROM merge('controlroom_admin', '.*')", "merge()"),
+]
+
+
+def test_query_never_reads_the_admin_database(broker: str, make_settings) -> None:  # type: ignore[no-untyped-def]
+    with api_client(make_settings(kafka_bootstrap=broker, embedded_sink=False)) as (client, keys):
+        made = client.post("/subscriptions", headers=keys.header("admin"),
+                           json={"id": "boss", "name": "duty officer", "channel": "email", "target": "boss@example.vn"})
+        assert made.status_code == 201, made.text
+        # the admin paths still read and write them, in their new database
+        assert [s["id"] for s in client.get("/subscriptions", headers=keys.header("admin")).json()] == ["boss"]
+        audit = client.get("/audit", headers=keys.header("admin")).json()
+        assert [a["target"] for a in audit if a["action"] == "subscription.create"] == ["boss"]
+        for sql, named in OUTSIDE:
+            for role in ("viewer", "operator"):
+                r = client.post("/query", json={"sql": sql}, headers=keys.header(role))
+                assert r.status_code == 403, (sql, r.text)
+                assert "only the controlroom database" in r.json()["detail"] and named in r.json()["detail"], r.text
+        for table in ("api_keys", "audit_log", "subscriptions"):  # nothing of them left where analysts read
+            gone = client.post("/query", json={"sql": f"SELECT * FROM {table}"}, headers=keys.header("viewer"))
+            assert gone.status_code == 400 and table in gone.json()["detail"], gone.text
 
 
 def test_query_json_and_csv(make_settings) -> None:  # type: ignore[no-untyped-def]

@@ -12,7 +12,7 @@ import pytest
 from controlroom.catalog import Catalog
 from controlroom.errors import ConfigError
 from controlroom.settings import Settings
-from controlroom.warehouse import Warehouse
+from controlroom.warehouse import Warehouse, table_in
 from sinks.migrate import migrate
 from sinks.retention import apply_retention, current_ttl, ttl_plan
 
@@ -20,8 +20,9 @@ pytestmark = pytest.mark.integration
 
 
 def ddl(wh: Warehouse, table: str) -> str:
-    return str(wh.query("SELECT create_table_query AS q FROM system.tables WHERE database = 'controlroom' "
-                        "AND name = {t:String}", {"t": table})[0]["q"])
+    database, name = table_in(wh.database, table).split(".")
+    return str(wh.query("SELECT create_table_query AS q FROM system.tables WHERE database = {d:String} "
+                        "AND name = {t:String}", {"d": database, "t": name})[0]["q"])
 
 
 def test_codecs_are_in_place_and_migrations_alone_set_no_ttl(warehouse: Warehouse, catalog: Catalog) -> None:
