@@ -122,7 +122,7 @@ async def _explain_inhibitions(request: Request, alerts: list[dict[str, Any]]) -
     if not ids:
         return alerts
     state = api_state(request)
-    rows = await state.query(alerts_sql.sources_sql(state.settings.clickhouse_database, ids))
+    rows = await state.query(alerts_sql.sources_sql(await state.database_for(request), ids))
     sources = {r["alert_id"]: r for r in rows}
     for a in alerts:
         by = a.get("inhibited_by")
@@ -151,15 +151,16 @@ async def list_alerts(
         raise HTTPException(422, [{"loc": ["query", "province"], "msg": f"unknown province code {province!r}",
                                    "type": "value_error"}])
     states = {"active": ("pending", "firing"), "all": alerts_sql.STATES}.get(state, (state,))
-    rows = await api.query(alerts_sql.alerts_sql(api.settings.clickhouse_database, states=states,
+    rows = await api.query(alerts_sql.alerts_sql(await api.database_for(request), states=states,
                                                  severity=severity, feed=feed, province=province, limit=limit))
     return await _explain_inhibitions(request, [alert_out(r) for r in rows])
 
 
 async def current_alert(request: Request, alert_id: str) -> dict[str, Any]:
-    """The alert's current row (alerts_current); 404 when there is no such alert."""
+    """The alert's current row (alerts_current); 404 when there is no such alert, or none in the caller's provinces
+    (api/scope.py: what follows may then read the alert's own rows in the project's database)."""
     state = api_state(request)
-    rows = await state.query(alerts_sql.alert_sql(state.settings.clickhouse_database, alert_id))
+    rows = await state.query(alerts_sql.alert_sql(await state.database_for(request), alert_id))
     if not rows:
         raise HTTPException(404, f"no alert {alert_id}")
     return rows[0]

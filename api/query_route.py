@@ -31,9 +31,10 @@ class QueryOut(BaseModel):
              responses={200: {"content": {"text/csv": {}}}})
 async def query(body: QueryRequest, request: Request,
                 _: Annotated[Principal, Depends(require("viewer"))]) -> Any:
-    analyst = api_state(request).analyst
+    state = api_state(request)
+    database = await state.database_for(request)  # a province-scoped key: its provinces' views only (api/scope.py)
     try:
-        result = await run_in_threadpool(analyst.run, body.sql, body.format)
+        result = await run_in_threadpool(state.analyst.run, body.sql, body.format, database)
     except QueryRefused as exc:
         raise HTTPException(403 if isinstance(exc, QueryForbidden) else 400, str(exc)) from exc
     if body.format == "csv":

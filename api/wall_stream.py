@@ -31,11 +31,12 @@ from api.alerts_sql import alerts_sql
 from api.auth import require
 from api.incidents_sql import incidents_sql
 from api.overview_cache import overview_cache
+from api.scope import provinces_of, scoped_catalog
 from api.series_sql import series_sql
 from api.sse import sse_frame, sse_response
 from api.state import ApiState, api_state
 from api.wall import ALERTS_READ, INCIDENT_STATES, INCIDENTS_READ, build_wall, trend_query
-from controlroom.catalog import HEADLINE_FEEDS
+from controlroom.catalog import HEADLINE_FEEDS, Catalog
 from controlroom.logs import get_logger
 from controlroom.security import Principal
 
@@ -57,10 +58,12 @@ def _asset(name: str) -> bytes:
 class WallHub:
     """Computes the snapshot once per refresh and fans it out; one per API process (ApiState.wall_hub)."""
 
-    def __init__(self, state: ApiState, overview: Callable[[], Awaitable[dict[str, Any]]]) -> None:
+    def __init__(self, state: ApiState, overview: Callable[[], Awaitable[dict[str, Any]]], database: str,
+                 catalog: Catalog) -> None:
         self.state = state
         self.overview = overview  # /overview's shared snapshot: the wall shows exactly what /overview says
-        self.catalog = state.catalog
+        self.database = database  # the project's, or a province scope's views (api/scope.py)
+        self.catalog = catalog
         self.refresh_s = state.settings.wall_refresh_s
         self.clients: set[asyncio.Queue[bytes]] = set()
         self.latest: bytes | None = None
@@ -68,7 +71,7 @@ class WallHub:
         self._task: asyncio.Task[None] | None = None
 
     async def snapshot(self, now_ms: int) -> dict[str, Any]:
-        db = self.state.warehouse.database
+        db = self.database
         overview = await self.overview()
         firing = await self.state.query(alerts_sql(db, states=("firing",), severity=None, feed=None, province=None,
                                               limit=ALERTS_READ))
@@ -119,17 +122,20 @@ class WallHub:
                 await self._task
 
 
-def hub_of(request: Request) -> WallHub:
+async def hub_of(request: Request) -> WallHub:
+    """The hub of the caller's database (national, or its province scope), created on first use."""
     state = api_state(request)
-    hub = state.wall_hub
-    if hub is None:  # created on first use
-        cache = overview_cache(request)
+    cache = await overview_cache(request)
+    database = await state.database_for(request)
+    hub = state.wall_hubs.get(database)
+    if hub is None:
 
         async def overview() -> dict[str, Any]:
             return (await cache.get(wait=True)).doc
 
-        hub = WallHub(state, overview)
-        state.wall_hub = hub
+        catalog = scoped_catalog(state.catalog, provinces_of(getattr(request.state, "principal", None)))
+        hub = WallHub(state, overview, database, catalog)
+        state.wall_hubs[database] = hub
     return hub
 
 
@@ -150,6 +156,6 @@ async def wall_static(name: str) -> Response:
 # Not in the OpenAPI schema: a never-ending stream only stalls schema-driven clients and fuzzers (README documents it).
 @router.get("/wall/stream", summary="Wall snapshots live (Server-Sent Events, event `wall`)", include_in_schema=False)
 async def wall_stream(request: Request, _: Annotated[Principal, Depends(require("viewer"))]) -> StreamingResponse:
-    hub = hub_of(request)
+    hub = await hub_of(request)
     queue = hub.subscribe()
     return sse_response(request, queue, lambda: hub.unsubscribe(queue), lambda frame: (frame, False))

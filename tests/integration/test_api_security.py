@@ -22,6 +22,8 @@ ENDPOINTS = [
     ("GET", "/overview", None, "viewer"),
     ("GET", "/series?feed=water_level", None, "viewer"),
     ("POST", "/query", {"sql": "SELECT 1 AS one"}, "viewer"),
+    ("GET", "/alerts", None, "viewer"),
+    ("GET", "/incidents", None, "viewer"),
     ("GET", "/admin/keys", None, "admin"),
     ("POST", "/admin/keys", {"name": "x", "role": "viewer"}, "admin"),
     ("DELETE", "/admin/keys/000000000000", None, "admin"),
@@ -38,6 +40,11 @@ def now_iso() -> str:
 
 def test_role_matrix(make_settings) -> None:  # type: ignore[no-untyped-def]
     with api_client(make_settings(embedded_sink=False)) as (client, keys):
+        store = client.app.state.api.security.keys  # type: ignore[attr-defined]
+        scoped = {role: store.create(name=f"scoped-{role}", role=role, created_by="test",
+                                     provinces=["01", "79"])[0].token for role in ("viewer", "operator")}
+        for token in scoped.values():
+            register_secret(token)
         for method, path, body, least in ENDPOINTS:
             assert client.request(method, path, json=body).status_code == 401, (method, path)
             bad = client.request(method, path, json=body, headers={"Authorization": "Bearer cr_000000000000_nope"})
@@ -50,6 +57,12 @@ def test_role_matrix(make_settings) -> None:  # type: ignore[no-untyped-def]
                     assert status in (200, 201, 404), (method, path, role, status)  # 404: the dummy key id
                 else:
                     assert status == 403, (method, path, role, status)
+            # the scope dimension: a province-scoped key has its role's access (what it then sees of the data:
+            # tests/integration/test_api_scope.py)
+            for role, token in scoped.items():
+                auth = {"Authorization": f"Bearer {token}"}
+                status = client.request(method, path, json=body, headers=auth).status_code
+                assert (status in (200, 201, 404)) == (role in ALLOWED[least]), (method, path, "scoped", role, status)
         assert client.get("/healthz").status_code == 200  # health stays open for probes
 
 
