@@ -76,7 +76,7 @@ def histories_sql(database: str, alert_ids: list[str]) -> tuple[str, Params]:
 def deliveries_sql(database: str, alert_id: str) -> tuple[str, Params]:
     return (f"SELECT seq, event, subscription_id, channel, target, attempt, status, http_status, error, "
             f"toUnixTimestamp64Milli(attempted_at) AS attempted_at_ms, duration_ms "
-            f"FROM {check_identifier(database)}.alert_deliveries FINAL WHERE alert_id = {{id:String}} "
+            f"FROM {table_in(database, 'alert_deliveries')} FINAL WHERE alert_id = {{id:String}} "
             f"ORDER BY attempted_at, seq, attempt", {"id": alert_id})
 
 

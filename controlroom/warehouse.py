@@ -48,9 +48,10 @@ def check_identifier(name: str) -> str:
     return name
 
 
-# Security and configuration tables (key hashes, who did what, webhook targets and e-mail addresses) live in a
-# database of their own that analysts (POST /query, the `analyst` ClickHouse user) are never given: migration 0011.
-ADMIN_TABLES = frozenset({"api_keys", "audit_log", "subscriptions"})
+# Security and configuration tables (key hashes, who did what, webhook targets and e-mail addresses, also in each
+# delivery attempt) live in a database of their own that analysts (POST /query, the `analyst` ClickHouse user) are
+# never given: migration 0011.
+ADMIN_TABLES = frozenset({"api_keys", "audit_log", "subscriptions", "alert_deliveries"})
 
 
 def admin_database(database: str) -> str:

@@ -101,7 +101,8 @@ CREATE TABLE IF NOT EXISTS {admin}.subscriptions (
 ) ENGINE = ReplacingMergeTree(version)
 ORDER BY subscription_id;
 
-CREATE TABLE IF NOT EXISTS {db}.alert_deliveries (
+-- in the admin database (see 0011): `target` is a webhook URL or an e-mail address
+CREATE TABLE IF NOT EXISTS {admin}.alert_deliveries (
     delivery_id String,
     idempotency_key String,
     alert_id String,

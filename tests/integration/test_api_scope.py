@@ -160,7 +160,7 @@ def test_query_of_a_scoped_key_reads_its_provinces_only(scoped) -> None:  # type
                            ("SELECT * FROM controlroom_admin.api_keys", "controlroom_admin.api_keys")):
             r = q(sql, h)
             assert r.status_code == 403 and named in r.json()["detail"], r.text
-        assert q("SELECT count() FROM alert_deliveries", h).json()["rows"] == [[0]]  # no province: empty for it
+        assert q("SELECT count() FROM delivery_attempts", h).json()["rows"] == [[0]]  # no province: empty for it
     assert q("SELECT DISTINCT province FROM readings ORDER BY province", national).json()["rows"] == [
         ["00"], ["01"], ["31"], ["48"], ["79"]]
     # a scope database is not the national key's either

@@ -132,6 +132,7 @@ OUTSIDE = [  # what a viewer's /query must never read: (sql, what the refusal na
     ("SELECT key_id, secret_hash FROM controlroom_admin.api_keys", "controlroom_admin.api_keys"),  # key hashes
     ("SELECT * FROM controlroom_admin.audit_log", "controlroom_admin.audit_log"),  # who changed what
     ("SELECT doc FROM controlroom_admin.subscriptions", "controlroom_admin.subscriptions"),  # targets, e-mails
+    ("SELECT target FROM controlroom_admin.alert_deliveries", "controlroom_admin.alert_deliveries"),  # the same
     ("SELECT count() FROM readings WHERE province IN (SELECT arrayJoin(provinces) FROM controlroom_admin.api_keys)",
      "controlroom_admin.api_keys"),
     ("SELECT * FROM merge('controlroom_admin', '.*')", "merge()"),
@@ -152,7 +153,7 @@ def test_query_never_reads_the_admin_database(broker: str, make_settings) -> Non
                 r = client.post("/query", json={"sql": sql}, headers=keys.header(role))
                 assert r.status_code == 403, (sql, r.text)
                 assert "only the controlroom database" in r.json()["detail"] and named in r.json()["detail"], r.text
-        for table in ("api_keys", "audit_log", "subscriptions"):  # nothing of them left where analysts read
+        for table in ("api_keys", "audit_log", "subscriptions", "alert_deliveries"):  # none left where analysts read
             gone = client.post("/query", json={"sql": f"SELECT * FROM {table}"}, headers=keys.header("viewer"))
             assert gone.status_code == 400 and table in gone.json()["detail"], gone.text
 

@@ -113,6 +113,8 @@ def test_0011_moves_the_admin_tables_of_an_older_warehouse_with_their_rows(wareh
         warehouse.command(f"RENAME TABLE {table_in(warehouse.database, table)} TO controlroom.{table}")
     warehouse.command("INSERT INTO controlroom.audit_log (at, action, target) VALUES (now64(3, 'UTC'), 'x', 'kept')")
     warehouse.command("INSERT INTO controlroom.subscriptions (subscription_id, version, doc) VALUES ('s', 1, '{}')")
+    warehouse.command("INSERT INTO controlroom.alert_deliveries (delivery_id, alert_id, target, status, attempted_at) "
+                      "VALUES ('d1', 'a1', 'https://hooks.example/secret-token', 'delivered', now64(3, 'UTC'))")
     warehouse.command("DELETE FROM controlroom.schema_migrations WHERE version = '0011'")
     assert migrate(warehouse, catalog) == ["0011"]
     left = warehouse.query("SELECT name FROM system.tables WHERE database = 'controlroom' "
@@ -120,3 +122,10 @@ def test_0011_moves_the_admin_tables_of_an_older_warehouse_with_their_rows(wareh
     assert left == []
     assert warehouse.query("SELECT target FROM controlroom_admin.audit_log") == [{"target": "kept"}]
     assert warehouse.query("SELECT subscription_id FROM controlroom_admin.subscriptions") == [{"subscription_id": "s"}]
+    # what analysts see of a delivery: the attempt, not its target (applied twice: still one row)
+    warehouse.command("DELETE FROM controlroom.schema_migrations WHERE version = '0011'")
+    assert migrate(warehouse, catalog) == ["0011"]
+    assert warehouse.query("SELECT delivery_id, status FROM controlroom.delivery_attempts") == [
+        {"delivery_id": "d1", "status": "delivered"}]
+    assert "target" not in {r["name"] for r in warehouse.query(
+        "SELECT name FROM system.columns WHERE database = 'controlroom' AND table = 'delivery_attempts'")}

@@ -44,7 +44,8 @@ def test_retention_expires_old_rows_keeps_younger_ones_and_follows_the_settings(
         "readings": "toDateTime(ts) + toIntervalDay(730)", "agg_1m": "toDateTime(window_start) + toIntervalDay(730)",
         "agg_1h": "bucket + toIntervalDay(1825)", "dead_letters": "toDateTime(received_at) + toIntervalDay(90)",
         "late_readings": "toDateTime(detected_at) + toIntervalDay(90)",
-        "alert_deliveries": "toDateTime(attempted_at) + toIntervalDay(400)"}
+        "alert_deliveries": "toDateTime(attempted_at) + toIntervalDay(400)",
+        "delivery_attempts": "toDateTime(attempted_at) + toIntervalDay(400)"}
     assert apply_retention(warehouse, settings) == {}  # read back as written: no second ALTER
     assert " TTL " not in ddl(warehouse, "audit_log")  # the record of who did what is kept
     for days, event_id in ((800, "old"), (700, "kept")):  # two months, two parts: the old one drops whole
