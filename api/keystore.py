@@ -14,6 +14,7 @@ from typing import Any
 import orjson
 import pyarrow as pa
 
+from api.scope import scope_database
 from controlroom.schema import now_ms
 from controlroom.security import ROLES, NewKey, Principal, Role, new_key, parse_token, secret_matches
 from controlroom.warehouse import Warehouse, table_in
@@ -55,6 +56,7 @@ class KeyStore:
             raise ValueError(f"role must be one of {', '.join(ROLES)}")
         if (role == "agency") != bool(agency):
             raise ValueError("an agency key needs an agency, and only agency keys have one")
+        scope_database("x", provinces or [])  # two-digit codes only: a scope's database is named by them
         key = new_key()
         row = {"key_id": key.key_id, "name": name, "role": role, "agency": agency,
                "provinces": sorted(provinces or []), "secret_hash": key.secret_hash,

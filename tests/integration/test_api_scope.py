@@ -166,6 +166,10 @@ def test_query_of_a_scoped_key_reads_its_provinces_only(scoped) -> None:  # type
     # a scope database is not the national key's either
     r = q("SELECT count() FROM controlroom_p_01_79.readings", national)
     assert r.status_code == 403, r.text
+    # a scope's database is named by its codes: a key with anything else is refused when made (CLI or API)
+    store = client.app.state.api.security.keys  # type: ignore[attr-defined]
+    with pytest.raises(ValueError, match="not province codes"):
+        store.create(name="bad", role="viewer", created_by="test", provinces=["1"])
 
 
 def test_alerts_stream_of_a_scoped_key_carries_its_provinces_only(broker: str, make_settings) -> None:  # type: ignore[no-untyped-def]

@@ -43,3 +43,4 @@ def test_a_scoped_catalog_keeps_its_provinces_and_every_feed() -> None:
     scoped = scoped_catalog(catalog, {"01", "79"})
     assert sorted(scoped.provinces) == ["01", "79"] and scoped.feeds == catalog.feeds
     assert len(catalog.provinces) == 34  # the original is untouched
+
