@@ -115,6 +115,8 @@ def test_series_overview_alerts_incidents_and_wall_show_only_the_keys_provinces(
         assert {a["province"] for a in alerts} == SCOPE, role
         ids = {a["province"]: a["alert_id"] for a in client.get("/alerts", headers=national).json()}
         assert client.get(f"/alerts/{ids['48']}", headers=h).status_code == 404
+        assert client.get(f"/alerts/{ids['48']}/cap", headers=h).status_code == 404
+        assert client.get(f"/alerts/{ids['79']}/cap", headers=h).status_code == 200
         assert client.get(f"/alerts/{ids['79']}", headers=h).json()["province"] == "79"
         # /incidents
         assert {i["province"] for i in client.get("/incidents", headers=h).json()} == SCOPE, role
