@@ -92,14 +92,14 @@ class AnalystQueries:
                     finally:
                         conn.close()
             # the same HTTP client, no session (concurrent /query calls never share one); settings for this query
-            return self._server.raw_query(sql, {"readonly": 1} if explain else self._limits, fmt)
+            return self._server.raw_query(sql, {"readonly": 1} if explain else self._limits, fmt, database)
         except Exception as exc:  # the engine's own words: readonly, timeout, too many rows, syntax
             message = str(exc).strip().splitlines()[0][:500]
             raise QueryRefused(_clean(message)) from exc
 
     def run(self, sql: str, fmt: Literal["json", "csv"] = "json", database: str | None = None) -> QueryResult:
         """`database`: what the caller may read (api/scope.py: a province-scoped key's views); the project's own by
-        default. Unqualified names resolve there (embedded; on a server, name it: `<database>.readings`)."""
+        default. Unqualified names resolve there."""
         db = database or self.database
         sql = sql.strip().rstrip(";")
         if not sql:

@@ -290,9 +290,13 @@ class ServerWarehouse:
         except Exception as exc:
             raise self._error("ClickHouse", exc) from exc
 
-    def raw_query(self, sql: str, settings: dict[str, Any], fmt: str) -> bytes:
-        """The server's own output in `fmt`, with `settings` for this query only (api/readonly_sql: /query)."""
+    def raw_query(self, sql: str, settings: dict[str, Any], fmt: str, database: str | None = None) -> bytes:
+        """The server's own output in `fmt`, with `settings` for this query only (api/readonly_sql: /query);
+        `database`: where unqualified table names resolve for this query (the client's own otherwise)."""
         try:
+            if database is not None:  # a transport parameter of ClickHouse's HTTP interface, per request
+                return bytes(self._client.raw_query(sql, settings={**settings, "database": check_identifier(database)},
+                                                    fmt=fmt, use_database=False))
             return bytes(self._client.raw_query(sql, settings=settings, fmt=fmt))
         except Exception as exc:
             raise self._error("ClickHouse", exc) from exc
