@@ -35,6 +35,7 @@ from controlroom.errors import ControlRoomError
 from controlroom.schema import CONTROL_TOPIC, SEVERITIES, ControlCommand, control_message
 from controlroom.schema import now_ms as _now_ms
 from controlroom.security import Principal
+from controlroom.warehouse import table_in
 
 router = APIRouter(tags=["alerts"])
 
@@ -83,7 +84,7 @@ async def _insert(request: Request, table: str, row: dict[str, Any]) -> None:
             v = list(v.items())
         cols[f.name] = pa.array([v], f.type)
     wh = api_state(request).warehouse
-    await run_in_threadpool(wh.insert_arrow, f"{wh.database}.{table}", pa.table(cols, schema=schema), None)
+    await run_in_threadpool(wh.insert_arrow, table_in(wh.database, table), pa.table(cols, schema=schema), None)
 
 
 async def _command(request: Request, kind: str, who: Principal, **payload: Any) -> ControlCommand:
@@ -121,7 +122,7 @@ async def _explain_inhibitions(request: Request, alerts: list[dict[str, Any]]) -
     if not ids:
         return alerts
     state = api_state(request)
-    rows = await state.query(alerts_sql.sources_sql(state.settings.clickhouse_database, ids))
+    rows = await state.query(alerts_sql.sources_sql(await state.database_for(request), ids))
     sources = {r["alert_id"]: r for r in rows}
     for a in alerts:
         by = a.get("inhibited_by")
@@ -150,15 +151,16 @@ async def list_alerts(
         raise HTTPException(422, [{"loc": ["query", "province"], "msg": f"unknown province code {province!r}",
                                    "type": "value_error"}])
     states = {"active": ("pending", "firing"), "all": alerts_sql.STATES}.get(state, (state,))
-    rows = await api.query(alerts_sql.alerts_sql(api.settings.clickhouse_database, states=states,
+    rows = await api.query(alerts_sql.alerts_sql(await api.database_for(request), states=states,
                                                  severity=severity, feed=feed, province=province, limit=limit))
     return await _explain_inhibitions(request, [alert_out(r) for r in rows])
 
 
 async def current_alert(request: Request, alert_id: str) -> dict[str, Any]:
-    """The alert's current row (alerts_current); 404 when there is no such alert."""
+    """The alert's current row (alerts_current); 404 when there is no such alert, or none in the caller's provinces
+    (api/scope.py: what follows may then read the alert's own rows in the project's database)."""
     state = api_state(request)
-    rows = await state.query(alerts_sql.alert_sql(state.settings.clickhouse_database, alert_id))
+    rows = await state.query(alerts_sql.alert_sql(await state.database_for(request), alert_id))
     if not rows:
         raise HTTPException(404, f"no alert {alert_id}")
     return rows[0]

@@ -7,7 +7,7 @@ from typing import Any
 import orjson
 
 from api.series_sql import Params
-from controlroom.warehouse import check_identifier
+from controlroom.warehouse import check_identifier, table_in
 
 _ALERT_COLUMNS = (
     "alert_id, seq, fingerprint, rule_id, rule_version, rule_type, severity, event, state, feed, province, dims, "
@@ -76,7 +76,7 @@ def histories_sql(database: str, alert_ids: list[str]) -> tuple[str, Params]:
 def deliveries_sql(database: str, alert_id: str) -> tuple[str, Params]:
     return (f"SELECT seq, event, subscription_id, channel, target, attempt, status, http_status, error, "
             f"toUnixTimestamp64Milli(attempted_at) AS attempted_at_ms, duration_ms "
-            f"FROM {check_identifier(database)}.alert_deliveries FINAL WHERE alert_id = {{id:String}} "
+            f"FROM {table_in(database, 'alert_deliveries')} FINAL WHERE alert_id = {{id:String}} "
             f"ORDER BY attempted_at, seq, attempt", {"id": alert_id})
 
 
@@ -84,8 +84,7 @@ def latest_versions_sql(database: str, table: str, id_col: str) -> tuple[str, Pa
     """The newest version of each row of a versioned table (rules, silences, subscriptions)."""
     if table not in ("alert_rules", "silences", "subscriptions"):
         raise ValueError(f"not a versioned table: {table}")
-    db = check_identifier(database)
-    return f"SELECT * FROM {db}.{table} ORDER BY {id_col}, version DESC LIMIT 1 BY {id_col}", {}
+    return f"SELECT * FROM {table_in(database, table)} ORDER BY {id_col}, version DESC LIMIT 1 BY {id_col}", {}
 
 
 def stored_rules(rows: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:

@@ -18,6 +18,7 @@ from fastapi.responses import StreamingResponse
 from api.auth import require
 from api.sse import sse_frame, sse_response
 from api.state import api_state
+from controlroom.catalog import NATIONAL
 from controlroom.kafka import make_consumer
 from controlroom.logs import get_logger
 from controlroom.schema import ALERTS_TOPIC, SEVERITIES, MessageError, read_alert_event
@@ -84,9 +85,14 @@ class AlertFanout:
             await asyncio.wait([self._task], timeout=5)
 
 
-def _wanted(event: Mapping[str, Any], severity: str | None, feed: str | None, province: str | None) -> bool:
+def _wanted(event: Mapping[str, Any], severity: str | None, feed: str | None, province: str | None,
+            allowed: frozenset[str] = frozenset()) -> bool:
+    """`allowed`: a province-scoped key's provinces (empty: national). Live events come from Kafka, not ClickHouse,
+    so the scope is applied here, to the event's own province, before anything is sent."""
     if event.get("event") in ("dropped", "closed"):
         return True
+    if allowed and event.get("province") not in allowed and event.get("province") != NATIONAL:
+        return False
     if severity and SEVERITIES.index(event.get("severity", "info")) < SEVERITIES.index(severity):
         return False
     return (not feed or event.get("feed") == feed) and (not province or event.get("province") == province)
@@ -99,7 +105,7 @@ def sse(event: Mapping[str, Any]) -> bytes:
 
 @router.get("/alerts/stream", summary="Alert events live (Server-Sent Events)",
             responses={200: {"content": {"text/event-stream": {}}}})
-async def alerts_stream(request: Request, _: Annotated[Principal, Depends(require("viewer"))],
+async def alerts_stream(request: Request, who: Annotated[Principal, Depends(require("viewer"))],
                         severity: Annotated[str | None, Query(pattern="^(info|warning|critical)$")] = None,
                         feed: Annotated[str | None, Query(max_length=64)] = None,
                         province: Annotated[str | None, Query(max_length=8)] = None) -> StreamingResponse:
@@ -107,6 +113,7 @@ async def alerts_stream(request: Request, _: Annotated[Principal, Depends(requir
     queue = fanout.subscribe()
 
     def render(event: Mapping[str, Any]) -> tuple[bytes | None, bool]:
-        return (sse(event) if _wanted(event, severity, feed, province) else None), event.get("event") == "closed"
+        wanted = _wanted(event, severity, feed, province, who.provinces)
+        return (sse(event) if wanted else None), event.get("event") == "closed"
 
     return sse_response(request, queue, lambda: fanout.unsubscribe(queue), render)

@@ -41,6 +41,7 @@ from api.auth import HardeningMiddleware, Security
 from api.keystore import AuditLog, KeyStore
 from api.params import ParamError
 from api.readonly_sql import AnalystQueries
+from api.scope import Scopes
 from api.state import ApiState
 from controlroom.catalog import Catalog, default_catalog
 from controlroom.errors import WarehouseError
@@ -100,7 +101,7 @@ def _lifespan(settings: Settings, catalog: Catalog,
         security = Security(KeyStore(warehouse), AuditLog(warehouse), agencies,
                             TokenBucket(settings.rate_limit_per_s, settings.rate_limit_burst))
         state = ApiState(settings, catalog, warehouse, security, await asyncio.to_thread(AnalystQueries, settings),
-                         alerts_stream.AlertFanout(settings))
+                         alerts_stream.AlertFanout(settings), Scopes(warehouse))
         try:
             await _start(app, state, agencies, stop)
             yield

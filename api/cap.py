@@ -53,7 +53,7 @@ def cap_response(message: CapMessage) -> Response:
 async def alert_cap_document(request: Request, _: Annotated[Principal, Depends(require("viewer"))],
                              alert_id: Annotated[str, ALERT_ID]) -> Response:
     state = api_state(request)
-    db = state.settings.clickhouse_database
+    db = await state.database_for(request)  # a province-scoped key: its provinces' alerts only (api/scope.py)
     rows = await state.query(alerts_sql.alert_sql(db, alert_id))
     if not rows:
         raise HTTPException(404, f"no alert {alert_id}")
@@ -72,7 +72,7 @@ async def incident_cap_document(request: Request, _: Annotated[Principal, Depend
                                 incident_id: Annotated[str, INCIDENT_ID]) -> Response:
     state = api_state(request)
     incident = await current_incident(request, incident_id)
-    alerts = await state.query(incidents_sql.member_alerts_sql(state.settings.clickhouse_database,
+    alerts = await state.query(incidents_sql.member_alerts_sql(await state.database_for(request),
                                                                incident["alert_ids"]))
     return cap_response(incident_cap(incident, alerts, catalog=state.catalog, sender=state.settings.cap_sender))
 
@@ -85,7 +85,7 @@ async def cap_feed(request: Request, _: Annotated[Principal, Depends(require("vi
                    limit: Annotated[int, Query(ge=1, le=1000)] = 500) -> Response:
     state = api_state(request)
     settings = state.settings
-    db = settings.clickhouse_database
+    db = await state.database_for(request)
     now = now_ms()
     public = sorted(public_rule_ids(await rules_in_force(request)))
     rows: list[dict[str, Any]] = []

@@ -46,14 +46,14 @@ async def list_incidents(
         raise HTTPException(422, [{"loc": ["query", "province"], "msg": f"unknown province code {province!r}",
                                    "type": "value_error"}])
     states = {"active": ("open", "acknowledged"), "all": incidents_sql.STATES}.get(state, (state,))
-    rows = await api.query(incidents_sql.incidents_sql(api.settings.clickhouse_database, states=states,
+    rows = await api.query(incidents_sql.incidents_sql(await api.database_for(request), states=states,
                                                        province=province, type_id=type, limit=limit))
     return [_incident_out(r) for r in rows]
 
 
 async def current_incident(request: Request, incident_id: str) -> dict[str, Any]:
     api = api_state(request)
-    rows = await api.query(incidents_sql.incident_sql(api.settings.clickhouse_database, incident_id))
+    rows = await api.query(incidents_sql.incident_sql(await api.database_for(request), incident_id))
     if not rows:
         raise HTTPException(404, f"no incident {incident_id}")
     return _incident_out(rows[0])
@@ -66,7 +66,8 @@ async def get_incident(request: Request, _: Annotated[Principal, Depends(require
     db = api.settings.clickhouse_database
     out = await current_incident(request, incident_id)
     timeline = await api.query(incidents_sql.timeline_sql(db, incident_id))
-    alerts = {r["alert_id"]: r for r in await api.query(incidents_sql.member_alerts_sql(db, out["alert_ids"]))}
+    scoped = await api.database_for(request)  # member alerts of other provinces: listed, not shown
+    alerts = {r["alert_id"]: r for r in await api.query(incidents_sql.member_alerts_sql(scoped, out["alert_ids"]))}
     out["alerts"] = [{**m, "alert": alerts.get(m["alert_id"])} for m in out["members"]]
     out["timeline"] = timeline
     out["comments"] = [{"by": e["by"], "at": e["at"], "comment": e["comment"]} for e in timeline

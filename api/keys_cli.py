@@ -86,5 +86,6 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--name", help="who the key is for")
     p.add_argument("--role", choices=["viewer", "operator", "admin", "agency"])
     p.add_argument("--agency", help="agency id (controlroom/data/agencies.yaml), for agency keys")
-    p.add_argument("--province", action="append", default=[], help="limit an agency key to a province (repeatable)")
+    p.add_argument("--province", action="append", default=[],
+                   help="limit a key to a province: an agency key writes, another key reads, only it (repeatable)")
     p.set_defaults(func=run_keys)

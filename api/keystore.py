@@ -14,9 +14,10 @@ from typing import Any
 import orjson
 import pyarrow as pa
 
+from api.scope import scope_database
 from controlroom.schema import now_ms
 from controlroom.security import ROLES, NewKey, Principal, Role, new_key, parse_token, secret_matches
-from controlroom.warehouse import Warehouse
+from controlroom.warehouse import Warehouse, table_in
 
 CACHE_TTL_S = 1.0
 KEY_COLUMNS = ("key_id", "name", "role", "agency", "provinces", "created_at", "created_by", "revoked_at")
@@ -32,7 +33,7 @@ class _Cached:
 class KeyStore:
     def __init__(self, warehouse: Warehouse) -> None:
         self.wh = warehouse
-        self.db = warehouse.database
+        self.table = table_in(warehouse.database, "api_keys")
         self._cache: dict[str, _Cached] = {}
         self._lock = threading.Lock()
 
@@ -47,7 +48,7 @@ class KeyStore:
             "revoked_at": pa.array([row["revoked_at"]], pa.timestamp("ms", tz="UTC")),
             "version": pa.array([time.time_ns()], pa.uint64()),
         })
-        self.wh.insert_arrow(f"{self.db}.api_keys", table)
+        self.wh.insert_arrow(self.table, table)
 
     def create(self, *, name: str, role: Role, created_by: str, agency: str = "",
                provinces: list[str] | None = None) -> tuple[NewKey, dict[str, Any]]:
@@ -55,6 +56,7 @@ class KeyStore:
             raise ValueError(f"role must be one of {', '.join(ROLES)}")
         if (role == "agency") != bool(agency):
             raise ValueError("an agency key needs an agency, and only agency keys have one")
+        scope_database("x", provinces or [])  # two-digit codes only: a scope's database is named by them
         key = new_key()
         row = {"key_id": key.key_id, "name": name, "role": role, "agency": agency,
                "provinces": sorted(provinces or []), "secret_hash": key.secret_hash,
@@ -78,7 +80,7 @@ class KeyStore:
         rows = self.wh.query(
             f"SELECT key_id, name, role, agency, provinces, secret_hash, "
             f"toUnixTimestamp64Milli(created_at) AS created_at, created_by, "
-            f"toUnixTimestamp64Milli(revoked_at) AS revoked_at FROM {self.db}.api_keys FINAL "
+            f"toUnixTimestamp64Milli(revoked_at) AS revoked_at FROM {self.table} FINAL "
             f"WHERE key_id = {{key_id:String}}", {"key_id": key_id})
         if not rows:
             return None
@@ -91,7 +93,7 @@ class KeyStore:
         rows = self.wh.query(
             f"SELECT key_id, name, role, agency, provinces, toUnixTimestamp64Milli(created_at) AS created_at, "
             f"created_by, toUnixTimestamp64Milli(revoked_at) AS revoked_at "
-            f"FROM {self.db}.api_keys FINAL ORDER BY created_at")
+            f"FROM {self.table} FINAL ORDER BY created_at")
         return [_public(dict(r)) for r in rows]
 
     def authenticate(self, token: str) -> Principal | None:
@@ -126,7 +128,7 @@ def _public(row: dict[str, Any]) -> dict[str, Any]:
 class AuditLog:
     def __init__(self, warehouse: Warehouse) -> None:
         self.wh = warehouse
-        self.db = warehouse.database
+        self.table = table_in(warehouse.database, "audit_log")
 
     def record(self, *, actor: Principal | None, action: str, target: str, before: Any = None,
                after: Any = None, remote: str = "") -> None:
@@ -137,11 +139,11 @@ class AuditLog:
             "before": [orjson.dumps(before).decode() if before is not None else ""],
             "after": [orjson.dumps(after).decode() if after is not None else ""], "remote": [remote],
         })
-        self.wh.insert_arrow(f"{self.db}.audit_log", table)
+        self.wh.insert_arrow(self.table, table)
 
     def read(self, limit: int = 100, action: str | None = None) -> list[dict[str, Any]]:
         where = "WHERE action = {action:String}" if action else ""
         return self.wh.query(
             f"SELECT toUnixTimestamp64Milli(at) AS at, actor_key_id, actor_name, actor_role, action, target, "
-            f"before, after, remote FROM {self.db}.audit_log {where} ORDER BY at DESC LIMIT {{limit:UInt32}}",
+            f"before, after, remote FROM {self.table} {where} ORDER BY at DESC LIMIT {{limit:UInt32}}",
             {"limit": limit, **({"action": action} if action else {})})

@@ -21,6 +21,7 @@ import orjson
 from fastapi import Request
 
 from api.overview import read_overview
+from api.scope import provinces_of, scoped_catalog
 from api.state import api_state
 from controlroom.logs import get_logger
 from controlroom.schema import now_ms
@@ -83,12 +84,15 @@ class OverviewCache:
                 await self._running
 
 
-def overview_cache(request: Request) -> OverviewCache:
-    """The process's shared snapshot, created on first use."""
+async def overview_cache(request: Request) -> OverviewCache:
+    """The snapshot shared by every caller reading the same database (national, or one province scope: api/scope.py),
+    created on first use."""
     state = api_state(request)
-    cache = state.overview_cache
+    database = await state.database_for(request)
+    cache = state.overview_caches.get(database)
     if cache is None:
-        cache = OverviewCache(lambda: read_overview(state.query, state.warehouse.database, state.catalog, now_ms()),
+        catalog = scoped_catalog(state.catalog, provinces_of(getattr(request.state, "principal", None)))
+        cache = OverviewCache(lambda: read_overview(state.query, database, catalog, now_ms()),
                               state.settings.overview_refresh_s, state.settings.overview_max_stale_s)
-        state.overview_cache = cache
+        state.overview_caches[database] = cache
     return cache

@@ -16,5 +16,5 @@ router = APIRouter()
 
 @router.get("/overview", response_model=Overview, dependencies=[Depends(require("viewer"))])
 async def overview(request: Request) -> Any:
-    snap = await overview_cache(request).get()
+    snap = await (await overview_cache(request)).get()
     return Response(snap.body, media_type="application/json", headers={"Age": str(int(snap.age_s()))})

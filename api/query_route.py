@@ -10,7 +10,7 @@ from fastapi.responses import Response
 from pydantic import BaseModel, Field
 
 from api.auth import require
-from api.readonly_sql import QueryRefused
+from api.readonly_sql import QueryForbidden, QueryRefused
 from api.state import api_state
 from controlroom.security import Principal
 
@@ -31,11 +31,12 @@ class QueryOut(BaseModel):
              responses={200: {"content": {"text/csv": {}}}})
 async def query(body: QueryRequest, request: Request,
                 _: Annotated[Principal, Depends(require("viewer"))]) -> Any:
-    analyst = api_state(request).analyst
+    state = api_state(request)
+    database = await state.database_for(request)  # a province-scoped key: its provinces' views only (api/scope.py)
     try:
-        result = await run_in_threadpool(analyst.run, body.sql, body.format)
+        result = await run_in_threadpool(state.analyst.run, body.sql, body.format, database)
     except QueryRefused as exc:
-        raise HTTPException(400, str(exc)) from exc
+        raise HTTPException(403 if isinstance(exc, QueryForbidden) else 400, str(exc)) from exc
     if body.format == "csv":
         return Response(result.csv or b"", media_type="text/csv")
     return QueryOut(columns=result.columns, rows=result.rows)

@@ -20,7 +20,7 @@ import orjson
 
 from controlroom.errors import ControlRoomError
 from controlroom.settings import Settings
-from controlroom.warehouse import embedded_engine
+from controlroom.warehouse import check_identifier, embedded_engine
 
 ALLOWED_TABLE_FUNCTIONS = {"numbers", "one", "zeros"}  # generate data, read nothing
 ALLOWED_TABLES = {"system.one"}  # what `SELECT 1` (no FROM) reads
@@ -29,7 +29,11 @@ _FUNCTION = re.compile(r"\btable_function_name: ([^\s,]+)")
 
 
 class QueryRefused(ControlRoomError):
-    """The query is not allowed (reads outside the database, writes, runs past a limit…)."""
+    """The query is not allowed (writes, runs past a limit, cannot be analysed…)."""
+
+
+class QueryForbidden(QueryRefused):
+    """The query reads what this key may not read (another database, such as the admin one): a 403."""
 
 
 @dataclass(frozen=True)
@@ -64,9 +68,10 @@ class AnalystQueries:
             path = url[len("chdb://"):]
             opts = "&".join(f"{k}={v}" for k, v in limits.items())
             self._connect = chdb.connect
-            self._query_dsn = f"{path}?{opts}&database={self.database}&output_format_json_quote_64bit_integers=0"
+            # `{db}`: the database the caller reads, the project's or its provinces' views (api/scope.py)
+            self._query_dsn = f"{path}?{opts}&database={{db}}&output_format_json_quote_64bit_integers=0"
             # EXPLAIN's own output must not count against the row limit: its own read-only connection
-            self._explain_dsn = f"{path}?readonly=1&database={self.database}"
+            self._explain_dsn = f"{path}?readonly=1&database={{db}}"
             self._server = None
         else:
             from controlroom.warehouse import ServerWarehouse
@@ -74,38 +79,42 @@ class AnalystQueries:
             self._server = ServerWarehouse(url, self.database)
             self._limits = limits
 
-    def _raw(self, sql: str, fmt: str, *, explain: bool = False) -> bytes:
+    def _raw(self, sql: str, fmt: str, database: str, *, explain: bool = False) -> bytes:
         try:
             if self._server is None:
                 # A fresh connection per query (about 3 ms): after a failed query chDB hands the next
                 # query on the same connection the failed one's partial output too.
                 with self._lock:
-                    conn = self._connect(self._explain_dsn if explain else self._query_dsn)
+                    dsn = self._explain_dsn if explain else self._query_dsn
+                    conn = self._connect(dsn.replace("{db}", check_identifier(database)))
                     try:
                         return bytes(conn.query(sql, fmt).bytes())
                     finally:
                         conn.close()
             # the same HTTP client, no session (concurrent /query calls never share one); settings for this query
-            return self._server.raw_query(sql, {"readonly": 1} if explain else self._limits, fmt)
+            return self._server.raw_query(sql, {"readonly": 1} if explain else self._limits, fmt, database)
         except Exception as exc:  # the engine's own words: readonly, timeout, too many rows, syntax
             message = str(exc).strip().splitlines()[0][:500]
             raise QueryRefused(_clean(message)) from exc
 
-    def run(self, sql: str, fmt: Literal["json", "csv"] = "json") -> QueryResult:
+    def run(self, sql: str, fmt: Literal["json", "csv"] = "json", database: str | None = None) -> QueryResult:
+        """`database`: what the caller may read (api/scope.py: a province-scoped key's views); the project's own by
+        default. Unqualified names resolve there."""
+        db = database or self.database
         sql = sql.strip().rstrip(";")
         if not sql:
             raise QueryRefused("sql is empty")
         try:
-            explain = self._raw(f"EXPLAIN QUERY TREE {sql}", "TSVRaw", explain=True).decode("utf-8", "replace")
+            explain = self._raw(f"EXPLAIN QUERY TREE {sql}", "TSVRaw", db, explain=True).decode("utf-8", "replace")
         except QueryRefused as exc:
             raise QueryRefused(f"only a single SELECT query can run here; ClickHouse could not analyse it: {exc}") \
                 from exc
-        outside = tables_outside(explain, self.database)
+        outside = tables_outside(explain, db)
         if outside:
-            raise QueryRefused(f"only the {self.database} database can be queried; this reads {', '.join(outside)}")
+            raise QueryForbidden(f"only the {db} database can be queried; this reads {', '.join(outside)}")
         if fmt == "csv":
-            return QueryResult([], [], self._raw(sql, "CSVWithNames"))
-        doc = orjson.loads(self._raw(sql, "JSONCompact") or b"{}")
+            return QueryResult([], [], self._raw(sql, "CSVWithNames", db))
+        doc = orjson.loads(self._raw(sql, "JSONCompact", db) or b"{}")
         return QueryResult([c["name"] for c in doc.get("meta", [])], doc.get("data", []))
 
     def close(self) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Depends, Query, Request
 
 from api.auth import require
 from api.models import SeriesOut
@@ -19,6 +19,7 @@ router = APIRouter()
 @router.get("/series", response_model=SeriesOut, dependencies=[Depends(require("viewer"))])
 async def series(
     state: State,
+    request: Request,
     feed: Annotated[str, Query(description="feed id, e.g. water_level")],
     province: Annotated[str | None, Query(description="current or legacy code; omitted = all")] = None,
     from_: Annotated[str | None, Query(alias="from", description="ISO 8601 with zone, or epoch ms")] = None,
@@ -30,7 +31,7 @@ async def series(
 ) -> Any:
     q = build_series_query(state.catalog, feed=feed, province=province, from_=from_, to=to, step=step,
                            dims=dims or [], source=source, now_ms=now_ms())
-    rows = await state.query(series_sql(state.warehouse.database, q))
+    rows = await state.query(series_sql(await state.database_for(request), q))
     f = state.catalog.feeds[q.feed]
     points = []
     for r in rows:

@@ -26,6 +26,7 @@ if TYPE_CHECKING:  # the routers' own types; they import this module
     from api.auth import Security
     from api.overview_cache import OverviewCache
     from api.readonly_sql import AnalystQueries
+    from api.scope import Scopes
     from api.wall_stream import WallHub
 
 
@@ -44,11 +45,13 @@ class ApiState:
     security: Security
     analyst: AnalystQueries
     alert_fanout: AlertFanout
+    scopes: Scopes
     sink: EmbeddedSink | None = None
     sink_task: asyncio.Task[None] | None = None
     base_rule_docs: list[dict[str, Any]] | None = None  # the rules file, read on first use
-    overview_cache: OverviewCache | None = None
-    wall_hub: WallHub | None = None
+    # per database read (api/scope.py): the project's, and each province scope's views; created on first use
+    overview_caches: dict[str, OverviewCache] = field(default_factory=dict)
+    wall_hubs: dict[str, WallHub] = field(default_factory=dict)
     province_hubs: dict[str, WallHub] = field(default_factory=dict)  # one per province page being watched
     _producer: AIOKafkaProducer | None = None
     _ready_topics: set[str] = field(default_factory=set)
@@ -58,6 +61,10 @@ class ApiState:
         """Runs a built (sql, params) pair in a worker thread: warehouse calls block."""
         sql, params = built
         return await run_in_threadpool(self.warehouse.query, sql, params)
+
+    async def database_for(self, request: Request) -> str:
+        """The database the caller reads: the project's, or its provinces' views (api/scope.py). After `require`."""
+        return await run_in_threadpool(self.scopes.database_for, getattr(request.state, "principal", None))
 
     async def producer(self, *topics: str) -> AIOKafkaProducer:
         """The API's Kafka producer, started on first use (reads need no broker); `topics` exist after."""
@@ -74,9 +81,11 @@ class ApiState:
 
     async def close(self) -> None:
         """Stops what this state started (the warehouse is closed by the lifespan, last)."""
-        for part in (self.alert_fanout, self.wall_hub, *self.province_hubs.values(), self.overview_cache):
-            if part is not None:
-                await part.close()
+        parts: list[AlertFanout | WallHub | OverviewCache] = [self.alert_fanout, *self.wall_hubs.values(),
+                                                             *self.province_hubs.values(),
+                                                             *self.overview_caches.values()]
+        for part in parts:
+            await part.close()
         if self._producer is not None:
             await self._producer.stop()
         await asyncio.to_thread(self.analyst.close)

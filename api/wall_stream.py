@@ -33,6 +33,7 @@ from api.auth import require
 from api.incidents_sql import incidents_sql
 from api.overview import feed_figures, read_series_latest
 from api.overview_cache import overview_cache
+from api.scope import provinces_of, scoped_catalog
 from api.series_sql import communes_sql, trends_sql
 from api.sse import sse_frame, sse_response
 from api.state import ApiState, api_state
@@ -45,7 +46,7 @@ from api.wall import (
     place_feeds,
     trend_window,
 )
-from controlroom.catalog import HEADLINE_FEEDS
+from controlroom.catalog import HEADLINE_FEEDS, Catalog
 from controlroom.logs import get_logger
 from controlroom.schema import ms_to_iso
 from controlroom.security import Principal
@@ -68,19 +69,18 @@ def _asset(name: str) -> bytes:
 Snapshot = Callable[[int], Awaitable[dict[str, Any]]]
 
 
-async def _trends(state: ApiState, feeds: list[str], province: str | None,
+async def _trends(state: ApiState, db: str, feeds: list[str], province: str | None,
                   window: tuple[int, int]) -> dict[str, list[dict[str, Any]]]:
     """The sparklines' rows per feed, in one query (trends_sql)."""
     out: dict[str, list[dict[str, Any]]] = {f: [] for f in feeds}
-    for r in await state.query(trends_sql(state.warehouse.database, feeds, province, *window)):
+    for r in await state.query(trends_sql(db, feeds, province, *window)):
         out[str(r["feed"])].append(r)
     return out
 
 
-async def _alerts_and_incidents(state: ApiState, province: str | None) -> tuple[list[dict[str, Any]],
-                                                                               list[dict[str, Any]]]:
+async def _alerts_and_incidents(state: ApiState, db: str, province: str | None) -> tuple[list[dict[str, Any]],
+                                                                                        list[dict[str, Any]]]:
     """Firing alerts (/alerts' query) and open incidents (/incidents' query), of one province or all."""
-    db = state.warehouse.database
     firing = await state.query(alerts_sql(db, states=("firing",), severity=None, feed=None, province=province,
                                           limit=ALERTS_READ))
     incidents = await state.query(incidents_sql(db, states=INCIDENT_STATES, province=province, type_id=None,
@@ -88,30 +88,34 @@ async def _alerts_and_incidents(state: ApiState, province: str | None) -> tuple[
     return firing, incidents
 
 
-def national_snapshot(state: ApiState, overview: Callable[[], Awaitable[dict[str, Any]]]) -> Snapshot:
-    """The national wall; `overview` is /overview's shared snapshot: the wall shows exactly what /overview says."""
+def national_snapshot(state: ApiState, overview: Callable[[], Awaitable[dict[str, Any]]], db: str,
+                      catalog: Catalog) -> Snapshot:
+    """The national wall; `overview` is /overview's shared snapshot: the wall shows exactly what /overview says.
+    `db` is the project's database or a province scope's views (api/scope.py), `catalog` the provinces it shows."""
 
     async def snapshot(now_ms: int) -> dict[str, Any]:
         doc = await overview()
-        firing, incidents = await _alerts_and_incidents(state, None)
+        firing, incidents = await _alerts_and_incidents(state, db, None)
         window = trend_window(now_ms)
-        trends = await _trends(state, list(HEADLINE_FEEDS.values()), None, window)
-        return build_wall(state.catalog, doc, firing, trends, refresh_s=state.settings.wall_refresh_s,
+        trends = await _trends(state, db, list(HEADLINE_FEEDS.values()), None, window)
+        return build_wall(catalog, doc, firing, trends, refresh_s=state.settings.wall_refresh_s,
                           incidents=incidents, trend_from_ms=window[0])
 
     return snapshot
 
 
 def province_snapshot(state: ApiState, code: str) -> Snapshot:
-    """One province's page: /overview's figures over its series, its alerts and incidents, sparklines, communes."""
+    """One province's page: /overview's figures over its series, its alerts and incidents, sparklines, communes.
+    Read from the project's database: a caller sees a province page only when the province is in its scope
+    (wall_stream), and then every row of that province is its to read."""
 
     async def snapshot(now_ms: int) -> dict[str, Any]:
         db, catalog = state.warehouse.database, state.catalog
         rows = await read_series_latest(state.query, db, catalog, now_ms)
         feeds = feed_figures(catalog, rows, code, now_ms)
-        firing, incidents = await _alerts_and_incidents(state, code)
+        firing, incidents = await _alerts_and_incidents(state, db, code)
         window = trend_window(now_ms)
-        trends = await _trends(state, [f["id"] for f in feeds], code, window)
+        trends = await _trends(state, db, [f["id"] for f in feeds], code, window)
         communes = await state.query(communes_sql(db, place_feeds(catalog), code, window[0]))
         return build_province(catalog, code, feeds, firing, trends, communes, generated_at=ms_to_iso(now_ms),
                               refresh_s=state.settings.wall_refresh_s, trend_from_ms=window[0], incidents=incidents)
@@ -120,8 +124,9 @@ def province_snapshot(state: ApiState, code: str) -> Snapshot:
 
 
 class WallHub:
-    """Computes a snapshot once per refresh and fans it out: one per API process for the national wall
-    (ApiState.wall_hub), one per province page being watched (ApiState.province_hubs)."""
+    """Computes a snapshot once per refresh and fans it out: one per API process and database read for the national
+    wall (ApiState.wall_hubs: the project's, each province scope's), one per province page being watched
+    (ApiState.province_hubs)."""
 
     def __init__(self, state: ApiState, snapshot: Snapshot, event: str = "wall") -> None:
         self.state = state
@@ -174,22 +179,25 @@ class WallHub:
                 await self._task
 
 
-def hub_of(request: Request, province: str | None = None) -> WallHub:
-    """The national hub, or a province's; created on first use."""
+async def hub_of(request: Request, province: str | None = None) -> WallHub:
+    """The national hub of the caller's database (national, or its province scope's views), or a province page's
+    hub; created on first use."""
     state = api_state(request)
     if province is not None:
         if province not in state.province_hubs:
             state.province_hubs[province] = WallHub(state, province_snapshot(state, province), "province")
         return state.province_hubs[province]
-    hub = state.wall_hub
+    cache = await overview_cache(request)
+    database = await state.database_for(request)
+    hub = state.wall_hubs.get(database)
     if hub is None:
-        cache = overview_cache(request)
 
         async def overview() -> dict[str, Any]:
             return (await cache.get(wait=True)).doc
 
-        hub = WallHub(state, national_snapshot(state, overview))
-        state.wall_hub = hub
+        catalog = scoped_catalog(state.catalog, provinces_of(getattr(request.state, "principal", None)))
+        hub = WallHub(state, national_snapshot(state, overview, database, catalog))
+        state.wall_hubs[database] = hub
     return hub
 
 
@@ -226,8 +234,11 @@ async def wall_static(name: str) -> Response:
 
 # Not in the OpenAPI schema: a never-ending stream only stalls schema-driven clients and fuzzers (README documents it).
 @router.get("/wall/stream", summary="Wall snapshots live (Server-Sent Events, event `wall`)", include_in_schema=False)
-async def wall_stream(request: Request, _: Annotated[Principal, Depends(require("viewer"))],
+async def wall_stream(request: Request, who: Annotated[Principal, Depends(require("viewer"))],
                       province: str | None = None) -> StreamingResponse:
-    hub = hub_of(request, _province_param(request, province))
+    code = _province_param(request, province)
+    if code is not None and who.provinces and code not in who.provinces:
+        raise HTTPException(404, f"no province {code!r} for this key")  # as if it did not exist: scoped keys
+    hub = await hub_of(request, code)
     queue = hub.subscribe()
     return sse_response(request, queue, lambda: hub.unsubscribe(queue), lambda frame: (frame, False))

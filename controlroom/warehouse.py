@@ -48,6 +48,21 @@ def check_identifier(name: str) -> str:
     return name
 
 
+# Security and configuration tables (key hashes, who did what, webhook targets and e-mail addresses, also in each
+# delivery attempt) live in a database of their own that analysts (POST /query, the `analyst` ClickHouse user) are
+# never given: migration 0011.
+ADMIN_TABLES = frozenset({"api_keys", "audit_log", "subscriptions", "alert_deliveries"})
+
+
+def admin_database(database: str) -> str:
+    return f"{check_identifier(database)}_admin"
+
+
+def table_in(database: str, table: str) -> str:
+    """`db.t`, or `db_admin.t` for an admin table: the one place that says where a table lives."""
+    return f"{admin_database(database) if table in ADMIN_TABLES else check_identifier(database)}.{table}"
+
+
 def qualify(table: str, database: str) -> str:
     """`t` → `db.t`; `db.t` stays. Only plain identifiers pass: a table name is spliced into SQL."""
     if not _TABLE.match(table):
@@ -275,9 +290,13 @@ class ServerWarehouse:
         except Exception as exc:
             raise self._error("ClickHouse", exc) from exc
 
-    def raw_query(self, sql: str, settings: dict[str, Any], fmt: str) -> bytes:
-        """The server's own output in `fmt`, with `settings` for this query only (api/readonly_sql: /query)."""
+    def raw_query(self, sql: str, settings: dict[str, Any], fmt: str, database: str | None = None) -> bytes:
+        """The server's own output in `fmt`, with `settings` for this query only (api/readonly_sql: /query);
+        `database`: where unqualified table names resolve for this query (the client's own otherwise)."""
         try:
+            if database is not None:  # a transport parameter of ClickHouse's HTTP interface, per request
+                return bytes(self._client.raw_query(sql, settings={**settings, "database": check_identifier(database)},
+                                                    fmt=fmt, use_database=False))
             return bytes(self._client.raw_query(sql, settings=settings, fmt=fmt))
         except Exception as exc:
             raise self._error("ClickHouse", exc) from exc

@@ -472,13 +472,13 @@ def alerts_by_state(pos: Pos) -> cogbuilder.Builder[dash.Panel]:
 
 
 def deliveries_sql() -> str:
-    return (f"SELECT $__timeInterval(attempted_at) AS time, status, count() AS deliveries FROM {DB}.alert_deliveries "
+    return (f"SELECT $__timeInterval(attempted_at) AS time, status, count() AS deliveries FROM {DB}.delivery_attempts "
             "WHERE $__timeFilter(attempted_at) GROUP BY time, status ORDER BY time")
 
 
 def deliveries(pos: Pos) -> cogbuilder.Builder[dash.Panel]:
     return P.timeseries("Notification deliveries by status", [Q(deliveries_sql(), time_series=True)], pos,
-                        stack=True, description="Every attempt of the notifier (alert_deliveries).")
+                        stack=True, description="Every attempt of the notifier (delivery_attempts: no target).")
 
 
 def freshness_sql() -> str:

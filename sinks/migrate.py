@@ -18,7 +18,7 @@ import pyarrow as pa
 
 from controlroom.catalog import Catalog
 from controlroom.logs import get_logger
-from controlroom.warehouse import Warehouse, check_identifier
+from controlroom.warehouse import Warehouse, admin_database, check_identifier
 
 log = get_logger("migrate")
 
@@ -50,7 +50,8 @@ def split_statements(sql: str) -> list[str]:
 
 
 def render(sql: str, db: str) -> str:
-    return sql.replace("{db}", check_identifier(db))
+    """`{db}`: the project's database; `{admin}`: its security and configuration database."""
+    return sql.replace("{admin}", admin_database(db)).replace("{db}", check_identifier(db))
 
 
 def migrate(warehouse: Warehouse, catalog: Catalog) -> list[str]:

@@ -8,7 +8,7 @@ import re
 
 from controlroom.errors import ConfigError
 from controlroom.settings import Settings
-from controlroom.warehouse import Warehouse, check_identifier
+from controlroom.warehouse import Warehouse, table_in
 
 # (table, the row's own time as a DateTime, the setting of its retention in days)
 RETENTION = (
@@ -18,6 +18,7 @@ RETENTION = (
     ("dead_letters", "toDateTime(received_at)", "diagnostics_retention_days"),
     ("late_readings", "toDateTime(detected_at)", "diagnostics_retention_days"),
     ("alert_deliveries", "toDateTime(attempted_at)", "deliveries_retention_days"),
+    ("delivery_attempts", "toDateTime(attempted_at)", "deliveries_retention_days"),
 )
 _TTL = re.compile(r" TTL (.+?)(?: SETTINGS |$)")
 
@@ -38,8 +39,9 @@ def ttl_plan(settings: Settings) -> dict[str, str | None]:
 
 
 def current_ttl(warehouse: Warehouse, table: str) -> str | None:
+    database, name = table_in(warehouse.database, table).split(".")
     rows = warehouse.query("SELECT engine_full FROM system.tables WHERE database = {db:String} AND name = {t:String}",
-                           {"db": warehouse.database, "t": table})
+                           {"db": database, "t": name})
     found = _TTL.search(str(rows[0]["engine_full"])) if rows else None
     return found.group(1) if found else None
 
@@ -47,14 +49,13 @@ def current_ttl(warehouse: Warehouse, table: str) -> str | None:
 def apply_retention(warehouse: Warehouse, settings: Settings) -> dict[str, str | None]:
     """Set each table's TTL where it differs from the plan (an ALTER … MODIFY TTL re-checks every part: only when
     needed); return the tables changed and their new TTL."""
-    db = check_identifier(warehouse.database)
     changed: dict[str, str | None] = {}
     for table, ttl in ttl_plan(settings).items():
         if current_ttl(warehouse, table) == ttl:
             continue
         if ttl is None:
-            warehouse.command(f"ALTER TABLE {db}.{table} REMOVE TTL")
+            warehouse.command(f"ALTER TABLE {table_in(warehouse.database, table)} REMOVE TTL")
         else:
-            warehouse.command(f"ALTER TABLE {db}.{table} MODIFY TTL {ttl}")
+            warehouse.command(f"ALTER TABLE {table_in(warehouse.database, table)} MODIFY TTL {ttl}")
         changed[table] = ttl
     return changed

@@ -24,7 +24,7 @@ from controlroom.errors import WarehouseError
 from controlroom.kafka import all_topics, ensure_topics, make_consumer, polls
 from controlroom.logs import get_logger
 from controlroom.settings import Settings
-from controlroom.warehouse import Warehouse
+from controlroom.warehouse import Warehouse, table_in
 from sinks import recompute, rows
 from sinks.recompute import Trigger
 from sinks.rows import Record
@@ -108,7 +108,7 @@ class SinkWriter:
             try:
                 if table.num_rows:
                     token = rows.dedup_token(target, by_target[target])
-                    self.wh.insert_arrow(f"{self.wh.database}.{target}", table, token)
+                    self.wh.insert_arrow(table_in(self.wh.database, target), table, token)
             except Exception as exc:  # try the other tables anyway: a healthy table keeps moving
                 failed[target] = exc
                 log.error("insert failed", table=target, rows=table.num_rows, error=f"{type(exc).__name__}: {exc}",

@@ -1,5 +1,8 @@
--- 0002: API keys (hashes only) and the audit log of every write.
-CREATE TABLE IF NOT EXISTS {db}.api_keys (
+-- 0002: API keys (hashes only) and the audit log of every write. In the admin database (see 0011): first created
+-- in {db}, moved by 0011 where that ran before; created there directly since, so analysts never see them.
+CREATE DATABASE IF NOT EXISTS {admin};
+
+CREATE TABLE IF NOT EXISTS {admin}.api_keys (
     key_id String,
     name String,
     role LowCardinality(String),
@@ -13,7 +16,7 @@ CREATE TABLE IF NOT EXISTS {db}.api_keys (
 ) ENGINE = ReplacingMergeTree(version)
 ORDER BY key_id;
 
-CREATE TABLE IF NOT EXISTS {db}.audit_log (
+CREATE TABLE IF NOT EXISTS {admin}.audit_log (
     at DateTime64(3, 'UTC'),
     actor_key_id String,
     actor_name String,

@@ -91,7 +91,8 @@ CREATE TABLE IF NOT EXISTS {db}.silences (
 ) ENGINE = ReplacingMergeTree(version)
 ORDER BY silence_id;
 
-CREATE TABLE IF NOT EXISTS {db}.subscriptions (
+-- in the admin database (see 0011): webhook targets and e-mail addresses
+CREATE TABLE IF NOT EXISTS {admin}.subscriptions (
     subscription_id String,
     version UInt64,
     doc String,
@@ -100,7 +101,8 @@ CREATE TABLE IF NOT EXISTS {db}.subscriptions (
 ) ENGINE = ReplacingMergeTree(version)
 ORDER BY subscription_id;
 
-CREATE TABLE IF NOT EXISTS {db}.alert_deliveries (
+-- in the admin database (see 0011): `target` is a webhook URL or an e-mail address
+CREATE TABLE IF NOT EXISTS {admin}.alert_deliveries (
     delivery_id String,
     idempotency_key String,
     alert_id String,

@@ -50,15 +50,25 @@ ALTER TABLE {db}.late_readings
     MODIFY COLUMN watermark CODEC(Delta, ZSTD(1)),
     MODIFY COLUMN detected_at CODEC(Delta, ZSTD(1));
 
-ALTER TABLE {db}.alert_deliveries
+-- alert_deliveries lives in the admin database (0011); a warehouse whose 0003 created it in {db} moves it first
+CREATE DATABASE IF NOT EXISTS {admin};
+
+RENAME TABLE IF EXISTS {db}.alert_deliveries TO {admin}.alert_deliveries;
+
+ALTER TABLE {admin}.alert_deliveries
     MODIFY COLUMN target CODEC(ZSTD(1)),
     MODIFY COLUMN error CODEC(ZSTD(1)),
     MODIFY COLUMN attempted_at CODEC(Delta, ZSTD(1)),
     MODIFY COLUMN duration_ms CODEC(Gorilla, ZSTD(1));
 
-ALTER TABLE {db}.alert_deliveries MODIFY SETTING ttl_only_drop_parts = 1;
+ALTER TABLE {admin}.alert_deliveries MODIFY SETTING ttl_only_drop_parts = 1;
 
-ALTER TABLE {db}.audit_log
+-- audit_log lives in the admin database (0011); a warehouse whose 0002 created it in {db} moves it first
+CREATE DATABASE IF NOT EXISTS {admin};
+
+RENAME TABLE IF EXISTS {db}.audit_log TO {admin}.audit_log;
+
+ALTER TABLE {admin}.audit_log
     MODIFY COLUMN at CODEC(Delta, ZSTD(1)),
     MODIFY COLUMN before CODEC(ZSTD(3)),
     MODIFY COLUMN after CODEC(ZSTD(3));

@@ -28,6 +28,8 @@ ENDPOINTS = [
     ("GET", "/reports/compliance?form=BC_NHIEMVU_THANG", None, "viewer"),
     ("GET", "/reports/BC_NHIEMVU_THANG/2026-10", None, "viewer"),
     ("POST", "/query", {"sql": "SELECT 1 AS one"}, "viewer"),
+    ("GET", "/alerts", None, "viewer"),
+    ("GET", "/incidents", None, "viewer"),
     ("GET", "/admin/keys", None, "admin"),
     ("POST", "/admin/keys", {"name": "x", "role": "viewer"}, "admin"),
     ("DELETE", "/admin/keys/000000000000", None, "admin"),
@@ -44,6 +46,11 @@ def now_iso() -> str:
 
 def test_role_matrix(make_settings) -> None:  # type: ignore[no-untyped-def]
     with api_client(make_settings(embedded_sink=False)) as (client, keys):
+        store = client.app.state.api.security.keys  # type: ignore[attr-defined]
+        scoped = {role: store.create(name=f"scoped-{role}", role=role, created_by="test",
+                                     provinces=["01", "79"])[0].token for role in ("viewer", "operator")}
+        for token in scoped.values():
+            register_secret(token)
         for method, path, body, least in ENDPOINTS:
             assert client.request(method, path, json=body).status_code == 401, (method, path)
             bad = client.request(method, path, json=body, headers={"Authorization": "Bearer cr_000000000000_nope"})
@@ -56,6 +63,12 @@ def test_role_matrix(make_settings) -> None:  # type: ignore[no-untyped-def]
                     assert status in (200, 201, 404), (method, path, role, status)  # 404: the dummy key id
                 else:
                     assert status == 403, (method, path, role, status)
+            # the scope dimension: a province-scoped key has its role's access (what it then sees of the data:
+            # tests/integration/test_api_scope.py)
+            for role, token in scoped.items():
+                auth = {"Authorization": f"Bearer {token}"}
+                status = client.request(method, path, json=body, headers=auth).status_code
+                assert (status in (200, 201, 404)) == (role in ALLOWED[least]), (method, path, "scoped", role, status)
         assert client.get("/healthz").status_code == 200  # health stays open for probes
 
 
@@ -105,7 +118,6 @@ def test_security_headers_and_no_cors_by_default(make_settings) -> None:  # type
 @pytest.mark.parametrize(("sql", "words"), [
     ("INSERT INTO readings (event_id) VALUES ('x')", "SELECT"),
     ("DROP TABLE readings", "SELECT"),
-    ("SELECT * FROM system.users", "only the controlroom database"),
     ("SELECT * FROM file('/etc/passwd', 'LineAsString')", "readonly"),
     ("SELECT 1 SETTINGS readonly = 0", "readonly"),
     ("SELECT number FROM numbers(100000)", "Limit for result exceeded"),
@@ -119,6 +131,37 @@ def test_query_cannot_write_escape_or_run_past_limits(make_settings, sql: str, w
         assert r.status_code == 400 and words.lower() in r.json()["detail"].lower(), r.text
         still = client.post("/query", json={"sql": "SELECT count() AS n FROM readings"}, headers=keys.header("viewer"))
         assert still.json() == {"columns": ["n"], "rows": [[0]]}  # the table is still there, untouched
+
+
+OUTSIDE = [  # what a viewer's /query must never read: (sql, what the refusal names)
+    ("SELECT * FROM system.users", "system.users"),
+    ("SELECT key_id, secret_hash FROM controlroom_admin.api_keys", "controlroom_admin.api_keys"),  # key hashes
+    ("SELECT * FROM controlroom_admin.audit_log", "controlroom_admin.audit_log"),  # who changed what
+    ("SELECT doc FROM controlroom_admin.subscriptions", "controlroom_admin.subscriptions"),  # targets, e-mails
+    ("SELECT target FROM controlroom_admin.alert_deliveries", "controlroom_admin.alert_deliveries"),  # the same
+    ("SELECT count() FROM readings WHERE province IN (SELECT arrayJoin(provinces) FROM controlroom_admin.api_keys)",
+     "controlroom_admin.api_keys"),
+    ("SELECT * FROM merge('controlroom_admin', '.*')", "merge()"),
+]
+
+
+def test_query_never_reads_the_admin_database(broker: str, make_settings) -> None:  # type: ignore[no-untyped-def]
+    with api_client(make_settings(kafka_bootstrap=broker, embedded_sink=False)) as (client, keys):
+        made = client.post("/subscriptions", headers=keys.header("admin"),
+                           json={"id": "boss", "name": "duty officer", "channel": "email", "target": "boss@example.vn"})
+        assert made.status_code == 201, made.text
+        # the admin paths still read and write them, in their new database
+        assert [s["id"] for s in client.get("/subscriptions", headers=keys.header("admin")).json()] == ["boss"]
+        audit = client.get("/audit", headers=keys.header("admin")).json()
+        assert [a["target"] for a in audit if a["action"] == "subscription.create"] == ["boss"]
+        for sql, named in OUTSIDE:
+            for role in ("viewer", "operator"):
+                r = client.post("/query", json={"sql": sql}, headers=keys.header(role))
+                assert r.status_code == 403, (sql, r.text)
+                assert "only the controlroom database" in r.json()["detail"] and named in r.json()["detail"], r.text
+        for table in ("api_keys", "audit_log", "subscriptions", "alert_deliveries"):  # none left where analysts read
+            gone = client.post("/query", json={"sql": f"SELECT * FROM {table}"}, headers=keys.header("viewer"))
+            assert gone.status_code == 400 and table in gone.json()["detail"], gone.text
 
 
 def test_query_json_and_csv(make_settings) -> None:  # type: ignore[no-untyped-def]

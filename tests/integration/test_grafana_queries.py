@@ -17,7 +17,7 @@ import pytest
 
 from api.overview import read_overview
 from controlroom.catalog import Catalog, default_catalog
-from controlroom.warehouse import ChdbWarehouse
+from controlroom.warehouse import ChdbWarehouse, table_in
 from grafana.layout import DASHBOARDS
 from grafana.macros import ALL, QueryContext, Variable, expand
 from sinks.migrate import migrate
@@ -38,7 +38,7 @@ def board_files() -> dict[str, dict[str, Any]]:
 def insert(wh: ChdbWarehouse, table: str, rows: list[dict[str, Any]]) -> None:
     schema = SCHEMAS[table]
     full = [{f.name: r.get(f.name, _default(f.type)) for f in schema} for r in rows]
-    wh.insert_arrow(f"{DB}.{table}", pa.Table.from_pylist(full, schema))
+    wh.insert_arrow(table_in(DB, table), pa.Table.from_pylist(full, schema))
 
 
 def _default(t: pa.DataType) -> Any:

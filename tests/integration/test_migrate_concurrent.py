@@ -12,16 +12,18 @@ from typing import Any
 import pytest
 
 from controlroom.catalog import Catalog
-from controlroom.warehouse import Warehouse
+from controlroom.warehouse import ADMIN_TABLES, Warehouse, admin_database, table_in
 from sinks.migrate import STAGING, drop_stale_staging, migrate, migration_files, refresh_reference
 
 pytestmark = pytest.mark.integration
 
 
 def schema(wh: Warehouse) -> dict[str, str]:
-    """Every table of the database and its CREATE statement (codecs, TTLs and settings included)."""
-    rows = wh.query("SELECT name, create_table_query AS ddl FROM system.tables WHERE database = {db:String}",
-                    {"db": wh.database})
+    """Every table of the database and of its admin database, and its CREATE statement (codecs, TTLs and settings
+    included)."""
+    rows = wh.query("SELECT database || '.' || name AS name, create_table_query AS ddl FROM system.tables "
+                    "WHERE database IN ({db:String}, {admin:String})",
+                    {"db": wh.database, "admin": admin_database(wh.database)})
     return {str(r["name"]): str(r["ddl"]) for r in rows}
 
 
@@ -63,6 +65,7 @@ def test_two_migrations_at_once_end_as_one(warehouse: Warehouse, catalog: Catalo
     assert counts == [{"feeds": len(catalog.feeds), "provinces": len(catalog.provinces)}]  # not twice
     # the same schema as a single run on an empty warehouse (every DDL compared, codecs and TTLs included)
     warehouse.command("DROP DATABASE controlroom SYNC")
+    warehouse.command("DROP DATABASE controlroom_admin SYNC")
     migrate(warehouse, catalog)
     assert schema(warehouse) == concurrent
 
@@ -95,8 +98,34 @@ def test_a_dead_refresh_leaves_a_staging_table_that_a_later_run_drops(warehouse:
     left = f"provinces{STAGING}deadbeef0000"
     warehouse.command(f"CREATE TABLE controlroom.{left} AS controlroom.provinces")
     refresh_reference(warehouse, catalog)
-    assert left in schema(warehouse)  # too young: it may be a refresh running now
+    assert f"controlroom.{left}" in schema(warehouse)  # too young: it may be a refresh running now
     time.sleep(1.1)  # metadata times have a resolution of one second
     drop_stale_staging(warehouse, older_than_s=0)
     assert not [t for t in schema(warehouse) if STAGING in t]
     assert int(warehouse.query("SELECT count() AS n FROM controlroom.provinces")[0]["n"]) == len(catalog.provinces)
+
+
+def test_0011_moves_the_admin_tables_of_an_older_warehouse_with_their_rows(warehouse: Warehouse,
+                                                                            catalog: Catalog) -> None:
+    migrate(warehouse, catalog)
+    # an older warehouse: its 0002/0003 created the tables in the project's database, and 0011 is pending
+    for table in ADMIN_TABLES:
+        warehouse.command(f"RENAME TABLE {table_in(warehouse.database, table)} TO controlroom.{table}")
+    warehouse.command("INSERT INTO controlroom.audit_log (at, action, target) VALUES (now64(3, 'UTC'), 'x', 'kept')")
+    warehouse.command("INSERT INTO controlroom.subscriptions (subscription_id, version, doc) VALUES ('s', 1, '{}')")
+    warehouse.command("INSERT INTO controlroom.alert_deliveries (delivery_id, alert_id, target, status, attempted_at) "
+                      "VALUES ('d1', 'a1', 'https://hooks.example/secret-token', 'delivered', now64(3, 'UTC'))")
+    warehouse.command("DELETE FROM controlroom.schema_migrations WHERE version = '0011'")
+    assert migrate(warehouse, catalog) == ["0011"]
+    left = warehouse.query("SELECT name FROM system.tables WHERE database = 'controlroom' "
+                           "AND has({t:Array(String)}, name)", {"t": sorted(ADMIN_TABLES)})
+    assert left == []
+    assert warehouse.query("SELECT target FROM controlroom_admin.audit_log") == [{"target": "kept"}]
+    assert warehouse.query("SELECT subscription_id FROM controlroom_admin.subscriptions") == [{"subscription_id": "s"}]
+    # what analysts see of a delivery: the attempt, not its target (applied twice: still one row)
+    warehouse.command("DELETE FROM controlroom.schema_migrations WHERE version = '0011'")
+    assert migrate(warehouse, catalog) == ["0011"]
+    assert warehouse.query("SELECT delivery_id, status FROM controlroom.delivery_attempts") == [
+        {"delivery_id": "d1", "status": "delivered"}]
+    assert "target" not in {r["name"] for r in warehouse.query(
+        "SELECT name FROM system.columns WHERE database = 'controlroom' AND table = 'delivery_attempts'")}

@@ -12,7 +12,7 @@ import pytest
 from controlroom.catalog import Catalog
 from controlroom.errors import ConfigError
 from controlroom.settings import Settings
-from controlroom.warehouse import Warehouse
+from controlroom.warehouse import Warehouse, table_in
 from sinks.migrate import migrate
 from sinks.retention import apply_retention, current_ttl, ttl_plan
 
@@ -20,8 +20,9 @@ pytestmark = pytest.mark.integration
 
 
 def ddl(wh: Warehouse, table: str) -> str:
-    return str(wh.query("SELECT create_table_query AS q FROM system.tables WHERE database = 'controlroom' "
-                        "AND name = {t:String}", {"t": table})[0]["q"])
+    database, name = table_in(wh.database, table).split(".")
+    return str(wh.query("SELECT create_table_query AS q FROM system.tables WHERE database = {d:String} "
+                        "AND name = {t:String}", {"d": database, "t": name})[0]["q"])
 
 
 def test_codecs_are_in_place_and_migrations_alone_set_no_ttl(warehouse: Warehouse, catalog: Catalog) -> None:
@@ -43,7 +44,8 @@ def test_retention_expires_old_rows_keeps_younger_ones_and_follows_the_settings(
         "readings": "toDateTime(ts) + toIntervalDay(730)", "agg_1m": "toDateTime(window_start) + toIntervalDay(730)",
         "agg_1h": "bucket + toIntervalDay(1825)", "dead_letters": "toDateTime(received_at) + toIntervalDay(90)",
         "late_readings": "toDateTime(detected_at) + toIntervalDay(90)",
-        "alert_deliveries": "toDateTime(attempted_at) + toIntervalDay(400)"}
+        "alert_deliveries": "toDateTime(attempted_at) + toIntervalDay(400)",
+        "delivery_attempts": "toDateTime(attempted_at) + toIntervalDay(400)"}
     assert apply_retention(warehouse, settings) == {}  # read back as written: no second ALTER
     assert " TTL " not in ddl(warehouse, "audit_log")  # the record of who did what is kept
     for days, event_id in ((800, "old"), (700, "kept")):  # two months, two parts: the old one drops whole

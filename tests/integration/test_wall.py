@@ -62,7 +62,7 @@ INCIDENT_RGB = "rgb(255, 255, 255)"  # --incident in wall.css: the ring around a
 class WallApi(LiveApi):
     @property
     def hub(self) -> WallHub:
-        hub: WallHub = self.app.state.api.wall_hub
+        hub: WallHub = self.app.state.api.wall_hubs["controlroom"]
         return hub
 
 
@@ -412,7 +412,7 @@ def test_stream_needs_a_viewer_key_and_ends_when_it_is_revoked(make_settings, mo
                 if time.monotonic() - started > 20:
                     break
         assert events[:2] == ["wall", "revoked"] and events[-1] == "auth"  # the stream told the screen, then ended
-        assert not client.app.state.api.wall_hub.clients  # type: ignore[attr-defined]
+        assert not client.app.state.api.wall_hubs["controlroom"].clients  # type: ignore[attr-defined]
 
 
 def province_figures(page: Page) -> dict[str, Any]:

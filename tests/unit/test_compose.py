@@ -19,6 +19,7 @@ import pytest
 import yaml
 
 from controlroom.settings import Settings
+from controlroom.warehouse import ADMIN_TABLES, admin_database
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE = ROOT / "docker-compose.yml"
@@ -368,3 +369,19 @@ def test_the_analyst_profile_is_read_only_yet_takes_the_plugins_timeout(services
     assert all(g.startswith("GRANT SELECT ON ") for g in grants), grants
     assert environment(services["grafana"])["CLICKHOUSE_READONLY_USER"] == "analyst"
     assert json_data["username"] == "$__env{CLICKHOUSE_READONLY_USER}"
+
+
+def test_the_analyst_grant_never_reaches_the_admin_database(services: dict[str, dict[str, Any]]) -> None:
+    """Key hashes, the audit log and subscriptions live in {db}_admin (migration 0011): no grant of the analyst names
+    it, nor any database by wildcard, and the database the services use is the one granted."""
+    root = ET.parse(ROOT / "deploy" / "clickhouse" / "analyst.xml").getroot()  # noqa: S314 (our own file)
+    grants = [q.text or "" for q in root.findall("users/analyst/grants/query")]
+    targets = {g.removeprefix("GRANT SELECT ON ").strip() for g in grants}
+    assert targets == {"controlroom.*", "system.databases", "system.tables", "system.columns"}, grants
+    database = environment(services["api"])["CLICKHOUSE_URL"].rsplit("/", 1)[1]
+    assert database == Settings().clickhouse_database == "controlroom"
+    admin = admin_database(database)
+    assert all(not t.startswith(("*", admin)) for t in targets)
+    assert {"api_keys", "audit_log", "subscriptions"} <= ADMIN_TABLES
+    migration = (ROOT / "sinks" / "migrations" / "0011_admin_database.sql").read_text()
+    assert all(f"RENAME TABLE IF EXISTS {{db}}.{t} TO {{admin}}.{t}" in migration for t in ADMIN_TABLES)

@@ -36,6 +36,7 @@ class FakeClickHouse:
         self.lock = threading.Lock()
         self.sessions_running: set[str] = set()
         self.session_ids: list[str | None] = []  # of every query request
+        self.databases: list[str | None] = []  # the `database` parameter of every query request
         self.running = self.peak = 0
         fake = self
 
@@ -75,6 +76,7 @@ class FakeClickHouse:
         session = params.get("session_id")
         with self.lock:
             self.session_ids.append(session)
+            self.databases.append(params.get("database"))
             if session is not None and session in self.sessions_running:
                 return 500, (f"Code: 373. DB::Exception: Session {session} is locked by a concurrent client. "
                              "(SESSION_IS_LOCKED) (version 25.8.1.1)\n").encode()
@@ -85,7 +87,8 @@ class FakeClickHouse:
         try:
             threading.Event().wait(ANSWER_S)
             if text.lstrip().startswith("EXPLAIN"):
-                return 200, b"QUERY id: 0\n  JOIN TREE\n    TABLE id: 3, table_name: controlroom.feeds\n"
+                database = params.get("database", "controlroom")  # where ClickHouse resolves `feeds`
+                return 200, f"QUERY id: 0\n  JOIN TREE\n    TABLE id: 3, table_name: {database}.feeds\n".encode()
             if "JSONCompact" in text or params.get("default_format") == "JSONCompact":
                 return 200, orjson.dumps({"meta": [{"name": "n", "type": "UInt64"}], "data": [[25]]})
             return 200, b""  # Native, no rows
@@ -144,6 +147,18 @@ def test_concurrent_query_calls_share_no_session(fake: FakeClickHouse) -> None:
     assert [r.rows if not isinstance(r, Exception) else repr(r) for r in results] == [[[25]]] * CALLS
     assert fake.peak >= 2, "the calls did not overlap: the test proved nothing"
     assert set(fake.session_ids) == {None} and len(fake.session_ids) == 2 * CALLS  # EXPLAIN + the query, each
+
+
+def test_query_names_the_database_its_tables_resolve_in(fake: FakeClickHouse) -> None:
+    """A province-scoped key's /query runs with its scope's database as the default (api/scope.py), on a server as on
+    chDB: the request carries it, and the analyzer's table list is checked against it."""
+    queries = AnalystQueries(Settings(clickhouse_url=fake.url, clickhouse_database="controlroom"))
+    try:
+        assert queries.run("SELECT count() AS n FROM feeds", database="controlroom_p_01_79").rows == [[25]]
+        assert queries.run("SELECT count() AS n FROM feeds").rows == [[25]]
+    finally:
+        queries.close()
+    assert fake.databases == ["controlroom_p_01_79"] * 2 + ["controlroom"] * 2  # EXPLAIN + the query, each
 
 
 def test_concurrent_warehouse_queries_run_side_by_side(fake: FakeClickHouse) -> None:
