@@ -23,7 +23,7 @@ from api.indicators_sql import indicator_months_sql, next_target_version_sql, re
 from api.params import ParamError
 from api.reports import review_states
 from api.state import ApiState, State
-from controlroom.catalog import NATIONAL
+from controlroom.catalog import NATIONAL, default_catalog
 from controlroom.errors import ConfigError
 from controlroom.indicators import (
     Indicator,
@@ -56,10 +56,10 @@ async def list_indicators(
     return {"count": len(docs), "indicators": docs}
 
 
-@router.get("/indicators/{indicator_id}", summary="An indicator's value per period, nationally or for a province",
-            dependencies=[Depends(require("viewer"))])
+@router.get("/indicators/{indicator_id}", summary="An indicator's value per period, nationally or for a province")
 async def indicator_values(
     state: State,
+    who: Annotated[Principal, Depends(require("viewer"))],
     indicator_id: str,
     province: Annotated[str | None, Query(description="province code (current or legacy); omitted = national")]
     = None,
@@ -68,7 +68,7 @@ async def indicator_values(
     to: Annotated[str | None, Query(description="the last period included, or a time; default now")] = None,
 ) -> dict[str, Any]:
     ind = _indicator(indicator_id)
-    code = _province(state, ind, province)
+    code = _readable(who, ind, _province(state, ind, province))
     periods = _periods(ind, from_, to, now_ms())
     values = await _values(state, ind, code, periods)
     now = now_ms()
@@ -103,6 +103,26 @@ def _province(state: State, ind: Indicator, province: str | None) -> str:
     if current is None:
         raise ParamError("province", f"unknown province code {province[:16]!r}")
     return current
+
+
+def _readable(who: Principal, ind: Indicator, code: str) -> str:
+    """`code` if this key may read the indicator there. A key scoped to provinces reads its provinces and the
+    national figures that are no sum over other provinces (national feeds, the national submitter's report)."""
+    if not who.provinces or code in who.provinces:
+        return code
+    if code == NATIONAL and _national_source(ind):
+        return code
+    what = "the national total sums every province" if code == NATIONAL else f"province {code}"
+    raise HTTPException(404, f"not in this key's provinces: {what}")
+
+
+def _national_source(ind: Indicator) -> bool:
+    if ind.source == "report":
+        return True
+    if ind.source == "ratio":
+        parts = default_indicators()
+        return _national_source(parts[ind.numerator or ""]) and _national_source(parts[ind.denominator or ""])
+    return default_catalog().feeds[ind.feed or ""].scope == "national"
 
 
 def _bound(ind: Indicator, text: str, field: str) -> Period:
@@ -217,22 +237,22 @@ async def load_targets(request: Request, state: State, who: Annotated[Principal,
     return {"stored": len(stored), "targets": stored}
 
 
-@router.get("/indicators/{indicator_id}/targets", summary="An indicator's targets for a year, or every version",
-            dependencies=[Depends(require("viewer"))])
-async def get_targets(state: State, indicator_id: str, year: Annotated[int, Query(ge=2000, le=2100)],
-                      province: str | None = None, history: bool = False) -> dict[str, Any]:
+@router.get("/indicators/{indicator_id}/targets", summary="An indicator's targets for a year, or every version")
+async def get_targets(state: State, who: Annotated[Principal, Depends(require("viewer"))], indicator_id: str,
+                      year: Annotated[int, Query(ge=2000, le=2100)], province: str | None = None,
+                      history: bool = False) -> dict[str, Any]:
     ind = _indicator(indicator_id)
     code = None if province is None else _province(state, ind, province)
     rows = await state.query(targets_sql(state.warehouse.database, ind.id, year, code, history))
-    return {"indicator": ind.id, "year": year, "targets": [_target_out(ind, year, r) for r in rows]}
+    mine = [r for r in rows if not who.provinces or r["prov"] in who.provinces | {NATIONAL}]
+    return {"indicator": ind.id, "year": year, "targets": [_target_out(ind, year, r) for r in mine]}
 
 
-@router.get("/indicators/{indicator_id}/plan", summary="Plan versus actual for a year, with the year-end projection",
-            dependencies=[Depends(require("viewer"))])
-async def plan(state: State, indicator_id: str, year: Annotated[int, Query(ge=2000, le=2100)],
-               province: str | None = None) -> dict[str, Any]:
+@router.get("/indicators/{indicator_id}/plan", summary="Plan versus actual for a year, with the year-end projection")
+async def plan(state: State, who: Annotated[Principal, Depends(require("viewer"))], indicator_id: str,
+               year: Annotated[int, Query(ge=2000, le=2100)], province: str | None = None) -> dict[str, Any]:
     ind = _indicator(indicator_id)
-    code = _province(state, ind, province)
+    code = _readable(who, ind, _province(state, ind, province))
     periods = year_periods(ind, year)
     values = await _values(state, ind, code, periods)
     rows = await state.query(targets_sql(state.warehouse.database, ind.id, year, code))
@@ -243,9 +263,9 @@ async def plan(state: State, indicator_id: str, year: Annotated[int, Query(ge=20
             "periods": [{"period": p.label, "value": v} for p, v in zip(periods, values, strict=True)]}
 
 
-@router.get("/indicators/{indicator_id}/ranking", summary="Provinces ranked on a year: share of plan, else value",
-            dependencies=[Depends(require("viewer"))])
-async def ranking(state: State, indicator_id: str, year: Annotated[int, Query(ge=2000, le=2100)]) -> dict[str, Any]:
+@router.get("/indicators/{indicator_id}/ranking", summary="Provinces ranked on a year: share of plan, else value")
+async def ranking(state: State, who: Annotated[Principal, Depends(require("viewer"))], indicator_id: str,
+                  year: Annotated[int, Query(ge=2000, le=2100)]) -> dict[str, Any]:
     ind = _indicator(indicator_id)
     if "provincial" not in ind.levels:
         raise ParamError("indicator", f"{ind.id} is a national figure only: nothing to rank")
@@ -255,7 +275,7 @@ async def ranking(state: State, indicator_id: str, year: Annotated[int, Query(ge
                for r in await state.query(targets_sql(state.warehouse.database, ind.id, year, None))}
     now = now_ms()
     rows = []
-    for code in sorted(state.catalog.provinces):
+    for code in sorted(who.provinces or state.catalog.provinces):  # a scoped key ranks its own provinces
         figures = plan_vs_actual(ind, periods, by_province.get(code, [None] * len(periods)), targets.get(code), now)
         rows.append({"province": code, "name_vi": state.catalog.provinces[code].name_vi, **figures})
     # with targets: the share of plan reached; without: the figure itself. Provinces with nothing measured last.

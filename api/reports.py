@@ -182,9 +182,8 @@ async def review_states(state: ApiState, form: Form, periods: list[str]) -> dict
     return {(str(r["unit"]), str(r["period"]), int(r["revision"])): REVIEW_STATE[str(r["step"])] for r in rows}
 
 
-@router.get("/reports/compliance", summary="Who reported: expected, submitted, on time, per form and unit",
-            dependencies=[Depends(require("viewer"))])
-async def compliance(state: State, form: str | None = None,
+@router.get("/reports/compliance", summary="Who reported: expected, submitted, on time, per form and unit")
+async def compliance(state: State, who: Annotated[Principal, Depends(require("viewer"))], form: str | None = None,
                      period: Annotated[str | None, Query(description="default: the latest period whose deadline "
                                                                          "has passed")] = None) -> dict[str, Any]:
     forms = [_form(form)] if form else list(default_forms().values())
@@ -194,7 +193,7 @@ async def compliance(state: State, form: str | None = None,
         p = _period(f, period) if period else _last_due(f, now)
         rows = await state.query(submissions_sql(state.warehouse.database, f.code, p.label, None, history=True))
         reviewed = await review_states(state, f, [p.label])
-        units = [NATIONAL, *sorted(state.catalog.provinces)]
+        units = [NATIONAL, *sorted(who.provinces or state.catalog.provinces)]  # a scoped key: its provinces
         per_unit = []
         for unit in units:
             mine = [r for r in rows if r["unit"] == unit and r["status"] == "submitted"]
@@ -216,10 +215,9 @@ async def compliance(state: State, form: str | None = None,
     return {"forms": out}
 
 
-@router.get("/reports/{form_code}/{period}", summary="A report's latest revision per unit, or every revision",
-            dependencies=[Depends(require("viewer"))])
-async def get_report(state: State, form_code: str, period: str, unit: str | None = None,
-                     history: bool = False) -> dict[str, Any]:
+@router.get("/reports/{form_code}/{period}", summary="A report's latest revision per unit, or every revision")
+async def get_report(state: State, who: Annotated[Principal, Depends(require("viewer"))], form_code: str, period: str,
+                     unit: str | None = None, history: bool = False) -> dict[str, Any]:
     form = _form(form_code)
     p = _period(form, period)
     code = None
@@ -228,6 +226,7 @@ async def get_report(state: State, form_code: str, period: str, unit: str | None
         if code is None:
             raise ParamError("unit", f"unknown province code {unit[:16]!r}")
     rows = await state.query(submissions_sql(state.warehouse.database, form.code, p.label, code, history))
+    rows = [r for r in rows if not who.provinces or r["unit"] in who.provinces | {NATIONAL}]  # a scoped key's units
     reviewed = await review_states(state, form, [p.label])
     return {"form": form.code, "period": p.label, "deadline": ms_to_iso(form.deadline_ms(p)),
             "submissions": [{**_submission_out(r), "review": reviewed.get((r["unit"], p.label, int(r["revision"])),

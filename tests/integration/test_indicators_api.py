@@ -17,6 +17,7 @@ from controlroom.settings import Settings
 from controlroom.warehouse import Warehouse, open_warehouse
 from sinks.backfill import backfill
 from sinks.migrate import migrate
+from tests.conftest import register_secret
 from tests.integration.api_client import api_client
 from tests.integration.test_api import insert_readings
 
@@ -142,6 +143,19 @@ def test_derived_indicators_equal_the_readings_per_vietnamese_month(make_setting
         national_only = client.get("/indicators/fx_usd_vnd_end_m", params={"province": "01"}, headers=h)
         assert national_only.status_code == 422 and "national figure only" in national_only.text
         assert client.get("/indicators").status_code == 401
+
+        # a viewer key scoped to Hà Nội: its province, and national figures that sum no other province
+        store = client.app.state.api.security.keys  # type: ignore[attr-defined]
+        made, _ = store.create(name="hanoi-viewer", role="viewer", created_by="test", provinces=["01"])
+        register_secret(made.token)
+        hanoi = {"Authorization": f"Bearer {made.token}"}
+        mine = client.get("/indicators/new_enterprises_m", params={"province": "01", "from": "2026-11",
+                                                                    "to": "2026-11"}, headers=hanoi)
+        assert values(mine.json()) == {"2026-11": sums[("01", 202611)]}
+        assert client.get("/indicators/new_enterprises_m", params={"province": "79"}, headers=hanoi).status_code == 404
+        national_sum = client.get("/indicators/new_enterprises_m", headers=hanoi)
+        assert national_sum.status_code == 404 and "sums every province" in national_sum.text
+        assert client.get("/indicators/fx_usd_vnd_end_m", headers=hanoi).status_code == 200  # a national feed
 
 
 def test_targets_are_versioned_and_plan_ranking_and_projection_follow(make_settings, catalog) -> None:  # type: ignore[no-untyped-def]

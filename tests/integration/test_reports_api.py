@@ -138,6 +138,18 @@ def test_submissions_revisions_rules_and_compliance(make_settings) -> None:  # t
         assert [(r["province"], r["actual_to_date"]) for r in ranked[:2]] == [("01", 27.0), (ranked[1]["province"],
                                                                                             None)]
 
+        # a viewer key scoped to Hồ Chí Minh City sees its own unit and the national figures only
+        hcmc_viewer = key("", ["79"], "viewer")
+        seen = client.get(url, headers=hcmc_viewer).json()["submissions"]
+        assert {s["unit"] for s in seen} == {"00"}  # Hà Nội's report is not there for it
+        scoped_comp = client.get("/reports/compliance", params={"form": FORM, "period": this_month.label},
+                                 headers=hcmc_viewer).json()["forms"][0]
+        assert [u["unit"] for u in scoped_comp["units"]] == ["00", "79"] and scoped_comp["expected"] == 2
+        assert client.get("/indicators/petitions_resolved_m", params={"province": "01"},
+                          headers=hcmc_viewer).status_code == 404
+        assert [r["province"] for r in client.get("/indicators/petitions_resolved_m/ranking", headers=hcmc_viewer,
+                                                  params={"year": this_month.label[:4]}).json()["provinces"]] == ["79"]
+
         reviewed = comp(this_month.label)
         assert (reviewed["approved"], reviewed["accepted"]) == (2, 2)
         assert next(u for u in reviewed["units"] if u["unit"] == "01")["state"] == "accepted"
