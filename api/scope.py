@@ -28,7 +28,7 @@ from controlroom.catalog import NATIONAL, Catalog
 from controlroom.security import Principal
 from controlroom.warehouse import Warehouse, check_identifier
 
-REFERENCE_TABLES = ("categories", "feeds", "provinces")  # the catalog: no province's data, shown whole
+REFERENCE_TABLES = ("categories", "feeds", "provinces", "indicators")  # the catalogs: no province's data, shown whole
 _CODE = re.compile(r"^\d{2}$")
 _SKIP = re.compile(r"__refresh_|^schema_migrations$")  # staging tables of a reference refresh, bookkeeping
 

@@ -19,7 +19,14 @@ from grafana_foundation_sdk.builders import dashboard as dash_b
 from grafana_foundation_sdk.cog import builder as cogbuilder
 from grafana_foundation_sdk.models import dashboard as dash
 
-from controlroom.board_uids import EXPLORER_UID, PIPELINE_UID, PROVINCE_UID, WALL_UID
+from controlroom.board_uids import (
+    COMPLIANCE_UID,
+    EXPLORER_UID,
+    INDICATORS_UID,
+    PIPELINE_UID,
+    PROVINCE_UID,
+    WALL_UID,
+)
 from controlroom.catalog import (
     HEADLINE_FEEDS,
     NATIONAL,
@@ -548,6 +555,116 @@ def pipeline_health() -> dash_b.Dashboard:
             .with_panel(deliveries(Pos(8, 36, 16, 8))))
 
 
+# --- Indicators and reporting compliance (issue 16) ----------------------------------------------------------
+
+# A derived indicator per Vietnamese month from the hourly rollup, as GET /indicators/{id} computes it: the feed of
+# the indicator (the `indicators` reference table) with its pinned dimension; sum, mean of every reading, or the
+# last reading, by its aggregation.
+INDICATOR_MONTHS = (
+    "SELECT toDateTime(toStartOfMonth(a.bucket, 'Asia/Ho_Chi_Minh'), 'Asia/Ho_Chi_Minh') AS time, {group}"
+    "multiIf(any(i.aggregation) = 'sum', sum(a.sum), any(i.aggregation) = 'average', sum(a.sum) / sum(a.count), "
+    "argMax(a.last, a.last_ts)) AS value, any(i.aggregation) AS agg "
+    f"FROM {DB}.agg_1h_final AS a INNER JOIN {DB}.indicators AS i ON a.feed = i.feed "
+    "WHERE i.id = '${{indicator}}' AND (i.dim_key = '' OR a.dims[i.dim_key] = i.dim_value) "
+    "AND $__timeFilter(a.bucket) GROUP BY {keys}")
+CURRENT_TARGETS = ("SELECT year, province, argMax(value, (version, set_at)) AS target "
+                   f"FROM {DB}.indicator_targets FINAL WHERE indicator = '${{indicator}}' GROUP BY year, province")
+
+
+def indicator_trend_sql() -> str:
+    """The national value per month and the plan line: a summed indicator's yearly target spread over 12 months,
+    any other's target as it is; no target, no line (NULL, not 0)."""
+    months = INDICATOR_MONTHS.format(group="", keys="time")
+    return (f"SELECT m.time AS time, m.value AS value, if(m.agg = 'sum', t.target / 12, t.target) AS plan "
+            f"FROM ({months}) AS m LEFT JOIN ({CURRENT_TARGETS}) AS t "
+            "ON t.year = toYear(m.time, 'Asia/Ho_Chi_Minh') AND t.province = '00' "
+            "ORDER BY time SETTINGS join_use_nulls = 1")
+
+
+def indicator_trend(pos: Pos) -> cogbuilder.Builder[dash.Panel]:
+    return P.timeseries("Cả nước theo tháng · National, per month", [Q(indicator_trend_sql(), time_series=True)],
+                        pos, description="The indicator per Vietnamese month, from the hourly aggregates (as GET "
+                                         "/indicators/{id}), and the plan: the national yearly target (÷ 12 for a "
+                                         "summed indicator).")
+
+
+def indicator_ranking_sql() -> str:
+    months = INDICATOR_MONTHS.format(group="a.province AS prov, ", keys="time, prov")
+    return (f"SELECT m.prov AS province, p.name_vi AS name, "
+            "if(any(m.agg) = 'sum', sum(m.value), avg(m.value)) AS actual, any(t.target) AS target, "
+            "round(100 * actual / any(t.target), 1) AS pct_of_plan "
+            f"FROM ({months}) AS m LEFT JOIN {DB}.provinces AS p ON p.code = m.prov "
+            f"LEFT JOIN ({CURRENT_TARGETS}) AS t ON t.province = m.prov "
+            "AND t.year = toYear(now('Asia/Ho_Chi_Minh')) "
+            "GROUP BY province, name ORDER BY pct_of_plan DESC NULLS LAST, actual DESC LIMIT 34 "
+            "SETTINGS join_use_nulls = 1")
+
+
+def indicator_ranking(pos: Pos) -> cogbuilder.Builder[dash.Panel]:
+    return P.table("Xếp hạng tỉnh · Provinces ranked", [Q(indicator_ranking_sql())], pos,
+                   description="Each province over the range (a summed indicator: its total; else the mean of its "
+                               "months), with this year's target and the share reached; ranked by that share where "
+                               "a target exists, else by the figure.",
+                   links=[to_province()])
+
+
+def indicators_board() -> dash_b.Dashboard:
+    return (dash_b.Dashboard("Chỉ tiêu · Indicators").uid(INDICATORS_UID)
+            .tags(["controlroom", "indicators"]).refresh("1m").time("now-1y", "now").timezone("browser").readonly()
+            .with_variable(P.query_variable("indicator", "Indicator", f"SELECT id FROM {DB}.indicators "
+                                            "WHERE source = 'feed' ORDER BY id", multi=False, include_all=False))
+            .with_panel(indicator_trend(Pos(0, 0, 24, 12)))
+            .with_panel(indicator_ranking(Pos(0, 12, 24, 14))))
+
+
+def compliance_overview_sql() -> str:
+    # expected: the 34 provinces and the nation (the units of every form)
+    return ("SELECT form, period, uniqExactIf(unit, status = 'submitted') AS submitted, "
+            "uniqExactIf(unit, status = 'submitted' AND on_time = 1) AS on_time, "
+            f"(SELECT count() FROM {DB}.provinces) + 1 AS expected, expected - submitted AS missing, "
+            "round(100 * submitted / expected, 1) AS reporting_rate "
+            f"FROM {DB}.report_submissions FINAL WHERE $__timeFilter(submitted_at) "
+            "GROUP BY form, period ORDER BY period DESC, form LIMIT 500")
+
+
+def compliance_overview(pos: Pos) -> cogbuilder.Builder[dash.Panel]:
+    return P.table("Tình hình gửi báo cáo · Reporting rates", [Q(compliance_overview_sql())], pos,
+                   description="Per form and period submitted in the range: units that submitted (drafts do not "
+                               "count), on time, missing, and the reporting rate (as GET /reports/compliance).")
+
+
+def compliance_units_sql() -> str:
+    return ("SELECT unit, period, max(revision) AS revisions, maxIf(on_time, status = 'submitted') AS on_time, "
+            "countIf(status = 'draft') AS drafts, max(submitted_at) AS last_at "
+            f"FROM {DB}.report_submissions FINAL WHERE form = '${{form}}' AND $__timeFilter(submitted_at) "
+            "GROUP BY unit, period ORDER BY period DESC, unit LIMIT 1000")
+
+
+def compliance_units(pos: Pos) -> cogbuilder.Builder[dash.Panel]:
+    return P.table("Đơn vị gửi báo cáo · Units of the form", [Q(compliance_units_sql())], pos,
+                   description="Who submitted the selected form, per period: revisions, whether on time, drafts.")
+
+
+def review_steps_sql() -> str:
+    return ("SELECT step, count() AS steps FROM " + DB + ".report_reviews FINAL "
+            "WHERE form = '${form}' AND $__timeFilter(reviewed_at) GROUP BY step ORDER BY step")
+
+
+def review_steps(pos: Pos) -> cogbuilder.Builder[dash.Panel]:
+    return P.table("Duyệt báo cáo · Review steps", [Q(review_steps_sql())], pos,
+                   description="Approvals (the province's center), acceptances (the national center), rejections.")
+
+
+def compliance_board() -> dash_b.Dashboard:
+    return (dash_b.Dashboard("Chế độ báo cáo · Reporting compliance").uid(COMPLIANCE_UID)
+            .tags(["controlroom", "reports"]).refresh("1m").time("now-90d", "now").timezone("browser").readonly()
+            .with_variable(P.query_variable("form", "Form", f"SELECT DISTINCT report FROM {DB}.indicators "
+                                            "WHERE report != '' ORDER BY report", multi=False, include_all=False))
+            .with_panel(compliance_overview(Pos(0, 0, 24, 12)))
+            .with_panel(compliance_units(Pos(0, 12, 16, 12)))
+            .with_panel(review_steps(Pos(16, 12, 8, 12))))
+
+
 # --- all boards --------------------------------------------------------------------------------------
 
 @dataclass(frozen=True, slots=True)
@@ -558,7 +675,8 @@ class Board:
 
 def all_boards(catalog: Catalog) -> list[Board]:
     boards = [Board("national-wall", lambda: national_wall(catalog)), Board("province", province_board),
-              Board("feed-explorer", feed_explorer), Board("pipeline-health", pipeline_health)]
+              Board("feed-explorer", feed_explorer), Board("pipeline-health", pipeline_health),
+              Board("indicators", indicators_board), Board("reporting-compliance", compliance_board)]
     for cat in catalog.categories.values():
         boards.append(Board(f"category-{cat.id.replace('_', '-')}", functools.partial(category_board, catalog, cat)))
     return boards

@@ -17,6 +17,8 @@ from importlib import resources
 import pyarrow as pa
 
 from controlroom.catalog import Catalog
+from controlroom.errors import CatalogError
+from controlroom.indicators import default_indicators
 from controlroom.logs import get_logger
 from controlroom.warehouse import Warehouse, admin_database, check_identifier
 
@@ -106,7 +108,25 @@ def reference_tables(catalog: Catalog) -> dict[str, pa.Table]:
         }),
         "communes": pa.table({"code": [c.code for c in communes], "name": [c.name for c in communes],
                               "province": [c.province for c in communes], "kind": [c.kind for c in communes]}),
+        "indicators": indicator_table(catalog),
     }
+
+
+def indicator_table(catalog: Catalog) -> pa.Table:
+    """The indicator catalogue (those whose feed this catalog has: a test's smaller catalog keeps the others out)."""
+    inds = [i for i in default_indicators().values() if i.feed is None or i.feed in catalog.feeds]
+    if any(len(i.dims) > 1 for i in inds):  # the table has one dimension per indicator; the catalogue has no more
+        raise CatalogError("an indicator pins more than one dimension: the indicators table needs a Map")
+    pinned = [next(iter(i.dims.items()), ("", "")) for i in inds]
+    return pa.table({
+        "id": [i.id for i in inds], "category": [i.category for i in inds], "name_vi": [i.name_vi for i in inds],
+        "name_en": [i.name_en for i in inds], "unit": [i.unit for i in inds],
+        "periodicity": [i.periodicity for i in inds], "aggregation": [i.aggregation for i in inds],
+        "owner": [i.owner for i in inds], "levels": pa.array([list(i.levels) for i in inds], pa.list_(pa.string())),
+        "source": [i.source for i in inds], "feed": [i.feed or "" for i in inds],
+        "dim_key": [k for k, _ in pinned], "dim_value": [v for _, v in pinned],
+        "numerator": [i.numerator or "" for i in inds], "denominator": [i.denominator or "" for i in inds],
+        "scale": pa.array([i.scale for i in inds], pa.float64()), "report": [i.report or "" for i in inds]})
 
 
 STAGING = "__refresh_"  # <reference table>__refresh_<run id>: a refresh's table being filled

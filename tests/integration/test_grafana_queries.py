@@ -176,10 +176,10 @@ def seed(wh: ChdbWarehouse) -> None:
 
 
 def ctx(range_s: int = 3600, *, interval_ms: int = 60_000, province: Any = ALL, dims: Any = ALL,
-        feed: str = "water_level") -> QueryContext:
+        feed: str = "water_level", indicator: str = "hotline_calls_m", form: str = "BC_NHIEMVU_THANG") -> QueryContext:
     return QueryContext(from_ms=NOW_MS - range_s * 1000, to_ms=NOW_MS, interval_ms=interval_ms, variables={
         "feed": Variable(feed), "province": Variable(province, options=["01", "48", "79"]),
-        "dims": Variable(dims, options=["station=s1"])})
+        "dims": Variable(dims, options=["station=s1"]), "indicator": Variable(indicator), "form": Variable(form)})
 
 
 def run(wh: ChdbWarehouse, sql: str, c: QueryContext | None = None) -> list[dict[str, Any]]:
@@ -211,7 +211,7 @@ def check_columns(kind: str, target: dict[str, Any], rows: list[dict[str, Any]],
 
 def test_every_panel_query_runs_and_has_its_columns(wh: ChdbWarehouse) -> None:
     boards = board_files()
-    assert len(boards) == 11  # national wall, province, explorer, pipeline health, 7 categories
+    assert len(boards) == 13  # national wall, province, explorer, pipeline health, indicators, compliance, 7 categories
     ran = 0
     for board in boards.values():
         for uid, title, kind, target in targets(board):
@@ -380,3 +380,75 @@ def test_conditional_all_path_is_the_plugins(tmp_path: Path) -> None:
     sql = "WHERE $__conditionalAll(province IN (${province}), $province)"
     assert expand(sql, ctx()) == "WHERE 1=1"
     assert expand(sql, ctx(province=["01", "79"])) == "WHERE province IN ('01','79')"
+
+
+def test_indicators_board_equals_the_api_derivation(wh: ChdbWarehouse) -> None:
+    """The Indicators board's months are GET /indicators/{id}'s (the same aggregates, the API's own SQL and folding),
+    its plan line the national target ÷ 12, its ranking the provinces' share of their targets."""
+    from api.indicators_sql import indicator_months_sql
+    from controlroom.indicators import MonthFigures, default_indicators, period_of, period_values
+
+    ind = default_indicators()["hotline_calls_m"]
+    range_s = 60 * 86_400
+    board = run(wh, panel_sql("indicators", "National, per month"), ctx(range_s))
+    assert board, "no month"
+    lo, hi = NOW_MS - range_s * 1000, NOW_MS
+    api_rows = wh.query(*indicator_months_sql(DB, ind, None, lo, hi))
+    months = [MonthFigures(int(r["ym"]), float(r["total"]), int(r["n"]), float(r["last_value"]),
+                           int(r["last_at"])) for r in api_rows]
+    periods = [period_of("month", _ms(r["time"])) for r in board]
+    assert [r["value"] for r in board] == pytest.approx(period_values(ind, periods, months))
+    assert all(r["plan"] is None for r in board)  # no target yet: no plan line (not a line at 0)
+
+    year = NOW.year  # the board's plan and ranking read this year's targets (Vietnamese time; not at New Year)
+    wh.command(f"INSERT INTO {DB}.indicator_targets (indicator, province, year, version, value, set_by, set_at, note) "
+               f"VALUES ('hotline_calls_m', '00', {year}, 1, 1200, 't', now64(3), ''), "
+               f"('hotline_calls_m', '79', {year}, 1, 60, 't', now64(3), ''), "
+               f"('hotline_calls_m', '79', {year}, 2, 300, 't', now64(3), 'revised')")
+    try:
+        planned = run(wh, panel_sql("indicators", "National, per month"), ctx(range_s))
+        assert {r["plan"] for r in planned if datetime.fromtimestamp(_ms(r["time"]) / 1000, UTC).year == year} \
+            == {100.0}
+        ranked = run(wh, panel_sql("indicators", "Provinces ranked"), ctx(3600))
+
+        def api_total(province: str) -> float:
+            return sum(float(r["total"]) for r in wh.query(*indicator_months_sql(DB, ind, province,
+                                                                                 NOW_MS - 3_600_000, NOW_MS)))
+
+        assert api_total("79") > 0 and api_total("01") > 0
+        assert [(r["province"], r["actual"], r["target"]) for r in ranked][:2] == [
+            ("79", api_total("79"), 300.0), ("01", api_total("01"), None)]  # with a target first, then by figure
+        assert ranked[0]["pct_of_plan"] == round(100 * api_total("79") / 300, 1)
+        assert ranked[0]["name"] == "Thành phố Hồ Chí Minh"
+    finally:
+        wh.command(f"TRUNCATE TABLE {DB}.indicator_targets")
+
+
+def _ms(t: Any) -> int:
+    """A DateTime as chDB returns it (epoch seconds, or a datetime) → epoch ms."""
+    return int(t) * 1000 if isinstance(t, int) else int(t.timestamp() * 1000)
+
+
+def test_reporting_compliance_board(wh: ChdbWarehouse) -> None:
+    at = NOW.strftime("%Y-%m-%d %H:%M:%S")
+    wh.command(f"INSERT INTO {DB}.report_submissions (form, period, unit, revision, status, values, problems, agency, "
+               "submitted_by, submitted_at, on_time, comment) VALUES "
+               f"('BC_NHIEMVU_THANG', '2026-10', '01', 1, 'draft', {{}}, '[]', 'a', 'k', '{at}', 0, ''), "
+               f"('BC_NHIEMVU_THANG', '2026-10', '01', 2, 'submitted', {{}}, '[]', 'a', 'k', '{at}', 1, ''), "
+               f"('BC_NHIEMVU_THANG', '2026-10', '01', 3, 'submitted', {{}}, '[]', 'a', 'k', '{at}', 0, ''), "
+               f"('BC_NHIEMVU_THANG', '2026-10', '79', 1, 'submitted', {{}}, '[]', 'a', 'k', '{at}', 0, ''), "
+               f"('BC_NHIEMVU_THANG', '2026-10', '48', 1, 'draft', {{}}, '[]', 'a', 'k', '{at}', 0, '')")
+    wh.command(f"INSERT INTO {DB}.report_reviews VALUES ('BC_NHIEMVU_THANG', '2026-10', '01', 3, 'approve', 'c', "
+               f"'{at}', ''), ('BC_NHIEMVU_THANG', '2026-10', '01', 3, 'accept', 'n', '{at}', '')")
+    try:
+        [rate] = run(wh, panel_sql("reporting-compliance", "Reporting rates"))
+        assert (rate["form"], rate["period"], rate["submitted"], rate["on_time"], rate["expected"], rate["missing"]) \
+            == ("BC_NHIEMVU_THANG", "2026-10", 2, 1, 35, 33)  # a draft is not a submission
+        units = {r["unit"]: r for r in run(wh, panel_sql("reporting-compliance", "Units of the form"))}
+        assert (units["01"]["revisions"], units["01"]["on_time"], units["01"]["drafts"]) == (3, 1, 1)
+        assert (units["48"]["on_time"], units["48"]["drafts"]) == (0, 1)
+        steps = run(wh, panel_sql("reporting-compliance", "Review steps"))
+        assert [(r["step"], r["steps"]) for r in steps] == [("accept", 1), ("approve", 1)]
+    finally:
+        wh.command(f"TRUNCATE TABLE {DB}.report_submissions")
+        wh.command(f"TRUNCATE TABLE {DB}.report_reviews")
