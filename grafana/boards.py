@@ -95,6 +95,12 @@ def _recent(feed_id: str) -> str:
             "GROUP BY event_id")
 
 
+def new_board(title: str, uid: str, tag: str, refresh: str, since: str) -> dash_b.Dashboard:
+    """A read-only board of ours: tagged, refreshing, over [since, now] in the browser's time zone."""
+    return (dash_b.Dashboard(title).uid(uid).tags(["controlroom", tag]).refresh(refresh).time(since, "now")
+            .timezone("browser").readonly())
+
+
 def headline_sql(feed: Feed) -> str:
     """A counter: its 5-minute total; a gauge: the mean of the latest values of its reporting series."""
     if feed.kind == "counter":
@@ -273,8 +279,8 @@ def explorer_incidents_sql() -> str:
 
 
 def category_board(catalog: Catalog, cat: Category) -> dash_b.Dashboard:
-    board = (dash_b.Dashboard(f"{cat.name_vi} · {cat.name_en}").uid(f"controlroom-cat-{cat.id.replace('_', '-')}")
-             .tags(["controlroom", "category"]).refresh("30s").time("now-6h", "now").timezone("browser").readonly())
+    board = new_board(f"{cat.name_vi} · {cat.name_en}", f"controlroom-cat-{cat.id.replace('_', '-')}", "category",
+                      "30s", "now-6h")
     feeds = [f for f in catalog.feeds.values() if f.category == cat.id]
     board = board.annotation(P.annotation("Incidents", category_incidents_sql(feeds), "purple"))
     for i, feed in enumerate(feeds):
@@ -337,8 +343,7 @@ def province_communes(pos: Pos) -> cogbuilder.Builder[dash.Panel]:
 
 
 def province_board() -> dash_b.Dashboard:
-    return (dash_b.Dashboard("Tỉnh, thành · Province").uid(PROVINCE_UID)
-            .tags(["controlroom", "province"]).refresh("30s").time("now-6h", "now").timezone("browser").readonly()
+    return (new_board("Tỉnh, thành · Province", PROVINCE_UID, "province", "30s", "now-6h")
             # multi-value, as the explorer's: the plugin quotes a multi-value variable's values ('01'), not a
             # single-value one (01, a number); a data link sets one province
             .with_variable(P.query_variable("province", "Province", f"SELECT code FROM {DB}.provinces ORDER BY code",
@@ -387,8 +392,7 @@ def explorer_alerts_sql() -> str:
 
 
 def feed_explorer() -> dash_b.Dashboard:
-    return (dash_b.Dashboard("Khám phá nguồn · Feed explorer").uid(EXPLORER_UID)
-            .tags(["controlroom", "explorer"]).refresh("30s").time("now-6h", "now").timezone("browser").readonly()
+    return (new_board("Khám phá nguồn · Feed explorer", EXPLORER_UID, "explorer", "30s", "now-6h")
             .with_variable(P.query_variable("feed", "Feed", f"SELECT id FROM {DB}.feeds ORDER BY id",
                                             multi=False, include_all=False))
             .with_variable(P.query_variable("province", "Province", f"SELECT code FROM {DB}.provinces ORDER BY code",
@@ -539,8 +543,7 @@ def latencies(pos: Pos) -> cogbuilder.Builder[dash.Panel]:
 
 
 def pipeline_health() -> dash_b.Dashboard:
-    return (dash_b.Dashboard("Sức khỏe đường ống · Pipeline health").uid(PIPELINE_UID)
-            .tags(["controlroom", "pipeline"]).refresh("10s").time("now-1h", "now").timezone("browser").readonly()
+    return (new_board("Sức khỏe đường ống · Pipeline health", PIPELINE_UID, "pipeline", "10s", "now-1h")
             .with_panel(consumer_lag(Pos(0, 0, 8, 9)))
             .with_panel(throughput(Pos(8, 0, 8, 9)))
             .with_panel(latencies(Pos(16, 0, 8, 9)))
@@ -609,8 +612,7 @@ def indicator_ranking(pos: Pos) -> cogbuilder.Builder[dash.Panel]:
 
 
 def indicators_board() -> dash_b.Dashboard:
-    return (dash_b.Dashboard("Chỉ tiêu · Indicators").uid(INDICATORS_UID)
-            .tags(["controlroom", "indicators"]).refresh("1m").time("now-1y", "now").timezone("browser").readonly()
+    return (new_board("Chỉ tiêu · Indicators", INDICATORS_UID, "indicators", "1m", "now-1y")
             .with_variable(P.query_variable("indicator", "Indicator", f"SELECT id FROM {DB}.indicators "
                                             "WHERE source = 'feed' ORDER BY id", multi=False, include_all=False))
             .with_panel(indicator_trend(Pos(0, 0, 24, 12)))
@@ -656,8 +658,7 @@ def review_steps(pos: Pos) -> cogbuilder.Builder[dash.Panel]:
 
 
 def compliance_board() -> dash_b.Dashboard:
-    return (dash_b.Dashboard("Chế độ báo cáo · Reporting compliance").uid(COMPLIANCE_UID)
-            .tags(["controlroom", "reports"]).refresh("1m").time("now-90d", "now").timezone("browser").readonly()
+    return (new_board("Chế độ báo cáo · Reporting compliance", COMPLIANCE_UID, "reports", "1m", "now-90d")
             .with_variable(P.query_variable("form", "Form", f"SELECT DISTINCT report FROM {DB}.indicators "
                                             "WHERE report != '' ORDER BY report", multi=False, include_all=False))
             .with_panel(compliance_overview(Pos(0, 0, 24, 12)))
