@@ -17,8 +17,8 @@ def post_to_api(settings: Settings, api: str, path: str, body: dict[str, Any], w
     the answer's text. ConfigError, saying `what` failed, on no key, no answer or an error status."""
     import httpx
 
-    key = os.environ.get("CONTROLROOM_API_KEY") or _read_key(settings, what)
-    url = api if api.startswith("http") else f"http://{settings.api_host}:{settings.api_port}"
+    key = api_key(settings, what)
+    url = api_url(settings, api)
     try:
         resp = httpx.post(f"{url.rstrip('/')}{path}", json=body, headers={"Authorization": f"Bearer {key}"},
                           timeout=timeout)
@@ -27,6 +27,16 @@ def post_to_api(settings: Settings, api: str, path: str, body: dict[str, Any], w
     if resp.status_code != 200:
         raise ConfigError(f"{what}: the API answered {resp.status_code}: {resp.text[:500]}")
     return resp.text
+
+
+def api_key(settings: Settings, what: str) -> str:
+    """The key to call the API with: CONTROLROOM_API_KEY, else the one `make up` wrote (DATA_DIR/admin.key)."""
+    return os.environ.get("CONTROLROOM_API_KEY") or _read_key(settings, what)
+
+
+def api_url(settings: Settings, api: str = "") -> str:
+    """`api` when it is a URL, else the local API (http://API_HOST:API_PORT)."""
+    return api if api.startswith("http") else f"http://{settings.api_host}:{settings.api_port}"
 
 
 def _read_key(settings: Settings, what: str) -> str:

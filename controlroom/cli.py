@@ -19,6 +19,8 @@ Registrar = Callable[["argparse._SubParsersAction[argparse.ArgumentParser]"], No
 COMMANDS: dict[str, tuple[str, str]] = {
     "up": ("controlroom.supervisor", "run the whole system on embedded defaults (what `make up` does)"),
     "simulate": ("producers.cli", "publish simulated readings for all 25 feeds"),
+    "simulate-reports": ("producers.cli", "submit simulated periodic reports through the API (most on time, some "
+                                          "late)"),
     "replay": ("producers.cli", "publish recorded readings from a JSON-lines file"),
     "publish": ("producers.cli", "kcat -P style: publish each stdin line as one message"),
     "worker": ("streams.cli", "run the streams worker (validate, window, dead-letter)"),

@@ -80,6 +80,39 @@ def run_publish(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def run_simulate_reports(settings: Settings, args: argparse.Namespace) -> int:
+    """Report submissions through the API, a round now and then every --every seconds (make up runs it)."""
+    import httpx
+
+    from controlroom.api_call import api_key, api_url
+    from controlroom.logs import get_logger
+    from controlroom.reports import default_forms
+    from producers.report_sim import submit_round
+
+    log = get_logger("reports")
+    key, url = api_key(settings, "simulate-reports"), api_url(settings, args.api or "")
+    provinces = sorted(default_catalog().provinces)
+    stopped = {"now": False}
+
+    def stop(_signum: int, _frame: object) -> None:
+        stopped["now"] = True
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    while not stopped["now"]:
+        now = int(time.time() * 1000)
+        with httpx.Client(base_url=url, timeout=30.0) as client:
+            counts = submit_round(client, key, default_forms(), provinces, now, settings.sim_seed,
+                                  args.province_agency)
+        log.info("report round", **counts)
+        if args.once:
+            break
+        deadline = time.monotonic() + args.every
+        while not stopped["now"] and time.monotonic() < deadline:
+            time.sleep(0.5)
+    return 0
+
+
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("simulate")
     p.add_argument("--seed", type=int, default=None, help="RNG seed (default SIM_SEED, 42)")
@@ -96,6 +129,14 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     r.add_argument("file", help="one JSON reading per line")
     r.add_argument("--rate", type=float, default=None, help="lines per second (default: as fast as possible)")
     r.set_defaults(func=run_replay)
+    rep = sub.add_parser("simulate-reports")
+    rep.add_argument("--api", default=None, help="the API's URL (default http://API_HOST:API_PORT)")
+    rep.add_argument("--every", type=float, default=600.0, help="seconds between rounds (default 600)")
+    rep.add_argument("--once", action="store_true", help="one round, then exit")
+    rep.add_argument("--province-agency", default="ioc_{code}",
+                     help="the agency whose key, scoped to the province, submits a province's reports "
+                          "(default: the province's operations center, ioc_{code})")
+    rep.set_defaults(func=run_simulate_reports)
     pub = sub.add_parser("publish")
     pub.add_argument("-b", "--broker", default=None, help="bootstrap servers (default KAFKA_BOOTSTRAP)")
     pub.add_argument("-t", "--topic", required=True)

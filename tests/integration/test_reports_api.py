@@ -155,3 +155,29 @@ def test_submissions_revisions_rules_and_compliance(make_settings) -> None:  # t
         assert next(u for u in reviewed["units"] if u["unit"] == "01")["state"] == "accepted"
         default = client.get("/reports/compliance", params={"form": FORM}, headers=keys.header("viewer")).json()
         assert default["forms"][0]["deadline_passed"] is True  # the latest period already due
+
+
+def test_the_report_simulator_submits_through_the_api_once(make_settings) -> None:  # type: ignore[no-untyped-def]
+    from controlroom.catalog import default_catalog
+    from producers.report_sim import due_periods, plan, submit_round
+
+    forms, provinces, now = default_forms(), sorted(default_catalog().provinces), now_ms()
+    planned = plan(forms, provinces, now, seed=42)
+    with api_client(make_settings(embedded_sink=False)) as (client, keys):
+        first = submit_round(client, keys.admin, forms, provinces, now, 42, "smart_city")
+        assert first == {"submitted": len(planned), "present": 0, "refused": 0}
+        again = submit_round(client, keys.admin, forms, provinces, now, 42, "smart_city")
+        assert again == {"submitted": 0, "present": len(planned), "refused": 0}  # a restart resubmits nothing
+        form = forms["BC_KTXH_THANG"]
+        due, overdue = due_periods(form, now)
+        for period, on_time in ((due, True), (overdue, False)):
+            if period is None:
+                continue
+            body = client.get("/reports/compliance", params={"form": form.code, "period": period.label},
+                              headers=keys.header("viewer")).json()["forms"][0]
+            units = {p.unit for p in planned if p.form == form.code and p.period == period.label}
+            assert {u["unit"] for u in body["units"] if u["submitted"]} == units
+            assert body["on_time"] == (len(units) if on_time else 0) and body["missing"] == 35 - len(units)
+        made = [k for k in client.get("/admin/keys", headers=keys.header("admin")).json()
+                if k["name"].startswith("report-simulator")]
+        assert made and all(k["revoked_at"] for k in made)  # the round's keys live only for the round
