@@ -55,7 +55,8 @@ RESTART_MAX = 5
 RESTART_WINDOW_S = 60.0
 POLL_S = 0.2  # how often the supervisor looks at its children: a dead child is noticed within this
 STATUS_FILE = "supervisor.json"  # in settings.data_dir: restarts per child, read by the API's GET /healthz
-STOP_ORDER = ("simulator", "worker", "alerter", "notifier", "api")  # producers first; the API's sink flushes last
+# producers first; the API's sink flushes last
+STOP_ORDER = ("reports", "simulator", "worker", "alerter", "notifier", "api")
 
 
 class ChildFailed(ControlRoomError):
@@ -251,6 +252,8 @@ def banner(settings: Settings, bootstrap: str, broker_note: str, admin_key: str 
         f"  overview  {api}/overview    (live figures: 25 feeds, 7 categories, 34 provinces; needs a key)",
         f"  series    {api}/series?feed=water_level&province=01",
         f"  wall      {api}/wall        (the live national wall in a browser; asks once for a viewer key)",
+        f"  indicators {api}/indicators  (136 periodic indicators; /indicators/new_enterprises_m, …/plan, …/ranking)",
+        f"  reports   {api}/reports/compliance  (who reported on time; the simulator submits as the agencies)",
         f"  API docs  {api}/docs",
         f"  Kafka     {bootstrap}{broker_note}",
         f"  metrics   {api}/metrics  (Prometheus text: the API and its sink)",
@@ -330,6 +333,8 @@ def run_up(settings: Settings, args: argparse.Namespace) -> int:
             for name, command in CHILDREN:
                 own = {"METRICS_PORT": str(ports.get(name, 0))}
                 children.append(_spawn(name, [command], env, own))
+            if admin_key:  # the agencies' periodic reports, through the API with the local admin key's help
+                children.append(_spawn("reports", ["simulate-reports"], env))
             write_status(status_path, children)
             print(banner(settings, bootstrap, broker_note, admin_key, ports), file=sys.stderr, flush=True)
             supervise(children, env, RestartPolicy(), status_path, lambda: stopping, broker, broker_name)
