@@ -101,10 +101,13 @@ def run_simulate_reports(settings: Settings, args: argparse.Namespace) -> int:
     signal.signal(signal.SIGINT, stop)
     while not stopped["now"]:
         now = int(time.time() * 1000)
-        with httpx.Client(base_url=url, timeout=30.0) as client:
-            counts = submit_round(client, key, default_forms(), provinces, now, settings.sim_seed,
-                                  args.province_agency)
-        log.info("report round", **counts)
+        try:
+            with httpx.Client(base_url=url, timeout=30.0) as client:
+                counts = submit_round(client, key, default_forms(), provinces, now, settings.sim_seed,
+                                      args.province_agency)
+            log.info("report round", **counts)
+        except httpx.HTTPError as exc:  # the API restarting, or refusing: try again next round, never crash-loop
+            log.error("report round failed", error=str(exc)[:300])
         if args.once:
             break
         deadline = time.monotonic() + args.every
