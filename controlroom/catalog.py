@@ -14,6 +14,7 @@ from typing import Any, Literal
 import yaml
 
 from controlroom.errors import CatalogError
+from controlroom.registry import Registry, parse_registry
 
 NATIONAL = "00"  # province code of national feeds; never a province
 TOPIC_PREFIX = "feeds."  # a feed's readings travel on topic feeds.<feed id>
@@ -88,6 +89,7 @@ class Catalog:
     feeds: dict[str, Feed]
     provinces: dict[str, Province]
     legacy_to_current: dict[str, str]
+    registry: Registry = field(default_factory=Registry)  # connected bodies (agencies.yaml); empty: nobody sends
 
     def feed_for_topic(self, topic: str) -> Feed | None:
         return self.feeds.get(topic.removeprefix(TOPIC_PREFIX)) if topic.startswith(TOPIC_PREFIX) else None
@@ -189,8 +191,9 @@ def _parse_feed(raw: dict[str, Any], categories: dict[str, Category]) -> Feed:
     return feed
 
 
-def parse_catalog(feeds_doc: dict[str, Any], provinces_rows: list[dict[str, str]]) -> Catalog:
-    """Pure: build and validate a Catalog from parsed documents."""
+def parse_catalog(feeds_doc: dict[str, Any], provinces_rows: list[dict[str, str]],
+                  agencies_doc: dict[str, Any] | None = None) -> Catalog:
+    """Pure: build and validate a Catalog from parsed documents (without `agencies_doc`, no body may send)."""
     categories = {str(c["id"]): Category(str(c["id"]), str(c["name_vi"]), str(c["name_en"]))
                   for c in feeds_doc.get("categories", [])}
     feeds: dict[str, Feed] = {}
@@ -215,23 +218,27 @@ def parse_catalog(feeds_doc: dict[str, Any], provinces_rows: list[dict[str, str]
     for old, new in legacy.items():
         if old in provinces and old != new:
             raise CatalogError(f"legacy code {old} maps to {new} but is also a current province code")
-    return Catalog(categories, feeds, provinces, legacy)
+    registry = parse_registry(agencies_doc, feeds, {c: (p.name_vi, p.name_en) for c, p in provinces.items()})
+    return Catalog(categories, feeds, provinces, legacy, registry)
 
 
 def _data_file(name: str) -> Path:
     return Path(str(resources.files("controlroom") / "data" / name))
 
 
-def load_catalog(feeds_path: Path | None = None, provinces_path: Path | None = None) -> Catalog:
+def load_catalog(feeds_path: Path | None = None, provinces_path: Path | None = None,
+                 agencies_path: Path | None = None) -> Catalog:
     feeds_path = feeds_path or _data_file("feeds.yaml")
     provinces_path = provinces_path or _data_file("provinces.csv")
+    agencies_path = agencies_path or _data_file("agencies.yaml")
     try:
         feeds_doc = yaml.safe_load(feeds_path.read_text(encoding="utf-8"))
+        agencies_doc = yaml.safe_load(agencies_path.read_text(encoding="utf-8"))
         with provinces_path.open(encoding="utf-8", newline="") as fh:
             rows = list(csv.DictReader(fh))
     except (OSError, yaml.YAMLError) as exc:
         raise CatalogError(f"cannot read catalog: {exc}") from exc
-    return parse_catalog(feeds_doc, rows)
+    return parse_catalog(feeds_doc, rows, agencies_doc)
 
 
 @cache

@@ -56,6 +56,13 @@ OUT_OF_RANGE = "out_of_range"
 IN_FUTURE = "in_future"
 TOO_OLD = "too_old"
 BAD_TIMESTAMP = "bad_timestamp"
+MISSING_AGENCY = "missing_agency"
+WRONG_AGENCY = "wrong_agency"
+
+# The Kafka record header naming the body that delivered the message (controlroom/data/agencies.yaml).
+# /ingest sets it from the key's agency, the simulator and replay from the series' supplier; the worker
+# and the sink read it and pass it to `decode_message`, so both reach the same verdict.
+AGENCY_HEADER = "agency"
 
 REQUIRED = ("event_id", "feed", "province", "ts", "value")
 
@@ -71,6 +78,7 @@ class Reading(NamedTuple):
     dims: dict[str, str]
     source: str
     province_original: str  # as sent; differs from `province` when a legacy code was mapped
+    agency: str = ""  # the body that delivered it (header `agency`, or the /ingest key's agency)
 
     @property
     def dims_key(self) -> str:
@@ -152,10 +160,31 @@ def ms_to_iso(ms: int) -> str:
     return datetime.fromtimestamp(ms / 1000, tz=UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
+def agency_of(headers: Any) -> str | None:
+    """The `agency` header of a Kafka record ((name, bytes) pairs, or a mapping), None when absent or not UTF-8."""
+    pairs = headers.items() if isinstance(headers, Mapping) else headers or ()
+    for name, value in pairs:
+        if name == AGENCY_HEADER:
+            try:
+                return bytes(value).decode() if value is not None else None
+            except UnicodeDecodeError:
+                return None
+    return None
+
+
+def agency_headers(catalog: Catalog, topic: str, key: bytes | None) -> list[tuple[str, bytes]]:
+    """Headers of a message on a feed topic keyed by province, sent as the series' supplier in the registry
+    (the simulator, replay); none for another topic or a series nobody supplies."""
+    feed = catalog.feed_for_topic(topic)
+    supplier = catalog.registry.supplier(feed.id, (key or b"").decode(errors="replace")) if feed else ""
+    return [(AGENCY_HEADER, supplier.encode())] if supplier else []
+
+
 def validate(doc: Any, catalog: Catalog, *, ref_ms: int, max_future_ms: int,
-             max_past_ms: int = DEFAULT_MAX_PAST_MS, topic_feed: str | None = None) -> Reading | Rejection:
+             max_past_ms: int = DEFAULT_MAX_PAST_MS, topic_feed: str | None = None,
+             agency: str | None = None) -> Reading | Rejection:
     """Check one decoded reading. `ref_ms` is "now" for the future and past limits; `topic_feed` the feed
-    its topic names."""
+    its topic names; `agency` the body that sent it (None: unknown, rejected), checked against the registry."""
     if not isinstance(doc, dict):
         return Rejection(MALFORMED, "", f"a reading must be a JSON object, not {type(doc).__name__}")
     try:
@@ -186,6 +215,9 @@ def validate(doc: Any, catalog: Catalog, *, ref_ms: int, max_future_ms: int,
         if mapped is None:
             return Rejection(UNKNOWN_PROVINCE, "province", f"unknown province code {province[:16]!r}")
         current = mapped
+    denial = catalog.registry.sender_denial(agency, feed_id, current)
+    if denial is not None:
+        return Rejection(MISSING_AGENCY if agency is None else WRONG_AGENCY, f"header.{AGENCY_HEADER}", denial)
     vtype = type(value)
     if vtype is not float and (vtype is bool or not isinstance(value, int | float)):
         return Rejection(WRONG_TYPE, "value", "must be a number")
@@ -218,7 +250,7 @@ def validate(doc: Any, catalog: Catalog, *, ref_ms: int, max_future_ms: int,
     source = doc.get("source", "")
     if not isinstance(source, str) or len(source) > MAX_SOURCE_LEN:
         return Rejection(WRONG_TYPE, "source", f"must be a string of at most {MAX_SOURCE_LEN} chars")
-    return Reading(event_id, feed_id, current, ts_ms, value, dims, source, province)
+    return Reading(event_id, feed_id, current, ts_ms, value, dims, source, province, agency or "")
 
 
 def _bad_event_id(event_id: Any) -> Rejection:
@@ -243,25 +275,28 @@ def _too_old(ts_ms: int, ref_ms: int, max_past_ms: int) -> Rejection:
 
 
 def decode_and_validate(raw: bytes | None, catalog: Catalog, *, ref_ms: int, max_future_ms: int,
-                        max_past_ms: int = DEFAULT_MAX_PAST_MS, topic_feed: str | None = None) -> Reading | Rejection:
+                        max_past_ms: int = DEFAULT_MAX_PAST_MS, topic_feed: str | None = None,
+                        agency: str | None = None) -> Reading | Rejection:
     try:
         doc = orjson.loads(raw or b"")
     except orjson.JSONDecodeError as exc:
         return Rejection(MALFORMED, "", f"not valid JSON: {exc.msg}")
     return validate(doc, catalog, ref_ms=ref_ms, max_future_ms=max_future_ms, max_past_ms=max_past_ms,
-                    topic_feed=topic_feed)
+                    topic_feed=topic_feed, agency=agency)
 
 
 def decode_message(raw: bytes | None, catalog: Catalog, *, ref_ms: int, max_future_ms: int,
-                   max_past_ms: int = DEFAULT_MAX_PAST_MS, topic_feed: str | None) -> list[Reading | Rejection]:
-    """One Kafka message → verdicts: a JSON object is one reading, a JSON array carries several."""
+                   max_past_ms: int = DEFAULT_MAX_PAST_MS, topic_feed: str | None,
+                   agency: str | None) -> list[Reading | Rejection]:
+    """One Kafka message → verdicts: a JSON object is one reading, a JSON array carries several. `agency`: its
+    header (`agency_of(record.headers)`), one for every reading of the message."""
     try:
         doc = orjson.loads(raw or b"")
     except orjson.JSONDecodeError as exc:
         return [Rejection(MALFORMED, "", f"not valid JSON: {exc.msg}")]
     docs = doc if isinstance(doc, list) and doc else [doc]
     return [validate(d, catalog, ref_ms=ref_ms, max_future_ms=max_future_ms, max_past_ms=max_past_ms,
-                     topic_feed=topic_feed) for d in docs]
+                     topic_feed=topic_feed, agency=agency) for d in docs]
 
 
 # --- Messages the pipeline emits (all plain JSON) -------------------------------------------------
