@@ -176,7 +176,8 @@ def agency_headers(catalog: Catalog, topic: str, key: bytes | None) -> list[tupl
     """Headers of a message on a feed topic keyed by province, sent as the series' supplier in the registry
     (the simulator, replay); none for another topic or a series nobody supplies."""
     feed = catalog.feed_for_topic(topic)
-    supplier = catalog.registry.supplier(feed.id, (key or b"").decode(errors="replace")) if feed else ""
+    code = (key or b"").decode(errors="replace")
+    supplier = catalog.registry.supplier(feed.id, catalog.current_province(code) or code) if feed else ""
     return [(AGENCY_HEADER, supplier.encode())] if supplier else []
 
 
