@@ -30,7 +30,7 @@ class PublishStats:
     dead_lettered: int = 0
 
 
-async def _send_all(producer, catalog: Catalog, messages: list[Message]) -> None:  # type: ignore[no-untyped-def]
+async def send_all(producer, catalog: Catalog, messages: list[Message]) -> None:  # type: ignore[no-untyped-def]
     """Hand a whole tick to the producer, then wait once for all acknowledgements. Each reading is sent as the
     agency that supplies its series (header `agency`)."""
     futures = [await producer.send(topic, value, key=key, headers=agency_headers(catalog, topic, key))
@@ -53,7 +53,7 @@ async def run_simulator(settings: Settings, catalog: Catalog, *, seed: int, rate
     try:
         while not stop.is_set() and (duration_s is None or time.time() - start < duration_s):
             batch = sim.due(int(time.time() * 1000))
-            await _send_all(producer, catalog, batch)
+            await send_all(producer, catalog, batch)
             stats.published += len(batch)
             metrics.SIMULATOR_MESSAGES.inc(len(batch))
             if time.monotonic() - last_report >= 10:
@@ -111,15 +111,15 @@ async def replay_file(settings: Settings, catalog: Catalog, path: Path, *, rate:
                 else:
                     stats.published += 1
                 if len(pending) >= 1000:
-                    await _send_all(producer, catalog, pending)
+                    await send_all(producer, catalog, pending)
                     pending = []
                 if rate:  # pace to `rate` lines per second
                     ahead = (stats.published + stats.dead_lettered) / rate - (time.monotonic() - started)
                     if ahead > 0:
-                        await _send_all(producer, catalog, pending)
+                        await send_all(producer, catalog, pending)
                         pending = []
                         await asyncio.sleep(ahead)
-            await _send_all(producer, catalog, pending)
+            await send_all(producer, catalog, pending)
     finally:
         await producer.stop()
     return stats

@@ -14,9 +14,18 @@ import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from api.series_sql import overview_series_sql
-from controlroom.catalog import Catalog
+from controlroom.catalog import Catalog, default_catalog
 from controlroom.kafka import all_topics, ensure_topics
-from controlroom.schema import OUT_OF_RANGE, Reading, Rejection, dead_letter, late_message, window_message
+from controlroom.schema import (
+    OUT_OF_RANGE,
+    Reading,
+    Rejection,
+    agency_headers,
+    agency_of,
+    dead_letter,
+    late_message,
+    window_message,
+)
 from controlroom.settings import Settings
 from controlroom.warehouse import Warehouse, open_warehouse
 from sinks.migrate import migrate
@@ -45,7 +54,8 @@ async def publish(bootstrap: str, messages: list[Msg], timestamp_ms: int | None 
     try:
         out = []
         for topic, key, value in messages:
-            md = await producer.send_and_wait(topic, value, key=key, timestamp_ms=timestamp_ms)
+            md = await producer.send_and_wait(topic, value, key=key, timestamp_ms=timestamp_ms,
+                                              headers=agency_headers(default_catalog(), topic, key))
             out.append((md.partition, md.offset))
         return out
     finally:
@@ -87,7 +97,8 @@ async def read_back(bootstrap: str, topic: str, n: int, partitions: int) -> list
         out: list[Record] = []
         for _ in range(100):
             for tp, recs in (await consumer.getmany(timeout_ms=200)).items():
-                out.extend(Record(tp.topic, tp.partition, r.offset, r.timestamp, r.value) for r in recs)
+                out.extend(Record(tp.topic, tp.partition, r.offset, r.timestamp, r.value, agency_of(r.headers))
+                           for r in recs)
             if len(out) >= n:
                 return out
         raise AssertionError(f"read {len(out)} of {n} records back")
