@@ -216,9 +216,6 @@ def validate(doc: Any, catalog: Catalog, *, ref_ms: int, max_future_ms: int,
         if mapped is None:
             return Rejection(UNKNOWN_PROVINCE, "province", f"unknown province code {province[:16]!r}")
         current = mapped
-    denial = catalog.registry.sender_denial(agency, feed_id, current)
-    if denial is not None:
-        return Rejection(MISSING_AGENCY if agency is None else WRONG_AGENCY, f"header.{AGENCY_HEADER}", denial)
     vtype = type(value)
     if vtype is not float and (vtype is bool or not isinstance(value, int | float)):
         return Rejection(WRONG_TYPE, "value", "must be a number")
@@ -251,6 +248,10 @@ def validate(doc: Any, catalog: Catalog, *, ref_ms: int, max_future_ms: int,
     source = doc.get("source", "")
     if not isinstance(source, str) or len(source) > MAX_SOURCE_LEN:
         return Rejection(WRONG_TYPE, "source", f"must be a string of at most {MAX_SOURCE_LEN} chars")
+    # the sender last: a reading is judged on its content first, so /ingest answers as it did before senders
+    denial = catalog.registry.sender_denial(agency, feed_id, current)
+    if denial is not None:
+        return Rejection(MISSING_AGENCY if agency is None else WRONG_AGENCY, f"header.{AGENCY_HEADER}", denial)
     return Reading(event_id, feed_id, current, ts_ms, value, dims, source, province, agency or "")
 
 

@@ -180,16 +180,20 @@ async def test_writer_writes_exact_rows_and_commits_what_it_wrote(
         assert raw == [
             {"event_id": "h3", "feed": "hotline_calls", "province": "08", "province_original": "02",
              "ts": dt(T0 + 5_000), "value": 4.0, "dims": {"line": "113"}, "dims_key": "line=113", "source": "test",
-             "kafka_topic": "feeds.hotline_calls", "kafka_partition": at[2][0], "kafka_offset": at[2][1]},
+             "kafka_topic": "feeds.hotline_calls", "kafka_partition": at[2][0], "kafka_offset": at[2][1],
+             "agency": "hotlines"},
             {"event_id": "w1", "feed": "water_level", "province": "01", "province_original": "01", "ts": dt(T0 + 1_000),
              "value": 100.0, "dims": {"station": "s1"}, "dims_key": "station=s1", "source": "test",
-             "kafka_topic": "feeds.water_level", "kafka_partition": at[0][0], "kafka_offset": at[0][1]},
+             "kafka_topic": "feeds.water_level", "kafka_partition": at[0][0], "kafka_offset": at[0][1],
+             "agency": "hydromet"},
             {"event_id": "w2", "feed": "water_level", "province": "01", "province_original": "01", "ts": dt(T0 + 2_000),
              "value": 110.5, "dims": {"station": "s1"}, "dims_key": "station=s1", "source": "test",
-             "kafka_topic": "feeds.water_level", "kafka_partition": at[1][0], "kafka_offset": at[1][1]},
+             "kafka_topic": "feeds.water_level", "kafka_partition": at[1][0], "kafka_offset": at[1][1],
+             "agency": "hydromet"},
             {"event_id": "w3", "feed": "water_level", "province": "01", "province_original": "01", "ts": dt(T0 + 3_000),
              "value": 105.0, "dims": {"station": "s2"}, "dims_key": "station=s2", "source": "test",
-             "kafka_topic": "feeds.water_level", "kafka_partition": at[3][0], "kafka_offset": at[3][1]},
+             "kafka_topic": "feeds.water_level", "kafka_partition": at[3][0], "kafka_offset": at[3][1],
+             "agency": "hydromet"},
         ]
         ingested = q(wh, "SELECT min(ingested_at) AS lo, max(ingested_at) AS hi FROM DB.readings")[0]
         assert datetime.now(UTC).timestamp() - ingested["lo"].timestamp() < 120
@@ -197,7 +201,7 @@ async def test_writer_writes_exact_rows_and_commits_what_it_wrote(
             "feed": "hotline_calls", "province": "79", "dims": {"line": "113"}, "dims_key": "line=113",
             "source_partition": 1, "window_start": dt(T0), "window_end": dt(T0 + 60_000), "count": 2, "sum": 10.0,
             "min": 3.0, "max": 7.0, "avg": 5.0, "last": 3.0, "last_ts": dt(T0 + 35_000),
-            "closed_at": dt(T0 + 200_000), "revision": 0}]
+            "closed_at": dt(T0 + 200_000), "revision": 0, "agency": ""}]  # a window without a source: as sent
         assert q(wh, "SELECT * FROM DB.dead_letters FINAL") == [{
             "dlq_id": "feeds.water_level:3:4", "reason": "out_of_range", "field": "value",
             "detail": "99999 outside [-500, 3000] cm", "payload": msgs[4][2].decode(), "feed": "water_level",
