@@ -12,7 +12,10 @@ A reading on topic ``feeds.<feed>`` (key = province code), plain JSON:
 ``event_id`` is 1–128 characters without surrounding whitespace. A dimension the catalog lists as
 closed takes only its listed values; an open one takes any value.
 
-Validation is a pure function of the bytes, the catalog and a reference time. Kafka consumers use
+The Kafka record header ``agency`` names the body that sent it (controlroom/data/agencies.yaml); it must
+supply the feed (and, for a province's center, that province), else the reading is refused.
+
+Validation is a pure function of the bytes, the sender, the catalog and a reference time. Kafka consumers use
 the message's own timestamp as that reference, so every consumer of a topic reaches the same verdict.
 """
 
