@@ -8,10 +8,14 @@ Warehouse calls block, so they run in worker threads; the event loop stays free 
 from __future__ import annotations
 
 import asyncio
+import math
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from typing import Any
 
 from fastapi import FastAPI, Request
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import JSONResponse
 
@@ -23,11 +27,13 @@ from api import (
     docs,
     health,
     incidents,
+    indicators,
     ingest,
     metrics_route,
     overview_route,
     query_route,
     reference,
+    reports,
     series_route,
     wall_stream,
 )
@@ -50,7 +56,7 @@ __all__ = ["ApiState", "agencies_text", "create_app"]
 log = get_logger("api")
 
 ROUTERS = (ingest.router, admin.router, query_route.router, alerts_stream.router, alerts.router, cap.router,
-           incidents.router, wall_stream.router,
+           incidents.router, indicators.router, reports.router, wall_stream.router,
            health.router, metrics_route.router, reference.router, series_route.router, overview_route.router,
            docs.router)  # /docs and /redoc from files this API serves (no CDN: api/docs.py)
 
@@ -109,6 +115,21 @@ async def _bad_param(_: Request, exc: ParamError) -> JSONResponse:
     return JSONResponse(status_code=422, content={"detail": exc.detail()})
 
 
+async def _invalid_request(_: Request, exc: RequestValidationError) -> JSONResponse:
+    """FastAPI's own 422, except that the offending input is echoed JSON-safe: a NaN or Infinity sent in a body
+    (Python's json accepts them) would otherwise make the error itself unencodable, a 500."""
+    def safe(value: Any) -> Any:
+        if isinstance(value, float) and not math.isfinite(value):
+            return str(value)
+        if isinstance(value, dict):
+            return {k: safe(v) for k, v in value.items()}
+        if isinstance(value, list | tuple):
+            return [safe(v) for v in value]
+        return value
+
+    return JSONResponse(status_code=422, content={"detail": safe(jsonable_encoder(exc.errors()))})
+
+
 async def _warehouse_down(_: Request, exc: WarehouseError) -> JSONResponse:
     log.error("warehouse query failed", error=str(exc))
     return JSONResponse(status_code=503, content={"detail": "warehouse unavailable"})
@@ -133,4 +154,5 @@ def create_app(settings: Settings, catalog: Catalog | None = None) -> FastAPI:
         app.include_router(router)
     app.exception_handler(ParamError)(_bad_param)
     app.exception_handler(WarehouseError)(_warehouse_down)
+    app.exception_handler(RequestValidationError)(_invalid_request)
     return app

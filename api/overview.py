@@ -166,11 +166,36 @@ def build_overview(catalog: Catalog, rows: list[SeriesLatest], *, now_ms: int, d
 Query = Callable[[tuple[str, dict[str, Any]]], Awaitable[list[dict[str, Any]]]]
 
 
+def feed_figures(catalog: Catalog, rows: list[SeriesLatest], province: str, now_ms: int) -> list[dict[str, Any]]:
+    """/overview's figures of each provincial feed, over one province's series only (the wall's province page):
+    the same definitions (status, latest value, last 5 minutes) as build_overview's `feeds`."""
+    mine: dict[str, list[SeriesLatest]] = defaultdict(list)
+    for r in rows:
+        if r.province == province:
+            mine[r.feed].append(r)
+    out = []
+    for f in catalog.feeds.values():
+        if f.scope != "provincial":
+            continue
+        frows = mine.get(f.id, [])
+        latest = {r.dims_key: r.last_ms for r in frows}
+        keys = [dims_key(d) for d in f.dim_combinations()]
+        reporting = sum(1 for k in keys if is_reporting(f, latest.get(k), now_ms))
+        out.append(_feed_out(f, frows, len(keys), reporting, now_ms))
+    return out
+
+
+async def read_series_latest(query: Query, database: str, catalog: Catalog, now_ms: int) -> list[SeriesLatest]:
+    """Every series' latest reading and last-5-minutes figures (the rows build_overview and feed_figures take)."""
+    rows = await query(overview_series_sql(database, now_ms - lookback_ms(catalog), now_ms - RECENT_MS))
+    return [SeriesLatest.from_row(r) for r in rows]
+
+
 async def read_overview(query: Query, database: str, catalog: Catalog, now_ms: int) -> dict[str, Any]:
     """/overview at `now_ms`: its two queries through `query` (the caller's warehouse access), then build_overview.
     The one way /overview and the live wall (api/wall.py) read their figures."""
-    series_rows = await query(overview_series_sql(database, now_ms - lookback_ms(catalog), now_ms - RECENT_MS))
+    series_rows = await read_series_latest(query, database, catalog, now_ms)
     quality = await query(quality_counts_sql(database, now_ms - RECENT_MS))
     q = quality[0] if quality else {}
-    return build_overview(catalog, [SeriesLatest.from_row(r) for r in series_rows], now_ms=now_ms,
+    return build_overview(catalog, series_rows, now_ms=now_ms,
                           dead_letters_recent=int(q.get("dead_letters", 0)), late_recent=int(q.get("late", 0)))

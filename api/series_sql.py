@@ -77,10 +77,56 @@ def series_sql(database: str, q: SeriesQuery) -> tuple[str, Params]:
         where = " AND ".join(_filters(q, "window_start", params))
         sql = (
             "SELECT intDiv(toUnixTimestamp64Milli(window_start), {step_ms:Int64}) * {step_ms:Int64} AS t, "
-            "sum(count) AS n, sum(sum) AS total, min(min) AS lo, max(max) AS hi, "
-            "argMax(last, (last_ts, province, dims_key)) AS last_value "
-            f"FROM {db}.agg_1m FINAL WHERE {where} GROUP BY t ORDER BY t"
+            f"{_AGG_FIGURES} FROM {db}.agg_1m FINAL WHERE {where} GROUP BY t ORDER BY t"
         )
+    return sql, params
+
+
+# a bucket of closed windows: partials of one window (one per source partition) are summed, never replaced
+_AGG_FIGURES = ("sum(count) AS n, sum(sum) AS total, min(min) AS lo, max(max) AS hi, "
+                "argMax(last, (last_ts, province, dims_key)) AS last_value")
+
+
+def _in(column: str, name: str, values: list[str], params: Params) -> str:
+    """`column IN (...)` with one scalar parameter per value."""
+    names = []
+    for i, v in enumerate(values):
+        params[f"{name}{i}"] = v
+        names.append(f"{{{name}{i}:String}}")
+    return f"{column} IN ({', '.join(names)})"
+
+
+def trends_sql(database: str, feeds: list[str], province: str | None, from_ms: int, to_ms: int) -> tuple[str, Params]:
+    """The wall's sparklines in one query: per feed, per closed minute in [from, to), what /series (source agg,
+    step 60) answers for that feed (every province when `province` is None). Rows: feed, t (ms), n, total, lo, hi,
+    last_value."""
+    db = check_identifier(database)
+    params: Params = {"from_ms": from_ms, "to_ms": to_ms}
+    where = [_in("feed", "feed", feeds, params), f"window_start >= {_ms('from_ms')}", f"window_start < {_ms('to_ms')}"]
+    if province is not None:
+        where.append("province = {province:String}")
+        params["province"] = province
+    sql = (f"SELECT feed, toUnixTimestamp64Milli(window_start) AS t, {_AGG_FIGURES} "
+           f"FROM {db}.agg_1m FINAL WHERE {' AND '.join(where)} GROUP BY feed, t ORDER BY feed, t")
+    return sql, params
+
+
+def communes_sql(database: str, feeds: list[str], province: str, from_ms: int) -> tuple[str, Params]:
+    """Where inside a province: per feed and commune, the readings since `from_ms` that named a commune, each
+    counted once (deduplicated by event_id, as /series' raw source). Rows: feed, commune, n, total, last_ms; the
+    busiest first. Reads `readings` by its sort key's prefix (feed, province)."""
+    db = check_identifier(database)
+    params: Params = {"province": province, "from_ms": from_ms}
+    where = " AND ".join([_in("feed", "feed", feeds, params), "province = {province:String}",
+                          f"ts >= {_ms('from_ms')}", "commune != ''"])
+    sql = (
+        "SELECT ev_feed AS feed, ev_commune AS commune, count() AS n, sum(ev_value) AS total, "
+        "toUnixTimestamp64Milli(max(ev_ts)) AS last_ms FROM ("
+        # duplicates of one event are byte-identical re-sends, so any() of each column is exact
+        "SELECT event_id, any(feed) AS ev_feed, any(commune) AS ev_commune, any(value) AS ev_value, any(ts) AS ev_ts "
+        f"FROM {db}.readings WHERE {where} GROUP BY event_id"
+        ") GROUP BY ev_feed, ev_commune ORDER BY ev_feed, total DESC, ev_commune"
+    )
     return sql, params
 
 

@@ -49,6 +49,7 @@ class ApiState:
     base_rule_docs: list[dict[str, Any]] | None = None  # the rules file, read on first use
     overview_cache: OverviewCache | None = None
     wall_hub: WallHub | None = None
+    province_hubs: dict[str, WallHub] = field(default_factory=dict)  # one per province page being watched
     _producer: AIOKafkaProducer | None = None
     _ready_topics: set[str] = field(default_factory=set)
     _lock: asyncio.Lock = field(default_factory=asyncio.Lock)
@@ -73,7 +74,7 @@ class ApiState:
 
     async def close(self) -> None:
         """Stops what this state started (the warehouse is closed by the lifespan, last)."""
-        for part in (self.alert_fanout, self.wall_hub, self.overview_cache):
+        for part in (self.alert_fanout, self.wall_hub, *self.province_hubs.values(), self.overview_cache):
             if part is not None:
                 await part.close()
         if self._producer is not None:

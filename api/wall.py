@@ -19,14 +19,13 @@ from typing import Any
 
 import orjson
 
-from api.series_sql import SeriesQuery
 from controlroom.alerts.incident_rules import incident_type_name
 from controlroom.alerts.inhibit import inhibition_note
-from controlroom.catalog import HEADLINE_FEEDS, Catalog
+from controlroom.catalog import HEADLINE_FEEDS, Catalog, Feed
 from controlroom.schema import ms_to_iso
 
 SEVERITY_ORDER = ("info", "warning", "critical")
-TREND_MINUTES = 15  # closed 1-minute windows drawn as a sparkline under each tile
+TREND_MINUTES = 60  # the last hour of closed 1-minute windows, drawn as a sparkline on each tile
 TREND_HALF = 5  # trend arrow: the last 5 closed minutes against the 5 before them
 ALERTS_SHOWN = 50  # rows of the alerts table carried by a snapshot (the map uses every firing alert)
 ALERTS_READ = 2000  # firing alerts read per refresh; beyond that the wall says the list is cut
@@ -39,31 +38,35 @@ MAP_W, MAP_H, MAP_PAD = 420.0, 760.0, 24.0  # SVG viewBox of the province map
 @dataclass(frozen=True, slots=True)
 class TrendPoint:
     t_ms: int
-    value: float
+    value: float | None  # None: no closed window that minute (a gap in the line, not a zero)
 
 
-def trend_query(feed: str, now_ms: int) -> SeriesQuery:
-    """The sparkline of a tile: the headline feed, every province, closed 1-minute windows of the last minutes."""
+def trend_window(now_ms: int) -> tuple[int, int]:
+    """[from, to) of the sparklines: the last TREND_MINUTES closed minutes before now."""
     to_ms = now_ms - now_ms % 60_000
-    return SeriesQuery(feed=feed, province=None, from_ms=to_ms - TREND_MINUTES * 60_000, to_ms=to_ms, step_s=60,
-                       source="agg")
+    return to_ms - TREND_MINUTES * 60_000, to_ms
 
 
-def trend_points(rows: list[dict[str, Any]], kind: str) -> list[TrendPoint]:
-    """series_sql rows → per-minute values, as /series computes `value`: sum for counters, average for gauges."""
-    out = []
+def trend_points(rows: list[dict[str, Any]], kind: str, from_ms: int | None = None) -> list[TrendPoint]:
+    """trends_sql (or series_sql) rows → per-minute values, as /series computes `value`: sum for counters, average
+    for gauges. With `from_ms`: exactly TREND_MINUTES points from there, a minute without a window as None."""
+    values = {}
     for r in rows:
         n, total = int(r["n"]), float(r["total"])
-        out.append(TrendPoint(int(r["t"]), total if kind == "counter" else total / n if n else 0.0))
-    return out
+        values[int(r["t"])] = total if kind == "counter" else total / n if n else 0.0
+    if from_ms is None:
+        return [TrendPoint(t, v) for t, v in values.items()]
+    return [TrendPoint(t, values.get(t)) for t in range(from_ms, from_ms + TREND_MINUTES * 60_000, 60_000)]
 
 
-def trend_delta_pct(points: list[TrendPoint], kind: str) -> float | None:
-    """Change of the last TREND_HALF minutes against the TREND_HALF before them, in percent (None: no basis)."""
+def trend_delta_pct(all_points: list[TrendPoint], kind: str) -> float | None:
+    """Change of the last TREND_HALF minutes with a window against the TREND_HALF before them, in percent (None:
+    no basis)."""
+    points = [p for p in all_points if p.value is not None]
     if len(points) < 2 * TREND_HALF:
         return None
-    recent = [p.value for p in points[-TREND_HALF:]]
-    before = [p.value for p in points[-2 * TREND_HALF:-TREND_HALF]]
+    recent = [p.value or 0.0 for p in points[-TREND_HALF:]]
+    before = [p.value or 0.0 for p in points[-2 * TREND_HALF:-TREND_HALF]]
     a, b = (sum(recent), sum(before)) if kind == "counter" else (sum(recent) / TREND_HALF, sum(before) / TREND_HALF)
     return None if b == 0 else round(100.0 * (a - b) / abs(b), 1)
 
@@ -131,24 +134,44 @@ def wall_incidents(catalog: Catalog, rows: list[dict[str, Any]], now_ms: int) ->
     return out
 
 
+def feed_tile(meta: Feed, figures: dict[str, Any], trend_rows: list[dict[str, Any]],
+              trend_from_ms: int | None) -> dict[str, Any]:
+    """A feed's tile, national or of one province: its headline figure (/overview's: the 5-minute total of a
+    counter, the latest value of a gauge) and its sparkline (per-minute values of the last hour)."""
+    points = trend_points(trend_rows, meta.kind, trend_from_ms)
+    return {
+        "feed": meta.id, "feed_name_vi": meta.name_vi, "feed_name_en": meta.name_en, "unit": meta.unit,
+        "kind": meta.kind, "basis": "sum_5m" if meta.kind == "counter" else "latest",
+        "value": figures["last_5m"]["sum"] if meta.kind == "counter" else figures["latest_value"],
+        "trend": [[p.t_ms, p.value] for p in points], "trend_delta_pct": trend_delta_pct(points, meta.kind),
+    }
+
+
+def wall_alerts(catalog: Catalog, firing: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """alerts_sql rows (firing, worst first) → the alerts table's rows."""
+    by_id = {str(a["alert_id"]): a for a in firing}
+    return [{
+        "alert_id": a["alert_id"], "severity": a["severity"], "rule_id": a["rule_id"], "feed": a["feed"],
+        "province": a["province"], "province_vi": province_name(catalog, str(a["province"]), "vi"),
+        "province_en": province_name(catalog, str(a["province"]), "en"), "summary_vi": a["summary_vi"],
+        "summary_en": a["summary_en"], "since": ms_to_iso(int(a["starts_at_ms"])), "acked": bool(a.get("ack_by")),
+        **_inhibition(a, by_id),
+    } for a in firing[:ALERTS_SHOWN]]
+
+
 def build_wall(catalog: Catalog, overview: dict[str, Any], firing: list[dict[str, Any]],
                trends: dict[str, list[dict[str, Any]]], *, refresh_s: float,
-               incidents: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+               incidents: list[dict[str, Any]] | None = None, trend_from_ms: int | None = None) -> dict[str, Any]:
     """The wall snapshot. `overview`: read_overview's result; `firing`: alerts_sql rows (state firing, worst
-    first); `trends`: series_sql rows (trend_query) per headline feed; `incidents`: incidents_sql rows
-    (open and acknowledged, worst and newest first)."""
+    first); `trends`: trends_sql rows per headline feed, from `trend_from_ms` (trend_window); `incidents`:
+    incidents_sql rows (open and acknowledged, worst and newest first)."""
     feeds = {f["id"]: f for f in overview["feeds"]}
     tiles = []
     for cat in overview["categories"]:
         feed_id = HEADLINE_FEEDS[cat["id"]]
-        f, meta = feeds[feed_id], catalog.feeds[feed_id]
-        points = trend_points(trends.get(feed_id, []), meta.kind)
         tiles.append({
             "id": cat["id"], "name_vi": cat["name_vi"], "name_en": cat["name_en"],
-            "feed": feed_id, "feed_name_vi": meta.name_vi, "feed_name_en": meta.name_en, "unit": meta.unit,
-            "kind": meta.kind, "basis": "sum_5m" if meta.kind == "counter" else "latest",
-            "value": f["last_5m"]["sum"] if meta.kind == "counter" else f["latest_value"],
-            "trend": [[p.t_ms, p.value] for p in points], "trend_delta_pct": trend_delta_pct(points, meta.kind),
+            **feed_tile(catalog.feeds[feed_id], feeds[feed_id], trends.get(feed_id, []), trend_from_ms),
             "feeds": len(cat["feeds"]), "feeds_reporting": cat["feeds_reporting"],
         })
 
@@ -167,14 +190,7 @@ def build_wall(catalog: Catalog, overview: dict[str, Any], firing: list[dict[str
         "series_silent": p["series_silent"], "incidents": incident_ids.get(p["code"], []),
     } for p in overview["provinces"]]
 
-    by_id = {str(a["alert_id"]): a for a in firing}
-    alerts = [{
-        "alert_id": a["alert_id"], "severity": a["severity"], "rule_id": a["rule_id"], "feed": a["feed"],
-        "province": a["province"], "province_vi": province_name(catalog, str(a["province"]), "vi"),
-        "province_en": province_name(catalog, str(a["province"]), "en"), "summary_vi": a["summary_vi"],
-        "summary_en": a["summary_en"], "since": ms_to_iso(int(a["starts_at_ms"])), "acked": bool(a.get("ack_by")),
-        **_inhibition(a, by_id),
-    } for a in firing[:ALERTS_SHOWN]]
+    alerts = wall_alerts(catalog, firing)
 
     health = {"reporting": 0, "degraded": 0, "silent": 0}
     for f in overview["feeds"]:
@@ -197,4 +213,65 @@ def build_wall(catalog: Catalog, overview: dict[str, Any], firing: list[dict[str
                    "status": f["status"], "series_expected": f["series_expected"],
                    "series_reporting": f["series_reporting"], "last_ts": f["last_ts"]} for f in overview["feeds"]],
         "health": health,
+    }
+
+
+COMMUNES_SHOWN = 8  # communes listed per feed on a province page, the busiest first (what fits its panel)
+
+
+def place_feeds(catalog: Catalog) -> list[str]:
+    """The feeds whose readings may name a commune (the province page's "where inside the province")."""
+    return [f.id for f in catalog.feeds.values() if f.communes]
+
+
+def province_communes(catalog: Catalog, code: str, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """communes_sql rows → per place feed: its communes, busiest first (count of readings, and the readings' sum
+    for a counter, their average for a gauge)."""
+    by_feed: dict[str, list[dict[str, Any]]] = {f: [] for f in place_feeds(catalog)}
+    for r in rows:
+        feed, commune = str(r["feed"]), catalog.communes.get(str(r["commune"]))
+        if feed not in by_feed or commune is None or commune.province != code:
+            continue
+        n, total = int(r["n"]), float(r["total"])
+        by_feed[feed].append({"code": commune.code, "name": commune.name, "kind": commune.kind, "readings": n,
+                              "value": total if catalog.feeds[feed].kind == "counter" else round(total / n, 2),
+                              "last": ms_to_iso(int(r["last_ms"]))})
+    out = []
+    for feed_id, places in by_feed.items():
+        meta = catalog.feeds[feed_id]
+        out.append({"feed": feed_id, "name_vi": meta.name_vi, "name_en": meta.name_en, "unit": meta.unit,
+                    "kind": meta.kind, "communes_reporting": len(places),
+                    "communes_in_province": len(catalog.communes_by_province.get(code, ())),
+                    "communes": places[:COMMUNES_SHOWN]})
+    return out
+
+
+def build_province(catalog: Catalog, code: str, feeds: list[dict[str, Any]], firing: list[dict[str, Any]],
+                   trends: dict[str, list[dict[str, Any]]], communes: list[dict[str, Any]], *, generated_at: str,
+                   refresh_s: float, trend_from_ms: int, incidents: list[dict[str, Any]] | None = None
+                   ) -> dict[str, Any]:
+    """One province's page: a tile per provincial feed (`feeds`: overview.feed_figures for the province; the
+    sparkline from `trends`, trends_sql rows of the province per feed), its firing alerts and open incidents
+    (alerts_sql / incidents_sql rows of the province), and where inside it (`communes`: communes_sql rows)."""
+    p = catalog.provinces[code]
+    tiles = [{**feed_tile(catalog.feeds[f["id"]], f, trends.get(f["id"], []), trend_from_ms),
+              "category": f["category"], "status": f["status"], "series_expected": f["series_expected"],
+              "series_reporting": f["series_reporting"], "last_ts": f["last_ts"]} for f in feeds]
+    active = wall_incidents(catalog, incidents or [], _iso_ms(generated_at))
+    return {
+        "generated_at": generated_at, "refresh_s": refresh_s,
+        "province": {"code": code, "name_vi": p.name_vi, "name_en": p.name_en, "kind": p.kind,
+                     "legacy_codes": list(p.legacy_codes),
+                     "communes": len(catalog.communes_by_province.get(code, ()))},
+        "totals": {"feeds": len(tiles), "feeds_reporting": sum(1 for t in tiles if t["series_reporting"]),
+                   "series_expected": sum(t["series_expected"] for t in tiles),
+                   "series_reporting": sum(t["series_reporting"] for t in tiles)},
+        "tiles": tiles,
+        "alerts": wall_alerts(catalog, firing),
+        "alerts_firing": len(firing),
+        "alerts_by_severity": {s: sum(1 for a in firing if a["severity"] == s) for s in SEVERITY_ORDER},
+        "severity": worst([str(a["severity"]) for a in firing]),
+        "incidents": active[:INCIDENTS_SHOWN],
+        "incidents_active": len(active),
+        "places": province_communes(catalog, code, communes),
     }

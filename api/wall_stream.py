@@ -1,4 +1,5 @@
-"""GET /wall (the built-in live wall page) and GET /wall/stream (its snapshots, as Server-Sent Events).
+"""GET /wall (the built-in live wall page), GET /wall/province/{code} (a province's page) and GET /wall/stream
+(their snapshots, as Server-Sent Events: event `wall`, or `province` with ?province=CODE).
 
 One task per API process (WallHub) computes the wall snapshot every WALL_REFRESH_S seconds with /overview's,
 /alerts', /series' and /incidents' own queries (see api/wall.py), serialises it once and fans the same bytes
@@ -30,13 +31,23 @@ from fastapi.responses import Response, StreamingResponse
 from api.alerts_sql import alerts_sql
 from api.auth import require
 from api.incidents_sql import incidents_sql
+from api.overview import feed_figures, read_series_latest
 from api.overview_cache import overview_cache
-from api.series_sql import series_sql
+from api.series_sql import communes_sql, trends_sql
 from api.sse import sse_frame, sse_response
 from api.state import ApiState, api_state
-from api.wall import ALERTS_READ, INCIDENT_STATES, INCIDENTS_READ, build_wall, trend_query
+from api.wall import (
+    ALERTS_READ,
+    INCIDENT_STATES,
+    INCIDENTS_READ,
+    build_province,
+    build_wall,
+    place_feeds,
+    trend_window,
+)
 from controlroom.catalog import HEADLINE_FEEDS
 from controlroom.logs import get_logger
+from controlroom.schema import ms_to_iso
 from controlroom.security import Principal
 
 log = get_logger("wall")
@@ -54,29 +65,73 @@ def _asset(name: str) -> bytes:
     return (resources.files("api") / "static" / "wall" / name).read_bytes()
 
 
-class WallHub:
-    """Computes the snapshot once per refresh and fans it out; one per API process (ApiState.wall_hub)."""
+Snapshot = Callable[[int], Awaitable[dict[str, Any]]]
 
-    def __init__(self, state: ApiState, overview: Callable[[], Awaitable[dict[str, Any]]]) -> None:
+
+async def _trends(state: ApiState, feeds: list[str], province: str | None,
+                  window: tuple[int, int]) -> dict[str, list[dict[str, Any]]]:
+    """The sparklines' rows per feed, in one query (trends_sql)."""
+    out: dict[str, list[dict[str, Any]]] = {f: [] for f in feeds}
+    for r in await state.query(trends_sql(state.warehouse.database, feeds, province, *window)):
+        out[str(r["feed"])].append(r)
+    return out
+
+
+async def _alerts_and_incidents(state: ApiState, province: str | None) -> tuple[list[dict[str, Any]],
+                                                                               list[dict[str, Any]]]:
+    """Firing alerts (/alerts' query) and open incidents (/incidents' query), of one province or all."""
+    db = state.warehouse.database
+    firing = await state.query(alerts_sql(db, states=("firing",), severity=None, feed=None, province=province,
+                                          limit=ALERTS_READ))
+    incidents = await state.query(incidents_sql(db, states=INCIDENT_STATES, province=province, type_id=None,
+                                                limit=INCIDENTS_READ))
+    return firing, incidents
+
+
+def national_snapshot(state: ApiState, overview: Callable[[], Awaitable[dict[str, Any]]]) -> Snapshot:
+    """The national wall; `overview` is /overview's shared snapshot: the wall shows exactly what /overview says."""
+
+    async def snapshot(now_ms: int) -> dict[str, Any]:
+        doc = await overview()
+        firing, incidents = await _alerts_and_incidents(state, None)
+        window = trend_window(now_ms)
+        trends = await _trends(state, list(HEADLINE_FEEDS.values()), None, window)
+        return build_wall(state.catalog, doc, firing, trends, refresh_s=state.settings.wall_refresh_s,
+                          incidents=incidents, trend_from_ms=window[0])
+
+    return snapshot
+
+
+def province_snapshot(state: ApiState, code: str) -> Snapshot:
+    """One province's page: /overview's figures over its series, its alerts and incidents, sparklines, communes."""
+
+    async def snapshot(now_ms: int) -> dict[str, Any]:
+        db, catalog = state.warehouse.database, state.catalog
+        rows = await read_series_latest(state.query, db, catalog, now_ms)
+        feeds = feed_figures(catalog, rows, code, now_ms)
+        firing, incidents = await _alerts_and_incidents(state, code)
+        window = trend_window(now_ms)
+        trends = await _trends(state, [f["id"] for f in feeds], code, window)
+        communes = await state.query(communes_sql(db, place_feeds(catalog), code, window[0]))
+        return build_province(catalog, code, feeds, firing, trends, communes, generated_at=ms_to_iso(now_ms),
+                              refresh_s=state.settings.wall_refresh_s, trend_from_ms=window[0], incidents=incidents)
+
+    return snapshot
+
+
+class WallHub:
+    """Computes a snapshot once per refresh and fans it out: one per API process for the national wall
+    (ApiState.wall_hub), one per province page being watched (ApiState.province_hubs)."""
+
+    def __init__(self, state: ApiState, snapshot: Snapshot, event: str = "wall") -> None:
         self.state = state
-        self.overview = overview  # /overview's shared snapshot: the wall shows exactly what /overview says
-        self.catalog = state.catalog
+        self.snapshot = snapshot
+        self.event = event  # the SSE event name its snapshots go out as
         self.refresh_s = state.settings.wall_refresh_s
         self.clients: set[asyncio.Queue[bytes]] = set()
         self.latest: bytes | None = None
         self.computed = 0  # snapshots computed by this process (tests check there is no per-client work)
         self._task: asyncio.Task[None] | None = None
-
-    async def snapshot(self, now_ms: int) -> dict[str, Any]:
-        db = self.state.warehouse.database
-        overview = await self.overview()
-        firing = await self.state.query(alerts_sql(db, states=("firing",), severity=None, feed=None, province=None,
-                                              limit=ALERTS_READ))
-        trends = {feed: await self.state.query(series_sql(db, trend_query(feed, now_ms)))
-                  for feed in HEADLINE_FEEDS.values()}
-        incidents = await self.state.query(incidents_sql(db, states=INCIDENT_STATES, province=None, type_id=None,
-                                                         limit=INCIDENTS_READ))
-        return build_wall(self.catalog, overview, firing, trends, refresh_s=self.refresh_s, incidents=incidents)
 
     def subscribe(self) -> asyncio.Queue[bytes]:
         queue: asyncio.Queue[bytes] = asyncio.Queue(maxsize=2)
@@ -104,7 +159,7 @@ class WallHub:
             try:
                 snap = await self.snapshot(time.time_ns() // 1_000_000)
                 self.computed += 1
-                self.latest = sse_frame("wall", snap)
+                self.latest = sse_frame(self.event, snap)
                 self.publish(self.latest)
             except Exception as exc:  # a warehouse hiccup: screens keep the last wall and are told; next try later
                 log.error("wall snapshot failed", error=str(exc)[:300])
@@ -119,25 +174,47 @@ class WallHub:
                 await self._task
 
 
-def hub_of(request: Request) -> WallHub:
+def hub_of(request: Request, province: str | None = None) -> WallHub:
+    """The national hub, or a province's; created on first use."""
     state = api_state(request)
+    if province is not None:
+        if province not in state.province_hubs:
+            state.province_hubs[province] = WallHub(state, province_snapshot(state, province), "province")
+        return state.province_hubs[province]
     hub = state.wall_hub
-    if hub is None:  # created on first use
+    if hub is None:
         cache = overview_cache(request)
 
         async def overview() -> dict[str, Any]:
             return (await cache.get(wait=True)).doc
 
-        hub = WallHub(state, overview)
+        hub = WallHub(state, national_snapshot(state, overview))
         state.wall_hub = hub
     return hub
+
+
+def _province_param(request: Request, province: str | None) -> str | None:
+    if province is not None and province not in api_state(request).catalog.provinces:
+        raise HTTPException(404, f"no province {province[:8]!r}")
+    return province
+
+
+def _page() -> Response:
+    return Response(_asset("index.html"), media_type="text/html; charset=utf-8",
+                    headers={"Content-Security-Policy": PAGE_CSP})
 
 
 @router.get("/wall", summary="The live national wall (HTML; asks for a viewer key once)",
             responses={200: {"content": {"text/html": {}}}})
 async def wall_page() -> Response:
-    return Response(_asset("index.html"), media_type="text/html; charset=utf-8",
-                    headers={"Content-Security-Policy": PAGE_CSP})
+    return _page()
+
+
+@router.get("/wall/province/{code}", summary="A province's page of the live wall (HTML; its feeds, alerts, communes)",
+            responses={200: {"content": {"text/html": {}}}, 404: {"description": "no such province"}})
+async def province_page(request: Request, code: str) -> Response:
+    _province_param(request, code)
+    return _page()  # the same page: wall.js reads the province from the address
 
 
 @router.get("/wall/static/{name}", include_in_schema=False)
@@ -149,7 +226,8 @@ async def wall_static(name: str) -> Response:
 
 # Not in the OpenAPI schema: a never-ending stream only stalls schema-driven clients and fuzzers (README documents it).
 @router.get("/wall/stream", summary="Wall snapshots live (Server-Sent Events, event `wall`)", include_in_schema=False)
-async def wall_stream(request: Request, _: Annotated[Principal, Depends(require("viewer"))]) -> StreamingResponse:
-    hub = hub_of(request)
+async def wall_stream(request: Request, _: Annotated[Principal, Depends(require("viewer"))],
+                      province: str | None = None) -> StreamingResponse:
+    hub = hub_of(request, _province_param(request, province))
     queue = hub.subscribe()
     return sse_response(request, queue, lambda: hub.unsubscribe(queue), lambda frame: (frame, False))

@@ -1,6 +1,7 @@
-"""The Grafana boards' UIDs: grafana/boards.py gives them to the boards it generates, and alert links
-(controlroom/alerts/core.py) point at the feed explorer by its UID."""
+"""The Grafana boards' UIDs: grafana/boards.py gives them to the boards it generates (and its data links point at
+them), and alert links (controlroom/alerts/core.py) point at the feed explorer by its UID."""
 
 WALL_UID = "controlroom-wall"
 EXPLORER_UID = "controlroom-feed-explorer"
 PIPELINE_UID = "controlroom-pipeline"
+PROVINCE_UID = "controlroom-province"

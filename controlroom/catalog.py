@@ -6,13 +6,14 @@ import csv
 import itertools
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from functools import cache
+from functools import cache, cached_property
 from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
 
+from controlroom.communes import COMMUNE_DIM, Commune, library_communes
 from controlroom.errors import CatalogError
 from controlroom.registry import Registry, parse_registry
 
@@ -61,6 +62,8 @@ class Feed:
     valid_max: float
     sim: dict[str, Any] = field(default_factory=dict)
     open_dims: frozenset[str] = frozenset()  # dimensions that take any value (new stations appear)
+    # readings may name their commune (dims.commune, validated against the province); not part of the series
+    communes: bool = False
 
     @property
     def topic(self) -> str:
@@ -89,7 +92,16 @@ class Catalog:
     feeds: dict[str, Feed]
     provinces: dict[str, Province]
     legacy_to_current: dict[str, str]
+    communes: dict[str, Commune] = field(default_factory=dict)  # by commune code (five digits)
     registry: Registry = field(default_factory=Registry)  # connected bodies (agencies.yaml); empty: nobody sends
+
+    @cached_property
+    def communes_by_province(self) -> dict[str, tuple[Commune, ...]]:
+        """Each province's communes, by code (computed once: the simulator and the province page ask often)."""
+        out: dict[str, list[Commune]] = {}
+        for c in sorted(self.communes.values(), key=lambda c: c.code):
+            out.setdefault(c.province, []).append(c)
+        return {p: tuple(cs) for p, cs in out.items()}
 
     def feed_for_topic(self, topic: str) -> Feed | None:
         return self.feeds.get(topic.removeprefix(TOPIC_PREFIX)) if topic.startswith(TOPIC_PREFIX) else None
@@ -173,6 +185,7 @@ def _parse_feed(raw: dict[str, Any], categories: dict[str, Category]) -> Feed:
             valid_max=hi,
             sim=dict(raw.get("sim") or {}),
             open_dims=open_dims,
+            communes=raw.get("communes", False),
         )
     except KeyError as exc:
         raise CatalogError(f"{where}: missing field {exc.args[0]!r}") from exc
@@ -182,6 +195,10 @@ def _parse_feed(raw: dict[str, Any], categories: dict[str, Category]) -> Feed:
         raise CatalogError(f"{where}: kind must be counter or gauge, not {feed.kind!r}")
     if feed.scope not in ("provincial", "national"):
         raise CatalogError(f"{where}: scope must be provincial or national, not {feed.scope!r}")
+    if not isinstance(feed.communes, bool) or (feed.communes and feed.scope != "provincial"):
+        raise CatalogError(f"{where}: communes must be true or false, and true only for a provincial feed")
+    if COMMUNE_DIM in feed.dims:
+        raise CatalogError(f"{where}: dims.commune is reserved: set `communes: true` instead")
     if feed.category not in categories:
         raise CatalogError(f"{where}: unknown category {feed.category!r}")
     if feed.cadence_s <= 0 or lo >= hi:
@@ -192,8 +209,9 @@ def _parse_feed(raw: dict[str, Any], categories: dict[str, Category]) -> Feed:
 
 
 def parse_catalog(feeds_doc: dict[str, Any], provinces_rows: list[dict[str, str]],
-                  agencies_doc: dict[str, Any] | None = None) -> Catalog:
-    """Pure: build and validate a Catalog from parsed documents (without `agencies_doc`, no body may send)."""
+                  communes: tuple[Commune, ...] = (), agencies_doc: dict[str, Any] | None = None) -> Catalog:
+    """Pure: build and validate a Catalog from parsed documents (and the communes, from the library; without
+    `agencies_doc`, no body may send)."""
     categories = {str(c["id"]): Category(str(c["id"]), str(c["name_vi"]), str(c["name_en"]))
                   for c in feeds_doc.get("categories", [])}
     feeds: dict[str, Feed] = {}
@@ -218,12 +236,27 @@ def parse_catalog(feeds_doc: dict[str, Any], provinces_rows: list[dict[str, str]
     for old, new in legacy.items():
         if old in provinces and old != new:
             raise CatalogError(f"legacy code {old} maps to {new} but is also a current province code")
+    by_code: dict[str, Commune] = {}
+    for c in communes:
+        if c.province not in provinces:
+            raise CatalogError(f"commune {c.code} ({c.name}) names province {c.province}, not in provinces.csv")
+        by_code[c.code] = c
     registry = parse_registry(agencies_doc, feeds, {c: (p.name_vi, p.name_en) for c, p in provinces.items()})
-    return Catalog(categories, feeds, provinces, legacy, registry)
+    return Catalog(categories, feeds, provinces, legacy, by_code, registry)
 
 
 def _data_file(name: str) -> Path:
     return Path(str(resources.files("controlroom") / "data" / name))
+
+
+def read_yaml(path: Path | None, shipped: str, what: str, error: type[Exception]) -> Any:
+    """The YAML document at `path`, or the shipped controlroom/data/<shipped>; an unreadable one raises `error`
+    naming the file and what it should have held."""
+    path = path or _data_file(shipped)
+    try:
+        return yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError) as exc:
+        raise error(f"{path}: cannot read {what}: {exc}") from exc
 
 
 def load_catalog(feeds_path: Path | None = None, provinces_path: Path | None = None,
@@ -238,7 +271,7 @@ def load_catalog(feeds_path: Path | None = None, provinces_path: Path | None = N
             rows = list(csv.DictReader(fh))
     except (OSError, yaml.YAMLError) as exc:
         raise CatalogError(f"cannot read catalog: {exc}") from exc
-    return parse_catalog(feeds_doc, rows, agencies_doc)
+    return parse_catalog(feeds_doc, rows, library_communes(), agencies_doc)
 
 
 @cache

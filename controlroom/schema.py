@@ -10,7 +10,8 @@ A reading on topic ``feeds.<feed>`` (key = province code), plain JSON:
      "value": 412.5, "dims": {"station": "s1"}, "source": "hydro-station-01"}
 ``ts`` is ISO 8601 with a timezone, or epoch milliseconds (a number), no earlier than 2000-01-01.
 ``event_id`` is 1–128 characters without surrounding whitespace. A dimension the catalog lists as
-closed takes only its listed values; an open one takes any value.
+closed takes only its listed values; an open one takes any value. A feed with `communes: true` takes
+``dims.commune`` too (a commune of the reading's province): stored with the reading, not part of its series.
 
 The Kafka record header ``agency`` names the body that sent it (controlroom/data/agencies.yaml); it must
 supply the feed (and, for a province's center, that province), else the reading is refused.
@@ -33,6 +34,7 @@ from typing import Any, NamedTuple, NotRequired, TypedDict, cast
 import orjson
 
 from controlroom.catalog import NATIONAL, TOPIC_PREFIX, Catalog
+from controlroom.communes import COMMUNE_DIM
 from controlroom.errors import ConfigError
 
 DLQ_TOPIC = f"{TOPIC_PREFIX}dlq"
@@ -81,6 +83,7 @@ class Reading(NamedTuple):
     dims: dict[str, str]
     source: str
     province_original: str  # as sent; differs from `province` when a legacy code was mapped
+    commune: str = ""  # dims.commune as sent (checked against the province), kept out of `dims`: not a series
     agency: str = ""  # the body that delivered it (header `agency`, or the /ingest key's agency)
 
     @property
@@ -240,14 +243,21 @@ def validate(doc: Any, catalog: Catalog, *, ref_ms: int, max_future_ms: int,
     if not isinstance(raw_dims, dict):
         return Rejection(WRONG_TYPE, "dims", "must be an object of strings")
     allowed, open_dims = feed.dims, feed.open_dims
+    commune = ""
     for k, v in raw_dims.items():
-        if k not in allowed:
+        if k not in allowed and not (k == COMMUNE_DIM and feed.communes):
             return Rejection(UNKNOWN_DIM, f"dims.{k}"[:80], f"feed {feed_id} has dims {sorted(feed.dims)}")
         if type(v) is not str or not v or len(v) > MAX_DIM_LEN:
             return Rejection(WRONG_TYPE, f"dims.{k}", f"must be a non-empty string of at most {MAX_DIM_LEN} chars")
-        if k not in open_dims and v not in allowed[k]:
+        if k == COMMUNE_DIM:
+            wrong = _wrong_commune(v, current, catalog)
+            if wrong is not None:
+                return wrong
+            commune = v
+        elif k not in open_dims and v not in allowed[k]:
             return Rejection(UNKNOWN_DIM_VALUE, f"dims.{k}", f"{v!r} is not one of {', '.join(allowed[k])}")
-    dims: dict[str, str] = raw_dims  # every key and value checked: the decoded object is ours to keep
+    # every key and value checked: the decoded object is ours to keep (less the commune, which names no series)
+    dims: dict[str, str] = {k: v for k, v in raw_dims.items() if k != COMMUNE_DIM} if commune else raw_dims
     source = doc.get("source", "")
     if not isinstance(source, str) or len(source) > MAX_SOURCE_LEN:
         return Rejection(WRONG_TYPE, "source", f"must be a string of at most {MAX_SOURCE_LEN} chars")
@@ -255,7 +265,19 @@ def validate(doc: Any, catalog: Catalog, *, ref_ms: int, max_future_ms: int,
     denial = catalog.registry.sender_denial(agency, feed_id, current)
     if denial is not None:
         return Rejection(MISSING_AGENCY if agency is None else WRONG_AGENCY, f"header.{AGENCY_HEADER}", denial)
-    return Reading(event_id, feed_id, current, ts_ms, value, dims, source, province, agency or "")
+    return Reading(event_id, feed_id, current, ts_ms, value, dims, source, province, commune, agency or "")
+
+
+def _wrong_commune(code: str, province: str, catalog: Catalog) -> Rejection | None:
+    """A commune must be one the library knows, in the reading's (current) province."""
+    known = catalog.communes.get(code)
+    if known is None:
+        return Rejection(UNKNOWN_DIM_VALUE, f"dims.{COMMUNE_DIM}",
+                         f"{code[:16]!r} is not a commune code (five digits of the statistics office)")
+    if known.province != province:
+        return Rejection(UNKNOWN_DIM_VALUE, f"dims.{COMMUNE_DIM}",
+                         f"commune {code} ({known.name}) is in province {known.province}, not {province}")
+    return None
 
 
 def _bad_event_id(event_id: Any) -> Rejection:

@@ -1,4 +1,6 @@
-"""The boards, one function per panel: National wall, one board per category, Feed explorer, Pipeline health.
+"""The boards, one function per panel: National wall, one board per category, Province, Feed explorer, Pipeline
+health. Data links drill down: a province (map, alerts, tables) opens the Province board, a feed the Feed explorer,
+each with its variables set from the clicked row and the time range kept.
 
 Figures follow /overview's definitions (api/overview.py, api/series_sql.py): a series reports when its latest
 reading is within 3 cadences; a feed is reporting / degraded / silent by its expected series; the 5-minute
@@ -17,7 +19,7 @@ from grafana_foundation_sdk.builders import dashboard as dash_b
 from grafana_foundation_sdk.cog import builder as cogbuilder
 from grafana_foundation_sdk.models import dashboard as dash
 
-from controlroom.board_uids import EXPLORER_UID, PIPELINE_UID, WALL_UID
+from controlroom.board_uids import EXPLORER_UID, PIPELINE_UID, PROVINCE_UID, WALL_UID
 from controlroom.catalog import (
     HEADLINE_FEEDS,
     NATIONAL,
@@ -64,6 +66,19 @@ def feed_value_expr(feed: Feed) -> str:
     return "sum(sum)" if feed.kind == "counter" else "sum(sum) / sum(count)"
 
 
+# --- drill-down links ---------------------------------------------------------------------------------
+
+def to_province(field: str = "province") -> P.DataLink:
+    return P.board_link("Tỉnh · Province ${__data.fields." + field + "}", PROVINCE_UID,
+                        province="${__data.fields." + field + "}")
+
+
+def to_explorer(feed: str = "${__data.fields.feed}", province: str | None = None) -> P.DataLink:
+    """The Feed explorer on `feed` (a row's field, or a fixed id), in `province` (a row's field, a variable) or all."""
+    return P.board_link("Khám phá nguồn · Feed explorer", EXPLORER_UID, feed=feed,
+                        province=province if province is not None else "$__all")
+
+
 # --- National wall -----------------------------------------------------------------------------------
 
 def _recent(feed_id: str) -> str:
@@ -85,9 +100,9 @@ def headline_sql(feed: Feed) -> str:
 
 
 def trend_sql(feed: Feed) -> str:
-    """The sparkline under a tile: closed 1-minute windows of the last 15 minutes (as the live wall)."""
+    """The sparkline under a tile: closed 1-minute windows of the last hour (as the live wall)."""
     return (f"SELECT window_start AS time, {feed_value_expr(feed)} AS trend FROM {DB}.agg_1m FINAL "
-            f"WHERE feed = '{feed.id}' AND window_start >= $__toTime - INTERVAL 15 MINUTE "
+            f"WHERE feed = '{feed.id}' AND window_start >= $__toTime - INTERVAL 60 MINUTE "
             "AND window_start < $__toTime GROUP BY time ORDER BY time")
 
 
@@ -97,7 +112,8 @@ def category_tile(cat: Category, feed: Feed, pos: Pos) -> cogbuilder.Builder[das
                   description=f"{cat.name_en}: {feed.name_en} ({feed.unit}). "
                               + ("Total of the last 5 minutes" if feed.kind == "counter"
                                  else "Mean of the latest value of each reporting series")
-                              + "; the sparkline: 1-minute windows of the last 15 minutes.")
+                              + "; the sparkline: 1-minute windows of the last hour.",
+                  links=[to_explorer(feed.id)])
 
 
 SEVERITY_RANK = "multiIf(severity = 'critical', 3, severity = 'warning', 2, severity = 'info', 1, 0)"
@@ -115,18 +131,21 @@ def province_map_sql() -> str:
 def province_map(pos: Pos) -> cogbuilder.Builder[dash.Panel]:
     return P.province_map("34 tỉnh, thành · cảnh báo nặng nhất", Q(province_map_sql()), pos,
                           description="Each province at its coordinates (provinces table), coloured by its worst "
-                                      "firing alert: green none, blue info, orange warning, red critical.")
+                                      "firing alert: green none, blue info, orange warning, red critical. A click "
+                                      "opens the province's board.", links=[to_province("code")])
 
 
-def firing_alerts_sql() -> str:
+def firing_alerts_sql(where: str = "") -> str:
+    """Firing alerts (and `where`, e.g. of the selected province), worst first."""
     return ("SELECT starts_at, severity, feed, province, summary_vi, summary_en, value, rule_id, alert_id, link "
-            f"FROM {DB}.alerts_current FINAL WHERE state = 'firing' "
+            f"FROM {DB}.alerts_current FINAL WHERE state = 'firing' {where}"
             f"ORDER BY {SEVERITY_RANK} DESC, starts_at DESC LIMIT 500")
 
 
 def firing_alerts(pos: Pos) -> cogbuilder.Builder[dash.Panel]:
     return P.table("Cảnh báo đang kích hoạt · Firing alerts", [Q(firing_alerts_sql())], pos,
-                   description="alerts_current (FINAL) in state firing, worst first.")
+                   description="alerts_current (FINAL) in state firing, worst first.",
+                   links=[to_province(), to_explorer(province="${__data.fields.province}")])
 
 
 def feed_health_sql(cat_order: list[str]) -> str:
@@ -161,7 +180,8 @@ def feed_health(pos: Pos, cat_order: list[str]) -> cogbuilder.Builder[dash.Panel
                   mappings=P.value_map([("2", "reporting", "green"), ("1", "degraded", "orange"),
                                         ("0", "silent", "red")]),
                   description="reporting: every expected series (provinces × dims) sent within 3 cadences; "
-                              "degraded: some; silent: none (as /overview's feed status).")
+                              "degraded: some; silent: none (as /overview's feed status).",
+                  links=[to_explorer()])
 
 
 def on_time_sql() -> str:
@@ -214,7 +234,8 @@ def feed_provinces_sql(feed: Feed) -> str:
 
 def feed_provinces(feed: Feed, pos: Pos) -> cogbuilder.Builder[dash.Panel]:
     return P.table(f"{feed.name_vi} theo tỉnh · by province", [Q(feed_provinces_sql(feed))], pos,
-                   description="Readings, total, min and max per province over the range (rollup by range).")
+                   description="Readings, total, min and max per province over the range (rollup by range).",
+                   links=[to_province(), to_explorer(feed.id, "${__data.fields.province}")])
 
 
 # --- incident annotations (issue 13) -------------------------------------------------------------------
@@ -253,6 +274,72 @@ def category_board(catalog: Catalog, cat: Category) -> dash_b.Dashboard:
         board = board.with_panel(feed_series(feed, Pos(0, i * 9, 16, 9)))
         board = board.with_panel(feed_provinces(feed, Pos(16, i * 9, 8, 9)))
     return board
+
+
+# --- Province (drill-down from the national wall and the category boards) ------------------------------
+
+IN_PROVINCE = "province IN (${province})"
+
+
+def province_feeds_sql() -> str:
+    return tiered("SELECT feed, sum(count) AS readings, sum(sum) AS total, sum(sum) / sum(count) AS mean, "
+                  "min(min) AS lo, max(max) AS hi FROM {src} "
+                  f"WHERE $__timeFilter({{t}}) AND {{tier}} AND {IN_PROVINCE} GROUP BY feed", order_by="feed")
+
+
+def province_feeds(pos: Pos) -> cogbuilder.Builder[dash.Panel]:
+    return P.table("Các nguồn của tỉnh · Feeds of the province", [Q(province_feeds_sql())], pos,
+                   description="Per feed over the range: readings, total, mean, min and max (rollup by range). "
+                               "A click opens the feed in the explorer, in this province.",
+                   links=[to_explorer(province="${province}")])
+
+
+def province_readings_sql() -> str:
+    return tiered("SELECT $__timeInterval({t}) AS time, feed, sum(count) AS readings FROM {src} "
+                  f"WHERE $__timeFilter({{t}}) AND {{tier}} AND {IN_PROVINCE} GROUP BY time, feed")
+
+
+def province_readings(pos: Pos) -> cogbuilder.Builder[dash.Panel]:
+    return P.timeseries("Số bản tin theo nguồn · Readings per feed", [Q(province_readings_sql(), time_series=True)],
+                        pos, stack=True, description="Readings per interval and feed in the province.")
+
+
+def province_alerts(pos: Pos) -> cogbuilder.Builder[dash.Panel]:
+    return P.table("Cảnh báo đang kích hoạt · Firing alerts", [Q(firing_alerts_sql(f"AND {IN_PROVINCE} "))], pos,
+                   description="The province's firing alerts, worst first.",
+                   links=[to_explorer(province="${__data.fields.province}")])
+
+
+def province_communes_sql() -> str:
+    """Per place feed and commune: the readings over the range that named a commune, each once (readings.commune,
+    names from the communes reference table)."""
+    return ("SELECT ev_feed AS feed, ev_commune AS commune, c.name AS name, count() AS readings, "
+            "sum(ev_value) AS total FROM ("
+            "SELECT event_id, any(feed) AS ev_feed, any(commune) AS ev_commune, any(value) AS ev_value "
+            f"FROM {DB}.readings WHERE $__timeFilter(ts) AND {IN_PROVINCE} AND commune != '' "
+            f"AND feed IN (SELECT id FROM {DB}.feeds WHERE communes = 1) GROUP BY event_id"
+            f") AS r LEFT JOIN {DB}.communes AS c ON c.code = r.ev_commune "
+            "GROUP BY feed, commune, name ORDER BY feed, total DESC, commune LIMIT 1000")
+
+
+def province_communes(pos: Pos) -> cogbuilder.Builder[dash.Panel]:
+    return P.table("Theo xã, phường · By commune", [Q(province_communes_sql())], pos,
+                   description="Where inside the province: readings of the feeds that carry a commune (citizen "
+                               "reports, rescue incidents, hotline calls, water level), per commune, busiest first.",
+                   links=[to_explorer(province="${province}")])
+
+
+def province_board() -> dash_b.Dashboard:
+    return (dash_b.Dashboard("Tỉnh, thành · Province").uid(PROVINCE_UID)
+            .tags(["controlroom", "province"]).refresh("30s").time("now-6h", "now").timezone("browser").readonly()
+            # multi-value, as the explorer's: the plugin quotes a multi-value variable's values ('01'), not a
+            # single-value one (01, a number); a data link sets one province
+            .with_variable(P.query_variable("province", "Province", f"SELECT code FROM {DB}.provinces ORDER BY code",
+                                            multi=True, include_all=False))
+            .with_panel(province_feeds(Pos(0, 0, 12, 14)))
+            .with_panel(province_alerts(Pos(12, 0, 12, 14)))
+            .with_panel(province_readings(Pos(0, 14, 12, 12)))
+            .with_panel(province_communes(Pos(12, 14, 12, 12))))
 
 
 # --- Feed explorer -----------------------------------------------------------------------------------
@@ -471,7 +558,7 @@ class Board:
 
 
 def all_boards(catalog: Catalog) -> list[Board]:
-    boards = [Board("national-wall", lambda: national_wall(catalog)),
+    boards = [Board("national-wall", lambda: national_wall(catalog)), Board("province", province_board),
               Board("feed-explorer", feed_explorer), Board("pipeline-health", pipeline_health)]
     for cat in catalog.categories.values():
         boards.append(Board(f"category-{cat.id.replace('_', '-')}", functools.partial(category_board, catalog, cat)))

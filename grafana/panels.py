@@ -96,14 +96,38 @@ class Pos:
         return dash.GridPos(h=self.h, w=self.w, x=self.x, y=self.y)
 
 
+class DataLink(cogbuilder.Builder[dash.DashboardLink]):
+    """A data link (field config `links`): a click on a value opens `url`. Grafana's data link is {title, url,
+    targetBlank}; the SDK types it as a DashboardLink, whose other fields a data link does not have."""
+
+    def __init__(self, title: str, url: str) -> None:
+        self._model = dash.DashboardLink(title=title, url=url)
+        self._model.to_json = lambda: {"title": title, "url": url, "targetBlank": False}  # type: ignore[method-assign]
+
+    def build(self) -> dash.DashboardLink:
+        return self._model
+
+
+def board_link(title: str, uid: str, **variables: str) -> DataLink:
+    """A data link to another board carrying its variables and the time range: `var-<name>=<value>` for a field of
+    the clicked row (`${__data.fields.code}`) or a fixed value; this board's own variable of the same name
+    (`${province}`) goes as `${province:queryparam}`, which carries every value of a multi-value variable."""
+    params = "&".join(f"${{{k}:queryparam}}" if v == f"${{{k}}}" else f"var-{k}={v}" for k, v in variables.items())
+    return DataLink(title, f"/d/{uid}?{params}&${{__url_time_range}}")
+
+
+Links = list[DataLink] | None
+
+
 def _thresholds(steps: list[tuple[str, float | None]]) -> dash_b.ThresholdsConfig:
     return (dash_b.ThresholdsConfig().mode(dash.ThresholdsMode.ABSOLUTE)
             .steps([dash.Threshold(value=v, color=c) for c, v in steps]))
 
 
 def timeseries(title: str, queries: list[Q], pos: Pos, *, unit: str = "short", description: str = "",
-               stack: bool = False) -> timeseries_b.Panel:
-    return _timeseries(title, DS, _targets(queries), pos, unit=unit, description=description, stack=stack)
+               stack: bool = False, links: Links = None) -> timeseries_b.Panel:
+    p = _timeseries(title, DS, _targets(queries), pos, unit=unit, description=description, stack=stack)
+    return p.data_links(list(links)) if links else p
 
 
 def prom_timeseries(title: str, queries: list[PromQ], pos: Pos, *, unit: str = "short", description: str = "",
@@ -127,7 +151,7 @@ def _timeseries(title: str, ds: dash.DataSourceRef, targets: list[cogbuilder.Bui
 def stat(title: str, queries: list[Q], pos: Pos, *, unit: str = "short", description: str = "",
          thresholds: list[tuple[str, float | None]] | None = None, decimals: int | None = None,
          mappings: list[dash.ValueMapping] | None = None, rows: bool = False,
-         text_mode: common.BigValueTextMode = common.BigValueTextMode.VALUE) -> stat_b.Panel:
+         text_mode: common.BigValueTextMode = common.BigValueTextMode.VALUE, links: Links = None) -> stat_b.Panel:
     """A big number; `rows`: one tile per row of the result (the feed-health grid), named by its string column."""
     reduce = common_b.ReduceDataOptions().calcs(["lastNotNull"]).values(rows)
     p = (stat_b.Panel().title(title).datasource(DS).targets(_targets(queries)).grid_pos(pos.grid()).unit(unit)
@@ -138,18 +162,22 @@ def stat(title: str, queries: list[Q], pos: Pos, *, unit: str = "short", descrip
         p = p.decimals(decimals)
     if mappings:
         p = p.mappings(mappings)
+    if links:
+        p = p.data_links(list(links))
     return p.description(description) if description else p
 
 
 def table(title: str, queries: list[Q], pos: Pos, *, description: str = "",
-          mappings: list[dash.ValueMapping] | None = None) -> table_b.Panel:
+          mappings: list[dash.ValueMapping] | None = None, links: Links = None) -> table_b.Panel:
     p = table_b.Panel().title(title).datasource(DS).targets(_targets(queries)).grid_pos(pos.grid())
     if mappings:
         p = p.mappings(mappings)
+    if links:
+        p = p.data_links(list(links))
     return p.description(description) if description else p
 
 
-def province_map(title: str, query: Q, pos: Pos, *, description: str = "") -> geomap_b.Panel:
+def province_map(title: str, query: Q, pos: Pos, *, description: str = "", links: Links = None) -> geomap_b.Panel:
     """Geomap of the provinces: one marker per row at (latitude, longitude), coloured by `severity` 0..3."""
     markers = (common_b.MapLayerOptions().type("markers").name("provinces").tooltip(True)
                .location(common_b.FrameGeometrySource().mode(common.FrameGeometrySourceMode.COORDS)
@@ -165,6 +193,8 @@ def province_map(title: str, query: Q, pos: Pos, *, description: str = "") -> ge
          .basemap(common_b.MapLayerOptions().type("default").name("basemap"))
          .layers([markers]).thresholds(_thresholds(SEVERITY_COLORS))
          .mappings(severity_mappings()))
+    if links:
+        p = p.data_links(list(links))
     return p.description(description) if description else p
 
 

@@ -10,6 +10,7 @@ Seeded: the same seed and start time give the same messages, byte for byte.
 from __future__ import annotations
 
 import heapq
+import itertools
 import math
 import random
 from dataclasses import dataclass
@@ -18,6 +19,7 @@ from datetime import UTC, datetime, timedelta
 import orjson
 
 from controlroom.catalog import NATIONAL, Catalog, Feed
+from controlroom.communes import COMMUNE_DIM
 
 VN = timedelta(hours=7)
 MONEY_UNITS = {"VND", "USD"}
@@ -140,6 +142,25 @@ class _Series:
     scale: float
     level: float  # gauges: current level (random walk)
     seq: int = 0
+    communes: tuple[str, ...] = ()  # where its readings happen (feeds with communes: true); () for none
+    commune_weights: tuple[float, ...] = ()  # cumulative: a few communes of a province see most of it
+
+
+COMMUNE_HOTSPOTS = 12  # communes of a province a counter's readings are spread over (weights 1, 1/2, 1/3…)
+
+
+def commune_choice(catalog: Catalog, feed: Feed, province: str, key: str) -> tuple[tuple[str, ...], tuple[float, ...]]:
+    """Where a series' readings happen: a gauge (a station) stands in one commune; a counter's events fall in a
+    dozen communes of its province, a few of them far more often (the province page shows hotspots).
+    Deterministic per `key`. ((), ()) for a feed without communes."""
+    if not feed.communes:
+        return (), ()
+    rng = random.Random(f"communes-{key}")
+    pool = [c.code for c in catalog.communes_by_province.get(province, ())]
+    if not pool:
+        return (), ()
+    picked = rng.sample(pool, 1 if feed.kind == "gauge" else min(COMMUNE_HOTSPOTS, len(pool)))
+    return tuple(picked), tuple(itertools.accumulate(1.0 / (n + 1) for n in range(len(picked))))
 
 
 class Simulator:
@@ -153,6 +174,7 @@ class Simulator:
         self.incidents = tuple(incidents)
         self.rng = random.Random(seed)
         self.incident_rng = random.Random(seed + 1)  # separate: incidents never change the underlying data
+        self.commune_rng = random.Random(seed + 2)  # separate too: communes never change the values
         self.corrupted = 0
         self.series: list[_Series] = []
         self._heap: list[tuple[int, int]] = []  # (due_ms, series index)
@@ -164,8 +186,9 @@ class Simulator:
                     weight *= float(weights.get(value, 0.0)) * len(feed.dims[dim])
             kind = catalog.provinces[province].kind if province in catalog.provinces else "national"
             scale = 1.0 if feed.sim.get("flat_scale") else province_scale(province, kind)
+            places, cum = commune_choice(catalog, feed, province, f"{seed}-{i}")
             self.series.append(_Series(i, feed, province, dims, weight, scale, float(feed.sim.get("base", 1.0))
-                                       * scale))
+                                       * scale, communes=places, commune_weights=cum))
             first = start_ms + self.rng.randrange(0, min(FIRST_READING_WITHIN_MS, int(feed.cadence_s * 1000)))
             self._heap.append((first, i))
         heapq.heapify(self._heap)
@@ -214,8 +237,13 @@ class Simulator:
             late = self._incident("late", s, ts)
             if late and self.incident_rng.random() < late.fraction:
                 event_ts = ts - int(late.delay_s * 1000)
+            dims = s.dims
+            if s.communes:
+                place = s.communes[0] if len(s.communes) == 1 else self.commune_rng.choices(
+                    s.communes, cum_weights=s.commune_weights)[0]
+                dims = {**s.dims, COMMUNE_DIM: place}
             doc = {"event_id": f"sim{self.seed}-{i}-{s.seq}", "feed": s.feed.id, "province": s.province,
-                   "ts": event_ts, "value": value, "dims": s.dims, "source": f"sim:{s.feed.source}"}
+                   "ts": event_ts, "value": value, "dims": dims, "source": f"sim:{s.feed.source}"}
             raw = orjson.dumps(doc)
             bad = self._incident("malformed", s, ts)
             if bad and self.incident_rng.random() < bad.fraction:

@@ -76,10 +76,11 @@ def migrate(warehouse: Warehouse, catalog: Catalog) -> list[str]:
 
 
 def reference_tables(catalog: Catalog) -> dict[str, pa.Table]:
-    """Pure: the catalog as Arrow tables for categories, feeds and provinces."""
+    """Pure: the catalog as Arrow tables for categories, feeds, provinces and communes."""
     cats = list(catalog.categories.values())
     feeds = list(catalog.feeds.values())
     provs = list(catalog.provinces.values())
+    communes = list(catalog.communes.values())
     return {
         "categories": pa.table({"id": [c.id for c in cats], "name_vi": [c.name_vi for c in cats],
                                 "name_en": [c.name_en for c in cats]}),
@@ -93,6 +94,7 @@ def reference_tables(catalog: Catalog) -> dict[str, pa.Table]:
             "valid_max": pa.array([f.valid_max for f in feeds], pa.float64()),
             "dims": pa.array([[(k, list(v)) for k, v in f.dims.items()] for f in feeds],
                              pa.map_(pa.string(), pa.list_(pa.string()))),
+            "communes": pa.array([int(f.communes) for f in feeds], pa.uint8()),
         }),
         "provinces": pa.table({
             "code": [p.code for p in provs], "name_vi": [p.name_vi for p in provs],
@@ -101,6 +103,8 @@ def reference_tables(catalog: Catalog) -> dict[str, pa.Table]:
             "lon": pa.array([p.lon for p in provs], pa.float64()),
             "legacy_codes": pa.array([list(p.legacy_codes) for p in provs], pa.list_(pa.string())),
         }),
+        "communes": pa.table({"code": [c.code for c in communes], "name": [c.name for c in communes],
+                              "province": [c.province for c in communes], "kind": [c.kind for c in communes]}),
     }
 
 

@@ -81,7 +81,8 @@ SCHEMAS: dict[str, pa.Schema] = {
         ("event_id", pa.string()), ("feed", pa.string()), ("province", pa.string()),
         ("province_original", pa.string()), ("ts", TS), ("value", pa.float64()), ("dims", DIMS),
         ("dims_key", pa.string()), ("source", pa.string()), ("ingested_at", TS), ("kafka_topic", pa.string()),
-        ("kafka_partition", pa.uint32()), ("kafka_offset", pa.uint64()), ("agency", pa.string()),
+        ("kafka_partition", pa.uint32()), ("kafka_offset", pa.uint64()), ("commune", pa.string()),
+        ("agency", pa.string()),
     ]),
     AGG: pa.schema([
         ("feed", pa.string()), ("province", pa.string()), ("dims", DIMS), ("dims_key", pa.string()),
@@ -293,7 +294,7 @@ def convert(records: Iterable[Record], catalog: Catalog, *, max_future_ms: int, 
                     continue
                 bucket.append((v.event_id, v.feed, v.province, v.province_original, v.ts_ms, v.value,
                                list(v.dims.items()), v.dims_key, v.source, ingested_ms, rec.topic,
-                               rec.partition, rec.offset, v.agency))
+                               rec.partition, rec.offset, v.commune, v.agency))
             continue
         make = _WORKER_ROWS[target]
         try:

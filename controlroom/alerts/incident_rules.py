@@ -15,9 +15,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-import yaml
-
-from controlroom.catalog import NATIONAL, Catalog
+from controlroom.catalog import NATIONAL, Catalog, read_yaml
 from controlroom.errors import ControlRoomError
 from controlroom.schema import SEVERITIES
 
@@ -203,9 +201,5 @@ def incident_types_file() -> Path:
 
 def load_incident_types(path: Path | None, catalog: Catalog) -> list[IncidentType]:
     """The incident types of a YAML file (None: the shipped one), all validated."""
-    path = path or incident_types_file()
-    try:
-        doc = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (OSError, yaml.YAMLError) as exc:
-        raise IncidentRuleError(f"{path}: cannot read incident types: {exc}") from exc
+    doc = read_yaml(path or incident_types_file(), "incidents.yaml", "incident types", IncidentRuleError)
     return parse_incident_types(doc, catalog)

@@ -23,14 +23,11 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from importlib import resources
 from pathlib import Path
 from typing import Any, Protocol
 
-import yaml
-
 from controlroom.alerts.rules import RULE_TYPES
-from controlroom.catalog import NATIONAL, Catalog
+from controlroom.catalog import NATIONAL, Catalog, read_yaml
 from controlroom.errors import ControlRoomError
 from controlroom.schema import SEVERITIES, dims_key
 
@@ -144,12 +141,7 @@ def parse_inhibit_rules(doc: Any, catalog: Catalog) -> list[InhibitRule]:
 
 def read_inhibit_rules(path: Path | None, catalog: Catalog) -> list[InhibitRule]:
     """The rules of a YAML file (None: the shipped controlroom/data/inhibit.yaml)."""
-    path = path or Path(str(resources.files("controlroom") / "data" / "inhibit.yaml"))
-    try:
-        doc = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (OSError, yaml.YAMLError) as exc:
-        raise InhibitError(f"{path}: cannot read inhibition rules: {exc}") from exc
-    return parse_inhibit_rules(doc, catalog)
+    return parse_inhibit_rules(read_yaml(path, "inhibit.yaml", "inhibition rules", InhibitError), catalog)
 
 
 def labels_of(rule_id: str, rule_type: str, feed: str, province: str, severity: str, dims: Mapping[str, str],

@@ -18,9 +18,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-import yaml
-
-from controlroom.catalog import NATIONAL, Catalog, Feed, default_catalog
+from controlroom.catalog import NATIONAL, Catalog, Feed, default_catalog, read_yaml
 from controlroom.errors import ControlRoomError
 from controlroom.schema import SEVERITIES
 
@@ -398,11 +396,7 @@ def _rules_file() -> Path:
 
 def read_rule_docs(path: Path | None, catalog: Catalog | None = None) -> list[dict[str, Any]]:
     """The rule documents of a YAML file (None: the shipped one), as written, after validating them all."""
-    path = path or _rules_file()
-    try:
-        doc = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (OSError, yaml.YAMLError) as exc:
-        raise RuleError(f"{path}: cannot read rules: {exc}") from exc
+    doc = read_yaml(path or _rules_file(), "rules.yaml", "rules", RuleError)
     parse_rules(doc, catalog or default_catalog())
     return list(doc["rules"])
 

@@ -73,6 +73,8 @@ def alert(alert_id: str, seq: int, state: str, severity: str, feed: str, provinc
 
 
 FLOOD, EVERYWHERE = "f" * 16, "e" * 16  # incident ids of the seed
+BEN_THANH = "26743"  # Phường Bến Thành, TP. Hồ Chí Minh (79)
+OTHER_79 = next(c.code for c in default_catalog().communes_by_province["79"] if c.code != BEN_THANH)
 
 
 def incident_events(iid: str, type_id: str, province: str, feeds: list[str],
@@ -100,6 +102,15 @@ def wh(tmp_path_factory: pytest.TempPathFactory, catalog: Catalog) -> Iterator[C
         w.close()
 
 
+def history_windows() -> Iterator[datetime]:
+    """40 days of hourly-complete history for hotline_calls 01 line=111, 2 calls per window (the tier test): one
+    window every 7 minutes keeps the seed small."""
+    t = (NOW - timedelta(days=40)).replace(hour=0, minute=0)
+    while t < NOW - 20 * MIN:
+        yield t
+        t += timedelta(minutes=7)
+
+
 def seed(wh: ChdbWarehouse) -> None:
     r: list[dict[str, Any]] = []
     # vn_index (national gauge, 1 expected series, cadence 15 s): 1250 two minutes ago, then 1300 20 s before
@@ -118,16 +129,16 @@ def seed(wh: ChdbWarehouse) -> None:
     for i in range(5):
         r.append(reading(f"w01-{i}", "water_level", "01", {"station": "s1"}, NOW - (10 - i) * MIN, 400.0 + i))
         r.append(reading(f"w79-{i}", "water_level", "79", {"station": "s1"}, NOW - (10 - i) * MIN, 90.0 + i))
+    # citizen reports that name their commune (the province board's "by commune"): 2 + 3 in Bến Thành (79), 4 in
+    # another commune of 79, 7 in Hoàn Kiếm (01)
+    for eid, province, commune, value in (("c1", "79", BEN_THANH, 2.0), ("c2", "79", BEN_THANH, 3.0),
+                                          ("c3", "79", OTHER_79, 4.0), ("c4", "01", "00070", 7.0)):
+        r.append(reading(eid, "citizen_feedback", province, {"topic": "traffic"}, NOW - 30 * MIN, value)
+                 | {"commune": commune})
     insert(wh, READINGS, r)
-    insert(wh, READINGS, r[:3])  # a sink retry: every figure must count each reading once
+    insert(wh, READINGS, r[:3] + r[-4:])  # a sink retry: every figure must count each reading once
 
-    windows = []
-    # 40 days of hourly-complete history for hotline_calls 01 line=111: 2 calls per minute (the tier test)
-    start = (NOW - timedelta(days=40)).replace(hour=0, minute=0)
-    t = start
-    while t < NOW - 20 * MIN:
-        windows.append(agg("hotline_calls", "01", "line=111", t, 1, 2.0))
-        t += timedelta(minutes=7)  # one window every 7 minutes keeps the seed small
+    windows = [agg("hotline_calls", "01", "line=111", t, 1, 2.0) for t in history_windows()]
     for i in range(15):  # the last 15 minutes: trend of the tiles
         windows.append(agg("hotline_calls", "79", "line=111", NOW - (15 - i) * MIN, 1, 5.0))
         windows.append(agg("water_level", "01", "station=s1", NOW - (15 - i) * MIN, 2, 800.0 + i))
@@ -200,7 +211,7 @@ def check_columns(kind: str, target: dict[str, Any], rows: list[dict[str, Any]],
 
 def test_every_panel_query_runs_and_has_its_columns(wh: ChdbWarehouse) -> None:
     boards = board_files()
-    assert len(boards) == 10  # national wall, explorer, pipeline health, 7 categories
+    assert len(boards) == 11  # national wall, province, explorer, pipeline health, 7 categories
     ran = 0
     for board in boards.values():
         for uid, title, kind, target in targets(board):
@@ -246,8 +257,10 @@ def test_national_wall_figures(wh: ChdbWarehouse, catalog: Catalog) -> None:
     assert hot == [{"value": 60.0}] and feeds["hotline_calls"]["last_5m"]["sum"] == 60.0
     vn = run(wh, panel_sql("national-wall", "VN-Index"))
     assert vn == [{"value": 1300.0}] and feeds["vn_index"]["latest_value"] == 1300.0
-    trend = run(wh, panel_sql("national-wall", "Hotline calls", "B"))
-    assert len(trend) == 15 and {r["trend"] for r in trend} == {5.0}
+    trend = run(wh, panel_sql("national-wall", "Hotline calls", "B"))  # the last hour of closed minutes
+    history = sum(1 for t in history_windows() if t >= NOW - 60 * MIN)
+    assert history >= 5 and len(trend) == 15 + history
+    assert [r["trend"] for r in trend] == [2.0] * history + [5.0] * 15
 
     # map: 34 provinces at their coordinates, worst firing alert (a resolved one does not count)
     rows = run(wh, panel_sql("national-wall", "34 tỉnh"))
@@ -305,6 +318,22 @@ def test_explorer_variables_and_all(wh: ChdbWarehouse) -> None:
     assert run(wh, raw, ctx(province=["48"])) == []
     agg_rows = run(wh, panel_sql("feed-explorer", "Aggregated"), ctx(province=["01"]))
     assert [r["readings"] for r in agg_rows] == [2] * 15 and agg_rows[0]["mean"] == 400.0
+
+
+def test_province_board(wh: ChdbWarehouse) -> None:
+    """The board the national wall's map and alerts open: one province's feeds, alerts and communes."""
+    feeds = {r["feed"]: r for r in run(wh, panel_sql("province", "Feeds of the province"), ctx(province=["79"]))}
+    assert set(feeds) == {"hotline_calls"}  # the windows seeded in 79
+    assert (feeds["hotline_calls"]["readings"], feeds["hotline_calls"]["total"]) == (15, 75.0)
+    alerts = run(wh, panel_sql("province", "Firing alerts"), ctx(province=["79"]))
+    assert [(a["alert_id"], a["province"]) for a in alerts] == [("a2", "79")]
+    places = run(wh, panel_sql("province", "By commune"), ctx(province=["79"]))
+    assert [(p["feed"], p["commune"], p["name"], p["readings"], p["total"]) for p in places] == [
+        ("citizen_feedback", BEN_THANH, "Phường Bến Thành", 2, 5.0),  # the retried insert counts once
+        ("citizen_feedback", OTHER_79, default_catalog().communes[OTHER_79].name, 1, 4.0)]
+    hanoi = run(wh, panel_sql("province", "By commune"), ctx(province=["01"]))
+    assert [(p["commune"], p["name"], p["total"]) for p in hanoi] == [("00070", "Phường Hoàn Kiếm", 7.0)]
+    assert run(wh, panel_sql("province", "By commune"), ctx(province=["48"])) == []
 
 
 def test_pipeline_figures(wh: ChdbWarehouse) -> None:

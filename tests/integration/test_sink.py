@@ -154,7 +154,9 @@ def messages() -> list[Msg]:
     pair = orjson.dumps([orjson.loads(reading("w3", "water_level", "01", T0 + 3_000, 105.0, station="s2")),
                          orjson.loads(reading("bad-in-array", "water_level", "01", T0, 1e9, station="s2"))])
     return [
-        ("feeds.water_level", b"01", reading("w1", "water_level", "01", T0 + 1_000, 100.0, station="s1")),
+        # a station in Phường Hoàn Kiếm: the commune goes to its own column, not into the series' dims
+        ("feeds.water_level", b"01", reading("w1", "water_level", "01", T0 + 1_000, 100.0, station="s1",
+                                             commune="00070")),
         ("feeds.water_level", b"01", reading("w2", "water_level", "01", T0 + 2_000, 110.5, station="s1")),
         ("feeds.hotline_calls", b"02", reading("h3", "hotline_calls", "02", T0 + 5_000, 4, line="113")),  # legacy
         ("feeds.water_level", b"01", pair),
@@ -181,19 +183,19 @@ async def test_writer_writes_exact_rows_and_commits_what_it_wrote(
             {"event_id": "h3", "feed": "hotline_calls", "province": "08", "province_original": "02",
              "ts": dt(T0 + 5_000), "value": 4.0, "dims": {"line": "113"}, "dims_key": "line=113", "source": "test",
              "kafka_topic": "feeds.hotline_calls", "kafka_partition": at[2][0], "kafka_offset": at[2][1],
-             "agency": "hotlines"},
+             "commune": "", "agency": "hotlines"},
             {"event_id": "w1", "feed": "water_level", "province": "01", "province_original": "01", "ts": dt(T0 + 1_000),
              "value": 100.0, "dims": {"station": "s1"}, "dims_key": "station=s1", "source": "test",
              "kafka_topic": "feeds.water_level", "kafka_partition": at[0][0], "kafka_offset": at[0][1],
-             "agency": "hydromet"},
+             "commune": "00070", "agency": "hydromet"},
             {"event_id": "w2", "feed": "water_level", "province": "01", "province_original": "01", "ts": dt(T0 + 2_000),
              "value": 110.5, "dims": {"station": "s1"}, "dims_key": "station=s1", "source": "test",
              "kafka_topic": "feeds.water_level", "kafka_partition": at[1][0], "kafka_offset": at[1][1],
-             "agency": "hydromet"},
+             "commune": "", "agency": "hydromet"},
             {"event_id": "w3", "feed": "water_level", "province": "01", "province_original": "01", "ts": dt(T0 + 3_000),
              "value": 105.0, "dims": {"station": "s2"}, "dims_key": "station=s2", "source": "test",
              "kafka_topic": "feeds.water_level", "kafka_partition": at[3][0], "kafka_offset": at[3][1],
-             "agency": "hydromet"},
+             "commune": "", "agency": "hydromet"},
         ]
         ingested = q(wh, "SELECT min(ingested_at) AS lo, max(ingested_at) AS hi FROM DB.readings")[0]
         assert datetime.now(UTC).timestamp() - ingested["lo"].timestamp() < 120

@@ -27,15 +27,17 @@ import orjson
 import pytest
 from playwright.sync_api import Page
 
-from api.wall import TREND_MINUTES
+from api.wall import COMMUNES_SHOWN, TREND_MINUTES
 from api.wall_stream import WallHub
 from controlroom.broker import free_port
 from controlroom.catalog import HEADLINE_FEEDS, Catalog
+from controlroom.communes import COMMUNE_DIM
 from controlroom.schema import (
     ALERTS_TOPIC,
     INCIDENTS_TOPIC,
     IncidentMember,
     alert_message,
+    dims_key,
     fingerprint,
     incident_message,
     window_message,
@@ -91,7 +93,7 @@ def seed(api: LiveApi, catalog: Catalog, now: int) -> dict[str, Any]:
     readings = []
     for topic, _key, raw in sim.between(now - 3 * MIN, now + MIN, step_ms=1000):
         doc = orjson.loads(raw)
-        dkey = ",".join(f"{k}={v}" for k, v in sorted(doc["dims"].items()))
+        dkey = dims_key({k: v for k, v in doc["dims"].items() if k != COMMUNE_DIM})  # a commune names no series
         if doc["feed"] == SILENT_FEED or (doc["feed"], doc["province"], dkey) == DEGRADED:
             continue
         readings.append((topic, raw, doc))
@@ -102,10 +104,11 @@ def seed(api: LiveApi, catalog: Catalog, now: int) -> dict[str, Any]:
         feed = catalog.feeds[feed_id]
         docs = [d for _t, _r, d in readings if d["feed"] == feed_id]
         level = (sum(d["value"] for d in docs) / 4 if feed.kind == "counter" else docs[-1]["value"]) or 1.0
-        # 20 closed minutes with a known shape: a slope of its own per feed, with a ripple
-        slope = (0.012, -0.008, 0.004, 0.018, -0.004, 0.009, 0.0)[n]
-        windows[feed_id] = {minute - (20 - i) * MIN: round(level * (1 + slope * (i - 10) + 0.04 * ((i + n) % 3)), 2)
-                            for i in range(20)}
+        # 62 closed minutes (the sparkline's hour, and then some) with a known shape: a slope of its own per feed,
+        # with a ripple
+        slope = (0.012, -0.008, 0.004, 0.014, -0.004, 0.009, 0.0)[n]
+        windows[feed_id] = {minute - (62 - i) * MIN: round(level * (1 + slope * (i - 31) + 0.04 * ((i + n) % 3)), 2)
+                            for i in range(62)}
 
     alerts = [
         *alert("water_level_alarm", "water_level", "01", {"station": "s1"}, "critical", ["pending", "firing"],
@@ -178,6 +181,7 @@ def seed(api: LiveApi, catalog: Catalog, now: int) -> dict[str, Any]:
 
     resolved, on_time = total("dvc_dossiers_resolved"), total("dvc_dossiers_resolved", "true")
     return {
+        "docs": readings,
         "readings": len(readings),
         "counter_sums": {f: total(f) for f in HEADLINE_FEEDS.values() if catalog.feeds[f].kind == "counter"},
         "vn_index_last": max((d["ts"], d["value"]) for _t, _r, d in readings if d["feed"] == "vn_index")[1],
@@ -193,14 +197,19 @@ def seed(api: LiveApi, catalog: Catalog, now: int) -> dict[str, Any]:
 
 
 def page_figures(page: Page) -> dict[str, Any]:
-    return page.evaluate("""() => ({
+    return page.evaluate("""() => {
+        // the vertices a tile's sparkline draws: those of its polylines, and its lone-minute dots
+        const sparkPoints = (t) => [...t.querySelectorAll('svg.spark polyline')].reduce(
+            (n, l) => n + l.getAttribute('points').trim().split(/\\s+/).length, 0)
+            + t.querySelectorAll('svg.spark circle').length;
+        return {
         generated_at: document.body.dataset.generatedAt,
         lang: document.documentElement.lang,
         title: document.querySelector('h1').textContent,
         tiles: [...document.querySelectorAll('#tiles .tile')].map(t => ({
             category: t.dataset.category, feed: t.dataset.feed, value: JSON.parse(t.dataset.value),
             trend: JSON.parse(t.dataset.trend), name: t.querySelector('.cat').textContent,
-            text: t.querySelector('.value').textContent})),
+            text: t.querySelector('.value').textContent, points: sparkPoints(t)})),
         provinces: Object.fromEntries([...document.querySelectorAll('#map circle.province')].map(
             c => [c.dataset.code, {severity: c.dataset.severity, fill: getComputedStyle(c).fill}])),
         alerts: [...document.querySelectorAll('#alerts tbody tr')].map(r => ({
@@ -226,7 +235,7 @@ def page_figures(page: Page) -> dict[str, Any]:
         on_time_text: document.getElementById('ontime').textContent,
         readings_5m: Number(document.getElementById('t-readings').dataset.value),
         stored_key: localStorage.getItem('controlroom.wall.key') !== null,
-    })""")
+    }; }""")
 
 
 def vi_number(x: float, decimals: int) -> str:
@@ -281,10 +290,13 @@ def test_wall_in_chromium_matches_overview(live_api: WallApi, catalog: Catalog, 
             seeded = [v for t, v in sorted(expected["windows"][tile["feed"]].items())
                       if to_ms - TREND_MINUTES * MIN <= t < to_ms]
             assert len(seeded) >= TREND_MINUTES - 1
-            assert tile["trend"] == pytest.approx(seeded), tile["feed"]
+            assert len(tile["trend"]) == TREND_MINUTES == 60  # a slot per minute of the last hour
+            assert [v for v in tile["trend"] if v is not None] == pytest.approx(seeded), tile["feed"]
+            assert tile["points"] == len(seeded)  # drawn: one vertex per minute with a window
             series = live_api.get("/series", feed=tile["feed"], source="agg", step=60,
                                   **{"from": str(to_ms - TREND_MINUTES * MIN), "to": str(to_ms)})
-            assert tile["trend"] == pytest.approx([p["value"] for p in series["points"]])
+            assert [v for v in tile["trend"] if v is not None] == \
+                pytest.approx([p["value"] for p in series["points"] if p["value"] is not None])
 
         # --- the map: 34 provinces, each coloured by its worst firing alert ---------------------------
         assert len(shown["provinces"]) == 34 == len(catalog.provinces)
@@ -401,3 +413,135 @@ def test_stream_needs_a_viewer_key_and_ends_when_it_is_revoked(make_settings, mo
                     break
         assert events[:2] == ["wall", "revoked"] and events[-1] == "auth"  # the stream told the screen, then ended
         assert not client.app.state.api.wall_hub.clients  # type: ignore[attr-defined]
+
+
+def province_figures(page: Page) -> dict[str, Any]:
+    return page.evaluate("""() => ({
+        path: location.pathname,
+        name: document.getElementById('p-name').textContent,
+        code: document.getElementById('p-name').dataset.code,
+        national_hidden: getComputedStyle(document.getElementById('tiles')).display === 'none'
+            && document.getElementById('map-panel').getClientRects().length === 0,
+        tiles: [...document.querySelectorAll('#p-tiles .tile')].map(t => ({
+            feed: t.dataset.feed, status: t.dataset.status, value: JSON.parse(t.dataset.value),
+            trend: JSON.parse(t.dataset.trend), points: Number(t.querySelector('svg.spark').dataset.points),
+            vertices: [...t.querySelectorAll('svg.spark polyline')].reduce(
+                (n, l) => n + l.getAttribute('points').trim().split(/\\s+/).length, 0)
+                + t.querySelectorAll('svg.spark circle').length})),
+        alerts: [...document.querySelectorAll('#province-view #alerts tbody tr')].map(r => ({
+            id: r.dataset.alertId, severity: r.dataset.severity, province: r.dataset.province})),
+        alert_count: document.getElementById('alert-count').textContent,
+        incidents: [...document.querySelectorAll('#province-view #incidents tbody tr')].map(
+            r => r.dataset.incidentId),
+        places: Object.fromEntries([...document.querySelectorAll('#p-places .place-feed')].map(b => [
+            b.dataset.feed, [...b.querySelectorAll('.place')].map(
+                r => [r.dataset.code, JSON.parse(r.dataset.value), Number(r.dataset.readings)])])),
+        scroll: [document.documentElement.scrollWidth, document.documentElement.scrollHeight],
+    })""")
+
+
+def test_wall_drills_down_to_a_province(live_api: WallApi, catalog: Catalog, tmp_path: Path) -> None:
+    """/wall → a click on Hà Nội → its page: its 22 feeds with /series' figures and an hour's sparkline, its alerts
+    and incident, where inside it (per commune, as the seed says), pushed live; then back to the nation."""
+    now = int(time.time() * 1000)
+    expected = seed(live_api, catalog, now)
+    code = "01"
+    mine = [d for _t, _r, d in expected["docs"] if d["province"] == code]
+
+    with chromium(tmp_path / "chromium-profile", viewport={"width": 1920, "height": 1080}, locale="vi-VN",
+                  timezone_id="Asia/Ho_Chi_Minh") as browser:
+        page, watch = browser.page, browser.watch
+        page.goto(live_api.url + "/wall", wait_until="load")
+        page.wait_for_selector("#key-dialog:not([hidden])", timeout=10_000)
+        page.fill("#key-input", live_api.viewer)
+        page.click("#key-submit")
+        page.wait_for_selector("body[data-generated-at]", timeout=30_000)
+        page.click(f'#map a[data-code="{code}"] circle')  # the province on the national map
+        page.wait_for_url(f"**/wall/province/{code}", timeout=10_000)
+        page.wait_for_selector("#p-tiles .tile", timeout=30_000)  # the stored key: no second question
+        shown = province_figures(page)
+
+        assert shown["path"] == f"/wall/province/{code}" and shown["code"] == code
+        assert shown["name"] == "Thành phố Hà Nội" and shown["national_hidden"]
+        provincial = [f.id for f in catalog.feeds.values() if f.scope == "provincial"]
+        assert [t["feed"] for t in shown["tiles"]] == provincial and len(provincial) == 22
+
+        # --- each feed's figure: the province's readings as /series (raw) answers for it ---------------------
+        lo, hi = str(now - 10 * MIN), str(now + 5 * MIN)
+        for tile in shown["tiles"]:
+            feed = catalog.feeds[tile["feed"]]
+            if feed.kind == "counter":
+                points = live_api.get("/series", feed=feed.id, province=code, source="raw", step=60,
+                                      **{"from": lo, "to": hi})["points"]
+                assert tile["value"] == pytest.approx(sum(p["value"] or 0 for p in points)), feed.id
+                assert tile["value"] == pytest.approx(sum(d["value"] for d in mine if d["feed"] == feed.id))
+            else:  # a gauge: the average of its series' latest values, as /overview says
+                latest: dict[str, tuple[int, float]] = {}
+                for d in mine:
+                    if d["feed"] == feed.id:
+                        key = dims_key({k: v for k, v in d["dims"].items() if k != COMMUNE_DIM})
+                        latest[key] = max(latest.get(key, (0, 0.0)), (d["ts"], d["value"]))
+                want = sum(v for _t, v in latest.values()) / len(latest)
+                assert tile["value"] == pytest.approx(want), feed.id
+        statuses = {t["feed"]: t["status"] for t in shown["tiles"]}
+        assert statuses[SILENT_FEED] == "silent" and statuses["water_level"] == "degraded"  # station s2 left out
+        assert statuses["electricity_load"] == "reporting"
+
+        # --- the sparkline: an hour of closed minutes, = /series (agg) for the province -------------------------
+        gen_ms = int(datetime.fromisoformat(page.evaluate("document.body.dataset.generatedAt")
+                                            .replace("Z", "+00:00")).timestamp() * 1000)
+        to_ms = gen_ms - gen_ms % MIN
+        calls = next(t for t in shown["tiles"] if t["feed"] == "hotline_calls")  # its windows were seeded in 01
+        series = live_api.get("/series", feed="hotline_calls", province=code, source="agg", step=60,
+                              **{"from": str(to_ms - TREND_MINUTES * MIN), "to": str(to_ms)})
+        want = [p["value"] for p in series["points"] if p["value"] is not None]
+        assert len(calls["trend"]) == 60 and len(want) >= 59
+        assert [v for v in calls["trend"] if v is not None] == pytest.approx(want)
+        assert calls["points"] == calls["vertices"] == len(want)
+        electricity = next(t for t in shown["tiles"] if t["feed"] == "electricity_load")
+        assert electricity["points"] == electricity["vertices"] == 0  # no closed window seeded: nothing drawn
+
+        # --- its alerts and its incident only ---------------------------------------------------------------
+        assert sorted((a["severity"], a["province"]) for a in shown["alerts"]) == \
+            [("critical", code), ("warning", code)]
+        assert shown["alert_count"] == "2"
+        assert shown["incidents"] == ["f" * 16]
+
+        # --- where inside the province: per commune, the seed's sums (counters) and averages (gauges) -----------
+        for feed_id in ("hotline_calls", "citizen_feedback", "water_level", SILENT_FEED):
+            sums: dict[str, list[float]] = {}
+            for d in mine:
+                if d["feed"] == feed_id:
+                    sums.setdefault(d["dims"][COMMUNE_DIM], []).append(d["value"])
+            kind = catalog.feeds[feed_id].kind
+            want_places = sorted(((c, sum(v) if kind == "counter" else round(sum(v) / len(v), 2), len(v))
+                                  for c, v in sums.items()), key=lambda x: (-x[1], x[0]))[:COMMUNES_SHOWN]
+            got = [tuple(x) for x in shown["places"][feed_id]]
+            assert [(c, n) for c, _v, n in got] == [(c, n) for c, _v, n in want_places], feed_id
+            assert [v for _c, v, _n in got] == pytest.approx([v for _c, v, _n in want_places])
+            assert all(catalog.communes[c].province == code for c, _v, _n in got)
+        assert shown["places"][SILENT_FEED] == [] and len(shown["places"]["hotline_calls"]) >= 3
+        assert shown["scroll"] == [1920, 1080], shown["scroll"]
+        page.screenshot(path=str(tmp_path / "province.png"))
+        if os.environ.get("UPDATE_SCREENSHOT") == "1":
+            shutil.copyfile(tmp_path / "province.png", DOCS_SCREENSHOT.with_name("wall-province.png"))
+
+        # --- live: a newer snapshot is pushed to the province page ---------------------------------------------
+        first = page.evaluate("document.body.dataset.generatedAt")
+        deadline = time.monotonic() + 15
+        while page.evaluate("document.body.dataset.generatedAt") <= first:
+            assert time.monotonic() < deadline, "no newer snapshot pushed to the province page"
+            time.sleep(0.1)
+        assert list(live_api.app.state.api.province_hubs) == [code] and live_api.hub.clients == set()
+
+        # --- back to the nation -----------------------------------------------------------------------------
+        page.click("#back")
+        page.wait_for_url("**/wall", timeout=10_000)
+        page.wait_for_selector("#tiles .tile", timeout=30_000)
+        # leaving a page ends its open stream, which the browser reports as aborted: one per page left, nothing else
+        assert [p.split("/wall/stream")[1] for p in watch.problems] == [" (net::ERR_ABORTED)",
+                                                                         f"?province={code} (net::ERR_ABORTED)"]
+        assert all(p.startswith(f"request failed: GET {live_api.url}/wall/stream") for p in watch.problems)
+    assert httpx.get(live_api.url + "/wall/province/99").status_code == 404
+    assert httpx.get(live_api.url + "/wall/stream?province=99",
+                     headers={"Authorization": f"Bearer {live_api.viewer}"}).status_code == 404

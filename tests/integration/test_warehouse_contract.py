@@ -120,8 +120,9 @@ def test_every_migration_is_applied_once_in_order_and_reference_tables_are_refre
     assert wl == [{"id": "water_level", "category": "regional_local", "name_vi": "Mực nước sông",
                    "name_en": "River water level", "source": "hydrological stations", "unit": "cm", "kind": "gauge",
                    "scope": "provincial", "cadence_s": 60.0, "valid_min": -500.0, "valid_max": 3000.0,
-                   "dims": {"station": ["s1", "s2"]}}]
+                   "dims": {"station": ["s1", "s2"]}, "communes": 1}]
     assert backend.q("SELECT legacy_codes FROM DB.provinces WHERE code = '08'") == [{"legacy_codes": ["02", "08"]}]
+    assert backend.count("communes", final=False) == 3321
 
 
 def test_query_parameters_are_data_never_sql(backend: Backend, catalog: Catalog) -> None:

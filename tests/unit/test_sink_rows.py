@@ -59,11 +59,11 @@ def test_readings_rows_exact_with_legacy_province_kept(catalog: Catalog) -> None
         {"event_id": "w1", "feed": "water_level", "province": "01", "province_original": "01", "ts": dt(T0 - 1_000),
          "value": 412.5, "dims": [("station", "s1")], "dims_key": "station=s1", "source": "unit",
          "ingested_at": dt(T0 + 999), "kafka_topic": "feeds.water_level", "kafka_partition": 2, "kafka_offset": 10,
-         "agency": "hydromet"},
+         "commune": "", "agency": "hydromet"},
         {"event_id": "h1", "feed": "hotline_calls", "province": "08", "province_original": "02", "ts": dt(T0),
          "value": 4.0, "dims": [("line", "113")], "dims_key": "line=113", "source": "unit",
          "ingested_at": dt(T0 + 999), "kafka_topic": "feeds.hotline_calls", "kafka_partition": 0, "kafka_offset": 7,
-         "agency": "hotlines"},
+         "commune": "", "agency": "hotlines"},
     ]
     assert out.tables["readings"].schema == rows.SCHEMAS["readings"]
 
@@ -247,5 +247,8 @@ def test_reference_tables_mirror_the_catalog(catalog: Catalog) -> None:
     assert tables["feeds"].num_rows == len(catalog.feeds) == 25
     assert tables["provinces"].num_rows == len(catalog.provinces) == 34
     assert tables["categories"].num_rows == len(catalog.categories)
+    assert tables["communes"].num_rows == len(catalog.communes) == 3321
+    assert {r["id"] for r in tables["feeds"].to_pylist() if r["communes"]} == \
+        {f.id for f in catalog.feeds.values() if f.communes}
     p08 = next(r for r in tables["provinces"].to_pylist() if r["code"] == "08")
     assert p08["legacy_codes"] == ["02", "08"]

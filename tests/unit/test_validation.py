@@ -43,7 +43,7 @@ def check(doc: Any, catalog: Catalog, topic_feed: str | None = "water_level") ->
 def test_good_reading(catalog: Catalog) -> None:
     r = check(GOOD, catalog)
     assert r == Reading("e1", "water_level", "01", NOW - 1000, 412.5, {"station": "s1"}, "station-01", "01",
-                        "hydromet")
+                        agency="hydromet")
     assert r.dims_key == "station=s1"
 
 

@@ -4,17 +4,19 @@ from __future__ import annotations
 
 import orjson
 
-from api.overview import SeriesLatest, build_overview, feed_status, on_time_rate
+from api.overview import SeriesLatest, build_overview, feed_figures, feed_status, on_time_rate
 from api.wall import (
     MAP_H,
     MAP_W,
+    TREND_MINUTES,
     TrendPoint,
+    build_province,
     build_wall,
     incident_type_name,
     project,
     trend_delta_pct,
     trend_points,
-    trend_query,
+    trend_window,
     worst,
 )
 from controlroom.catalog import HEADLINE_FEEDS, Catalog
@@ -32,9 +34,18 @@ def test_headline_feed_per_category(catalog: Catalog) -> None:
     assert all(catalog.feeds[f].category == c for c, f in HEADLINE_FEEDS.items())
 
 
-def test_trend_query_reads_closed_minutes_of_all_provinces() -> None:
-    q = trend_query("hotline_calls", NOW)
-    assert (q.province, q.source, q.step_s, q.to_ms, q.to_ms - q.from_ms) == (None, "agg", 60, NOW - 42_000, 900_000)
+def test_trend_window_is_the_last_hour_of_closed_minutes() -> None:
+    assert trend_window(NOW) == (NOW - 42_000 - 3_600_000, NOW - 42_000)
+
+
+def test_sparkline_has_a_slot_per_minute_and_gaps_stay_gaps() -> None:
+    start, _ = trend_window(NOW)
+    rows = [{"t": start, "n": 2, "total": 8.0}, {"t": start + 59 * 60_000, "n": 4, "total": 4.0}]
+    gauge = trend_points(rows, "gauge", start)
+    assert len(gauge) == TREND_MINUTES == 60
+    assert [p.t_ms for p in gauge] == list(range(start, start + 3_600_000, 60_000))
+    assert (gauge[0].value, gauge[-1].value) == (4.0, 1.0) and all(p.value is None for p in gauge[1:-1])
+    assert trend_delta_pct(gauge, "gauge") is None  # two minutes with a window: no basis
 
 
 def test_trend_values_and_delta() -> None:
@@ -160,3 +171,38 @@ def test_incident_type_name_falls_back_to_the_title(catalog: Catalog) -> None:
     assert incident_type_name("Lũ lụt – Thành phố Hà Nội", catalog, "01", "vi") == "Lũ lụt"
     assert incident_type_name("Flood in Hanoi", catalog, "01", "en") == "Flood in Hanoi"  # no separator
     assert incident_type_name("Hanoi", catalog, "01", "en") == "Hanoi"
+
+
+def test_province_page_figures_are_overviews_over_its_series(catalog: Catalog) -> None:
+    rows = [row("hotline_calls", "79", f"line={line}", 5) for line in ("111", "113", "114", "115", "1022")]
+    rows += [row("hotline_calls", "01", "line=113", 100), row("water_level", "79", "station=s1", 300),
+             row("water_level", "79", "station=s2", 500, age_ms=3_600_000), row("vn_index", "00", "", 1650.0)]
+    feeds = {f["id"]: f for f in feed_figures(catalog, rows, "79", NOW)}
+    assert len(feeds) == 22 and "vn_index" not in feeds  # the provincial feeds only
+    calls, water = feeds["hotline_calls"], feeds["water_level"]
+    assert (calls["status"], calls["series_reporting"], calls["last_5m"]["sum"]) == ("reporting", 5, 25.0)
+    assert (water["status"], water["series_expected"], water["latest_value"]) == ("degraded", 2, 300.0)
+    assert feeds["electricity_load"]["status"] == "silent"
+
+    start, _ = trend_window(NOW)
+    trends = {"hotline_calls": [{"t": start + i * 60_000, "n": 5, "total": 20.0 + i} for i in range(60)]}
+    firing = [{"alert_id": "a1", "severity": "warning", "rule_id": "r", "feed": "hotline_calls", "province": "79",
+               "summary_vi": "vi", "summary_en": "en", "starts_at_ms": NOW - 1, "ack_by": ""}]
+    communes = [{"feed": "hotline_calls", "commune": "26743", "n": 4, "total": 12.0, "last_ms": NOW - 5_000},
+                {"feed": "water_level", "commune": "26743", "n": 2, "total": 601.0, "last_ms": NOW - 5_000},
+                {"feed": "hotline_calls", "commune": "00070", "n": 1, "total": 3.0, "last_ms": NOW}]  # not in 79
+    page = build_province(catalog, "79", list(feeds.values()), firing, trends, communes, generated_at=ms_to_iso(NOW),
+                          refresh_s=5.0, trend_from_ms=start)
+    assert page["province"] == {"code": "79", "name_vi": "Thành phố Hồ Chí Minh", "name_en": "Ho Chi Minh City",
+                                "kind": "city", "legacy_codes": ["74", "77", "79"], "communes": 168}
+    tiles = {t["feed"]: t for t in page["tiles"]}
+    assert tiles["hotline_calls"]["value"] == 25.0 and tiles["water_level"]["value"] == 300.0
+    assert [v for _t, v in tiles["hotline_calls"]["trend"]] == [20.0 + i for i in range(60)]
+    assert len(tiles["water_level"]["trend"]) == 60 and {v for _t, v in tiles["water_level"]["trend"]} == {None}
+    assert page["severity"] == "warning" and [a["alert_id"] for a in page["alerts"]] == ["a1"]
+    places = {p["feed"]: p for p in page["places"]}
+    assert set(places) == {"hotline_calls", "water_level", "citizen_feedback", "sar_incidents"}
+    assert places["hotline_calls"]["communes"] == [{"code": "26743", "name": "Phường Bến Thành", "kind": "phường",
+                                                    "readings": 4, "value": 12.0, "last": ms_to_iso(NOW - 5_000)}]
+    assert places["water_level"]["communes"][0]["value"] == 300.5  # a gauge: the average of its readings
+    assert places["hotline_calls"]["communes_in_province"] == 168

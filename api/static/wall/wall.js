@@ -28,6 +28,9 @@
       col_state: "Trạng thái", no_incidents: "Không có sự cố nào đang mở.", legend_incident: "Sự cố",
       st_open: "Mới", st_acknowledged: "Đã tiếp nhận", more_incidents: "và {n} sự cố khác",
       firing_of: "{a} đang báo / {b}",
+      back: "← Toàn quốc", p_feeds: "luồng đang báo", p_series: "chuỗi đang báo", p_communes: "xã, phường",
+      places: "Ở đâu trong tỉnh (1 giờ qua)", places_of: "{a} / {b} xã, phường có tin", no_places: "chưa có tin nào nêu xã, phường",
+      readings: "bản tin",
     },
     en: {
       title: "National operations center", feeds_reporting: "feeds reporting", series_reporting: "series reporting",
@@ -47,8 +50,13 @@
       col_state: "State", no_incidents: "No incident is open.", legend_incident: "Incident",
       st_open: "Open", st_acknowledged: "Acknowledged", more_incidents: "and {n} more incidents",
       firing_of: "{a} firing / {b}",
+      back: "← National", p_feeds: "feeds reporting", p_series: "series reporting", p_communes: "communes and wards",
+      places: "Where in the province (last hour)", places_of: "{a} / {b} communes reporting", no_places: "no reading named a commune yet",
+      readings: "readings",
     },
   };
+  // /wall/province/79: the same page shows one province (its feeds, alerts, communes) from its own stream
+  const PROVINCE = (location.pathname.match(/^\/wall\/province\/(\d{2})\/?$/) || [])[1] || null;
   let lang = localStorage.getItem(LANG) === "en" ? "en" : "vi";
   let snap = null;
   let lastAt = 0;
@@ -110,43 +118,63 @@
     $("live-dot").className = "dot " + (kind === "live" ? "live" : kind === "connecting" ? "" : "stale");
   }
 
-  function renderTiles(s) {
-    const box = $("tiles");
-    box.replaceChildren();
-    for (const tile of s.tiles) {
-      const e = el("div", "tile");
-      e.dataset.category = tile.id;
-      e.dataset.feed = tile.feed;
-      e.dataset.value = JSON.stringify(tile.value);
-      e.dataset.trend = JSON.stringify(tile.trend.map((p) => p[1]));
-      e.append(el("div", "cat", lang === "vi" ? tile.name_vi : tile.name_en));
-      e.append(el("div", "feed", lang === "vi" ? tile.feed_name_vi : tile.feed_name_en));
-      e.append(el("div", "value", fmt(tile.value)));
-      e.append(el("div", "unit", tile.unit + " · " + t(tile.basis)));
-      const foot = el("div", "foot");
-      foot.append(spark(tile.trend.map((p) => p[1])));
-      const d = tile.trend_delta_pct;
-      const arrow = d === null ? "" : d > 1 ? "▲ " : d < -1 ? "▼ " : "► ";
-      const de = el("span", "delta " + (d === null ? "flat" : d > 1 ? "up" : d < -1 ? "down" : "flat"),
-        d === null ? "" : arrow + (d > 0 ? "+" : "") + fmt(d, 1) + " %");
-      foot.append(de);
-      e.append(foot);
-      box.append(e);
-    }
+  // A tile: a title line, a second line, the headline figure, and the last hour as a sparkline with the trend.
+  function tileEl(tile, title, subtitle) {
+    const e = el("div", "tile");
+    e.dataset.feed = tile.feed;
+    e.dataset.value = JSON.stringify(tile.value);
+    e.dataset.trend = JSON.stringify(tile.trend.map((p) => p[1]));
+    e.append(el("div", "cat", title), el("div", "feed", subtitle), el("div", "value", fmt(tile.value)),
+      el("div", "unit", tile.unit + " · " + t(tile.basis)));
+    const foot = el("div", "foot");
+    foot.append(spark(tile.trend.map((p) => p[1])));
+    const d = tile.trend_delta_pct;
+    const arrow = d === null ? "" : d > 1 ? "▲ " : d < -1 ? "▼ " : "► ";
+    foot.append(el("span", "delta " + (d === null ? "flat" : d > 1 ? "up" : d < -1 ? "down" : "flat"),
+      d === null ? "" : arrow + (d > 0 ? "+" : "") + fmt(d, 1) + " %"));
+    e.append(foot);
+    return e;
   }
 
+  function renderTiles(s) {
+    $("tiles").replaceChildren(...s.tiles.map((tile) => {
+      const e = tileEl(tile, lang === "vi" ? tile.name_vi : tile.name_en,
+        lang === "vi" ? tile.feed_name_vi : tile.feed_name_en);
+      e.dataset.category = tile.id;
+      return e;
+    }));
+  }
+
+  // The last hour, one slot per minute (null: no window that minute, a gap in the line). Runs of minutes are
+  // polylines; a lone minute is a dot. data-points: how many minutes are drawn.
   function spark(values) {
     const svg = document.createElementNS(SVG, "svg");
     svg.setAttribute("class", "spark");
     svg.setAttribute("viewBox", "0 0 150 40");  // stretched to the CSS size
     svg.setAttribute("preserveAspectRatio", "none");
-    if (values.length > 1) {
-      const lo = Math.min(...values), hi = Math.max(...values), span = hi - lo || 1;
-      const pts = values.map((v, i) => (i * 150 / (values.length - 1)).toFixed(1) + "," + (37 - (v - lo) / span * 34).toFixed(1));
-      const line = document.createElementNS(SVG, "polyline");
-      line.setAttribute("points", pts.join(" "));
-      svg.append(line);
-    }
+    const known = values.filter((v) => v !== null);
+    svg.dataset.points = String(known.length);
+    if (!known.length) return svg;
+    const lo = Math.min(...known), hi = Math.max(...known), span = hi - lo || 1;
+    const x = (i) => (values.length > 1 ? i * 150 / (values.length - 1) : 75).toFixed(1);
+    const y = (v) => (37 - (v - lo) / span * 34).toFixed(1);
+    let run = [];
+    const flush = () => {
+      if (run.length === 1) {
+        const dot = document.createElementNS(SVG, "circle");
+        dot.setAttribute("cx", run[0][0]);
+        dot.setAttribute("cy", run[0][1]);
+        dot.setAttribute("r", "1.8");
+        svg.append(dot);
+      } else if (run.length > 1) {
+        const line = document.createElementNS(SVG, "polyline");
+        line.setAttribute("points", run.map((p) => p.join(",")).join(" "));
+        svg.append(line);
+      }
+      run = [];
+    };
+    values.forEach((v, i) => { if (v === null) flush(); else run.push([x(i), y(v)]); });
+    flush();
     return svg;
   }
 
@@ -157,6 +185,9 @@
     const order = { critical: 3, warning: 2, info: 1 };
     const provinces = [...s.provinces].sort((a, b) => (order[a.severity] || 0) - (order[b.severity] || 0));
     for (const p of provinces) {
+      const link = document.createElementNS(SVG, "a");  // a click opens the province's page
+      link.setAttribute("href", "/wall/province/" + p.code);
+      link.dataset.code = p.code;
       const c = document.createElementNS(SVG, "circle");
       c.setAttribute("cx", p.x);
       c.setAttribute("cy", p.y);
@@ -168,7 +199,8 @@
       const title = document.createElementNS(SVG, "title");
       title.textContent = (lang === "vi" ? p.name_vi : p.name_en) + (p.firing ? " · " + p.firing : "");
       c.append(title);
-      svg.append(c);
+      link.append(c);
+      svg.append(link);
     }
     for (const p of provinces.filter((q) => q.incidents.length)) {  // an open incident: a ring around it
       const ring = document.createElementNS(SVG, "circle");
@@ -241,6 +273,50 @@
     $("more-incidents").textContent = more > 0 ? t("more_incidents").replace("{n}", fmt(more)) : "";
   }
 
+  // A province's page: its feeds as tiles, its alerts and incidents, and where inside it (per commune).
+  function renderProvince(s) {
+    const p = s.province;
+    $("p-name").textContent = lang === "vi" ? p.name_vi : p.name_en;
+    $("p-name").dataset.code = p.code;
+    $("p-sub").textContent = s.totals.feeds_reporting + " / " + s.totals.feeds + " " + t("p_feeds") + " · " +
+      fmt(s.totals.series_reporting) + " / " + fmt(s.totals.series_expected) + " " + t("p_series") + " · " +
+      fmt(p.communes) + " " + t("p_communes");
+    $("p-tiles").replaceChildren(...s.tiles.map((tile) => {
+      const e = tileEl(tile, lang === "vi" ? tile.feed_name_vi : tile.feed_name_en,
+        fmt(tile.series_reporting) + " / " + fmt(tile.series_expected) + " · " + t("st_" + tile.status));
+      e.classList.add("st-" + tile.status);
+      e.dataset.status = tile.status;
+      return e;
+    }));
+    renderAlerts(s);
+    renderIncidents(s);
+    const box = $("p-places");
+    box.replaceChildren();
+    for (const f of s.places) {
+      const block = el("div", "place-feed");
+      block.dataset.feed = f.feed;
+      const head = el("h3", null, lang === "vi" ? f.name_vi : f.name_en);
+      head.append(el("span", "sub", " " + t("places_of").replace("{a}", fmt(f.communes_reporting))
+        .replace("{b}", fmt(f.communes_in_province))));
+      block.append(head);
+      if (!f.communes.length) block.append(el("p", "empty", t("no_places")));
+      const top = Math.max(1, ...f.communes.map((c) => c.value));
+      for (const c of f.communes) {
+        const row = el("div", "place");
+        row.dataset.code = c.code;
+        row.dataset.value = JSON.stringify(c.value);
+        row.dataset.readings = String(c.readings);
+        const bar = el("i", "bar");
+        bar.style.width = Math.max(2, Math.round(100 * c.value / top)) + "%";
+        row.append(el("span", "name", c.name), el("span", "track"), el("b", null, fmt(c.value) + " " + f.unit));
+        row.querySelector(".track").append(bar);
+        row.title = fmt(c.readings) + " " + t("readings");
+        block.append(row);
+      }
+      box.append(block);
+    }
+  }
+
   function renderSide(s) {
     const ps = s.public_services;
     const o = $("ontime");
@@ -270,18 +346,22 @@
     $("t-provinces").textContent = x.provinces_reporting + " / " + x.provinces;
     $("t-readings").textContent = fmt(x.readings_5m);
     $("t-readings").dataset.value = String(x.readings_5m);
-    $("updated").textContent = t("updated") + " " + new Date(s.generated_at).toLocaleTimeString(lang === "vi" ? "vi-VN" : "en-GB");
   }
 
   function render() {
     applyLabels();
     if (!snap) return;
-    renderTotals(snap);
-    renderTiles(snap);
-    renderMap(snap);
-    renderIncidents(snap);
-    renderAlerts(snap);
-    renderSide(snap);
+    if (PROVINCE) {
+      renderProvince(snap);
+    } else {
+      renderTotals(snap);
+      renderTiles(snap);
+      renderMap(snap);
+      renderIncidents(snap);
+      renderAlerts(snap);
+      renderSide(snap);
+    }
+    $("updated").textContent = t("updated") + " " + new Date(snap.generated_at).toLocaleTimeString(lang === "vi" ? "vi-VN" : "en-GB");
     document.body.dataset.generatedAt = snap.generated_at;
   }
 
@@ -300,7 +380,7 @@
     }
     if (!data.length) return;
     const payload = JSON.parse(data.join("\n"));
-    if (event === "wall") {
+    if (event === (PROVINCE ? "province" : "wall")) {
       snap = payload;
       lastAt = Date.now();
       setStatus("live");
@@ -328,7 +408,7 @@
     setStatus(snap ? "stale" : "connecting");
     let resp;
     try {
-      resp = await fetch("/wall/stream", { headers: { Authorization: "Bearer " + key, Accept: "text/event-stream" },
+      resp = await fetch(PROVINCE ? "/wall/stream?province=" + PROVINCE : "/wall/stream", { headers: { Authorization: "Bearer " + key, Accept: "text/event-stream" },
         cache: "no-store", signal: mine.signal });
     } catch (e) {
       if (!mine.signal.aborted) { setStatus("stale"); retry(); }
@@ -365,6 +445,11 @@
   }, 5000);
 
   document.addEventListener("DOMContentLoaded", () => {
+    if (PROVINCE) {
+      document.body.classList.add("province");
+      $("province-view").hidden = false;
+      $("p-center").append($("incidents-panel"), $("alerts-panel"));  // the same panels, the province's rows
+    }
     $("lang").addEventListener("click", () => {
       lang = lang === "vi" ? "en" : "vi";
       localStorage.setItem(LANG, lang);
