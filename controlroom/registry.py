@@ -37,6 +37,8 @@ class Registry:
     senders: dict[str, frozenset[str]] = field(default_factory=dict)
     central: dict[str, str] = field(default_factory=dict)  # feed → its first central supplier
     local: dict[tuple[str, str], str] = field(default_factory=dict)  # (feed, province) → the province's center
+    # (agency, feed) → the province it may send ('' for any): the worker's per-reading check, one dict lookup
+    scope: dict[tuple[str | None, str], str] = field(default_factory=dict)  # a None (missing) agency: never found
 
     def supplier(self, feed: str, province: str) -> str:
         """Who delivers series (feed, province): '' when nobody does."""
@@ -114,4 +116,5 @@ def parse_registry(doc: Any, feeds: Iterable[str], provinces: Mapping[str, tuple
                 local[(feed, body.province)] = body.id
             else:
                 central.setdefault(feed, body.id)
-    return Registry(bodies, {f: frozenset(s) for f, s in senders.items()}, central, local)
+    scope: dict[tuple[str | None, str], str] = {(b.id, feed): b.province for b in bodies.values() for feed in b.feeds}
+    return Registry(bodies, {f: frozenset(s) for f, s in senders.items()}, central, local, scope)

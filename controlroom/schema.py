@@ -262,9 +262,10 @@ def validate(doc: Any, catalog: Catalog, *, ref_ms: int, max_future_ms: int,
     if not isinstance(source, str) or len(source) > MAX_SOURCE_LEN:
         return Rejection(WRONG_TYPE, "source", f"must be a string of at most {MAX_SOURCE_LEN} chars")
     # the sender last: a reading is judged on its content first, so /ingest answers as it did before senders
-    denial = catalog.registry.sender_denial(agency, feed_id, current)
-    if denial is not None:
-        return Rejection(MISSING_AGENCY if agency is None else WRONG_AGENCY, f"header.{AGENCY_HEADER}", denial)
+    scope = catalog.registry.scope.get((agency, feed_id))  # one lookup on the hot path; the reason only on a refusal
+    if scope is None or (scope and scope != current):
+        return Rejection(MISSING_AGENCY if agency is None else WRONG_AGENCY, f"header.{AGENCY_HEADER}",
+                         catalog.registry.sender_denial(agency, feed_id, current) or "")
     return Reading(event_id, feed_id, current, ts_ms, value, dims, source, province, commune, agency or "")
 
 
