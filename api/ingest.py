@@ -15,7 +15,7 @@ from pydantic import BaseModel
 from api.auth import require
 from api.state import api_state
 from controlroom import metrics
-from controlroom.schema import DLQ_TOPIC, Reading, Rejection, dead_letter, validate
+from controlroom.schema import AGENCY_HEADER, DLQ_TOPIC, WRONG_AGENCY, Reading, Rejection, dead_letter, validate
 from controlroom.security import Principal, ingest_denial
 
 router = APIRouter(tags=["ingest"])
@@ -98,19 +98,23 @@ async def ingest(request: Request, principal: Annotated[Principal, Depends(requi
         if isinstance(doc, bytes):
             verdict = Rejection("malformed", "", "line is not valid JSON")
         else:
+            # the key's agency is the reading's sender: the same registry check the worker makes on the header
             verdict = validate(doc, catalog, ref_ms=now_ms, max_future_ms=int(settings.max_future_s * 1000),
-                               max_past_ms=int(settings.max_past_s * 1000))
+                               max_past_ms=int(settings.max_past_s * 1000), agency=principal.agency)
+        denial = None
         if isinstance(verdict, Reading):
             denial = ingest_denial(principal, sec.agencies, verdict.feed, verdict.province)
-            if denial:
-                field = "feed" if "feed" in denial else "province"
-                verdict = Rejection("not_allowed", field, denial)
+        elif verdict.reason == WRONG_AGENCY:  # for a key, a feed or province it may not write
+            denial = verdict.detail
+        if denial:
+            verdict = Rejection("not_allowed", "province" if "province" in denial else "feed", denial)
         event_id = doc.get("event_id") if isinstance(doc, dict) and isinstance(doc.get("event_id"), str) else None
         raw = doc if isinstance(doc, bytes) else orjson.dumps(doc)
         if isinstance(verdict, Reading):
             topic = catalog.feeds[verdict.feed].topic
             # the same timestamp we validated against: downstream consumers reach the same verdict
-            sends.append(await producer.send(topic, raw, key=verdict.province.encode(), timestamp_ms=now_ms))
+            sends.append(await producer.send(topic, raw, key=verdict.province.encode(), timestamp_ms=now_ms,
+                                             headers=[(AGENCY_HEADER, principal.agency.encode())]))
             results.append(ReadingResult(index=i, event_id=event_id, status="accepted"))
         else:
             dlq = dead_letter(verdict, raw, source_topic="ingest", partition=0, offset=i, received_ms=now_ms,

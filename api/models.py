@@ -63,6 +63,17 @@ class ProvinceOut(BaseModel):
     legacy_codes: list[str]
 
 
+class AgencyOut(BaseModel):
+    id: str
+    type: str = Field(description="ministry | agency | province | corporation")
+    name_vi: str
+    name_en: str
+    parent: str = Field(description="the body it reports to ('' for none)")
+    province: str = Field(description="a provincial center's province code ('' for a central body)")
+    feeds: list[str] = Field(description="the feeds it supplies (its readings carry its id in header `agency`)")
+    contact: str = Field(description="role address for escalation")
+
+
 class Point(BaseModel):
     t: str = Field(description="bucket start, ISO 8601 UTC")
     count: int

@@ -66,7 +66,7 @@ from bench import chaos_oracle as oracle  # noqa: E402
 from controlroom.broker import free_port, start_broker, stop_process  # noqa: E402
 from controlroom.catalog import Catalog, Feed, default_catalog  # noqa: E402
 from controlroom.kafka import ensure_topics, make_producer, system_topics  # noqa: E402
-from controlroom.schema import dims_key, fingerprint, series_key  # noqa: E402
+from controlroom.schema import agency_headers, dims_key, fingerprint, series_key  # noqa: E402
 from controlroom.settings import Settings  # noqa: E402
 from tests.integration.pipeline import settings_env  # noqa: E402
 from tests.integration.receivers import Receiver, http_receiver  # noqa: E402
@@ -296,7 +296,8 @@ class Publisher:
                 return ts
 
     async def send(self, producer: Any, topic: str, key: bytes, value: bytes, ids: list[str]) -> None:
-        self.pending.append((await producer.send(topic, value, key=key), ids))
+        headers = agency_headers(self.catalog, topic, key)  # sent as the series' supplier
+        self.pending.append((await producer.send(topic, value, key=key, headers=headers), ids))
         self.out.messages += 1
 
     async def message(self, producer: Any, now_ms: int, allow_late: bool) -> None:

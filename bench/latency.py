@@ -28,7 +28,7 @@ import orjson
 from controlroom.broker import free_port, start_tansu
 from controlroom.catalog import default_catalog
 from controlroom.kafka import ensure_topics, make_consumer, make_producer, system_topics
-from controlroom.schema import ALERTS_TOPIC, LIVE_TOPIC
+from controlroom.schema import ALERTS_TOPIC, LIVE_TOPIC, agency_headers
 from controlroom.settings import Settings
 from producers.simulator import Simulator
 
@@ -94,7 +94,8 @@ class Run:
                     self.published += 1
                 if time.monotonic() - last_flush >= 1.0:  # the source's one-second batches
                     for (topic, key), chunk in buffers.items():
-                        await producer.send(topic, b"[" + b",".join(chunk) + b"]", key=key)
+                        await producer.send(topic, b"[" + b",".join(chunk) + b"]", key=key,
+                                            headers=agency_headers(self.catalog, topic, key))
                         self.messages += 1
                     buffers.clear()
                     last_flush = time.monotonic()
@@ -112,7 +113,7 @@ class Run:
                                "province": province, "ts": now, "value": PROBE_VALUE,
                                "dims": {"station": station}, "source": "bench-probe"}
                         await producer.send(self.catalog.feeds["water_level"].topic, orjson.dumps(doc),
-                                            key=province.encode())
+                                            key=province.encode(), headers=[("agency", b"hydromet")])
                         self.published += 1
                 await asyncio.sleep(0.02)
         finally:

@@ -30,6 +30,7 @@ from controlroom.catalog import default_catalog  # noqa: E402
 from controlroom.kafka import ensure_topics, make_producer, system_topics  # noqa: E402
 from controlroom.runner import tune_gc  # noqa: E402
 from controlroom.settings import Settings  # noqa: E402
+from producers.publisher import send_all  # noqa: E402
 from producers.simulator import Simulator  # noqa: E402
 
 N_READINGS = int(os.environ.get("BENCH_READINGS", "1000000"))  # runs of several seconds: steady figures
@@ -82,7 +83,7 @@ async def publish(settings: Settings, messages: list[Message]) -> None:
     producer = make_producer(settings)
     await producer.start()
     try:
-        await asyncio.gather(*[await producer.send(t, v, key=k) for t, k, v in messages])
+        await send_all(producer, default_catalog(), messages)  # each sent as its series' supplier
     finally:
         await producer.stop()
 
@@ -250,7 +251,9 @@ def bench_sink(msgs: list[Message]) -> dict[str, object]:
 
     tune_gc()  # as the sink's own process does (controlroom sink / api)
     now = int(time.time() * 1000)
-    records = [Record(t, 0, i, now, v) for i, (t, _k, v) in enumerate(msgs)]
+    catalog = default_catalog()
+    records = [Record(t, 0, i, now, v, catalog.registry.supplier(t.removeprefix("feeds."), k.decode()))
+               for i, (t, k, v) in enumerate(msgs)]  # each with its header `agency`, as the simulator sends it
     with tempfile.TemporaryDirectory() as tmp:
         settings = Settings(clickhouse_url=f"chdb://{tmp}/wh")
         wh = open_warehouse(settings)

@@ -15,6 +15,7 @@ import yaml
 
 from controlroom.communes import COMMUNE_DIM, Commune, library_communes
 from controlroom.errors import CatalogError
+from controlroom.registry import Registry, parse_registry
 
 NATIONAL = "00"  # province code of national feeds; never a province
 TOPIC_PREFIX = "feeds."  # a feed's readings travel on topic feeds.<feed id>
@@ -92,6 +93,7 @@ class Catalog:
     provinces: dict[str, Province]
     legacy_to_current: dict[str, str]
     communes: dict[str, Commune] = field(default_factory=dict)  # by commune code (five digits)
+    registry: Registry = field(default_factory=Registry)  # connected bodies (agencies.yaml); empty: nobody sends
 
     @cached_property
     def communes_by_province(self) -> dict[str, tuple[Commune, ...]]:
@@ -207,8 +209,9 @@ def _parse_feed(raw: dict[str, Any], categories: dict[str, Category]) -> Feed:
 
 
 def parse_catalog(feeds_doc: dict[str, Any], provinces_rows: list[dict[str, str]],
-                  communes: tuple[Commune, ...] = ()) -> Catalog:
-    """Pure: build and validate a Catalog from parsed documents (and the communes, from the library)."""
+                  communes: tuple[Commune, ...] = (), agencies_doc: dict[str, Any] | None = None) -> Catalog:
+    """Pure: build and validate a Catalog from parsed documents (and the communes, from the library; without
+    `agencies_doc`, no body may send)."""
     categories = {str(c["id"]): Category(str(c["id"]), str(c["name_vi"]), str(c["name_en"]))
                   for c in feeds_doc.get("categories", [])}
     feeds: dict[str, Feed] = {}
@@ -238,7 +241,8 @@ def parse_catalog(feeds_doc: dict[str, Any], provinces_rows: list[dict[str, str]
         if c.province not in provinces:
             raise CatalogError(f"commune {c.code} ({c.name}) names province {c.province}, not in provinces.csv")
         by_code[c.code] = c
-    return Catalog(categories, feeds, provinces, legacy, by_code)
+    registry = parse_registry(agencies_doc, feeds, {c: (p.name_vi, p.name_en) for c, p in provinces.items()})
+    return Catalog(categories, feeds, provinces, legacy, by_code, registry)
 
 
 def _data_file(name: str) -> Path:
@@ -255,16 +259,19 @@ def read_yaml(path: Path | None, shipped: str, what: str, error: type[Exception]
         raise error(f"{path}: cannot read {what}: {exc}") from exc
 
 
-def load_catalog(feeds_path: Path | None = None, provinces_path: Path | None = None) -> Catalog:
+def load_catalog(feeds_path: Path | None = None, provinces_path: Path | None = None,
+                 agencies_path: Path | None = None) -> Catalog:
     feeds_path = feeds_path or _data_file("feeds.yaml")
     provinces_path = provinces_path or _data_file("provinces.csv")
+    agencies_path = agencies_path or _data_file("agencies.yaml")
     try:
         feeds_doc = yaml.safe_load(feeds_path.read_text(encoding="utf-8"))
+        agencies_doc = yaml.safe_load(agencies_path.read_text(encoding="utf-8"))
         with provinces_path.open(encoding="utf-8", newline="") as fh:
             rows = list(csv.DictReader(fh))
     except (OSError, yaml.YAMLError) as exc:
         raise CatalogError(f"cannot read catalog: {exc}") from exc
-    return parse_catalog(feeds_doc, rows, library_communes())
+    return parse_catalog(feeds_doc, rows, library_communes(), agencies_doc)
 
 
 @cache

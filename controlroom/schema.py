@@ -13,7 +13,10 @@ A reading on topic ``feeds.<feed>`` (key = province code), plain JSON:
 closed takes only its listed values; an open one takes any value. A feed with `communes: true` takes
 ``dims.commune`` too (a commune of the reading's province): stored with the reading, not part of its series.
 
-Validation is a pure function of the bytes, the catalog and a reference time. Kafka consumers use
+The Kafka record header ``agency`` names the body that sent it (controlroom/data/agencies.yaml); it must
+supply the feed (and, for a province's center, that province), else the reading is refused.
+
+Validation is a pure function of the bytes, the sender, the catalog and a reference time. Kafka consumers use
 the message's own timestamp as that reference, so every consumer of a topic reaches the same verdict.
 """
 
@@ -58,6 +61,13 @@ OUT_OF_RANGE = "out_of_range"
 IN_FUTURE = "in_future"
 TOO_OLD = "too_old"
 BAD_TIMESTAMP = "bad_timestamp"
+MISSING_AGENCY = "missing_agency"
+WRONG_AGENCY = "wrong_agency"
+
+# The Kafka record header naming the body that delivered the message (controlroom/data/agencies.yaml).
+# /ingest sets it from the key's agency, the simulator and replay from the series' supplier; the worker
+# and the sink read it and pass it to `decode_message`, so both reach the same verdict.
+AGENCY_HEADER = "agency"
 
 REQUIRED = ("event_id", "feed", "province", "ts", "value")
 
@@ -74,6 +84,7 @@ class Reading(NamedTuple):
     source: str
     province_original: str  # as sent; differs from `province` when a legacy code was mapped
     commune: str = ""  # dims.commune as sent (checked against the province), kept out of `dims`: not a series
+    agency: str = ""  # the body that delivered it (header `agency`, or the /ingest key's agency)
 
     @property
     def dims_key(self) -> str:
@@ -155,10 +166,32 @@ def ms_to_iso(ms: int) -> str:
     return datetime.fromtimestamp(ms / 1000, tz=UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
+def agency_of(headers: Any) -> str | None:
+    """The `agency` header of a Kafka record ((name, bytes) pairs, or a mapping), None when absent or not UTF-8."""
+    pairs = headers.items() if isinstance(headers, Mapping) else headers or ()
+    for name, value in pairs:
+        if name == AGENCY_HEADER:
+            try:
+                return bytes(value).decode() if value is not None else None
+            except UnicodeDecodeError:
+                return None
+    return None
+
+
+def agency_headers(catalog: Catalog, topic: str, key: bytes | None) -> list[tuple[str, bytes]]:
+    """Headers of a message on a feed topic keyed by province, sent as the series' supplier in the registry
+    (the simulator, replay); none for another topic or a series nobody supplies."""
+    feed = catalog.feed_for_topic(topic)
+    code = (key or b"").decode(errors="replace")
+    supplier = catalog.registry.supplier(feed.id, catalog.current_province(code) or code) if feed else ""
+    return [(AGENCY_HEADER, supplier.encode())] if supplier else []
+
+
 def validate(doc: Any, catalog: Catalog, *, ref_ms: int, max_future_ms: int,
-             max_past_ms: int = DEFAULT_MAX_PAST_MS, topic_feed: str | None = None) -> Reading | Rejection:
+             max_past_ms: int = DEFAULT_MAX_PAST_MS, topic_feed: str | None = None,
+             agency: str | None = None) -> Reading | Rejection:
     """Check one decoded reading. `ref_ms` is "now" for the future and past limits; `topic_feed` the feed
-    its topic names."""
+    its topic names; `agency` the body that sent it (None: unknown, rejected), checked against the registry."""
     if not isinstance(doc, dict):
         return Rejection(MALFORMED, "", f"a reading must be a JSON object, not {type(doc).__name__}")
     try:
@@ -228,7 +261,12 @@ def validate(doc: Any, catalog: Catalog, *, ref_ms: int, max_future_ms: int,
     source = doc.get("source", "")
     if not isinstance(source, str) or len(source) > MAX_SOURCE_LEN:
         return Rejection(WRONG_TYPE, "source", f"must be a string of at most {MAX_SOURCE_LEN} chars")
-    return Reading(event_id, feed_id, current, ts_ms, value, dims, source, province, commune)
+    # the sender last: a reading is judged on its content first, so /ingest answers as it did before senders
+    scope = catalog.registry.scope.get((agency, feed_id))  # one lookup on the hot path; the reason only on a refusal
+    if scope is None or (scope and scope != current):
+        return Rejection(MISSING_AGENCY if agency is None else WRONG_AGENCY, f"header.{AGENCY_HEADER}",
+                         catalog.registry.sender_denial(agency, feed_id, current) or "")
+    return Reading(event_id, feed_id, current, ts_ms, value, dims, source, province, commune, agency or "")
 
 
 def _wrong_commune(code: str, province: str, catalog: Catalog) -> Rejection | None:
@@ -265,25 +303,28 @@ def _too_old(ts_ms: int, ref_ms: int, max_past_ms: int) -> Rejection:
 
 
 def decode_and_validate(raw: bytes | None, catalog: Catalog, *, ref_ms: int, max_future_ms: int,
-                        max_past_ms: int = DEFAULT_MAX_PAST_MS, topic_feed: str | None = None) -> Reading | Rejection:
+                        max_past_ms: int = DEFAULT_MAX_PAST_MS, topic_feed: str | None = None,
+                        agency: str | None = None) -> Reading | Rejection:
     try:
         doc = orjson.loads(raw or b"")
     except orjson.JSONDecodeError as exc:
         return Rejection(MALFORMED, "", f"not valid JSON: {exc.msg}")
     return validate(doc, catalog, ref_ms=ref_ms, max_future_ms=max_future_ms, max_past_ms=max_past_ms,
-                    topic_feed=topic_feed)
+                    topic_feed=topic_feed, agency=agency)
 
 
 def decode_message(raw: bytes | None, catalog: Catalog, *, ref_ms: int, max_future_ms: int,
-                   max_past_ms: int = DEFAULT_MAX_PAST_MS, topic_feed: str | None) -> list[Reading | Rejection]:
-    """One Kafka message → verdicts: a JSON object is one reading, a JSON array carries several."""
+                   max_past_ms: int = DEFAULT_MAX_PAST_MS, topic_feed: str | None,
+                   agency: str | None) -> list[Reading | Rejection]:
+    """One Kafka message → verdicts: a JSON object is one reading, a JSON array carries several. `agency`: its
+    header (`agency_of(record.headers)`), one for every reading of the message."""
     try:
         doc = orjson.loads(raw or b"")
     except orjson.JSONDecodeError as exc:
         return [Rejection(MALFORMED, "", f"not valid JSON: {exc.msg}")]
     docs = doc if isinstance(doc, list) and doc else [doc]
     return [validate(d, catalog, ref_ms=ref_ms, max_future_ms=max_future_ms, max_past_ms=max_past_ms,
-                     topic_feed=topic_feed) for d in docs]
+                     topic_feed=topic_feed, agency=agency) for d in docs]
 
 
 # --- Messages the pipeline emits (all plain JSON) -------------------------------------------------

@@ -16,7 +16,7 @@ from typing import Literal
 import yaml
 
 from controlroom.catalog import Catalog
-from controlroom.errors import CatalogError
+from controlroom.registry import parse_registry
 
 Role = Literal["viewer", "operator", "admin", "agency"]
 ROLES: tuple[Role, ...] = ("viewer", "operator", "admin", "agency")
@@ -91,16 +91,10 @@ def ingest_denial(principal: Principal, agencies: dict[str, Agency], feed: str, 
 
 
 def load_agencies(text: str, catalog: Catalog) -> dict[str, Agency]:
-    doc = yaml.safe_load(text) or {}
-    agencies: dict[str, Agency] = {}
-    for raw in doc.get("agencies", []):
-        agency = Agency(str(raw["id"]), str(raw["name_vi"]), str(raw["name_en"]),
-                        frozenset(str(f) for f in raw.get("feeds", [])))
-        unknown = sorted(agency.feeds - set(catalog.feeds))
-        if unknown:
-            raise CatalogError(f"agency {agency.id!r} names unknown feeds {unknown}")
-        agencies[agency.id] = agency
-    return agencies
+    """The ingest scope of every body of the registry (agencies.yaml), province centers included."""
+    names = {code: (p.name_vi, p.name_en) for code, p in catalog.provinces.items()}
+    registry = parse_registry(yaml.safe_load(text), catalog.feeds, names)
+    return {b.id: Agency(b.id, b.name_vi, b.name_en, frozenset(b.feeds)) for b in registry.bodies.values()}
 
 
 class TokenBucket:

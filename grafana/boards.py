@@ -426,7 +426,8 @@ def dead_letters_sql() -> str:
 def dead_letters(pos: Pos) -> cogbuilder.Builder[dash.Panel]:
     return P.timeseries("Dead letters per feed", [Q(dead_letters_sql(), time_series=True)], pos, stack=True,
                         description="Rejected readings, each once by dlq_id (per agency: controlroom/data/"
-                                    "agencies.yaml maps feeds to agencies; ClickHouse has no agency column).")
+                                    "agencies.yaml maps feeds to the bodies that supply them; readings and "
+                                    "aggregates carry an agency column, dead letters only their reason).")
 
 
 def dead_letter_reasons_sql() -> str:

@@ -83,7 +83,7 @@ def am_labels(event: AlertEvent, catalog: Catalog) -> dict[str, str]:
     labels = {**{am_label_name(str(k)): str(v) for k, v in dims.items()},
               "alertname": str(event["rule_id"]), "severity": str(event["severity"]), "feed": str(event["feed"]),
               "province": str(event["province"]), "rule_type": str(event["rule_type"]),
-              "category": feed.category if feed else "", "agency": feed.source if feed else "",
+              "category": feed.category if feed else "", "agency": catalog.registry.supplier_of_alert(event),
               "alert_id": str(event["alert_id"])}
     return {k: v for k, v in labels.items() if v}
 

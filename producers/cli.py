@@ -62,6 +62,12 @@ def run_publish(settings: Settings, args: argparse.Namespace) -> int:
     from controlroom.kafka import make_producer
 
     lines = [line.rstrip(b"\n") for line in sys.stdin.buffer if line.strip()]
+    headers = []
+    for spec in args.header:
+        name, sep, value = spec.partition("=")
+        if not sep or not name:
+            raise ConfigError(f"-H {spec!r}: give name=value, e.g. -H agency=hydromet")
+        headers.append((name, value.encode()))
 
     async def main() -> None:
         # one message at a time, each awaited: idempotence adds nothing, and Tansu does not support it
@@ -71,7 +77,8 @@ def run_publish(settings: Settings, args: argparse.Namespace) -> int:
         await producer.start()
         try:
             for line in lines:
-                await producer.send_and_wait(args.topic, line, key=args.key.encode() if args.key else None)
+                await producer.send_and_wait(args.topic, line, key=args.key.encode() if args.key else None,
+                                             headers=headers)
         finally:
             await producer.stop()
 
@@ -144,4 +151,6 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     pub.add_argument("-b", "--broker", default=None, help="bootstrap servers (default KAFKA_BOOTSTRAP)")
     pub.add_argument("-t", "--topic", required=True)
     pub.add_argument("-k", "--key", default=None, help="message key (the province code for feeds.*)")
+    pub.add_argument("-H", "--header", action="append", default=[], metavar="NAME=VALUE",
+                     help="a header of every message, as kcat's; readings need agency=<id> (agencies.yaml)")
     pub.set_defaults(func=run_publish)

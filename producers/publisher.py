@@ -16,7 +16,7 @@ from controlroom.catalog import Catalog
 from controlroom.errors import ConfigError
 from controlroom.kafka import all_topics, ensure_topics, make_producer
 from controlroom.logs import get_logger
-from controlroom.schema import DLQ_TOPIC, Rejection, dead_letter
+from controlroom.schema import DLQ_TOPIC, Rejection, agency_headers, dead_letter
 from controlroom.settings import Settings
 from producers.simulator import Incident, Message, Simulator
 
@@ -30,9 +30,11 @@ class PublishStats:
     dead_lettered: int = 0
 
 
-async def _send_all(producer, messages: list[Message]) -> None:  # type: ignore[no-untyped-def]
-    """Hand a whole tick to the producer, then wait once for all acknowledgements."""
-    futures = [await producer.send(topic, value, key=key) for topic, key, value in messages]
+async def send_all(producer, catalog: Catalog, messages: list[Message]) -> None:  # type: ignore[no-untyped-def]
+    """Hand a whole tick to the producer, then wait once for all acknowledgements. Each reading is sent as the
+    agency that supplies its series (header `agency`)."""
+    futures = [await producer.send(topic, value, key=key, headers=agency_headers(catalog, topic, key))
+               for topic, key, value in messages]
     if futures:
         await asyncio.gather(*futures)
 
@@ -51,7 +53,7 @@ async def run_simulator(settings: Settings, catalog: Catalog, *, seed: int, rate
     try:
         while not stop.is_set() and (duration_s is None or time.time() - start < duration_s):
             batch = sim.due(int(time.time() * 1000))
-            await _send_all(producer, batch)
+            await send_all(producer, catalog, batch)
             stats.published += len(batch)
             metrics.SIMULATOR_MESSAGES.inc(len(batch))
             if time.monotonic() - last_report >= 10:
@@ -109,15 +111,15 @@ async def replay_file(settings: Settings, catalog: Catalog, path: Path, *, rate:
                 else:
                     stats.published += 1
                 if len(pending) >= 1000:
-                    await _send_all(producer, pending)
+                    await send_all(producer, catalog, pending)
                     pending = []
                 if rate:  # pace to `rate` lines per second
                     ahead = (stats.published + stats.dead_lettered) / rate - (time.monotonic() - started)
                     if ahead > 0:
-                        await _send_all(producer, pending)
+                        await send_all(producer, catalog, pending)
                         pending = []
                         await asyncio.sleep(ahead)
-            await _send_all(producer, pending)
+            await send_all(producer, catalog, pending)
     finally:
         await producer.stop()
     return stats

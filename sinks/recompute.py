@@ -61,18 +61,20 @@ def commit_caps(waiting: Iterable[Trigger]) -> dict[tuple[str, int], int]:
 
 
 _COLUMNS = ("feed, province, dims, dims_key, source_partition, window_start, window_end, count, sum, min, max, "
-            "avg, last, last_ts, closed_at, revision")
+            "avg, last, last_ts, closed_at, revision, agency")
 
 
 def _select(db: str, window_s: int, where: str) -> str:
     """The recomputation of agg_1m rows from readings FINAL: one row per series, window and source partition.
-    `last` is the value with the latest event time, ties broken by the later offset (as the worker does).
+    `last` is the value with the latest event time, ties broken by the later offset (as the worker does); `agency`
+    is the sender of that same reading (a series has one supplier; after a hand-over, the newer one).
     Windows are found in epoch milliseconds (`ws_ms`, as the worker floors them), then typed back."""
     size = window_s * 1000
     return (
         "SELECT feed, province, any(dims), dims_key, kafka_partition, fromUnixTimestamp64Milli(ws_ms, 'UTC'), "
         f"fromUnixTimestamp64Milli(ws_ms + {size}, 'UTC'), count(), sum(value), min(value), max(value), "
-        "sum(value) / count(), argMax(value, (ts, kafka_offset)), max(ts), now64(3, 'UTC'), max(kafka_offset) "
+        "sum(value) / count(), argMax(value, (ts, kafka_offset)), max(ts), now64(3, 'UTC'), max(kafka_offset), "
+        "argMax(agency, (ts, kafka_offset)) "
         f"FROM (SELECT *, {_ws_ms(size)} AS ws_ms FROM {db}.readings FINAL WHERE {where}) "
         "GROUP BY feed, province, dims_key, kafka_partition, ws_ms"
     )

@@ -57,6 +57,7 @@ class Record:
     offset: int
     timestamp_ms: int
     value: bytes | None
+    agency: str | None = None  # its `agency` header (schema.agency_of); None when it has none
 
 
 @dataclass
@@ -81,12 +82,13 @@ SCHEMAS: dict[str, pa.Schema] = {
         ("province_original", pa.string()), ("ts", TS), ("value", pa.float64()), ("dims", DIMS),
         ("dims_key", pa.string()), ("source", pa.string()), ("ingested_at", TS), ("kafka_topic", pa.string()),
         ("kafka_partition", pa.uint32()), ("kafka_offset", pa.uint64()), ("commune", pa.string()),
+        ("agency", pa.string()),
     ]),
     AGG: pa.schema([
         ("feed", pa.string()), ("province", pa.string()), ("dims", DIMS), ("dims_key", pa.string()),
         ("source_partition", pa.uint32()), ("window_start", TS), ("window_end", TS), ("count", pa.uint64()),
         ("sum", pa.float64()), ("min", pa.float64()), ("max", pa.float64()), ("avg", pa.float64()),
-        ("last", pa.float64()), ("last_ts", TS), ("closed_at", TS), ("revision", pa.uint64()),
+        ("last", pa.float64()), ("last_ts", TS), ("closed_at", TS), ("revision", pa.uint64()), ("agency", pa.string()),
     ]),
     DEAD: pa.schema([
         ("dlq_id", pa.string()), ("reason", pa.string()), ("field", pa.string()), ("detail", pa.string()),
@@ -188,7 +190,7 @@ def _agg_row(rec: Record, d: dict[str, Any], catalog: Catalog) -> tuple[Any, ...
     return (_str(d, "feed"), _str(d, "province"), list(dims.items()), dims_key(dims),
             _uint(d, "source_partition", 0), _int(d, "window_start"), _int(d, "window_end"), _uint(d, "count"),
             _num(d, "sum"), _num(d, "min"), _num(d, "max"), _num(d, "avg"), _num(d, "last"),
-            _int(d, "last_ts"), _int(d, "closed_ms"), max(_int(d, "max_offset", 0), 0))
+            _int(d, "last_ts"), _int(d, "closed_ms"), max(_int(d, "max_offset", 0), 0), _str(d, "agency", ""))
 
 
 def _trigger(rec: Record, d: dict[str, Any], *, topic_key: str, offset_key: str) -> Trigger | None:
@@ -284,14 +286,15 @@ def convert(records: Iterable[Record], catalog: Catalog, *, max_future_ms: int, 
         if target == READINGS:
             feed = catalog.feed_for_topic(rec.topic)
             verdicts = decode_message(rec.value, catalog, ref_ms=rec.timestamp_ms, max_future_ms=max_future_ms,
-                                      max_past_ms=max_past_ms, topic_feed=feed.id if feed else None)
+                                      max_past_ms=max_past_ms, topic_feed=feed.id if feed else None,
+                                      agency=rec.agency)
             for v in verdicts:
                 if not isinstance(v, Reading):
                     out.rejected += 1
                     continue
                 bucket.append((v.event_id, v.feed, v.province, v.province_original, v.ts_ms, v.value,
                                list(v.dims.items()), v.dims_key, v.source, ingested_ms, rec.topic,
-                               rec.partition, rec.offset, v.commune))
+                               rec.partition, rec.offset, v.commune, v.agency))
             continue
         make = _WORKER_ROWS[target]
         try:

@@ -37,6 +37,7 @@ from controlroom.schema import (
     LateReading,
     Reading,
     WindowMessage,
+    agency_of,
     dead_letter,
     decode_message,
     late_message,
@@ -255,7 +256,8 @@ class Worker:
         feed = self.catalog.feed_for_topic(msg.topic)
         ref_ms = round(msg.timestamp * 1000)  # the broker's timestamp: same verdict as the sink
         verdicts = decode_message(msg.value, self.catalog, ref_ms=ref_ms, max_future_ms=self.max_future_ms,
-                                  max_past_ms=self.max_past_ms, topic_feed=feed.id if feed else None)
+                                  max_past_ms=self.max_past_ms, topic_feed=feed.id if feed else None,
+                                  agency=agency_of(msg.headers))
         valid: list[tuple[int, Reading]] = []
         for i, v in enumerate(verdicts):
             if isinstance(v, Reading):

@@ -81,7 +81,7 @@ def metric_value(point: Mapping[str, Any], metric: str) -> float:
 
 def _signature(rule: Rule) -> str:
     keep = _STATE_PARAMS[rule.type]
-    doc = [rule.type, rule.feed, sorted(rule.provinces), dict(rule.dims),
+    doc = [rule.type, rule.feed, sorted(rule.provinces), sorted(rule.agencies), dict(rule.dims),
            {k: rule.params.get(k) for k in keep},
            {key: {k: p.get(k) for k in keep} for key, p in sorted(rule.overrides.items())}]
     return orjson.dumps(doc, option=orjson.OPT_SORT_KEYS).decode()

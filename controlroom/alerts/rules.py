@@ -37,7 +37,11 @@ TEMPLATE_FIELDS = frozenset({
 })
 
 _COMMON_FIELDS = ("id", "version", "type", "feed", "severity", "for_s", "repeat_interval_s", "escalate_after_s",
-                  "provinces", "dims", "params", "overrides", "summary", "enabled", "description", "public")
+                  "provinces", "agencies", "dims", "params", "overrides", "summary", "enabled", "description", "public")
+
+
+def _nobody(_feed: str, _province: str) -> str:
+    return ""
 
 
 class RuleError(ControlRoomError):
@@ -63,11 +67,16 @@ class Rule:
     enabled: bool = True
     description: str = ""
     public: bool = False  # its alerts go on the public CAP feed (GET /cap/feed) with CAP scope Public
+    agencies: frozenset[str] = frozenset()  # empty = every agency; else series whose supplier is one of these
+    # the registry's supplier of a series (Registry.supplier), set by parse_rule from the catalog
+    supplier: Callable[[str, str], str] = field(default=_nobody, compare=False, repr=False)
 
     def matches(self, feed: str, province: str, dims: Mapping[str, str]) -> bool:
         if self.feed != ANY_FEED and self.feed != feed:
             return False
         if self.provinces and province not in self.provinces:
+            return False
+        if self.agencies and self.supplier(feed, province) not in self.agencies:
             return False
         return all(dims.get(k) == v for k, v in self.dims.items())
 
@@ -314,6 +323,12 @@ def parse_rule(raw: Any, where: str, catalog: Catalog) -> Rule:
     for i, code in enumerate(provs):
         if code != NATIONAL and code not in catalog.provinces:
             raise RuleError(f"{where}.provinces[{i}]: unknown province code {code!r}")
+    agencies = raw.get("agencies") or []
+    if not isinstance(agencies, list):
+        raise RuleError(f"{where}.agencies: must be a list of agency ids (controlroom/data/agencies.yaml)")
+    for i, agency in enumerate(agencies):
+        if agency not in catalog.registry.bodies:
+            raise RuleError(f"{where}.agencies[{i}]: unknown agency {agency!r}")
     dims = _dims_filter(raw.get("dims") or {}, f"{where}.dims", feed)
     summary = _mapping(raw.get("summary") or {}, f"{where}.summary")
     _no_unknown(summary, ("vi", "en"), f"{where}.summary")
@@ -331,7 +346,8 @@ def parse_rule(raw: Any, where: str, catalog: Catalog) -> Rule:
                 repeat_interval_s=repeat, escalate_after_s=escalate, provinces=frozenset(provs), dims=dims,
                 summary_vi=_template(summary.get("vi", ""), f"{where}.summary.vi"),
                 summary_en=_template(summary.get("en", ""), f"{where}.summary.en"),
-                enabled=enabled, description=description, public=public)
+                enabled=enabled, description=description, public=public, agencies=frozenset(agencies),
+                supplier=catalog.registry.supplier)
     check = _PARAMS[rtype]
     raw_params = _mapping(raw.get("params") or {}, f"{where}.params")
     params = check(raw_params, f"{where}.params", rule, feed)
@@ -352,7 +368,7 @@ def parse_rule(raw: Any, where: str, catalog: Catalog) -> Rule:
                 for_s=rule.for_s, repeat_interval_s=rule.repeat_interval_s, escalate_after_s=rule.escalate_after_s,
                 provinces=rule.provinces, dims=rule.dims, params=params, overrides=overrides,
                 summary_vi=rule.summary_vi, summary_en=rule.summary_en, enabled=rule.enabled,
-                description=rule.description, public=rule.public)
+                description=rule.description, public=rule.public, agencies=rule.agencies, supplier=rule.supplier)
 
 
 def parse_rules(doc: Any, catalog: Catalog | None = None) -> list[Rule]:

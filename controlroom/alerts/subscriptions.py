@@ -334,5 +334,5 @@ def group_labels(sub: Subscription, event: Mapping[str, Any], catalog: Catalog) 
     feed = catalog.feeds.get(str(event.get("feed")))
     values = {"rule": str(event.get("rule_id")), "feed": str(event.get("feed")),
               "category": feed.category if feed else "", "province": str(event.get("province")),
-              "severity": str(event.get("severity")), "agency": feed.source if feed else ""}
+              "severity": str(event.get("severity")), "agency": catalog.registry.supplier_of_alert(event)}
     return {label: values[label] for label in sub.grouping.by}

@@ -16,8 +16,10 @@ import httpx
 import orjson
 
 from controlroom.broker import stop_process
+from controlroom.catalog import default_catalog
 from controlroom.settings import Settings
 from controlroom.warehouse import Warehouse
+from sinks.rows import Record
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -87,6 +89,16 @@ async def wait_for(check: Callable[[], Any], timeout_s: float = 90.0, what: str 
 def reading(event_id: str, feed: str, province: str, ts_ms: int, value: float, **dims: str) -> bytes:
     return orjson.dumps({"event_id": event_id, "feed": feed, "province": province, "ts": ts_ms,
                          "value": value, "dims": dims, "source": "test"})
+
+
+def sent_record(topic: str, partition: int, offset: int, ts_ms: int, value: bytes) -> Record:
+    """A Kafka record as a well-behaved producer sends it: its header `agency` names the supplier of its series
+    (feed and province read from the reading; a batch: its first reading)."""
+    doc = orjson.loads(value)
+    doc = doc[0] if isinstance(doc, list) else doc
+    catalog = default_catalog()
+    province = catalog.current_province(str(doc.get("province"))) or ""
+    return Record(topic, partition, offset, ts_ms, value, catalog.registry.supplier(str(doc.get("feed")), province))
 
 
 @contextmanager

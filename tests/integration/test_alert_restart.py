@@ -23,6 +23,7 @@ from confluent_kafka import Producer
 
 from controlroom.broker import start_tansu, stop_process
 from controlroom.catalog import default_catalog
+from controlroom.schema import agency_headers
 from controlroom.settings import Settings
 from tests.conftest import free_port
 from tests.integration.api_client import api_client
@@ -100,7 +101,8 @@ class Flow:
                 ts = now_ms()
                 for p in self.provinces:
                     self.sent += 1
-                    producer.produce(f"feeds.{FAST}", reading(f"flow-{self.sent}", FAST, p, ts, 5.0), key=p.encode())
+                    producer.produce(f"feeds.{FAST}", reading(f"flow-{self.sent}", FAST, p, ts, 5.0), key=p.encode(),
+                                     headers=agency_headers(default_catalog(), f"feeds.{FAST}", p.encode()))
                 producer.flush(5)
             time.sleep(2.0)
 

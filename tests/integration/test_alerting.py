@@ -21,6 +21,8 @@ from fastapi.testclient import TestClient
 
 from controlroom.alerts.signing import verify_signature
 from controlroom.broker import start_tansu, stop_process
+from controlroom.catalog import default_catalog
+from controlroom.schema import agency_headers
 from controlroom.settings import Settings
 from tests.conftest import free_port, register_secret
 from tests.integration.api_client import Keys, api_client
@@ -96,7 +98,8 @@ class Pipeline:
         self.n += 1
         self.newest_ts[feed] = max(ts_ms, self.newest_ts.get(feed, 0))
         self.producer.produce(f"feeds.{feed}", reading(f"t-{self.n}", feed, province, ts_ms, value, **dims),
-                              key=province.encode())
+                              key=province.encode(),
+                              headers=agency_headers(default_catalog(), f"feeds.{feed}", province.encode()))
 
     def fresh_ts(self, feed: str) -> int:
         """Now, or the newest timestamp this module sent on the feed if later: a test that moved a
@@ -105,7 +108,8 @@ class Pipeline:
         return max(now_ms(), self.newest_ts.get(feed, 0))
 
     def publish_raw(self, topic: str, payload: bytes, key: str) -> None:
-        self.producer.produce(topic, payload, key=key.encode())
+        self.producer.produce(topic, payload, key=key.encode(),
+                              headers=agency_headers(default_catalog(), topic, key.encode()))
 
     def flush(self) -> None:
         assert self.producer.flush(10) == 0

@@ -237,7 +237,8 @@ async def test_embedded_sink_runs_inside_the_api(broker: str, make_settings) -> 
         try:
             doc = {"event_id": "k1", "feed": "water_level", "province": "01", "ts": T0 + 5_000, "value": 321.5,
                    "dims": {"station": "s1"}, "source": "test"}
-            await producer.send_and_wait("feeds.water_level", orjson.dumps(doc), key=b"01")
+            await producer.send_and_wait("feeds.water_level", orjson.dumps(doc), key=b"01",
+                                         headers=[("agency", b"hydromet")])  # water_level's supplier
         finally:
             await producer.stop()
 

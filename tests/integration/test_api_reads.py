@@ -12,6 +12,7 @@ from controlroom.schema import window_message
 from sinks.rows import Record
 from sinks.writer import SinkWriter
 from tests.integration.api_client import api_client
+from tests.integration.pipeline import sent_record
 
 pytestmark = pytest.mark.integration
 
@@ -25,7 +26,7 @@ def reading(eid: str, feed: str, province: str, ts: int, value: float, **dims: s
 
 
 def records(items: list[tuple[str, bytes]], now_ms: int) -> list[Record]:
-    return [Record(topic, 0, i, now_ms, value) for i, (topic, value) in enumerate(items)]
+    return [sent_record(topic, 0, i, now_ms, value) for i, (topic, value) in enumerate(items)]
 
 
 def test_series_raw_and_agg_are_exact(make_settings) -> None:  # type: ignore[no-untyped-def]

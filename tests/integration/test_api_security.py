@@ -19,6 +19,7 @@ pytestmark = pytest.mark.integration
 ENDPOINTS = [
     ("GET", "/feeds", None, "viewer"),
     ("GET", "/provinces", None, "viewer"),
+    ("GET", "/agencies", None, "viewer"),
     ("GET", "/overview", None, "viewer"),
     ("GET", "/series?feed=water_level", None, "viewer"),
     ("GET", "/indicators", None, "viewer"),

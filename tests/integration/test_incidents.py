@@ -24,7 +24,7 @@ from fastapi.testclient import TestClient
 from controlroom.alerts.rules import read_rule_docs
 from controlroom.broker import start_tansu
 from controlroom.catalog import default_catalog
-from controlroom.schema import now_ms
+from controlroom.schema import agency_headers, now_ms
 from controlroom.settings import Settings
 from producers.scenarios import parse_scenario
 from producers.simulator import Simulator
@@ -94,7 +94,7 @@ def flood(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Flood]:
         with api_client(settings) as (client, keys), services(settings, tmp, "worker", "alerter") as procs:
             producer = Producer({"bootstrap.servers": settings.kafka_bootstrap, "linger.ms": 5})
             for topic, key, value in flood_messages(now_ms()):
-                producer.produce(topic, value, key=key)
+                producer.produce(topic, value, key=key, headers=agency_headers(default_catalog(), topic, key))
             assert producer.flush(30) == 0
             yield Flood(client, keys)
             for p in procs:

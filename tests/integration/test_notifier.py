@@ -213,7 +213,7 @@ async def test_webhooks_and_email(broker: str, make_settings) -> None:  # type: 
     a = p["alerts"][0]
     wl = default_catalog().feeds["water_level"]
     assert a["labels"] == {"station": "s1", "alertname": "rule5", "severity": "critical", "feed": "water_level",
-                           "province": "79", "rule_type": "threshold", "category": wl.category, "agency": wl.source,
+                           "province": "79", "rule_type": "threshold", "category": wl.category, "agency": "hydromet",
                            "alert_id": ids[5]}
     assert (a["startsAt"], a["endsAt"]) == ("2026-11-26T10:00:00Z", "0001-01-01T00:00:00Z")
     assert a["annotations"]["summary"] == "Water level above alarm 5" and a["generatorURL"].endswith("/alerts/5")

@@ -18,6 +18,7 @@ from controlroom.warehouse import Warehouse, open_warehouse
 from sinks.migrate import migrate, migration_files, render, split_statements
 from sinks.rows import Record
 from sinks.writer import SinkWriter
+from tests.integration.pipeline import sent_record
 
 pytestmark = pytest.mark.integration
 
@@ -40,7 +41,7 @@ def plain_sql(db: str, since_ms: int, recent_ms: int) -> tuple[str, dict[str, An
 
 
 def records(rows: list[Row], first_offset: int, now_ms: int) -> list[Record]:
-    return [Record("feeds.water_level", 0, first_offset + i, now_ms, orjson.dumps(
+    return [sent_record("feeds.water_level", 0, first_offset + i, now_ms, orjson.dumps(
         {"event_id": eid, "feed": feed, "province": prov, "ts": ts, "value": value, "dims": {"station": station},
          "source": "test"})) for i, (eid, feed, prov, station, ts, value) in enumerate(rows)]
 

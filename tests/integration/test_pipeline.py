@@ -15,6 +15,7 @@ import pytest
 from aiokafka import AIOKafkaProducer
 
 from controlroom.broker import stop_process
+from controlroom.schema import agency_headers
 from controlroom.warehouse import Warehouse, open_warehouse
 from sinks.migrate import migrate
 from sinks.writer import SinkWriter
@@ -26,12 +27,15 @@ MIN = 60_000
 T0 = 1_767_225_600_000  # 2026-01-01T00:00:00Z
 
 
-async def publish(bootstrap: str, messages: list[tuple[str, bytes, bytes]]) -> None:
+async def publish(bootstrap: str, messages: list[tuple[str, bytes, bytes]],
+                  agency: dict[bytes, list[tuple[str, bytes]]] | None = None) -> None:
+    """Each message sent as its series' supplier (header `agency`), unless `agency` gives the headers of a value."""
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", compression_type="lz4")
     await producer.start()
     try:
         for topic, key, value in messages:
-            await producer.send_and_wait(topic, value, key=key)
+            headers = (agency or {}).get(value, agency_headers(_catalog(), topic, key))
+            await producer.send_and_wait(topic, value, key=key, headers=headers)
     finally:
         await producer.stop()
 
@@ -52,7 +56,10 @@ PHASE_1 = [
     ("feeds.water_level", b"01", b"{not json"),
     ("feeds.water_level", b"01", reading("bad-range", "water_level", "01", T0 + 2_000, 99_999, station="s1")),
     ("feeds.hotline_calls", b"99", reading("bad-prov", "hotline_calls", "99", T0 + 2_000, 1, line="113")),
+    wl("no-agency", T0 + 3_000, 100), wl("wrong-agency", T0 + 3_000, 100),
 ]
+NO_AGENCY, WRONG_AGENCY = PHASE_1[-2][2], PHASE_1[-1][2]
+SENDERS = {NO_AGENCY: [], WRONG_AGENCY: [("agency", b"moh")]}  # the Ministry of Health sends no water level
 PHASE_2 = [
     wl("w4", T0 + 50_000, 120), wl("w5", T0 + MIN + 5_000, 130),
     hot("h4", T0 + MIN + 1_000, 9, "79"),
@@ -78,8 +85,8 @@ async def test_known_readings_give_exact_results_across_a_worker_crash(
     sink = asyncio.create_task(SinkWriter(settings, _catalog(), warehouse).run(stop))
     worker = start_worker(settings, tmp_path / "worker1.log")
     try:
-        await publish(any_broker, PHASE_1)
-        await wait_for(lambda: q("SELECT count() AS n FROM DB.dead_letters FINAL")[0]["n"] >= 3,
+        await publish(any_broker, PHASE_1, SENDERS)
+        await wait_for(lambda: q("SELECT count() AS n FROM DB.dead_letters FINAL")[0]["n"] >= 5,
                        what="phase 1 dead letters")
         worker.send_signal(signal.SIGKILL)  # a crash: no flush, no commit
         worker.wait(10)
@@ -88,7 +95,7 @@ async def test_known_readings_give_exact_results_across_a_worker_crash(
         await wait_for(lambda: q("SELECT count() AS n FROM DB.agg_1m FINAL")[0]["n"] >= 5
                        and q("SELECT count() AS n FROM DB.late_readings FINAL")[0]["n"] >= 1
                        and q("SELECT max(max) AS m FROM DB.agg_1m FINAL WHERE feed = 'water_level'")[0]["m"] == 999
-                       and q("SELECT count() AS n FROM DB.dead_letters FINAL")[0]["n"] >= 4,
+                       and q("SELECT count() AS n FROM DB.dead_letters FINAL")[0]["n"] >= 6,
                        what="closed windows, late reading and dead letters")
         await asyncio.sleep(2.0)  # anything extra (a duplicate) would land by now
     finally:
@@ -96,8 +103,10 @@ async def test_known_readings_give_exact_results_across_a_worker_crash(
         stop.set()
         await sink
 
-    raw = q("SELECT event_id, feed, province, province_original, toUnixTimestamp64Milli(ts) AS ts, value "
+    raw = q("SELECT event_id, feed, province, province_original, toUnixTimestamp64Milli(ts) AS ts, value, agency "
             "FROM DB.readings FINAL ORDER BY event_id")
+    # each reading records the agency that delivered it (its header)
+    assert {(r["feed"], r["agency"]) for r in raw} == {("hotline_calls", "hotlines"), ("water_level", "hydromet")}
     assert [(r["event_id"], r["province"], r["province_original"], int(r["ts"]) - T0, r["value"]) for r in raw] == [
         ("h1", "79", "79", 5_000, 7.0), ("h2", "79", "79", 35_000, 3.0), ("h3", "08", "02", 10_000, 4.0),
         ("h4", "79", "79", MIN + 1_000, 9.0), ("h5", "79", "79", 3 * MIN, 1.0), ("h6", "08", "02", 3 * MIN, 1.0),
@@ -108,26 +117,32 @@ async def test_known_readings_give_exact_results_across_a_worker_crash(
     # partial windows of one series from two partitions are summed, as every reader does
     aggs = q("SELECT feed, province, dims_key, toUnixTimestamp64Milli(window_start) AS ws, sum(count) AS n, "
              "sum(sum) AS total, min(min) AS lo, max(max) AS hi, total / n AS mean, "
-             "argMax(last, last_ts) AS latest FROM DB.agg_1m FINAL "
+             "argMax(last, last_ts) AS latest, any(agency) AS agency FROM DB.agg_1m FINAL "
              "GROUP BY feed, province, dims_key, window_start ORDER BY feed, province, ws")
     assert [(a["feed"], a["province"], a["dims_key"], int(a["ws"]) - T0, int(a["n"]), a["total"], a["lo"],
-             a["hi"], a["mean"], a["latest"]) for a in aggs] == [
-        ("hotline_calls", "08", "line=113", 0, 1, 4.0, 4.0, 4.0, 4.0, 4.0),
-        ("hotline_calls", "79", "line=113", 0, 2, 10.0, 3.0, 7.0, 5.0, 3.0),
-        ("hotline_calls", "79", "line=113", MIN, 1, 9.0, 9.0, 9.0, 9.0, 9.0),
+             a["hi"], a["mean"], a["latest"], a["agency"]) for a in aggs] == [
+        ("hotline_calls", "08", "line=113", 0, 1, 4.0, 4.0, 4.0, 4.0, 4.0, "hotlines"),
+        ("hotline_calls", "79", "line=113", 0, 2, 10.0, 3.0, 7.0, 5.0, 3.0, "hotlines"),
+        ("hotline_calls", "79", "line=113", MIN, 1, 9.0, 9.0, 9.0, 9.0, 9.0, "hotlines"),
         # w1–w4 and the late w-late (999 at 0:30; the latest value is still w4's, at 0:50)
-        ("water_level", "01", "station=s1", 0, 5, 1434.0, 100.0, 999.0, 286.8, 120.0),
-        ("water_level", "01", "station=s1", MIN, 1, 130.0, 130.0, 130.0, 130.0, 130.0),
+        ("water_level", "01", "station=s1", 0, 5, 1434.0, 100.0, 999.0, 286.8, 120.0, "hydromet"),
+        ("water_level", "01", "station=s1", MIN, 1, 130.0, 130.0, 130.0, 130.0, 130.0, "hydromet"),
     ]
+    hourly = q("SELECT feed, agency FROM DB.agg_1h FINAL ORDER BY feed")  # the rollups carry it too
+    assert {(h["feed"], h["agency"]) for h in hourly} == {("hotline_calls", "hotlines"), ("water_level", "hydromet")}
     late = q("SELECT event_id, toUnixTimestamp64Milli(watermark) AS wm, status FROM DB.late_readings FINAL")
     assert [(r["event_id"], int(r["wm"]) - T0, r["status"]) for r in late] == [("w-late", 3 * MIN - 10_000, "amended")]
-    dead = q("SELECT reason, field, source_topic FROM DB.dead_letters FINAL ORDER BY reason")
+    dead = q("SELECT reason, field, detail, source_topic FROM DB.dead_letters FINAL ORDER BY reason")
     assert [(d["reason"], d["field"], d["source_topic"]) for d in dead] == [
         ("feed_topic_mismatch", "feed", "feeds.water_level"),
         ("malformed", "", "feeds.water_level"),
+        ("missing_agency", "header.agency", "feeds.water_level"),
         ("out_of_range", "value", "feeds.water_level"),
         ("unknown_province", "province", "feeds.hotline_calls"),
+        ("wrong_agency", "header.agency", "feeds.water_level"),
     ]
+    assert [d["detail"] for d in dead if d["field"] == "header.agency"] == [
+        "header `agency` is missing", "header `agency` 'moh' does not supply feed water_level"]
     # nothing counted twice in storage either (ReplacingMergeTree may hold copies until merges)
     assert q("SELECT count() AS n, uniqExact(event_id) AS u FROM DB.readings FINAL")[0] == {"n": 13, "u": 13}
 

@@ -26,9 +26,9 @@ import pytest
 import yaml
 
 from controlroom.broker import free_port, stop_process
-from controlroom.catalog import Catalog
+from controlroom.catalog import Catalog, default_catalog
 from controlroom.kafka import all_topics, ensure_topics, make_producer, system_topics
-from controlroom.schema import CONTROL_TOPIC
+from controlroom.schema import CONTROL_TOPIC, agency_headers
 from controlroom.settings import METRICS_PORTS, Settings
 from grafana.layout import DASHBOARDS
 from tests.integration.pipeline import ROOT, reading, services, wait_for, wait_http
@@ -113,7 +113,7 @@ async def publish(settings: Settings, messages: list[tuple[str, bytes, bytes]]) 
     await producer.start()
     try:
         for topic, key, payload in messages:
-            await producer.send(topic, payload, key=key)
+            await producer.send(topic, payload, key=key, headers=agency_headers(default_catalog(), topic, key))
         await producer.flush()
     finally:
         await producer.stop()

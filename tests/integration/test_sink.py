@@ -14,9 +14,18 @@ import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
 from api.series_sql import overview_series_sql
-from controlroom.catalog import Catalog
+from controlroom.catalog import Catalog, default_catalog
 from controlroom.kafka import all_topics, ensure_topics
-from controlroom.schema import OUT_OF_RANGE, Reading, Rejection, dead_letter, late_message, window_message
+from controlroom.schema import (
+    OUT_OF_RANGE,
+    Reading,
+    Rejection,
+    agency_headers,
+    agency_of,
+    dead_letter,
+    late_message,
+    window_message,
+)
 from controlroom.settings import Settings
 from controlroom.warehouse import Warehouse, open_warehouse
 from sinks.migrate import migrate
@@ -45,7 +54,8 @@ async def publish(bootstrap: str, messages: list[Msg], timestamp_ms: int | None 
     try:
         out = []
         for topic, key, value in messages:
-            md = await producer.send_and_wait(topic, value, key=key, timestamp_ms=timestamp_ms)
+            md = await producer.send_and_wait(topic, value, key=key, timestamp_ms=timestamp_ms,
+                                              headers=agency_headers(default_catalog(), topic, key))
             out.append((md.partition, md.offset))
         return out
     finally:
@@ -87,7 +97,8 @@ async def read_back(bootstrap: str, topic: str, n: int, partitions: int) -> list
         out: list[Record] = []
         for _ in range(100):
             for tp, recs in (await consumer.getmany(timeout_ms=200)).items():
-                out.extend(Record(tp.topic, tp.partition, r.offset, r.timestamp, r.value) for r in recs)
+                out.extend(Record(tp.topic, tp.partition, r.offset, r.timestamp, r.value, agency_of(r.headers))
+                           for r in recs)
             if len(out) >= n:
                 return out
         raise AssertionError(f"read {len(out)} of {n} records back")
@@ -172,19 +183,19 @@ async def test_writer_writes_exact_rows_and_commits_what_it_wrote(
             {"event_id": "h3", "feed": "hotline_calls", "province": "08", "province_original": "02",
              "ts": dt(T0 + 5_000), "value": 4.0, "dims": {"line": "113"}, "dims_key": "line=113", "source": "test",
              "kafka_topic": "feeds.hotline_calls", "kafka_partition": at[2][0], "kafka_offset": at[2][1],
-             "commune": ""},
+             "commune": "", "agency": "hotlines"},
             {"event_id": "w1", "feed": "water_level", "province": "01", "province_original": "01", "ts": dt(T0 + 1_000),
              "value": 100.0, "dims": {"station": "s1"}, "dims_key": "station=s1", "source": "test",
              "kafka_topic": "feeds.water_level", "kafka_partition": at[0][0], "kafka_offset": at[0][1],
-             "commune": "00070"},
+             "commune": "00070", "agency": "hydromet"},
             {"event_id": "w2", "feed": "water_level", "province": "01", "province_original": "01", "ts": dt(T0 + 2_000),
              "value": 110.5, "dims": {"station": "s1"}, "dims_key": "station=s1", "source": "test",
              "kafka_topic": "feeds.water_level", "kafka_partition": at[1][0], "kafka_offset": at[1][1],
-             "commune": ""},
+             "commune": "", "agency": "hydromet"},
             {"event_id": "w3", "feed": "water_level", "province": "01", "province_original": "01", "ts": dt(T0 + 3_000),
              "value": 105.0, "dims": {"station": "s2"}, "dims_key": "station=s2", "source": "test",
              "kafka_topic": "feeds.water_level", "kafka_partition": at[3][0], "kafka_offset": at[3][1],
-             "commune": ""},
+             "commune": "", "agency": "hydromet"},
         ]
         ingested = q(wh, "SELECT min(ingested_at) AS lo, max(ingested_at) AS hi FROM DB.readings")[0]
         assert datetime.now(UTC).timestamp() - ingested["lo"].timestamp() < 120
@@ -192,7 +203,7 @@ async def test_writer_writes_exact_rows_and_commits_what_it_wrote(
             "feed": "hotline_calls", "province": "79", "dims": {"line": "113"}, "dims_key": "line=113",
             "source_partition": 1, "window_start": dt(T0), "window_end": dt(T0 + 60_000), "count": 2, "sum": 10.0,
             "min": 3.0, "max": 7.0, "avg": 5.0, "last": 3.0, "last_ts": dt(T0 + 35_000),
-            "closed_at": dt(T0 + 200_000), "revision": 0}]
+            "closed_at": dt(T0 + 200_000), "revision": 0, "agency": ""}]  # a window without a source: as sent
         assert q(wh, "SELECT * FROM DB.dead_letters FINAL") == [{
             "dlq_id": "feeds.water_level:3:4", "reason": "out_of_range", "field": "value",
             "detail": "99999 outside [-500, 3000] cm", "payload": msgs[4][2].decode(), "feed": "water_level",

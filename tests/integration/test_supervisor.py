@@ -275,7 +275,7 @@ def test_up_picks_apache_kafka_and_finds_readings_published_while_it_was_down(tm
         try:
             for i, eid in enumerate(ids):
                 await producer.send(f"feeds.{FEED}", reading(eid, FEED, "01", now - 1000 + i, 100 + i, station="s1"),
-                                    key=b"01")
+                                    key=b"01", headers=[("agency", b"hydromet")])
             await producer.flush()
         finally:
             await producer.stop()

@@ -43,10 +43,10 @@ from controlroom.schema import (
     window_message,
 )
 from producers.simulator import Simulator
-from sinks.rows import Record
 from sinks.writer import SinkWriter
 from tests.conftest import register_secret
 from tests.integration.browser import LiveApi, chromium, serve_api
+from tests.integration.pipeline import sent_record
 
 pytestmark = pytest.mark.integration
 
@@ -173,7 +173,7 @@ def seed(api: LiveApi, catalog: Catalog, now: int) -> dict[str, Any]:
     items += [(INCIDENTS_TOPIC, orjson.dumps(i)) for i in incidents]
     # one batch, distinct offsets: the sink's dedup token is per (topic, partition, offset range)
     SinkWriter(api.app.state.api.settings, catalog, api.app.state.api.warehouse).write(
-        [Record(topic, 0, i, now, value) for i, (topic, value) in enumerate(items)])
+        [sent_record(topic, 0, i, now, value) for i, (topic, value) in enumerate(items)])
 
     def total(feed: str, on_time: str | None = None) -> float:
         return sum(d["value"] for _t, _r, d in readings

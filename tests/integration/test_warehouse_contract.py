@@ -35,7 +35,8 @@ from controlroom.errors import WarehouseError
 from controlroom.settings import Settings
 from controlroom.warehouse import ChdbWarehouse, ServerWarehouse, Warehouse, open_warehouse
 from sinks.migrate import migrate
-from sinks.rows import Record, convert, dedup_token
+from sinks.rows import convert, dedup_token
+from tests.integration.pipeline import sent_record
 
 pytestmark = pytest.mark.integration
 
@@ -139,7 +140,7 @@ def test_query_parameters_are_data_never_sql(backend: Backend, catalog: Catalog)
 
 def test_arrow_inserts_deduplicate_by_token_and_read_back_alike(backend: Backend, catalog: Catalog) -> None:
     migrate(backend.wh, catalog)
-    recs = [Record("feeds.hotline_calls", 0, i, T0, orjson.dumps({
+    recs = [sent_record("feeds.hotline_calls", 0, i, T0, orjson.dumps({
         "event_id": f"h{i}", "feed": "hotline_calls", "province": "02", "ts": T0 + i, "value": i,
         "dims": {"line": "113"},
     })) for i in range(100)]

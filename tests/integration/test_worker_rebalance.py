@@ -27,7 +27,7 @@ from aiokafka import AIOKafkaProducer
 
 from bench import chaos_oracle as oracle
 from controlroom.catalog import default_catalog
-from controlroom.schema import dims_key
+from controlroom.schema import agency_headers, dims_key
 from controlroom.warehouse import open_warehouse
 from sinks.migrate import migrate
 from sinks.writer import SinkWriter
@@ -77,7 +77,8 @@ class Feeder:
             self.published[eid] = (feed.id, province, dims_key(dims), ts, value)
             doc = {"event_id": eid, "feed": feed.id, "province": province, "ts": ts, "value": value, "dims": dims,
                    "source": "test"}
-            futures.append(await producer.send(topic, orjson.dumps(doc), key=province.encode(), partition=partition))
+            futures.append(await producer.send(topic, orjson.dumps(doc), key=province.encode(), partition=partition,
+                                               headers=agency_headers(default_catalog(), topic, province.encode())))
         await asyncio.gather(*futures)
 
     async def run(self, producer: AIOKafkaProducer, stop: asyncio.Event) -> None:

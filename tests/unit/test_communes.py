@@ -24,7 +24,8 @@ CALL: dict[str, Any] = {"event_id": "c1", "feed": "hotline_calls", "province": "
 
 
 def check(doc: dict[str, Any], catalog: Catalog) -> Reading | Rejection:
-    return validate(doc, catalog, ref_ms=NOW, max_future_ms=300_000, topic_feed=doc["feed"])
+    return validate(doc, catalog, ref_ms=NOW, max_future_ms=300_000, topic_feed=doc["feed"],
+                    agency=catalog.registry.supplier(doc["feed"], doc["province"]))
 
 
 def with_dims(doc: dict[str, Any], **changes: Any) -> dict[str, Any]:
@@ -98,11 +99,11 @@ def test_wrong_type_of_commune(catalog: Catalog) -> None:
 
 
 def test_sink_stores_the_commune_in_its_own_column(catalog: Catalog) -> None:
-    recs = [Record("feeds.hotline_calls", 0, 1, NOW, orjson.dumps(CALL)),
+    recs = [Record("feeds.hotline_calls", 0, 1, NOW, orjson.dumps(CALL), "hotlines"),
             Record("feeds.hotline_calls", 0, 2, NOW, orjson.dumps(with_dims(CALL, event_id="c2") |
-                                                                  {"dims": {"line": "113"}})),
-            Record("feeds.hotline_calls", 0, 3, NOW, orjson.dumps(with_dims(CALL, event_id="c3",
-                                                                            dims={COMMUNE_DIM: BEN_THANH})))]
+                                                                  {"dims": {"line": "113"}}), "hotlines"),
+            Record("feeds.hotline_calls", 0, 3, NOW,
+                   orjson.dumps(with_dims(CALL, event_id="c3", dims={COMMUNE_DIM: BEN_THANH})), "hotlines")]
     out = rows.convert(recs, catalog, max_future_ms=300_000, ingested_ms=NOW)
     got = out.tables["readings"].to_pylist()
     assert [(r["event_id"], r["commune"], r["dims_key"], r["dims"]) for r in got] == [

@@ -96,7 +96,7 @@ def test_alertmanager_v4_shape(catalog: Catalog) -> None:
                      [Job(event_key(e, sub), e, sub, ("alerts", 0), 3)])
     p = alertmanager_payload(n, catalog, "https://cr.example.vn")
     labels = {"station": "s1", "alertname": "water_level_alarm", "severity": "critical", "feed": "water_level",
-              "province": "01", "rule_type": "threshold", "category": feed.category, "agency": feed.source,
+              "province": "01", "rule_type": "threshold", "category": feed.category, "agency": "hydromet",
               "alert_id": e["alert_id"]}
     assert p["version"] == "4" and p["status"] == "firing" and p["receiver"] == "am"
     assert p["truncatedAlerts"] == 0 and p["externalURL"] == "https://cr.example.vn"

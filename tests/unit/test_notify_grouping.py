@@ -113,7 +113,8 @@ def test_group_by_each_alert_or_everything(catalog: Catalog) -> None:
     assert group_labels(by_province, ev("79"), catalog) == {"province": "79", "severity": "warning"}
     by_agency = subscription(catalog, group_by=["category", "agency"])
     feed = catalog.feeds["water_level"]
-    assert group_labels(by_agency, ev("79"), catalog) == {"category": feed.category, "agency": feed.source}
+    # the agency label is the series' supplier in the registry (controlroom/data/agencies.yaml)
+    assert group_labels(by_agency, ev("79"), catalog) == {"category": feed.category, "agency": "hydromet"}
 
 
 def test_repeat_interval_skips_reminders_sent_too_soon(catalog: Catalog) -> None:

@@ -97,6 +97,8 @@ def test_default_rules_water_alarm_and_staleness_of_every_series() -> None:
     ({"params": {"above": 1, "metric": "median"}},
      "rules[0].params.metric: must be one of avg, sum, min, max, last, count"),
     ({"escalate_after_s": "soon"}, "rules[0].escalate_after_s: must be a number"),
+    ({"agencies": ["nobody"]}, "rules[0].agencies[0]: unknown agency 'nobody'"),
+    ({"agencies": "hydromet"}, "rules[0].agencies: must be a list of agency ids (controlroom/data/agencies.yaml)"),
 ])
 def test_validation_errors_name_the_field(change: dict[str, Any], message: str) -> None:
     with pytest.raises(RuleError) as err:
@@ -171,6 +173,21 @@ def test_threshold_below_and_filters() -> None:
     assert e.on_window(win("electricity_load", "01", {}, T0, 50)) == []  # another province: not this rule's
     assert brief(e.on_window(win("electricity_load", "79", {}, T0, 120, 50))) == [
         ("low|electricity_load|79|", True, 50.0, "info", T0 + MIN)]
+
+
+def test_a_rule_filtered_on_agency_fires_only_for_the_series_that_agency_supplies() -> None:
+    # citizen reports come from each province's center: a rule for Hanoi's center sees only Hanoi
+    e = engine({"id": "ioc01", "version": 1, "type": "threshold", "feed": "*", "severity": "warning",
+                "agencies": ["ioc_01"], "params": {"metric": "sum", "above": 10}})
+    assert e.on_window(win("citizen_feedback", "79", {"topic": "traffic"}, T0, 50)) == []  # ioc_79's
+    assert e.on_window(win("hotline_calls", "01", {"line": "113"}, T0, 50)) == []  # hotlines' in Hanoi
+    assert brief(e.on_window(win("citizen_feedback", "01", {"topic": "traffic"}, T0, 50))) == [
+        ("ioc01|citizen_feedback|01|topic=traffic", True, 50.0, "warning", T0 + MIN)]
+    # a central body supplies its feed in every province
+    evn = engine({"id": "evn", "version": 1, "type": "threshold", "feed": "*", "severity": "info",
+                  "agencies": ["evn_nldc"], "params": {"metric": "max", "above": 10}})
+    assert len(evn.on_window(win("electricity_load", "79", {}, T0, 50))) == 1
+    assert evn.on_window(win("water_level", "79", S1, T0, 50)) == []
 
 
 # --- rate of change ------------------------------------------------------------------------------------

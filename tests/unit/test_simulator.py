@@ -9,7 +9,7 @@ import pytest
 
 from controlroom.catalog import Catalog
 from controlroom.communes import COMMUNE_DIM
-from controlroom.schema import Reading, Rejection, decode_and_validate
+from controlroom.schema import Reading, Rejection, agency_headers, agency_of, decode_and_validate
 from producers.simulator import Incident, Simulator, parse_incident
 
 # 2026-11-23 is a Monday. 03:00 UTC = 10:00 in Vietnam (UTC+7).
@@ -40,10 +40,11 @@ def test_every_series_reports_within_ten_seconds(catalog: Catalog) -> None:
 def test_every_reading_passes_validation_and_keys_by_province(catalog: Catalog) -> None:
     msgs = Simulator(catalog, seed=3, start_ms=MON_10_LOCAL).between(MON_10_LOCAL, MON_10_LOCAL + 300_000)
     for topic, key, raw in msgs:
+        [(_, agency)] = agency_headers(catalog, topic, key)  # sent as the series' supplier
         r = decode_and_validate(raw, catalog, ref_ms=MON_10_LOCAL + 300_000, max_future_ms=0,
-                                topic_feed=topic.removeprefix("feeds."))
+                                topic_feed=topic.removeprefix("feeds."), agency=agency.decode())
         assert isinstance(r, Reading), r
-        assert key.decode() == r.province
+        assert key.decode() == r.province and r.agency == catalog.registry.supplier(r.feed, r.province)
 
 
 def hourly_total(catalog: Catalog, feed: str, start_ms: int, hours: float = 1.0) -> float:
@@ -104,7 +105,8 @@ def test_malformed_messages_are_rejected_with_each_reason(catalog: Catalog) -> N
     msgs = Simulator(catalog, seed=1, start_ms=MON_10_LOCAL, incidents=[bad]).between(
         MON_10_LOCAL, MON_10_LOCAL + 30_000)
     verdicts = [decode_and_validate(v, catalog, ref_ms=MON_10_LOCAL + HOUR, max_future_ms=0,
-                                    topic_feed=t.removeprefix("feeds.")) for t, _, v in msgs]
+                                    topic_feed=t.removeprefix("feeds."),
+                                    agency=agency_of(agency_headers(catalog, t, k))) for t, k, v in msgs]
     assert all(isinstance(v, Rejection) for v in verdicts)
     reasons = {v.reason for v in verdicts if isinstance(v, Rejection)}
     # a bad province on a national feed is a scope_mismatch rather than an unknown_province

@@ -45,40 +45,45 @@ def convert(records: list[Record], catalog: Catalog) -> rows.Converted:
 
 def test_readings_rows_exact_with_legacy_province_kept(catalog: Catalog) -> None:
     recs = [
-        Record("feeds.water_level", 2, 10, T0, reading("w1", "water_level", "01", T0 - 1_000, 412.5, station="s1")),
+        Record("feeds.water_level", 2, 10, T0, reading("w1", "water_level", "01", T0 - 1_000, 412.5, station="s1"),
+               "hydromet"),
         # legacy code 02 (Hà Giang) → current 08; the code as sent stays in province_original
         Record("feeds.hotline_calls", 0, 7, T0, reading("h1", "hotline_calls", "02", "2026-01-01T07:00:00+07:00", 4,
-                                                        line="113")),
+                                                        line="113"), "hotlines"),
+        Record("feeds.hotline_calls", 0, 8, T0, reading("h2", "hotline_calls", "01", T0, 4, line="113")),  # no header
     ]
     out = convert(recs, catalog)
-    assert out.rejected == 0 and out.malformed == 0
+    assert out.rejected == 1 and out.malformed == 0
     assert list(out.tables) == ["readings"]
     assert out.tables["readings"].to_pylist() == [
         {"event_id": "w1", "feed": "water_level", "province": "01", "province_original": "01", "ts": dt(T0 - 1_000),
          "value": 412.5, "dims": [("station", "s1")], "dims_key": "station=s1", "source": "unit",
          "ingested_at": dt(T0 + 999), "kafka_topic": "feeds.water_level", "kafka_partition": 2, "kafka_offset": 10,
-         "commune": ""},
+         "commune": "", "agency": "hydromet"},
         {"event_id": "h1", "feed": "hotline_calls", "province": "08", "province_original": "02", "ts": dt(T0),
          "value": 4.0, "dims": [("line", "113")], "dims_key": "line=113", "source": "unit",
          "ingested_at": dt(T0 + 999), "kafka_topic": "feeds.hotline_calls", "kafka_partition": 0, "kafka_offset": 7,
-         "commune": ""},
+         "commune": "", "agency": "hotlines"},
     ]
     assert out.tables["readings"].schema == rows.SCHEMAS["readings"]
 
 
 def test_invalid_readings_are_skipped_and_counted(catalog: Catalog) -> None:
     recs = [
-        Record("feeds.water_level", 0, 0, T0, b"{not json"),
-        Record("feeds.water_level", 0, 1, T0, reading("r", "water_level", "01", T0, 99_999, station="s1")),
-        Record("feeds.water_level", 0, 2, T0, reading("p", "water_level", "99", T0, 1, station="s1")),
-        Record("feeds.water_level", 0, 3, T0, reading("m", "gold_price", "00", T0, 1, side="buy")),  # wrong topic
+        Record("feeds.water_level", 0, 0, T0, b"{not json", "hydromet"),
+        Record("feeds.water_level", 0, 1, T0, reading("r", "water_level", "01", T0, 99_999, station="s1"), "hydromet"),
+        Record("feeds.water_level", 0, 2, T0, reading("p", "water_level", "99", T0, 1, station="s1"), "hydromet"),
+        Record("feeds.water_level", 0, 3, T0, reading("m", "gold_price", "00", T0, 1, side="buy"),  # wrong topic
+               "gold_market"),
         # in the future relative to the MESSAGE timestamp (not the wall clock): a deterministic verdict
-        Record("feeds.water_level", 0, 4, T0, reading("f", "water_level", "01", T0 + FUTURE_MS + 1, 1, station="s1")),
+        Record("feeds.water_level", 0, 4, T0, reading("f", "water_level", "01", T0 + FUTURE_MS + 1, 1, station="s1"),
+               "hydromet"),
         Record("feeds.water_level", 0, 5, T0 + 10, reading("ok", "water_level", "01", T0 + FUTURE_MS + 1, 1,
-                                                            station="s1")),
+                                                            station="s1"), "hydromet"),
+        Record("feeds.water_level", 0, 6, T0, reading("w", "water_level", "01", T0, 1, station="s1"), "moh"),
     ]
     out = convert(recs, catalog)
-    assert out.rejected == 5
+    assert out.rejected == 6
     assert out.tables["readings"].column("event_id").to_pylist() == ["ok"]
 
 
@@ -86,7 +91,7 @@ def test_array_message_gives_one_row_per_valid_reading(catalog: Catalog) -> None
     raw = orjson.dumps([orjson.loads(reading("a", "water_level", "01", T0, 1, station="s1")),
                         orjson.loads(reading("b", "water_level", "01", T0, -9_999, station="s1")),
                         orjson.loads(reading("c", "water_level", "01", T0 + 1, 2, station="s2"))])
-    out = convert([Record("feeds.water_level", 1, 40, T0, raw)], catalog)
+    out = convert([Record("feeds.water_level", 1, 40, T0, raw, "hydromet")], catalog)
     table = out.tables["readings"]
     assert table.column("event_id").to_pylist() == ["a", "c"]
     assert table.column("kafka_offset").to_pylist() == [40, 40]
@@ -110,7 +115,7 @@ def test_agg_late_and_dead_letter_rows(catalog: Catalog) -> None:
         "feed": "hotline_calls", "province": "79", "dims": [("line", "113")], "dims_key": "line=113",
         "source_partition": 3, "window_start": dt(T0), "window_end": dt(T0 + 60_000), "count": 2, "sum": 10.0,
         "min": 3.0, "max": 7.0, "avg": 5.0, "last": 3.0, "last_ts": dt(T0 + 35_000), "closed_at": dt(T0 + 200_000),
-        "revision": 0}]  # a window without a source (max_offset) is stored as given
+        "revision": 0, "agency": ""}]  # a window without a source (max_offset) is stored as given
     # the late reading within the horizon is stored and makes the sink recompute its window from raw readings
     assert out.triggers == [Trigger("water_level", "08", "station=s2", T0, "feeds.water_level", 1, 55,
                                     ("feeds.late", 1, 4))]

@@ -22,19 +22,47 @@ from controlroom.schema import (
 from controlroom.settings import Settings
 
 NOW = 1_795_000_000_000
+HM = "hydromet"  # the supplier of water_level (its readings carry it in header `agency`)
 PAST_LIMIT = NOW - 400 * 86_400_000  # the oldest event time MAX_PAST_S (400 days) lets through
 GOOD: dict[str, Any] = {"event_id": "e1", "feed": "water_level", "province": "01", "ts": NOW - 1000,
                         "value": 412.5, "dims": {"station": "s1"}, "source": "station-01"}
 
 
+def sender(doc: Any, catalog: Catalog) -> str:
+    """The registry's supplier of the document's series: the header a well-behaved producer sends."""
+    feed, province = (doc.get("feed"), doc.get("province")) if isinstance(doc, dict) else (None, None)
+    current = catalog.current_province(province) if isinstance(province, str) else None
+    return catalog.registry.supplier(feed, current or "") if isinstance(feed, str) else ""
+
+
 def check(doc: Any, catalog: Catalog, topic_feed: str | None = "water_level") -> Reading | Rejection:
-    return validate(doc, catalog, ref_ms=NOW, max_future_ms=300_000, topic_feed=topic_feed)
+    return validate(doc, catalog, ref_ms=NOW, max_future_ms=300_000, topic_feed=topic_feed,
+                    agency=sender(doc, catalog))
 
 
 def test_good_reading(catalog: Catalog) -> None:
     r = check(GOOD, catalog)
-    assert r == Reading("e1", "water_level", "01", NOW - 1000, 412.5, {"station": "s1"}, "station-01", "01")
+    assert r == Reading("e1", "water_level", "01", NOW - 1000, 412.5, {"station": "s1"}, "station-01", "01",
+                        agency="hydromet")
     assert r.dims_key == "station=s1"
+
+
+def test_the_sender_header_is_checked_against_the_registry(catalog: Catalog) -> None:
+    def verdict(doc: dict[str, Any], agency: str | None) -> tuple[str, str] | str:
+        r = validate(doc, catalog, ref_ms=NOW, max_future_ms=0, agency=agency)
+        return (r.reason, r.field) if isinstance(r, Rejection) else r.agency
+
+    assert verdict(GOOD, None) == ("missing_agency", "header.agency")
+    assert verdict(GOOD, "moh") == ("wrong_agency", "header.agency")  # the Ministry of Health sends no water level
+    assert verdict(GOOD, "nobody") == ("wrong_agency", "header.agency")
+    assert verdict(GOOD, "hydromet") == "hydromet"
+    citizen = {**GOOD, "feed": "citizen_feedback", "value": 3, "dims": {"topic": "traffic"}}
+    assert verdict(citizen, "ioc_01") == "ioc_01"  # a province's center sends its own province
+    assert verdict({**citizen, "province": "79"}, "ioc_01") == ("wrong_agency", "header.agency")
+    r = validate({**citizen, "province": "79"}, catalog, ref_ms=NOW, max_future_ms=0, agency="ioc_01")
+    assert isinstance(r, Rejection) and r.detail == "header `agency` ioc_01 is the center of province 01, not 79"
+    missing = validate(GOOD, catalog, ref_ms=NOW, max_future_ms=0)
+    assert isinstance(missing, Rejection) and missing.detail == "header `agency` is missing"
 
 
 def test_legacy_province_is_mapped_and_kept(catalog: Catalog) -> None:
@@ -122,8 +150,9 @@ def test_past_limit_is_inclusive_and_follows_the_reference_time(catalog: Catalog
     assert isinstance(check({**GOOD, "ts": PAST_LIMIT}, catalog), Reading)
     # the limit counts from ref_ms (the Kafka message timestamp), not from the wall clock
     old = {**GOOD, "ts": NOW - 10 * 86_400_000}
-    assert isinstance(validate(old, catalog, ref_ms=NOW, max_future_ms=0, max_past_ms=10 * 86_400_000), Reading)
-    r = validate(old, catalog, ref_ms=NOW + 1, max_future_ms=0, max_past_ms=10 * 86_400_000)
+    ten_days = 10 * 86_400_000
+    assert isinstance(validate(old, catalog, ref_ms=NOW, max_future_ms=0, agency=HM, max_past_ms=ten_days), Reading)
+    r = validate(old, catalog, ref_ms=NOW + 1, max_future_ms=0, agency=HM, max_past_ms=10 * 86_400_000)
     assert isinstance(r, Rejection) and (r.reason, r.field) == ("too_old", "ts")
     assert "10.0 days in the past (limit 10 days)" in r.detail
 
@@ -131,11 +160,11 @@ def test_past_limit_is_inclusive_and_follows_the_reference_time(catalog: Catalog
 def test_nothing_before_2000_whatever_max_past_allows(catalog: Catalog) -> None:
     forever = 10**15
     at_2000 = {**GOOD, "ts": "2000-01-01T00:00:00Z"}
-    assert isinstance(validate(at_2000, catalog, ref_ms=NOW, max_future_ms=0, max_past_ms=forever), Reading)
-    r = validate({**GOOD, "ts": MIN_TS_MS - 1}, catalog, ref_ms=NOW, max_future_ms=0, max_past_ms=forever)
+    assert isinstance(validate(at_2000, catalog, ref_ms=NOW, max_future_ms=0, agency=HM, max_past_ms=forever), Reading)
+    r = validate({**GOOD, "ts": MIN_TS_MS - 1}, catalog, ref_ms=NOW, max_future_ms=0, agency=HM, max_past_ms=forever)
     assert isinstance(r, Rejection) and (r.reason, r.field) == ("too_old", "ts")
     assert "before 2000-01-01" in r.detail
-    r = validate({**GOOD, "ts": -(10**20)}, catalog, ref_ms=NOW, max_future_ms=0, max_past_ms=forever)
+    r = validate({**GOOD, "ts": -(10**20)}, catalog, ref_ms=NOW, max_future_ms=0, agency=HM, max_past_ms=forever)
     assert isinstance(r, Rejection) and r.reason == "too_old"
 
 
@@ -176,11 +205,11 @@ def test_kafka_path_gives_the_same_verdicts(catalog: Catalog) -> None:
            {**DOSSIERS, "feed": "water_level", "dims": {"station": "s9"}}]
     raw = orjson.dumps(bad)
     verdicts = decode_message(raw, catalog, ref_ms=NOW, max_future_ms=300_000, max_past_ms=DEFAULT_MAX_PAST_MS,
-                              topic_feed="water_level")
+                              topic_feed="water_level", agency="hydromet")
     assert [(v.reason, v.field) if isinstance(v, Rejection) else "ok" for v in verdicts] == [
         ("wrong_type", "event_id"), ("too_old", "ts"), ("too_old", "ts"), "ok"]
     r = decode_and_validate(orjson.dumps({**DOSSIERS, "dims": {"on_time": "no"}}), catalog, ref_ms=NOW,
-                            max_future_ms=0, topic_feed="dvc_dossiers_resolved")
+                            max_future_ms=0, topic_feed="dvc_dossiers_resolved", agency="public_service_portal")
     assert isinstance(r, Rejection) and (r.reason, r.field) == ("unknown_dim_value", "dims.on_time")
 
 
@@ -193,8 +222,13 @@ def test_malformed_bytes(catalog: Catalog) -> None:
 
 def test_batched_message_gives_one_verdict_per_reading(catalog: Catalog) -> None:
     raw = orjson.dumps([GOOD, {**GOOD, "event_id": "e2", "value": -999}, {**GOOD, "event_id": "e3"}])
-    verdicts = decode_message(raw, catalog, ref_ms=NOW, max_future_ms=300_000, topic_feed="water_level")
+    verdicts = decode_message(raw, catalog, ref_ms=NOW, max_future_ms=300_000, topic_feed="water_level",
+                              agency="hydromet")
     assert [type(v).__name__ for v in verdicts] == ["Reading", "Rejection", "Reading"]
+    # one header for the whole message: without it every reading of the message is refused
+    verdicts = decode_message(raw, catalog, ref_ms=NOW, max_future_ms=300_000, topic_feed="water_level", agency=None)
+    assert [v.reason for v in verdicts if isinstance(v, Rejection)] == ["missing_agency", "out_of_range",
+                                                                        "missing_agency"]  # content first
 
 
 def test_dims_key_is_canonical() -> None:
@@ -206,7 +240,7 @@ def test_sink_conversion_applies_the_same_limits(catalog: Catalog) -> None:
     from sinks.rows import Record, convert
 
     def rec(offset: int, doc: dict[str, Any]) -> Record:
-        return Record("feeds.water_level", 0, offset, NOW, orjson.dumps(doc))
+        return Record("feeds.water_level", 0, offset, NOW, orjson.dumps(doc), "hydromet")
 
     docs = [GOOD, {**GOOD, "event_id": ""}, {**GOOD, "event_id": "e2", "ts": -1},
             {**GOOD, "event_id": "e3", "ts": NOW - 2 * 86_400_000},
