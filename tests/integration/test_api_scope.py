@@ -21,6 +21,7 @@ from sinks.rows import Record
 from sinks.writer import SinkWriter
 from tests.conftest import register_secret
 from tests.integration.api_client import api_client
+from tests.integration.pipeline import sent_record
 
 pytestmark = pytest.mark.integration
 
@@ -61,7 +62,8 @@ def seed(settings: Settings, client: TestClient) -> None:
     items.append(("feeds.vn_index", orjson.dumps({"event_id": "vn-1", "feed": "vn_index", "province": "00",
                                                   "ts": now - 30_000, "value": 1250.0, "dims": {}, "source": "t"})))
     sink = SinkWriter(settings, default_catalog(), client.app.state.api.warehouse)  # type: ignore[attr-defined]
-    sink.write([Record(topic, 0, i, now, value) for i, (topic, value) in enumerate(items)])
+    sink.write([sent_record(topic, 0, i, now, value) if topic.startswith("feeds.") else Record(topic, 0, i, now, value)
+                for i, (topic, value) in enumerate(items)])
 
 
 def scoped_keys(client: TestClient) -> dict[str, dict[str, str]]:

@@ -32,7 +32,7 @@ def test_submissions_revisions_rules_and_compliance(make_settings) -> None:  # t
             register_secret(made.token)
             return {"Authorization": f"Bearer {made.token}"}
 
-        hanoi, hcmc, office = key("smart_city", ["01"]), key("smart_city", ["79"]), key("government_office")
+        hanoi, hcmc, office = key("ioc_01", ["01"]), key("ioc_79", ["79"]), key("government_office")
         hanoi_center, hcmc_center = key("", ["01"], "operator"), key("", ["79"], "operator")
         national_center = keys.header("operator")  # an unscoped operator key
         url = f"/reports/{FORM}/{this_month.label}"
@@ -164,9 +164,9 @@ def test_the_report_simulator_submits_through_the_api_once(make_settings) -> Non
     forms, provinces, now = default_forms(), sorted(default_catalog().provinces), now_ms()
     planned = plan(forms, provinces, now, seed=42)
     with api_client(make_settings(embedded_sink=False)) as (client, keys):
-        first = submit_round(client, keys.admin, forms, provinces, now, 42, "smart_city")
+        first = submit_round(client, keys.admin, forms, provinces, now, 42, "ioc_{code}")
         assert first == {"submitted": len(planned), "present": 0, "refused": 0}
-        again = submit_round(client, keys.admin, forms, provinces, now, 42, "smart_city")
+        again = submit_round(client, keys.admin, forms, provinces, now, 42, "ioc_{code}")
         assert again == {"submitted": 0, "present": len(planned), "refused": 0}  # a restart resubmits nothing
         form = forms["BC_KTXH_THANG"]
         due, overdue = due_periods(form, now)

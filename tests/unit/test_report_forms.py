@@ -115,3 +115,13 @@ def test_review_follows_the_hierarchy() -> None:
     assert "national center" in (review_problem("00", "submitted", "accept", hanoi) or "")
     for final in ("accepted", "rejected", "draft"):
         assert review_problem("01", final, "reject", national) == f"a {final} revision cannot be reviewed"
+
+
+def test_owners_and_national_submitters_are_connected_bodies() -> None:
+    from controlroom.catalog import default_catalog
+
+    bodies = default_catalog().registry.bodies
+    owners = {i.owner for i in default_indicators().values()}
+    assert owners - set(bodies) == {"provinces"}  # "provinces": each province answers for its own figure
+    assert {f.national_submitter for f in default_forms().values()} <= set(bodies)
+    assert {f"ioc_{code}" for code in default_catalog().provinces} <= set(bodies)  # who submits a province's reports
