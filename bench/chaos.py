@@ -251,6 +251,7 @@ class Publisher:
 
     def __init__(self, seed: int, catalog: Catalog, profile: Profile, alert_provinces: list[str]) -> None:
         self.seed = seed
+        self.catalog = catalog  # each message is sent as its series' supplier (header `agency`)
         self.rng = random.Random(f"{seed}:publish")
         self.alert_series = [(catalog.feeds[ALERT_FEED], p, dict(ALERT_DIMS)) for p in alert_provinces]
         alert_keys = {series_key(ALERT_FEED, p, dims_key(ALERT_DIMS)) for p in alert_provinces}

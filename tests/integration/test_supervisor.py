@@ -205,7 +205,7 @@ def test_up_restarts_a_killed_worker_and_api_with_nothing_lost(tmp_path: Path, b
         health = poll(lambda: (r := httpx.get(f"{api}/healthz", timeout=2)).status_code == 200
                       and r.json()["supervisor"]["restarts"]["api"] == 1 and r.json(), 30, "the API to be back", up)
         assert health["supervisor"]["restarts"] == {"api": 1, "worker": 1, "alerter": 0, "notifier": 0,
-                                                    "simulator": 0}
+                                                    "simulator": 0, "reports": 0}
         assert status()["children"]["api"]["pid"] != api_pid
 
         # aggregates keep flowing: the restarted worker closes windows (each minute, after the lateness allowance)
