@@ -163,11 +163,14 @@ def test_up_restarts_a_killed_worker_and_api_with_nothing_lost(tmp_path: Path, b
         health = poll(lambda: (r := httpx.get(f"{api}/healthz", timeout=2)).status_code == 200
                       and "supervisor" in r.json() and r.json(), 90, "the system to be up", up)
         assert health["supervisor"] == {"restarts": {n: 0 for n in ("api", "worker", "alerter", "notifier",
-                                                                     "simulator")}}
+                                                                     "simulator", "reports")}}
         key = (data / "admin.key").read_text().strip()
         register_secret(key)
         spawned = descendants(up.pid)
         client = httpx.Client(base_url=api, headers={"Authorization": f"Bearer {key}"}, timeout=15)
+        # the agencies' periodic reports arrive too (the report simulator, through the API)
+        poll(lambda: sum(f["submitted"] for f in client.get("/reports/compliance").json()["forms"]) > 0, 60,
+             "simulated reports in /reports/compliance", up)
 
         def q(sql: str) -> int:
             r = client.post("/query", json={"sql": sql})
