@@ -80,14 +80,6 @@ async def indicator_values(
                         "period without one has no value"} if ind.report else {})}
 
 
-async def _derived(state: State, ind: Indicator, code: str, periods: list[Period]) -> list[float | None]:
-    if not periods:
-        return []
-    rows = await state.query(indicator_months_sql(state.warehouse.database, ind, None if code == NATIONAL else code,
-                                                  periods[0].start_ms, periods[-1].end_ms))
-    return period_values(ind, periods, [_month(r) for r in rows])
-
-
 def _month(r: dict[str, Any]) -> MonthFigures:
     return MonthFigures(int(r["ym"]), float(r["total"]), int(r["n"]), float(r["last_value"]), int(r["last_at"]))
 
@@ -270,7 +262,7 @@ async def ranking(state: State, who: Annotated[Principal, Depends(require("viewe
     if "provincial" not in ind.levels:
         raise ParamError("indicator", f"{ind.id} is a national figure only: nothing to rank")
     periods = year_periods(ind, year)
-    by_province = await _values_by_province(state, ind, periods)
+    by_province = await _values_by_unit(state, ind, None, periods)
     targets = {r["prov"]: float(r["value"])
                for r in await state.query(targets_sql(state.warehouse.database, ind.id, year, None))}
     now = now_ms()
@@ -288,16 +280,7 @@ async def ranking(state: State, who: Annotated[Principal, Depends(require("viewe
 
 async def _values(state: State, ind: Indicator, code: str, periods: list[Period]) -> list[float | None]:
     """An indicator's value per period for one province or nationally, whatever its source."""
-    indicators = default_indicators()
-    if ind.source == "report":
-        return (await _reported(state, ind, code, periods)).get(code, [None] * len(periods))
-    if ind.source == "ratio":
-        numerator, denominator = indicators[ind.numerator or ""], indicators[ind.denominator or ""]
-        num = await _derived(state, numerator, code, periods)
-        den = await _derived(state, denominator, code, periods)
-        subset = is_subset(numerator, denominator)
-        return [ratio_value(n, d, ind.scale, subset=subset) for n, d in zip(num, den, strict=True)]
-    return await _derived(state, ind, code, periods)
+    return (await _values_by_unit(state, ind, code, periods)).get(code, [None] * len(periods))
 
 
 async def _reported(state: State, ind: Indicator, unit: str | None,
@@ -317,17 +300,22 @@ async def _reported(state: State, ind: Indicator, unit: str | None,
     return {u: [by_label.get(p.label) for p in periods] for u, by_label in found.items()}
 
 
-async def _values_by_province(state: State, ind: Indicator, periods: list[Period]) -> dict[str, list[float | None]]:
+async def _values_by_unit(state: State, ind: Indicator, unit: str | None,
+                          periods: list[Period]) -> dict[str, list[float | None]]:
+    """unit → its value per period, for one unit (a province, or 00 nationally) or (unit None) every province."""
+
     async def derived(part: Indicator) -> dict[str, list[float | None]]:
-        sql = indicator_months_sql(state.warehouse.database, part, None, periods[0].start_ms, periods[-1].end_ms,
-                                   by_province=True)
+        if not periods:
+            return {}
+        sql = indicator_months_sql(state.warehouse.database, part, None if unit in (None, NATIONAL) else unit,
+                                   periods[0].start_ms, periods[-1].end_ms, by_province=unit is None)
         months: dict[str, list[MonthFigures]] = {}
         for r in await state.query(sql):
-            months.setdefault(str(r["prov"]), []).append(_month(r))
+            months.setdefault(str(r["prov"]) if unit is None else unit, []).append(_month(r))
         return {code: period_values(part, periods, ms) for code, ms in months.items()}
 
     if ind.source == "report":
-        return await _reported(state, ind, None, periods)
+        return await _reported(state, ind, unit, periods)
     if ind.source == "feed":
         return await derived(ind)
     indicators = default_indicators()
