@@ -34,6 +34,8 @@ def sink_health(state: ApiState) -> SinkHealth | None:
         error=error,
         recomputed=int(getattr(stats, "recomputed", 0) or 0),
         waiting_triggers=int(getattr(stats, "waiting_triggers", 0) or 0),
+        healed=int(getattr(stats, "healed", 0) or 0),
+        unchecked=int(getattr(stats, "unchecked", 0) or 0),
     )
 
 

@@ -15,6 +15,10 @@ class SinkHealth(BaseModel):
     recomputed: int = Field(0, description="agg_1m windows written recomputed from raw readings since start")
     waiting_triggers: int = Field(0, description="closed or amended windows waiting for their raw readings "
                                                  "to be stored before they are recomputed")
+    healed: int = Field(0, description="windows the sink recomputed itself since start: after they closed, their "
+                                       "stored aggregate differed from their readings (the worker lost them or was "
+                                       "late; see README Reliability)")
+    unchecked: int = Field(0, description="windows of stored readings not yet checked against their aggregate")
 
 
 class Health(BaseModel):

@@ -48,6 +48,9 @@ WINDOW_CLOSE_SECONDS = Histogram("controlroom_window_close_duration_seconds", "O
 # --- the sink -------------------------------------------------------------------------------------------------
 SINK_RECORDS = Counter("controlroom_sink_records_in", "Kafka records the sink read", ["topic"])
 SINK_ROWS = Counter("controlroom_sink_rows_out", "Rows the sink inserted into ClickHouse", ["table"])
+SINK_HEALED = Counter("controlroom_sink_windows_healed", "Windows the sink recomputed itself: their stored "
+                      "aggregate differed from their readings after the window closed (the worker lost or had not "
+                      "yet closed it; sinks/healer.py)")
 SINK_FAILURES = Counter("controlroom_sink_insert_failures", "Failed insert attempts (the batch is kept, retried "
                         "and its offsets stay uncommitted)")
 

@@ -79,6 +79,10 @@ class Settings(BaseSettings):
     # an insert per table at most every 0.5 s (or every sink_batch_rows): readings queryable within ~1.7 s (p95)
     # at 10k/s, while inserts stay batched (thousands of rows each at that rate)
     sink_flush_interval_s: float = 0.5
+    # the sink checks every window of its raw readings this long after it closed (sinks/healer.py): a stored
+    # aggregate that differs from its readings then is recomputed by the sink itself (the worker lost the window).
+    # Offsets of raw readings are committed only once their windows are checked.
+    sink_heal_after_s: float = 60.0
 
     # Simulator
     sim_seed: int = 42

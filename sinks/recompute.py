@@ -19,6 +19,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 from controlroom.warehouse import check_identifier, literal
+from sinks.healer import WindowKey
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,6 +89,18 @@ def _ws_ms(size_ms: int) -> str:
     return f"intDiv(toUnixTimestamp64Milli(ts), {size_ms}) * {size_ms}"  # event times are after 2000: no negatives
 
 
+def _windows_where(windows: Mapping[tuple[str, str, str, int, int], str], size_ms: int) -> str:
+    """readings' filter for windows {(feed, province, dims_key, start, partition): topic}: their time range
+    (the sort key prunes by it) and the windows themselves."""
+    lo = min(w[3] for w in windows)
+    hi = max(w[3] for w in windows) + size_ms
+    tuples = ", ".join(
+        f"({literal(f)}, {literal(p)}, {literal(d)}, {start}, {part}, {literal(topic)})"
+        for (f, p, d, start, part), topic in sorted(windows.items()))
+    key = f"(feed, province, dims_key, {_ws_ms(size_ms)}, kafka_partition, kafka_topic)"
+    return f"{_ts_range(lo, hi)} AND {key} IN ({tuples})"
+
+
 def recompute_sql(database: str, triggers: Iterable[Trigger], window_s: int) -> str | None:
     """One INSERT … SELECT for the distinct windows of `triggers` (None when there are none)."""
     db = check_identifier(database)
@@ -96,15 +109,33 @@ def recompute_sql(database: str, triggers: Iterable[Trigger], window_s: int) -> 
         windows.setdefault(t.window, t.topic)
     if not windows:
         return None
-    size_ms = window_s * 1000
-    lo = min(w[3] for w in windows)
-    hi = max(w[3] for w in windows) + size_ms
-    tuples = ", ".join(
-        f"({literal(f)}, {literal(p)}, {literal(d)}, {start}, {part}, {literal(topic)})"
-        for (f, p, d, start, part), topic in sorted(windows.items()))
-    key = f"(feed, province, dims_key, {_ws_ms(size_ms)}, kafka_partition, kafka_topic)"
-    where = f"{_ts_range(lo, hi)} AND {key} IN ({tuples})"
+    where = _windows_where(windows, window_s * 1000)
     return f"INSERT INTO {db}.agg_1m ({_COLUMNS}) {_select(db, window_s, where)}"
+
+
+def check_sql(database: str, keys: Iterable[WindowKey], window_s: int) -> tuple[str, str] | None:
+    """For the healer (sinks/healer.py): what the readings of these windows are (count, highest offset) and what
+    their stored aggregates say (count, revision). Two queries; None when there are no windows."""
+    db = check_identifier(database)
+    windows = {(f, p, d, start, part): topic for f, p, d, start, topic, part in keys}
+    if not windows:
+        return None
+    size = window_s * 1000
+    readings = (f"SELECT feed, province, dims_key, ws_ms, kafka_topic, kafka_partition, count() AS n, "
+                f"max(kafka_offset) AS rev FROM (SELECT feed, province, dims_key, kafka_topic, kafka_partition, "
+                f"kafka_offset, {_ws_ms(size)} AS ws_ms FROM {db}.readings FINAL "
+                f"WHERE {_windows_where(windows, size)}) "
+                "GROUP BY feed, province, dims_key, ws_ms, kafka_topic, kafka_partition")
+    lo, hi = min(w[3] for w in windows), max(w[3] for w in windows)
+    tuples = ", ".join(f"({literal(f)}, {literal(p)}, {literal(d)}, {start}, {part})"
+                       for f, p, d, start, part in sorted(windows))
+    stored = ("SELECT feed, province, dims_key, toUnixTimestamp64Milli(window_start) AS ws_ms, source_partition, "
+              f"count AS n, revision AS rev FROM {db}.agg_1m FINAL "
+              f"WHERE window_start >= fromUnixTimestamp64Milli({lo}, 'UTC') "
+              f"AND window_start <= fromUnixTimestamp64Milli({hi}, 'UTC') "
+              "AND (feed, province, dims_key, toUnixTimestamp64Milli(window_start), source_partition) "
+              f"IN ({tuples})")
+    return readings, stored
 
 
 def backfill_sql(database: str, from_ms: int, to_ms: int, window_s: int) -> str:

@@ -23,10 +23,10 @@ from controlroom.catalog import Catalog
 from controlroom.errors import WarehouseError
 from controlroom.kafka import all_topics, ensure_topics, make_consumer, polls
 from controlroom.logs import get_logger
-from controlroom.schema import agency_of
+from controlroom.schema import agency_of, now_ms
 from controlroom.settings import Settings
 from controlroom.warehouse import Warehouse, table_in
-from sinks import recompute, rows
+from sinks import healer, recompute, rows
 from sinks.recompute import Trigger
 from sinks.rows import Record
 
@@ -34,6 +34,8 @@ log = get_logger("sink")
 
 MAX_BACKOFF_S = 30.0
 RECOMPUTE = "agg_1m recompute"  # a step of a batch's write, after its inserts (retried like a table)
+HEAL_CHUNK = 2_000  # windows checked per query (the SQL lists them)
+HEALED_MEMORY_S = 600  # how long a healed window is remembered, to tell a late worker from a lost window
 
 
 @dataclass
@@ -50,6 +52,9 @@ class SinkStats:
     committed: dict[str, int] = field(default_factory=dict)  # "topic:partition" → next offset to read
     recomputed: int = 0  # agg_1m windows written recomputed from raw readings (closes and amendments)
     waiting_triggers: int = 0  # windows closed whose raw readings are not stored yet
+    healed: int = 0  # windows the sink recomputed itself: no (or an outdated) aggregate after they closed
+    healed_then_closed: int = 0  # of those, windows the worker closed afterwards after all (late, not lost)
+    unchecked: int = 0  # windows of stored readings not checked yet (sinks/healer.py)
 
 
 def _ranges_text(records: Sequence[Record]) -> dict[str, str]:
@@ -82,6 +87,14 @@ class SinkWriter:
         self.waiting: list[Trigger] = []  # closed/amended windows whose raw readings are not all stored yet
         self._written_to: dict[tuple[str, int], int] = {}  # per topic-partition: next offset after what we wrote
         self._max_past_ms = int(settings.max_past_s * 1000)
+        self.healer = healer.Healer(window_ms=settings.window_s * 1000,
+                                    lateness_ms=int(settings.allowed_lateness_s * 1000),
+                                    idle_ms=int(settings.idle_advance_after_s * 1000),
+                                    heal_after_ms=int(settings.sink_heal_after_s * 1000),
+                                    amend_horizon_ms=int(settings.amend_horizon_s * 1000))
+        # windows healed in the last HEALED_MEMORY_S (start, partition...: Trigger.window → wall ms): a worker's
+        # trigger for one of them afterwards means the worker was late, not that it lost the window
+        self._healed_recently: dict[tuple[str, str, str, int, int], int] = {}
         metrics.prepare(metrics.SINK_ROWS, rows.TABLES)
 
     # --- blocking part: conversion and inserts (run in a worker thread) ---------------------------
@@ -129,7 +142,11 @@ class SinkWriter:
             for (topic, partition), (_lo, hi) in rows.offset_ranges(by_target.get(rows.READINGS, [])).items():
                 key = (topic, partition)
                 self.stored_through[key] = max(self.stored_through.get(key, -1), hi)
-            recomputed = self.recompute(conv.triggers)
+            if rows.READINGS in conv.tables:
+                self.healer.stored(healer.windows_of(conv.tables[rows.READINGS], self.settings.window_s * 1000),
+                                   now_ms())
+            self._note_late_closes(conv.triggers)
+            recomputed = self.recompute(conv.triggers) + self.heal()
             if recomputed:
                 written[rows.AGG] = written.get(rows.AGG, 0) + recomputed
             done.add(RECOMPUTE)
@@ -151,6 +168,52 @@ class SinkWriter:
         self.stats.waiting_triggers = len(waiting)
         return n
 
+    def _note_late_closes(self, triggers: Sequence[Trigger]) -> None:
+        if not self._healed_recently:
+            return
+        for t in triggers:
+            if self._healed_recently.pop(t.window, None) is not None:
+                self.stats.healed_then_closed += 1
+        horizon = now_ms() - HEALED_MEMORY_S * 1000
+        self._healed_recently = {k: at for k, at in self._healed_recently.items() if at >= horizon}
+
+    def heal(self) -> int:
+        """Check the windows of stored readings that closed `sink_heal_after_s` ago; recompute those whose stored
+        aggregate differs from their readings (sinks/healer.py). Blocking. Returns the number recomputed."""
+        due = self.healer.due(now_ms())
+        healed = 0
+        for start in range(0, len(due), HEAL_CHUNK):
+            keys = due[start:start + HEAL_CHUNK]
+            sql = recompute.check_sql(self.wh.database, keys, self.settings.window_s)
+            if sql is None:
+                continue
+            try:
+                have = {(r["feed"], r["province"], r["dims_key"], int(r["ws_ms"]), r["kafka_topic"],
+                         int(r["kafka_partition"])): (int(r["n"]), int(r["rev"])) for r in self.wh.query(sql[0])}
+                stored = {(r["feed"], r["province"], r["dims_key"], int(r["ws_ms"]), int(r["source_partition"])):
+                          (int(r["n"]), int(r["rev"])) for r in self.wh.query(sql[1])}
+                bad = healer.stale(keys, have, stored)
+                fix = recompute.recompute_sql(self.wh.database, [
+                    Trigger(f, p, d, ws, topic, part, have[(f, p, d, ws, topic, part)][1], (topic, part, -1))
+                    for f, p, d, ws, topic, part in bad], self.settings.window_s)
+                if fix is not None:
+                    self.wh.command(fix)
+            except Exception as exc:
+                raise WarehouseError(f"check of {len(keys)} closed windows failed: {exc}") from exc
+            self.healer.checked(keys)
+            if bad:
+                healed += len(bad)
+                at = now_ms()
+                self._healed_recently.update({(f, p, d, ws, part): at for f, p, d, ws, _topic, part in bad})
+                log.warning("windows recomputed by the sink: their aggregate differed from their readings "
+                            "after they closed (the worker lost them or is late)", windows=len(bad),
+                            first=[list(k) for k in bad[:10]])
+        self.stats.healed += healed
+        self.stats.unchecked = len(self.healer.pending)
+        if healed:
+            metrics.SINK_HEALED.inc(healed)
+        return healed
+
     # --- the loop -----------------------------------------------------------------------------------
 
     def drop_partitions(self, gone: set[tuple[str, int]]) -> None:
@@ -161,6 +224,7 @@ class SinkWriter:
         # a trigger of a revoked partition is uncommitted too: its next owner recomputes that window
         self.waiting = [t for t in self.waiting if (t.at[0], t.at[1]) not in gone]
         self.stats.waiting_triggers = len(self.waiting)
+        self.healer.drop_partitions(gone)
         for key in gone:
             self._written_to.pop(key, None)
             self.stats.committed.pop(f"{key[0]}:{key[1]}", None)
@@ -205,15 +269,17 @@ class SinkWriter:
                     last_flush = time.monotonic()
                 elif not self._pending:
                     last_flush = time.monotonic()  # the interval counts from the first buffered record
-                    if self.waiting and last_flush - last_recheck >= self.settings.sink_flush_interval_s:
-                        await self._recompute_waiting(consumer)  # raw readings another sink stored meanwhile
+                    if (self.waiting or self.healer.pending) and \
+                            last_flush - last_recheck >= self.settings.sink_flush_interval_s:
+                        await self._recheck(consumer)  # raw readings another sink stored; windows now closed
                         last_recheck = time.monotonic()
             if self._pending:
                 await self._flush(consumer, stop, attempts=3)
         finally:
             await consumer.stop()
             log.info("sink stopped", rows=dict(self.stats.rows), batches=self.stats.batches,
-                     recomputed=self.stats.recomputed, waiting_triggers=len(self.waiting))
+                     recomputed=self.stats.recomputed, waiting_triggers=len(self.waiting), healed=self.stats.healed,
+                     healed_then_closed=self.stats.healed_then_closed)
             if self.waiting:  # windows closed whose raw readings this sink never saw stored: say which
                 log.warning("sink stopped with windows waiting for their raw readings",
                             triggers=[{"window": list(t.window), "topic": t.topic, "max_offset": t.max_offset,
@@ -255,12 +321,14 @@ class SinkWriter:
         self.stats.last_error = None
         return True
 
-    async def _recompute_waiting(self, consumer: AIOKafkaConsumer) -> None:
-        """Nothing new to read, but windows wait for raw readings: another member (or our last commit) may
-        have stored them by now. Offsets held back behind the triggers written here are committed at once."""
-        await self._learn_stored(consumer)
+    async def _recheck(self, consumer: AIOKafkaConsumer) -> None:
+        """Nothing new to read, but windows wait for raw readings (another member, or our last commit, may have
+        stored them by now) or for their check (sinks/healer.py). Offsets held back behind the triggers written and
+        the windows checked here are committed at once."""
+        if self.waiting:
+            await self._learn_stored(consumer)
         try:
-            await asyncio.to_thread(self.recompute, [])
+            await asyncio.to_thread(lambda: self.recompute([]) + self.heal())
         except Exception as exc:  # kept waiting; tried again at the next flush
             self.stats.failed_inserts += 1
             metrics.SINK_FAILURES.inc()
@@ -287,7 +355,8 @@ class SinkWriter:
         for (topic, partition), (_lo, hi) in rows.offset_ranges(batch).items():
             self._written_to[(topic, partition)] = hi + 1
         assigned = consumer.assignment()
-        caps = recompute.commit_caps(self.waiting)
+        caps = recompute.commit_caps(self.waiting)  # the worker's topics: behind triggers not yet written
+        caps.update(self.healer.commit_caps())  # raw readings: behind windows not yet checked (disjoint topics)
         offsets: dict[TopicPartition, int] = {}
         for (topic, partition), upto in self._written_to.items():
             tp = TopicPartition(topic, partition)

@@ -170,13 +170,17 @@ def messages() -> list[Msg]:
 
 async def test_writer_writes_exact_rows_and_commits_what_it_wrote(
         any_broker: str, make_settings, catalog: Catalog) -> None:  # type: ignore[no-untyped-def]
-    settings: Settings = make_settings(kafka_bootstrap=any_broker, sink_flush_interval_s=0.3)
+    settings: Settings = make_settings(kafka_bootstrap=any_broker, sink_flush_interval_s=0.3, sink_heal_after_s=0.5)
     async with ready_warehouse(settings, catalog) as wh:
         msgs = messages()
         pos = await publish(any_broker, msgs)
         at = {i: p for i, p in enumerate(pos)}
+        want = expected_commits([m[0] for m in msgs], pos)
         writer = SinkWriter(settings, catalog, wh)
-        await run_writer(writer, lambda: writer.stats.records >= len(msgs), "all records written and committed")
+        # raw readings are committed once their windows are checked (sinks/healer.py): no worker runs here, so
+        # the sink recomputes them itself once they close (idle) and heal_after has passed
+        await run_writer(writer, lambda: writer.stats.records >= len(msgs) and writer.stats.committed == want,
+                         "all records written and committed")
 
         raw = q(wh, "SELECT * EXCEPT ingested_at FROM DB.readings FINAL ORDER BY event_id")
         assert raw == [
@@ -199,7 +203,7 @@ async def test_writer_writes_exact_rows_and_commits_what_it_wrote(
         ]
         ingested = q(wh, "SELECT min(ingested_at) AS lo, max(ingested_at) AS hi FROM DB.readings")[0]
         assert datetime.now(UTC).timestamp() - ingested["lo"].timestamp() < 120
-        assert q(wh, "SELECT * FROM DB.agg_1m FINAL") == [{
+        assert q(wh, "SELECT * FROM DB.agg_1m FINAL WHERE feed = 'hotline_calls' AND province = '79'") == [{
             "feed": "hotline_calls", "province": "79", "dims": {"line": "113"}, "dims_key": "line=113",
             "source_partition": 1, "window_start": dt(T0), "window_end": dt(T0 + 60_000), "count": 2, "sum": 10.0,
             "min": 3.0, "max": 7.0, "avg": 5.0, "last": 3.0, "last_ts": dt(T0 + 35_000),
@@ -215,12 +219,19 @@ async def test_writer_writes_exact_rows_and_commits_what_it_wrote(
             "source_topic": "feeds.water_level", "source_partition": 2, "source_offset": 17,
             "detected_at": dt(T0 + 180_000), "status": "too_late"}]
 
+        # the raw readings' windows, which no worker closed, were recomputed by the sink: one per series, minute
+        # and partition, each equal to its readings
+        raw_windows = {(r["dims_key"], r["kafka_partition"]) for r in raw}
+        healed = q(wh, "SELECT dims_key, source_partition, count, revision FROM DB.agg_1m FINAL "
+                       "WHERE NOT (feed = 'hotline_calls' AND province = '79') ORDER BY dims_key, source_partition")
+        assert {(r["dims_key"], r["source_partition"]) for r in healed} == raw_windows
+        assert sum(r["count"] for r in healed) == 4
+        assert writer.stats.healed == len(raw_windows)
         assert writer.stats.rows == {"readings": 4, "agg_1m": 1, "dead_letters": 1, "late_readings": 1,
                                       "alert_events": 0, "alert_deliveries": 0, "incident_events": 0, "alert_notes": 0}
         assert writer.stats.rejected == 3  # out of range, malformed, the bad element of the array
         assert writer.stats.last_flush_s is not None and writer.stats.last_error is None
         # committed offsets are exactly the end of what was written, per topic-partition
-        want = expected_commits([m[0] for m in msgs], pos)
         assert writer.stats.committed == want
         assert await committed_offsets(any_broker, settings, catalog) == want
 
@@ -284,28 +295,61 @@ async def test_closed_and_amended_windows_are_recomputed_from_stored_readings_on
 async def test_a_restarted_sink_recomputes_a_window_whose_readings_an_earlier_instance_stored(
         any_broker: str, make_settings, catalog: Catalog) -> None:  # type: ignore[no-untyped-def]
     """The readings were stored and committed before a restart; the window closes afterwards and nothing else
-    arrives: the new sink learns from the group's committed offsets that they are stored, and recomputes."""
-    settings: Settings = make_settings(kafka_bootstrap=any_broker)  # the default flush interval (0.5 s > a poll)
+    arrives: the new sink learns from the group's committed offsets that they are stored, and recomputes.
+    (The first sink commits the readings once it has checked their window: it recomputed it itself.)"""
+    # the default flush interval (0.5 s > a poll)
+    settings: Settings = make_settings(kafka_bootstrap=any_broker, sink_heal_after_s=0.5)
     async with ready_warehouse(settings, catalog) as wh:
-        pos = await publish(any_broker, [("feeds.water_level", b"01", reading(f"k{i}", "water_level", "01",
-                                                                            T0 + i * 1_000, float(i), station="s1"))
-                                     for i in range(3)])
+        msgs = [("feeds.water_level", b"01", reading(f"k{i}", "water_level", "01", T0 + i * 1_000, float(i),
+                                                     station="s1")) for i in range(3)]
+        pos = await publish(any_broker, msgs)
+        want = expected_commits([m[0] for m in msgs], pos)
         first = SinkWriter(settings, catalog, wh)
-        await run_writer(first, lambda: first.stats.records >= 3, "the readings stored and committed")
+        await run_writer(first, lambda: first.stats.records >= 3 and first.stats.committed == want,
+                         "the readings stored and committed")
+        assert first.stats.healed == 1
         closed = window_message(feed="water_level", province="01", dims={"station": "s1"}, window_start_ms=T0,
                                 window_s=60, count=3, total=3.0, vmin=0.0, vmax=2.0, last=2.0, last_ts_ms=T0 + 2_000,
                                 closed_ms=T0 + 70_000, source_partition=pos[0][0], source_topic="feeds.water_level",
                                 max_offset=pos[-1][1])
         await publish(any_broker, [("agg.1m", b"01", orjson.dumps(closed))])
         second = SinkWriter(settings, catalog, wh)
-        await run_writer(second, lambda: count(wh, "agg_1m") == 1 and second.stats.waiting_triggers == 0,
+        await run_writer(second, lambda: second.stats.records >= 1 and second.stats.waiting_triggers == 0,
                          "the window recomputed by the restarted sink")
         assert q(wh, "SELECT count, sum, max FROM DB.agg_1m FINAL") == [{"count": 3, "sum": 3.0, "max": 2.0}]
+        assert second.stats.recomputed == 1 and second.stats.rows["readings"] == 0  # learned, not re-read
+
+
+async def test_a_window_no_worker_closed_is_recomputed_even_across_a_sink_crash(
+        any_broker: str, make_settings, catalog: Catalog) -> None:  # type: ignore[no-untyped-def]
+    """The worker never closes this window (lost, or no worker at all). A first sink stores the readings and stops
+    before their window is due for its check: nothing of them is committed, so the next sink reads them again,
+    checks the window once it is closed and writes its aggregate, equal to the readings."""
+    slow: Settings = make_settings(kafka_bootstrap=any_broker, sink_heal_after_s=600.0)
+    async with ready_warehouse(slow, catalog) as wh:
+        msgs = [("feeds.water_level", b"01", reading(f"n{i}", "water_level", "01", T0 + i * 7_000, float(i),
+                                                     station="s1")) for i in range(20)]  # minutes T0, T0+1, T0+2
+        pos = await publish(any_broker, msgs)
+        first = SinkWriter(slow, catalog, wh)
+        await run_writer(first, lambda: first.stats.records >= len(msgs) and first.stats.unchecked == 3,
+                         "the readings stored, their windows waiting for the check")
+        assert count(wh, "readings") == 20 and count(wh, "agg_1m") == 0
+        held = await committed_offsets(any_broker, slow, catalog)  # held back behind the unchecked windows
+        assert all(off <= pos[0][1] for off in held.values()), held
+        second = SinkWriter(make_settings(kafka_bootstrap=any_broker, sink_heal_after_s=0.5), catalog, wh)
+        want = expected_commits([m[0] for m in msgs], pos)
+        await run_writer(second, lambda: second.stats.committed == want, "the windows checked and committed")
+        assert second.stats.healed == 3
+        assert q(wh, "SELECT toUnixTimestamp64Milli(window_start) AS ws, count, sum FROM DB.agg_1m FINAL "
+                     "ORDER BY ws") == [{"ws": T0, "count": 9, "sum": float(sum(range(9)))},
+                                        {"ws": T0 + 60_000, "count": 9, "sum": float(sum(range(9, 18)))},
+                                        {"ws": T0 + 120_000, "count": 2, "sum": 18.0 + 19.0}]
+        assert await committed_offsets(any_broker, slow, catalog) == want
 
 
 async def test_same_batch_twice_and_restart_from_uncommitted_offsets_write_no_duplicate(
         broker: str, make_settings, catalog: Catalog) -> None:  # type: ignore[no-untyped-def]
-    settings: Settings = make_settings(kafka_bootstrap=broker, sink_flush_interval_s=0.3)
+    settings: Settings = make_settings(kafka_bootstrap=broker, sink_flush_interval_s=0.3, sink_heal_after_s=0.5)
     async with ready_warehouse(settings, catalog) as wh:
         n = 500
         msgs: list[Msg] = [("feeds.water_level", f"{p:02d}".encode(),
@@ -323,21 +367,23 @@ async def test_same_batch_twice_and_restart_from_uncommitted_offsets_write_no_du
 
         # nothing was committed: a new writer re-reads everything from the start
         assert await committed_offsets(broker, settings, catalog) == {}
+        want = expected_commits([m[0] for m in msgs], pos)
         writer2 = SinkWriter(settings, catalog, wh)
-        await run_writer(writer2, lambda: writer2.stats.records >= n, "re-read records written and committed")
+        # committed once their windows are checked (sinks/healer.py): closed when quiet, then heal_after
+        await run_writer(writer2, lambda: writer2.stats.records >= n and writer2.stats.committed == want,
+                         "re-read records written and committed")
         assert count(wh, "readings") == n  # no duplicate (FINAL collapses a differently cut batch)
         ids = q(wh, "SELECT groupUniqArray(event_id) AS ids, count() AS c FROM DB.readings FINAL")[0]
         assert sorted(ids["ids"]) == sorted(f"e{i}" for i in range(n)) and ids["c"] == n  # and none missing
         plain = count(wh, "readings", final=False)
         assert plain in (n, 2 * n)  # n when the re-read batch matched the first one exactly
-        want = expected_commits([m[0] for m in msgs], pos)
         assert writer2.stats.committed == want
         assert await committed_offsets(broker, settings, catalog) == want
 
 
 async def test_insert_failure_keeps_batch_and_offsets_until_it_succeeds(
         broker: str, make_settings, catalog: Catalog) -> None:  # type: ignore[no-untyped-def]
-    settings: Settings = make_settings(kafka_bootstrap=broker, sink_flush_interval_s=0.2)
+    settings: Settings = make_settings(kafka_bootstrap=broker, sink_flush_interval_s=0.2, sink_heal_after_s=0.5)
     async with ready_warehouse(settings, catalog) as wh:
         msgs: list[Msg] = [("feeds.water_level", b"01", reading(f"f{i}", "water_level", "01", T0 + i, 1.0,
                                                                   station="s1")) for i in range(50)]
@@ -357,7 +403,9 @@ async def test_insert_failure_keeps_batch_and_offsets_until_it_succeeds(
             assert writer.stats.committed == {} and await committed_offsets(broker, settings, catalog) == {}
             assert writer.stats.rows["dead_letters"] == 1  # written once; not re-inserted by the retries
             await asyncio.to_thread(wh.command, f"RENAME TABLE {wh.database}.readings_away TO {wh.database}.readings")
-            await wait_for(lambda: writer.stats.records >= len(msgs), timeout_s=60, what="the retried batch")
+            want = expected_commits([m[0] for m in msgs], pos)
+            await wait_for(lambda: writer.stats.records >= len(msgs) and writer.stats.committed == want, timeout_s=60,
+                           what="the retried batch, committed once its window is checked")
         finally:
             stop.set()
             await asyncio.wait_for(task, 30)
@@ -366,7 +414,7 @@ async def test_insert_failure_keeps_batch_and_offsets_until_it_succeeds(
         assert writer.stats.rows == {"readings": 50, "agg_1m": 0, "dead_letters": 1, "late_readings": 0,
                                       "alert_events": 0, "alert_deliveries": 0, "incident_events": 0, "alert_notes": 0}
         assert writer.stats.last_error is None
-        assert await committed_offsets(broker, settings, catalog) == expected_commits([m[0] for m in msgs], pos)
+        assert await committed_offsets(broker, settings, catalog) == want
 
 
 def test_a_failed_query_does_not_spoil_the_next(make_settings) -> None:  # type: ignore[no-untyped-def]
