@@ -166,14 +166,18 @@ async def current_alert(request: Request, alert_id: str) -> dict[str, Any]:
     return rows[0]
 
 
-@router.get("/alerts/{alert_id}", summary="One alert: current state, evidence, every event and delivery")
-async def get_alert(request: Request, _: Annotated[Principal, Depends(require("viewer"))],
+@router.get("/alerts/{alert_id}", summary="One alert: current state, evidence, every event and delivery (the "
+                                          "delivery targets, webhook addresses and e-mails, for admins only)")
+async def get_alert(request: Request, who: Annotated[Principal, Depends(require("viewer"))],
                     alert_id: Annotated[str, ALERT_ID]) -> dict[str, Any]:
     state = api_state(request)
     db = state.settings.clickhouse_database
     out = (await _explain_inhibitions(request, [alert_out(await current_alert(request, alert_id))]))[0]
     out["history"] = [alert_out(r) for r in await state.query(alerts_sql.history_sql(db, alert_id))]
-    out["deliveries"] = await state.query(alerts_sql.deliveries_sql(db, alert_id))
+    deliveries = await state.query(alerts_sql.deliveries_sql(db, alert_id))
+    if not who.has_role("admin"):  # where notifications go is configuration (GET /subscriptions is admin-only too)
+        deliveries = [{k: v for k, v in d.items() if k != "target"} for d in deliveries]
+    out["deliveries"] = deliveries
     out.update(await alert_notes(state, alert_id))  # assignee and comments
     return out
 
@@ -216,10 +220,19 @@ async def _silences(request: Request) -> list[dict[str, Any]]:
     return [r for r in rows if not r["deleted"]]
 
 
-@router.get("/silences", summary="Silences in force or to come")
-async def list_silences(request: Request, _: Annotated[Principal, Depends(require("viewer"))]) -> list[dict[str, Any]]:
+def _in_scope(who: Principal, matchers: dict[str, str]) -> bool:
+    """A silence is a province-scoped key's when it names one of the key's provinces (one naming none silences
+    every province: a national key's). National keys: every silence."""
+    return not who.provinces or matchers.get("province") in who.provinces
+
+
+@router.get("/silences", summary="Silences in force or to come (a province-scoped key: those that can hold back "
+                                 "its provinces' alerts)")
+async def list_silences(request: Request, who: Annotated[Principal, Depends(require("viewer"))]
+                        ) -> list[dict[str, Any]]:
     now = _now_ms()
-    return [s for s in map(_silence_out, await _silences(request)) if s["ends_at"] > now]
+    return [s for s in map(_silence_out, await _silences(request))
+            if s["ends_at"] > now and ("province" not in s["matchers"] or _in_scope(who, s["matchers"]))]
 
 
 @router.post("/silences", status_code=201, summary="Silence matching alerts for a time range")
@@ -230,6 +243,9 @@ async def create_silence(request: Request, who: Annotated[Principal, Depends(req
             raise _unprocessable(f"matchers.{name}", error)
     if body.matchers.get("severity", "info") not in SEVERITIES:
         raise _unprocessable("matchers.severity", f"must be one of {', '.join(SEVERITIES)}")
+    if not _in_scope(who, body.matchers):
+        raise HTTPException(403, f"this key may silence only its provinces ({', '.join(sorted(who.provinces))}): "
+                                 "give matchers.province")
     starts = body.starts_at if body.starts_at is not None else _now_ms()
     if (body.ends_at is None) == (body.duration_s is None):
         raise _unprocessable("ends_at", "give exactly one of ends_at, duration_s")
@@ -255,6 +271,8 @@ async def delete_silence(request: Request, who: Annotated[Principal, Depends(req
     row = next((r for r in await _silences(request) if r["silence_id"] == silence_id), None)
     if row is None:
         raise HTTPException(404, f"no silence {silence_id}")
+    if not _in_scope(who, dict(row["matchers"])):
+        raise HTTPException(403, f"silence {silence_id} is not only this key's provinces' to end")
     await _insert(request, "silences", {**row, "version": max(_now_ms(), int(row["version"]) + 1), "deleted": 1})
     await _command(request, "silence.delete", who, silence_id=silence_id)
     await _audit(request, who, "silence.delete", silence_id, before=_silence_out(row))

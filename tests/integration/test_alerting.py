@@ -288,6 +288,11 @@ def test_threshold_fires_live_rises_escalates_repeats_until_ack_then_resolves(pi
     recorded = wait_until(lambda: (d := pipe.get(f"/alerts/{a['alert_id']}")["deliveries"])
                           and len(d) >= len(webhooks(pipe, "/duty", a["alert_id"])) + 1 and d, "delivery records")
     assert {d["status"] for d in recorded} == {"delivered"}
+    # where notifications go is configuration: admins see the targets, viewers and operators do not
+    assert all("target" not in d for d in recorded)
+    assert all("target" not in d for d in pipe.get(f"/alerts/{a['alert_id']}", role="operator")["deliveries"])
+    assert {d["target"] for d in pipe.get(f"/alerts/{a['alert_id']}", role="admin")["deliveries"]} == \
+        {pipe.receiver.url("/duty"), pipe.receiver.url("/director")}  # the escalation went to the director
 
 
 def test_staleness_fires_with_no_reading_at_all_and_resolves_when_data_returns(pipe: Pipeline) -> None:

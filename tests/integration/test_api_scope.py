@@ -203,3 +203,29 @@ def test_alerts_stream_of_a_scoped_key_carries_its_provinces_only(broker: str, m
                             break
     # (the topic's partitions give no order across provinces)
     assert {k: sorted(v) for k, v in got.items()} == {"scoped": ["01", "79"], "national": ["01", "31", "48", "79"]}
+
+
+def test_a_scoped_operator_silences_and_sees_only_silences_of_its_provinces(broker: str, make_settings) -> None:  # type: ignore[no-untyped-def]
+    """A silence without a province matcher holds back every province's alerts: a national key's. A scoped
+    operator must name one of its provinces, may end only such silences, and its keys list only the silences that
+    can hold back their alerts (its provinces', and national ones)."""
+    settings = make_settings(kafka_bootstrap=broker, embedded_sink=False)
+    with api_client(settings) as (client, keys):
+        scoped_headers, national = scoped_keys(client), keys.header("viewer")
+        admin = keys.header("admin")
+        op = scoped_headers["operator"]
+        for matchers in ({"province": "48"}, {"rule_id": "water_level_alarm"}):  # another province; every province
+            r = client.post("/silences", json={"matchers": matchers, "duration_s": 600}, headers=op)
+            assert r.status_code == 403 and "give matchers.province" in r.json()["detail"], r.text
+        own = client.post("/silences", json={"matchers": {"province": "79"}, "duration_s": 600}, headers=op)
+        assert own.status_code == 201, own.text
+        other = client.post("/silences", json={"matchers": {"province": "48"}, "duration_s": 600},
+                            headers=admin).json()
+        everywhere = client.post("/silences", json={"matchers": {"feed": "water_level"}, "duration_s": 600},
+                                 headers=admin).json()
+        listed = {s["id"] for s in client.get("/silences", headers=scoped_headers["viewer"]).json()}
+        assert listed == {own.json()["id"], everywhere["id"]}  # what can hold back its alerts; not 48's
+        assert client.delete(f"/silences/{other['id']}", headers=op).status_code == 403
+        assert client.delete(f"/silences/{everywhere['id']}", headers=op).status_code == 403
+        assert client.delete(f"/silences/{own.json()['id']}", headers=op).status_code == 200
+        assert {s["id"] for s in client.get("/silences", headers=national).json()} == {other["id"], everywhere["id"]}
