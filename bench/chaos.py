@@ -91,9 +91,9 @@ def events_of(body: bytes) -> list[tuple[str, dict[str, Any]]]:
         return []
 RESEND_WITHIN_MS = 8_000  # a re-sent reading goes out at most this long after its event time (lateness: 10 s)
 RESULTS = ROOT / "bench" / "results"
-# the sink checks each window this long after it closed (sinks/healer.py): short here, so a window the worker lost
+# the sink checks each window this long after it closed (sinks/healer.py): short enough that a window the worker lost
 # is healed (and counted) within the settle time
-HEAL_AFTER_S = 10.0
+HEAL_AFTER_S = 30.0
 
 
 @dataclass(frozen=True)

@@ -74,17 +74,26 @@ def am_label_name(name: str) -> str:
     return f"_{clean}" if clean[0].isdigit() else clean
 
 
+AM_FIXED_LABELS = ("alertname", "severity", "feed", "province", "rule_type", "category", "agency", "alert_id")
+
+
+def am_dim_label(dim: str) -> str:
+    """The label that carries a series' dim: its name made valid, `dim_<name>` when a fixed label has that name."""
+    name = am_label_name(dim)
+    return f"dim_{name}" if name in AM_FIXED_LABELS else name
+
+
 def am_labels(event: AlertEvent, catalog: Catalog) -> dict[str, str]:
     """An alert's labels as Prometheus would send them: alertname (the rule id), severity, feed, province,
-    rule_type, category, agency, alert_id and the series' dims. Empty values are left out (Prometheus and
-    Alertmanager treat an empty label as absent)."""
+    rule_type, category, agency, alert_id and the series' dims. A dim named like one of those (traffic incidents'
+    `severity`: fatal, serious…) is sent as `dim_<name>`, so neither hides the other. Empty values are left out
+    (Prometheus and Alertmanager treat an empty label as absent)."""
     feed = catalog.feeds.get(str(event["feed"]))
-    dims = event.get("dims") or {}
-    labels = {**{am_label_name(str(k)): str(v) for k, v in dims.items()},
-              "alertname": str(event["rule_id"]), "severity": str(event["severity"]), "feed": str(event["feed"]),
+    labels = {"alertname": str(event["rule_id"]), "severity": str(event["severity"]), "feed": str(event["feed"]),
               "province": str(event["province"]), "rule_type": str(event["rule_type"]),
               "category": feed.category if feed else "", "agency": catalog.registry.supplier_of_alert(event),
               "alert_id": str(event["alert_id"])}
+    labels.update({am_dim_label(str(k)): str(v) for k, v in (event.get("dims") or {}).items()})
     return {k: v for k, v in labels.items() if v}
 
 

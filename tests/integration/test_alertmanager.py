@@ -42,7 +42,7 @@ from controlroom.kafka import ensure_topics, make_producer
 from controlroom.schema import ALERTS_TOPIC, CONTROL_TOPIC, AlertEvent, WindowMessage, alert_message, window_message
 from controlroom.settings import Settings
 from notify.alertmanager import AlertmanagerPusher
-from notify.formats import am_label_name, am_labels
+from notify.formats import am_dim_label, am_label_name, am_labels
 from tests.integration.pipeline import wait_http
 from tests.integration.receivers import Hit, Receiver, http_receiver
 from tests.integration.test_notifier import publish, running, signing_key, sub_put, until
@@ -254,24 +254,23 @@ async def test_pusher_retries_until_alertmanager_is_up_and_keeps_alerts_alive(br
 
 # --- inhibition --------------------------------------------------------------------------------------------
 
-AM_FIXED = ("alertname", "severity", "feed", "province", "rule_type", "category", "agency", "alert_id")
 
 
-def am_dims_labels(catalog: Catalog) -> tuple[list[str], list[str]]:
-    """(the Alertmanager labels that carry the series' dims, dims whose label a fixed label shadows: am_labels
-    writes the fixed labels over them, so Alertmanager cannot compare them)."""
-    names = sorted({am_label_name(k) for _, _, dims in catalog.iter_series() for k in dims})
-    return [n for n in names if n not in AM_FIXED], [n for n in names if n in AM_FIXED]
+def am_dims_labels(catalog: Catalog) -> list[str]:
+    """The Alertmanager labels that carry the series' dims (a dim named like a fixed label: `dim_<name>`)."""
+    return sorted({am_dim_label(k) for _, _, dims in catalog.iter_series() for k in dims})
 
 
 def am_inhibit_rules(rules: list[InhibitRule], catalog: Catalog) -> list[dict[str, Any]]:
     """Our inhibition rules as Alertmanager's `inhibit_rules`: `rule` is `alertname`, `dims.<name>` the dims
     label, a list of values an anchored regex; `equal: [dims]` (the series' dims as a whole) is every dims
-    label (a shadowed one cannot be: see am_dims_labels and README). A `dims` matcher has no equivalent."""
-    dims_labels, _ = am_dims_labels(catalog)
+    label. A `dims` matcher has no equivalent."""
+    dims_labels = am_dims_labels(catalog)
 
     def name(label: str) -> str:
-        return "alertname" if label == "rule" else am_label_name(label.removeprefix("dims."))
+        if label.startswith("dims."):
+            return am_dim_label(label.removeprefix("dims."))
+        return "alertname" if label == "rule" else am_label_name(label)
 
     def matchers(m: Any) -> list[str]:
         out = []
@@ -289,18 +288,18 @@ def am_inhibit_rules(rules: list[InhibitRule], catalog: Catalog) -> list[dict[st
 
 def test_the_shipped_inhibition_rules_translate_to_alertmanager() -> None:
     cat = default_catalog()
-    dims_labels, shadowed = am_dims_labels(cat)
-    assert shadowed == ["severity"]  # traffic_incidents' dimension `severity` (README: not comparable there)
+    dims_labels = am_dims_labels(cat)
+    assert "dim_severity" in dims_labels and "severity" not in dims_labels  # traffic_incidents' dimension
     assert am_inhibit_rules(read_inhibit_rules(None, cat), cat) == [
         {"source_matchers": ['alertname="feed_down"'], "target_matchers": ['rule_type=~"staleness|threshold"'],
          "equal": ["feed"]},
         {"source_matchers": ['severity="critical"'],
          "target_matchers": ['rule_type=~"anomaly|rate_of_change|target|threshold"', 'severity="warning"'],
          "equal": ["feed", "province", *dims_labels]}]
-    # and a dims label really is shadowed by the fixed one in what the pusher sends
+    # and a dim named like a fixed label travels beside it in what the pusher sends
     e = am_alert("traffic_incidents_surge", "traffic_incidents", "01", starts_at=0)
     e["dims"] = {"severity": "minor"}
-    assert am_labels(e, cat)["severity"] == "warning"
+    assert am_labels(e, cat)["severity"] == "warning" and am_labels(e, cat)["dim_severity"] == "minor"
 
 
 async def test_same_inhibition_as_alertmanager(broker: str, make_settings, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]

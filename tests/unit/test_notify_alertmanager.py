@@ -43,6 +43,12 @@ def test_firing_then_resolved_as_prometheus_sends_it(catalog: Catalog) -> None:
     assert a == {"labels": labels, "annotations": a["annotations"], "startsAt": go_time(T),
                  "endsAt": go_time(T + 5000 + 4 * RESEND_MS), "generatorURL": "https://cr.example.vn/alerts/x"}
     assert labels["alertname"] == "water_level_alarm" and labels["station"] == "s1" and labels["severity"] == "warning"
+    # a dim named like a label of ours keeps both: traffic incidents' severity dim beside the alert's severity
+    crash = ev("firing", 1, severity="critical")
+    crash["dims"] = {"severity": "fatal", "road": "QL1A"}
+    crash_labels = am_labels(crash, catalog)
+    assert crash_labels["severity"] == "critical" and crash_labels["dim_severity"] == "fatal"
+    assert crash_labels["road"] == "QL1A"
     assert a["annotations"]["summary"] == "Water high" and a["annotations"]["summary_vi"] == "Mực nước vượt"
     assert sent(b, T + 6000) == []  # nothing changed
     # a resend carries every firing alert again, its endsAt pushed forward
