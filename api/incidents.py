@@ -89,15 +89,24 @@ class AckRequest(BaseModel):
 
 
 @router.post("/incidents/{incident_id}/ack", status_code=202,
-             summary="Acknowledge an open incident (applied by the alerter)")
+             summary="Acknowledge an open incident and its firing alerts (applied by the alerter)")
 async def ack_incident(request: Request, who: Annotated[Principal, Depends(require("operator"))],
                        incident_id: Annotated[str, INCIDENT_ID], body: AckRequest) -> dict[str, Any]:
+    """Whoever takes the incident takes its alerts: each member alert still firing is acknowledged too (its
+    repeats and escalation stop, as with POST /alerts/{id}/ack), with a comment naming the incident; each one
+    audited. An alert that joins afterwards is not: it is news."""
     current = await current_incident(request, incident_id)
     if current["state"] != "open":
         raise HTTPException(409, f"incident {incident_id} is {current['state']}: nothing to acknowledge")
     await _command(request, "incident.ack", who, incident_id=incident_id, comment=body.comment)
     await _audit(request, who, "incident.ack", incident_id, after={"comment": body.comment})
-    return {"incident_id": incident_id, "accepted": True, "by": who.name, "comment": body.comment}
+    comment = f"incident {incident_id}" + (f": {body.comment}" if body.comment else "")
+    alerts = sorted(m["alert_id"] for m in current["members"] if m.get("state") == "firing")
+    for alert_id in alerts:
+        await _command(request, "ack", who, alert_id=alert_id, comment=comment)
+        await _audit(request, who, "alert.ack", alert_id, after={"comment": comment, "incident": incident_id})
+    return {"incident_id": incident_id, "accepted": True, "by": who.name, "comment": body.comment,
+            "alerts_acknowledged": alerts}
 
 
 @router.post("/incidents/{incident_id}/assign", status_code=202, summary="Assign an incident to someone")

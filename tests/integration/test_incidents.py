@@ -149,6 +149,8 @@ def test_incident_commands_go_through_the_alerter(flood: Flood) -> None:
     assert flood.post(f"/incidents/{'0' * 16}/ack", {}).status_code == 404
     r = flood.post(f"/incidents/{iid}/ack", {"comment": "đã cử đội"})
     assert r.status_code == 202, r.text
+    acked = r.json()["alerts_acknowledged"]  # its members still firing
+    assert acked and set(acked) <= {m["alert_id"] for m in flood.get(f"/incidents/{iid}")["members"]}
     assert flood.post(f"/incidents/{iid}/assign", {"assignee": "đội cứu hộ Huế"}).status_code == 202
     assert flood.post(f"/incidents/{iid}/comments", {"comment": "nước đang lên"}).status_code == 202
     assert flood.post(f"/incidents/{iid}/comments", {"comment": ""}).status_code == 422
@@ -163,8 +165,14 @@ def test_incident_commands_go_through_the_alerter(flood: Flood) -> None:
     assert [(c["comment"]) for c in detail["comments"]] == ["nước đang lên"]
     assert {"acknowledged", "assigned", "commented"} <= {e["event"] for e in detail["timeline"]}
     assert flood.post(f"/incidents/{iid}/ack", {}).status_code == 409  # acknowledged already
+    # its firing alerts were acknowledged with it, naming the incident
+    for alert_id in acked:
+        a = flood.wait(lambda alert_id=alert_id: (x := flood.get(f"/alerts/{alert_id}"))["ack"] and x,
+                       f"alert {alert_id} acknowledged with the incident")
+        assert a["ack"]["comment"] == f"incident {iid}: đã cử đội" and a["ack"]["by"]
     audit = {(a["action"], a["target"]) for a in flood.get("/audit", role="admin")}
     assert {("incident.ack", iid), ("incident.assign", iid), ("incident.comment", iid)} <= audit
+    assert {("alert.ack", alert_id) for alert_id in acked} <= audit
 
 
 def test_alerts_take_an_assignee_and_comments(flood: Flood) -> None:
