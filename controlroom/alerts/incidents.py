@@ -169,11 +169,13 @@ class IncidentCorrelator:
                        itype.title_vi.format(**names), itype.title_en.format(**names), opened_at=at)
         self.incidents[iid] = inc
         self.open[gkey] = iid
-        out = [self._event(inc, "opened", at, alert_id=aid, signal=new["signal"])]
-        # every firing alert of the type there is part of it: the ones that made it, and older ones
+        # every firing alert of the type there is part of it: the ones that made it, and older ones. The alert
+        # that opened it is named by `opened` (its member entry is in that event already), the others join.
         for m in sorted(group.values(), key=lambda m: (m["fired_at"], m["alert_id"])):
             inc.members[m["alert_id"]] = {**m, "joined_at": at}
-            out.append(self._event(inc, "alert_joined", at, alert_id=m["alert_id"], signal=m["signal"]))
+        out = [self._event(inc, "opened", at, alert_id=aid, signal=new["signal"])]
+        out += [self._event(inc, "alert_joined", at, alert_id=m["alert_id"], signal=m["signal"])
+                for m in sorted(group.values(), key=lambda m: (m["fired_at"], m["alert_id"])) if m["alert_id"] != aid]
         return out
 
     def _resolved(self, gkey: str, aid: str, at: int) -> list[IncidentEvent]:

@@ -74,13 +74,14 @@ def test_opens_at_min_signals_and_not_before(corr: IncidentCorrelator) -> None:
     assert corr.on_alert(a.event("sar_flood", "sar_incidents", "48", "firing", T0 + MIN, type="flood")) == []
     # the second distinct signal in the same province opens one incident gathering the three alerts
     out = corr.on_alert(a.event("sar_flood", "sar_incidents", "46", "firing", T0 + 2 * MIN, type="flood"))
-    assert kinds(out) == ["opened", "alert_joined", "alert_joined", "alert_joined"]
+    assert kinds(out) == ["opened", "alert_joined", "alert_joined"]  # the opener is named by `opened`
     last = out[-1]
     assert last["province"] == "46" and last["type"] == "flood" and last["state"] == "open"
     assert (last["title_vi"], last["title_en"]) == ("Lũ lụt – Thành phố Huế", "Flooding – Hue")
     assert last["signals"] == ["rescue", "water"]
     assert [m["signal"] for m in last["members"]] == ["water", "water", "rescue"]
-    assert [e["seq"] for e in out] == [1, 2, 3, 4]
+    assert [e["seq"] for e in out] == [1, 2, 3]
+    assert out[0]["members"] == last["members"]  # `opened` carries every member already
     assert len({e["incident_id"] for e in out}) == 1
 
 
@@ -113,7 +114,7 @@ def test_signals_outside_the_window_do_not_open_an_incident(corr: IncidentCorrel
     # a third signal within the window of the second: two distinct signals near each other; the water level,
     # firing for longer, is gathered too
     out = corr.on_alert(a.event("calls_jump", "hotline_calls", "46", "firing", T0 + 3700_000, line="115"))
-    assert kinds(out) == ["opened", "alert_joined", "alert_joined", "alert_joined"]
+    assert kinds(out) == ["opened", "alert_joined", "alert_joined"]  # the opener is named by `opened`
     assert out[-1]["signals"] == ["calls", "rescue", "water"]
 
 
@@ -219,6 +220,6 @@ def test_anchors_keep_generic_signals_from_opening_an_incident(catalog: Catalog)
     corr.on_alert(a.event("calls_jump", "hotline_calls", "46", "firing", T0, line="114"))
     assert corr.on_alert(a.event("calls_jump", "hotline_calls", "46", "firing", T0, line="115")) == []
     out = corr.on_alert(a.event("water_level_alarm", "water_level", "46", "firing", T0 + MIN, station="s1"))
-    assert kinds(out) == ["opened", "alert_joined", "alert_joined", "alert_joined"]
+    assert kinds(out) == ["opened", "alert_joined", "alert_joined"]  # the opener is named by `opened`
     with pytest.raises(IncidentRuleError, match=r"incident_types\[0\].anchors\[0\]: 'x' is not one of the signals"):
         parse_incident_types({"incident_types": [{**TYPES["incident_types"][0], "anchors": ["x"]}]}, catalog)
