@@ -9,7 +9,7 @@ puts a cache with its own key in front, so the API itself never answers an unaut
 
 Incidents get their document the same way: `GET /incidents/{id}/cap` (controlroom.alerts.cap.incident_cap:
 its province with `province_area`, its id in `<incidents>`, its member alerts as parameters, each with the
-`cap_reference` of its own current CAP document).
+`cap_reference` of its own current CAP document); an alert's document names its incidents in `<incidents>`.
 """
 
 from __future__ import annotations
@@ -60,8 +60,10 @@ async def alert_cap_document(request: Request, _: Annotated[Principal, Depends(r
     history = [alert_out(r) for r in await state.query(alerts_sql.history_sql(db, alert_id))]
     alert = alert_out(rows[0])
     public = alert["rule_id"] in public_rule_ids(await rules_in_force(request))
+    # CAP's <incidents>: the incidents this alert is part of, by the identifiers their own documents carry
+    incidents = [r["incident_id"] for r in await state.query(incidents_sql.incidents_of_alert_sql(db, alert_id))]
     return cap_response(alert_cap(alert, history, catalog=state.catalog, sender=state.settings.cap_sender,
-                                  public=public))
+                                  public=public, incidents=incidents))
 
 
 @router.get("/incidents/{incident_id}/cap", response_class=Response, name="incident_cap_document",

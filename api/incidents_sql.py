@@ -41,6 +41,13 @@ def timeline_sql(database: str, incident_id: str) -> tuple[str, Params]:
             f"WHERE incident_id = {{id:String}} ORDER BY seq", {"id": incident_id})
 
 
+def incidents_of_alert_sql(database: str, alert_id: str) -> tuple[str, Params]:
+    """The incidents an alert belongs to (any state), oldest first."""
+    db = check_identifier(database)
+    return (f"SELECT incident_id FROM {db}.incidents_current FINAL WHERE has(alert_ids, {{id:String}}) "
+            f"ORDER BY opened_at, incident_id", {"id": alert_id})
+
+
 def member_alerts_sql(database: str, alert_ids: list[str]) -> tuple[str, Params]:
     """The current state of an incident's member alerts."""
     db = check_identifier(database)

@@ -132,6 +132,11 @@ async def test_cap_document_and_public_feed(broker: str, make_settings) -> None:
         assert parse_cap(client.get(f"/alerts/{flood[0]['alert_id']}/cap", headers=h).content).identifier == \
             p["member.1.cap"].split(",")[1]
         assert p["member.2.cap"].split(",")[1] == cap_identifier(rescue[0]["alert_id"], 1)
+        # and each member's own document names the incident in <incidents>; an alert of no incident names none
+        for a in (flood, rescue):
+            member_doc = parse_cap(client.get(f"/alerts/{a[0]['alert_id']}/cap", headers=h).content)
+            assert member_doc.incidents_to_list() == [iid]
+        assert parse_cap(client.get(f"/alerts/{silent[0]['alert_id']}/cap", headers=h).content).incidents is None
 
         # --- one alert as CAP
         fid = flood[0]["alert_id"]
