@@ -25,7 +25,7 @@ up: $(STAMP) kafka
 # Two test processes (pytest-xdist): the suite mostly waits on brokers and minute boundaries; --dist loadfile keeps
 # a file's tests (and its module fixtures) in one process
 test: $(STAMP) chromium alertmanager prometheus kafka
-	$(BIN)/python -m pytest -q -rfEs -n 2 --dist loadfile tests
+	$(BIN)/python -m pytest -q -rfEs -n 2 --dist loadfile --durations=15 tests
 
 unit: $(STAMP)
 	$(BIN)/python -m pytest -q tests/unit
