@@ -697,19 +697,23 @@ class Scenario:
                 return []
         return []
 
-    def healed_by_sink(self) -> int:
+    def healed_by_sink(self) -> dict[str, int]:
         """Windows the embedded sink recomputed itself, over every API incarnation (its warning lines): windows the
-        worker had not closed `HEAL_AFTER_S` after the sink saw them closed — lost, or late behind its restarts."""
+        worker had not closed `HEAL_AFTER_S` after the sink saw them closed — lost, or late behind its restarts —
+        and how many of them the worker closed afterwards after all (late, not lost), as far as the incarnations
+        that stopped cleanly (their last line) say."""
         try:
             lines = self.procs["api"].log_path.read_text(errors="replace").splitlines()
         except OSError:
-            return 0
-        total = 0
+            return {"healed": 0, "closed_later": 0}
+        healed = later = 0
         for line in lines:
-            if "windows recomputed by the sink" in line:
-                with contextlib.suppress(ValueError, KeyError, TypeError):
-                    total += int(json.loads(line)["windows"])
-        return total
+            with contextlib.suppress(ValueError, KeyError, TypeError):
+                if "windows recomputed by the sink" in line:
+                    healed += int(json.loads(line)["windows"])
+                elif '"sink stopped"' in line:
+                    later += int(json.loads(line).get("healed_then_closed", 0))
+        return {"healed": healed, "closed_later": later}
 
     # -- the whole run --
 
@@ -796,6 +800,7 @@ class Scenario:
                 self.notes.append("late_readings has no status column: the 'amended' sub-check was skipped")
             for part in (raw, agg, late, alerts, notify):
                 violations.extend(part.violations())
+            healed = self.healed_by_sink()
             lost_when = Counter(int((pub.readings[e][3] / 1000 - self.b) // 10 * 10) for e in raw.lost)
             result.update({
                 "raw": {"stored_rows": raw.stored_rows, "lost": len(raw.lost), "duplicated": raw.extra_rows,
@@ -803,7 +808,7 @@ class Scenario:
                 "agg": {"series_minutes": agg.series_minutes, "mismatched": len(agg.mismatched),
                         "missing_minutes": len(agg.missing_minutes), "excess_minutes": len(agg.excess_minutes),
                         "missing_readings": agg.missing_readings, "excess_readings": agg.excess_readings,
-                        "healed_by_sink": self.healed_by_sink(),
+                        "healed_by_sink": healed["healed"], "healed_closed_later": healed["closed_later"],
                         **({"missing_explained": oracle.explain_missing(
                             agg.missing_minutes, self.topics, self.sink_waiting())}
                            if agg.missing_minutes and self.topics is not None else {})},
@@ -921,7 +926,7 @@ def row_cells(r: dict[str, Any]) -> tuple[str, ...]:
         f"{raw['lost']}/{raw['duplicated']}" if raw else "-",
         (f"{agg['mismatched'] + agg['missing_minutes'] + agg['excess_minutes']} "
          f"({agg['missing_readings']}/{agg['excess_readings']})") if agg else "-",
-        str(agg.get("healed_by_sink", "-")) if agg else "-",
+        f"{agg.get('healed_by_sink', '-')} ({agg.get('healed_closed_later', '-')} late)" if agg else "-",
         (f"{late['falsely_late']}" + (f" +{late['not_amended']} not amended" if late["not_amended"] else ""))
         if late else "-",
         str(r["alerts"]["violations"]) if "alerts" in r else "-",
@@ -956,6 +961,7 @@ def summary(results: list[dict[str, Any]]) -> dict[str, Any]:
             "agg_missing_readings": total("agg", "missing_readings"),
             "agg_excess_readings": total("agg", "excess_readings"),
             "healed_by_sink": total("agg", "healed_by_sink"),
+            "healed_closed_later": total("agg", "healed_closed_later"),
             "falsely_late": total("late", "falsely_late"), "not_amended": total("late", "not_amended"),
             "alert_violations": total("alerts", "violations"), "notify_violations": total("notify", "violations")}
 
