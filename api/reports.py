@@ -33,7 +33,7 @@ from controlroom.reports import (
     previous_period,
     review_problem,
 )
-from controlroom.schema import ms_to_iso, now_ms
+from controlroom.schema import ms_to_iso, now_ms, report_submitted_message
 
 router = APIRouter()
 _revision_lock = asyncio.Lock()  # one revision number per submission within this API process
@@ -129,6 +129,9 @@ async def submit(request: Request, state: State, who: Annotated[Principal, Depen
            "rule_problems": [b.doc() for b in broken]}
     await _audit(request, who, f"report.{status}", f"{form.code}/{p.label}/{unit}",
                  after={"revision": revision, "values": values})
+    if status == "submitted" and state.report_announcer is not None:  # the deadline alerts of this unit end
+        state.report_announcer.announce(report_submitted_message(form.code, p.label, unit, revision, now,
+                                                                  who.agency))
     return out
 
 

@@ -41,3 +41,14 @@ def reviews_sql(database: str, form: str, periods: list[str]) -> tuple[str, dict
     return (f"SELECT unit, period, revision, step, reviewed_by, toUnixTimestamp64Milli(reviewed_at) AS at_ms, comment "
             f"FROM {db}.report_reviews FINAL WHERE form = {{form:String}} AND period IN ({inside}) "
             "ORDER BY at_ms"), params
+
+
+def submitted_reports_sql(database: str, since_ms: int) -> tuple[str, dict[str, Any]]:
+    """Each report submitted (not only drafted) since `since_ms`: its latest revision, first submission and who sent
+    it first (what the alerter is told: api/report_events.py)."""
+    db = check_identifier(database)
+    return (f"SELECT form, period, unit, max(revision) AS revision, "
+            "toUnixTimestamp64Milli(min(submitted_at)) AS first_ms, argMin(agency, submitted_at) AS agency "
+            f"FROM {db}.report_submissions FINAL WHERE status = 'submitted' "
+            "AND submitted_at >= fromUnixTimestamp64Milli({since:Int64}) GROUP BY form, period, unit "
+            "ORDER BY form, period, unit"), {"since": since_ms}
