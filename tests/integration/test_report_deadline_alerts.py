@@ -28,7 +28,7 @@ from controlroom.schema import REPORTS_TOPIC, alert_id_of, fingerprint, now_ms
 from controlroom.settings import Settings
 from tests.conftest import free_port, register_secret
 from tests.integration.api_client import api_client
-from tests.integration.pipeline import services
+from tests.integration.pipeline import services, wait_until
 from tests.integration.receivers import Receiver, http_receiver
 
 pytestmark = pytest.mark.integration
@@ -66,14 +66,6 @@ def delivered(receiver: Receiver, path: str) -> list[tuple[str, str]]:
     """(alert id, event) of every event delivered at `path`."""
     return [(d["alert_id"], d["event"]) for h in receiver.at(path) for d in orjson.loads(h.body)["delivers"]]
 
-
-def wait_until(check: Any, what: str, timeout_s: float = 60.0) -> Any:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if found := check():
-            return found
-        time.sleep(0.2)
-    raise AssertionError(f"no {what} within {timeout_s:.0f} s")
 
 
 def test_reminder_and_overdue_reach_the_units_webhook_and_its_submissions_resolve_them(tmp_path) -> None:  # type: ignore[no-untyped-def]
