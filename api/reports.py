@@ -22,7 +22,7 @@ from api.params import ParamError
 from api.reports_sql import latest_revision_sql, next_revision_sql, reviews_sql, submissions_sql
 from api.state import ApiState, State
 from controlroom.catalog import NATIONAL
-from controlroom.indicators import Period, period_of
+from controlroom.indicators import Period
 from controlroom.reports import (
     REVIEW_STATE,
     Form,
@@ -30,6 +30,7 @@ from controlroom.reports import (
     check_fields,
     check_rules,
     default_forms,
+    due_periods,
     previous_period,
     review_problem,
 )
@@ -193,7 +194,7 @@ async def compliance(state: State, who: Annotated[Principal, Depends(require("vi
     now = now_ms()
     out = []
     for f in forms:
-        p = _period(f, period) if period else _last_due(f, now)
+        p = _period(f, period) if period else due_periods(f, now)[1]
         rows = await state.query(submissions_sql(state.warehouse.database, f.code, p.label, None, history=True))
         reviewed = await review_states(state, f, [p.label])
         units = [NATIONAL, *sorted(who.provinces or state.catalog.provinces)]  # a scoped key: its provinces
@@ -246,11 +247,3 @@ def _submission_out(r: dict[str, Any]) -> dict[str, Any]:
 async def _latest_values(state: ApiState, form: Form, period: str, unit: str) -> dict[str, float] | None:
     rows = await state.query(latest_revision_sql(state.warehouse.database, form.code, period, unit))
     return {k: float(v) for k, v in dict(rows[0]["values"]).items()} if rows else None
-
-
-def _last_due(form: Form, now: int) -> Period:
-    """The latest period whose deadline has passed."""
-    p = period_of(form.periodicity, now)
-    while form.deadline_ms(p) > now:
-        p = period_of(form.periodicity, p.start_ms - 1)
-    return p
