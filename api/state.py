@@ -73,7 +73,11 @@ class ApiState:
         async with self._lock:
             if self._producer is None:
                 producer = make_producer(self.settings)
-                await producer.start()
+                try:
+                    await producer.start()
+                except BaseException:  # no broker: close what start() opened (a retry makes a new one)
+                    await producer.stop()
+                    raise
                 self._producer = producer
             missing = [t for t in topics if t not in self._ready_topics]
             if missing:
