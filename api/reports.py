@@ -32,6 +32,8 @@ from controlroom.reports import (
     default_forms,
     due_periods,
     previous_period,
+    province_centers,
+    reporting_agency,
     review_problem,
 )
 from controlroom.schema import ms_to_iso, now_ms, report_submitted_message
@@ -198,13 +200,17 @@ async def compliance(state: State, who: Annotated[Principal, Depends(require("vi
         rows = await state.query(submissions_sql(state.warehouse.database, f.code, p.label, None, history=True))
         reviewed = await review_states(state, f, [p.label])
         units = [NATIONAL, *sorted(who.provinces or state.catalog.provinces)]  # a scoped key: its provinces
+        centers = province_centers(state.catalog)
         per_unit = []
         for unit in units:
             mine = [r for r in rows if r["unit"] == unit and r["status"] == "submitted"]
             first = min(mine, key=lambda r: int(r["revision"])) if mine else None
             last = max(mine, key=lambda r: int(r["revision"])) if mine else None
             review_state = reviewed.get((unit, p.label, int(last["revision"])), "submitted") if last else None
-            per_unit.append({"unit": unit, "submitted": bool(mine), "on_time": bool(first and first["on_time"]),
+            in_time = bool(first and first["on_time"])  # judged on the first submission
+            per_unit.append({"unit": unit, "agency": reporting_agency(f, unit, centers),
+                             "status": "on_time" if in_time else "late" if mine else "missing",
+                             "submitted": bool(mine), "on_time": in_time,
                              "state": review_state,
                              "revisions": len([r for r in rows if r["unit"] == unit]),
                              "first_submitted_at": ms_to_iso(int(first["submitted_at_ms"])) if first else None})

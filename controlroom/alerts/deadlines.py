@@ -19,7 +19,6 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from controlroom.catalog import NATIONAL
 from controlroom.indicators import VN, Period, period_of
 from controlroom.reports import Form
 from controlroom.schema import ms_to_iso
@@ -133,11 +132,6 @@ def describe(params: Mapping[str, Any], due: Due, now_ms: int, agency: str) -> t
                "deadline": last_day, "agency": agency, "days_late": days if overdue else 0.0,
                "days_left": 0.0 if overdue else days, "value": days}
     return evidence, context
-
-
-def agency_of(form: Form, unit: str, centers: Mapping[str, str]) -> str:
-    """Who submits a unit's report: the form's national submitter for 00, else the province's center."""
-    return form.national_submitter if unit == NATIONAL else centers.get(unit, "")
 
 
 def out_of_window_evidence(params: Mapping[str, Any], submitted: bool) -> dict[str, Any]:

@@ -38,7 +38,7 @@ import orjson
 from controlroom.alerts import deadlines
 from controlroom.alerts.rules import ANY_FEED, TEMPLATE_FIELDS, Rule
 from controlroom.catalog import NATIONAL, Catalog
-from controlroom.reports import Form, default_forms
+from controlroom.reports import Form, default_forms, province_centers, reporting_agency
 from controlroom.schema import dims_key, fingerprint, ms_to_iso, series_key
 
 HOUR_MS = 3_600_000
@@ -125,7 +125,7 @@ class RuleEngine:
         self.reports = deadlines.SubmissionLedger()  # the reports known submitted (topic reports.submitted)
         self.report_forms: Mapping[str, Form] = default_forms()
         self._report_units = [NATIONAL, *sorted(catalog.provinces)]  # as GET /reports/compliance expects them
-        self._centers = {b.province: b.id for b in catalog.registry.bodies.values() if b.province}
+        self._centers = province_centers(catalog)
         self._ledger_pruned_ms = 0
         for feed, province, dims in catalog.iter_series():
             self.last_seen[series_key(feed.id, province, dims_key(dims))] = [None, feed.id, province, dims]
@@ -385,7 +385,7 @@ class RuleEngine:
                 if due.missing == (fp in self.active):
                     continue
                 ev, ctx = deadlines.describe(rule.params, due, now_ms,
-                                             deadlines.agency_of(due.form, due.unit, self._centers))
+                                             reporting_agency(due.form, due.unit, self._centers))
                 c = self._emit(rule, due.form.code, due.unit, dims, due.missing, ctx["value"],
                                self._evidence(rule, ev), now_ms, rule.severity, ctx)
                 if c is not None:
