@@ -99,8 +99,9 @@ def test_reminder_and_overdue_reach_the_units_webhook_and_its_submissions_resolv
                 wait_until(lambda: expected <= set(delivered(receiver, "/ioc-01")), "reminder and overdue webhooks",
                            90)
                 fired = time.monotonic()
-                alerts = {a["alert_id"]: a for a in client.get("/alerts", params={"state": "firing"},
+                alerts = {a["alert_id"]: a for a in client.get("/alerts", params={"state": "firing", "feed": FORM},
                                                                 headers=keys.header("viewer")).json()}
+                assert set(alerts) == {i for i, _ in expected}  # /alerts filters by form as by feed
                 overdue = alerts[alert_id("t_report_overdue", late[0])]
                 assert (overdue["rule_type"], overdue["feed"], overdue["province"], overdue["severity"]) == (
                     "report_deadline", FORM, "01", "warning")
