@@ -31,7 +31,7 @@ from fastapi.responses import Response, StreamingResponse
 from api.alerts_sql import alerts_sql
 from api.auth import require
 from api.incidents_sql import incidents_sql
-from api.indicators import _values_by_unit  # the API's own values: the panel shows what /indicators/{id}/plan says
+from api.indicators import values_by_unit  # the API's own: the panel shows what /indicators/{id}/plan says
 from api.indicators_sql import targets_sql
 from api.overview import feed_figures, read_series_latest
 from api.overview_cache import overview_cache
@@ -115,7 +115,7 @@ async def periodic_figures(state: ApiState, catalog: Catalog, now_ms: int) -> di
         if not mine:
             continue
         periods_ = year_periods(ind, year)
-        values = await _values_by_unit(state, ind, None if scoped else NATIONAL, periods_)
+        values = await values_by_unit(state, ind, None if scoped else NATIONAL, periods_)
         targets = {str(r["prov"]): float(r["value"]) for r in await state.query(targets_sql(db, ind.id, year, None))}
         found += [{"indicator": ind, "unit": u, "year": year, "periods": periods_,
                    "values": values.get(u, [None] * len(periods_)), "target": targets.get(u)} for u in mine]
