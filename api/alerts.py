@@ -32,6 +32,7 @@ from controlroom.alerts.silences import SILENCE_FIELDS, matcher_field_error
 from controlroom.alerts.subscriptions import new_subscription_id, parse_subscription, subscription_to_doc
 from controlroom.catalog import NATIONAL
 from controlroom.errors import ControlRoomError
+from controlroom.reports import default_forms
 from controlroom.schema import CONTROL_TOPIC, SEVERITIES, ControlCommand, control_message
 from controlroom.schema import now_ms as _now_ms
 from controlroom.security import Principal
@@ -145,8 +146,9 @@ async def list_alerts(
 ) -> list[dict[str, Any]]:
     api = api_state(request)
     catalog = api.catalog
-    if feed is not None and feed not in catalog.feeds:
-        raise HTTPException(422, [{"loc": ["query", "feed"], "msg": f"unknown feed {feed!r}", "type": "value_error"}])
+    if feed is not None and feed not in catalog.feeds and feed not in default_forms():  # a form: its deadline alerts
+        raise HTTPException(422, [{"loc": ["query", "feed"], "msg": f"unknown feed or report form {feed!r}",
+                                   "type": "value_error"}])
     if province is not None and province not in catalog.provinces and province != NATIONAL:
         raise HTTPException(422, [{"loc": ["query", "province"], "msg": f"unknown province code {province!r}",
                                    "type": "value_error"}])

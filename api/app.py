@@ -41,6 +41,7 @@ from api.auth import HardeningMiddleware, Security
 from api.keystore import AuditLog, KeyStore
 from api.params import ParamError
 from api.readonly_sql import AnalystQueries
+from api.report_events import ReportAnnouncer
 from api.scope import Scopes
 from api.state import ApiState
 from controlroom.catalog import Catalog, default_catalog
@@ -74,6 +75,9 @@ async def _start(app: FastAPI, state: ApiState, agencies: dict[str, Agency], sto
     applied = await asyncio.to_thread(migrate, warehouse, state.catalog)
     log.info("warehouse ready", database=warehouse.database, migrations_applied=applied,
              embedded_sink=settings.sink_in_api)
+    state.report_announcer = ReportAnnouncer(state)
+    # what a crash may have left unannounced, and what a broker that lost its topics no longer holds
+    await state.report_announcer.announce_stored()
     if settings.sink_in_api:
         sink = SinkWriter(settings, state.catalog, warehouse)
         state.sink = sink

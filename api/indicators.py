@@ -262,7 +262,7 @@ async def ranking(state: State, who: Annotated[Principal, Depends(require("viewe
     if "provincial" not in ind.levels:
         raise ParamError("indicator", f"{ind.id} is a national figure only: nothing to rank")
     periods = year_periods(ind, year)
-    by_province = await _values_by_unit(state, ind, None, periods)
+    by_province = await values_by_unit(state, ind, None, periods)
     targets = {r["prov"]: float(r["value"])
                for r in await state.query(targets_sql(state.warehouse.database, ind.id, year, None))}
     now = now_ms()
@@ -280,7 +280,7 @@ async def ranking(state: State, who: Annotated[Principal, Depends(require("viewe
 
 async def _values(state: State, ind: Indicator, code: str, periods: list[Period]) -> list[float | None]:
     """An indicator's value per period for one province or nationally, whatever its source."""
-    return (await _values_by_unit(state, ind, code, periods)).get(code, [None] * len(periods))
+    return (await values_by_unit(state, ind, code, periods)).get(code, [None] * len(periods))
 
 
 async def _reported(state: State, ind: Indicator, unit: str | None,
@@ -300,7 +300,7 @@ async def _reported(state: State, ind: Indicator, unit: str | None,
     return {u: [by_label.get(p.label) for p in periods] for u, by_label in found.items()}
 
 
-async def _values_by_unit(state: State, ind: Indicator, unit: str | None,
+async def values_by_unit(state: State, ind: Indicator, unit: str | None,
                           periods: list[Period]) -> dict[str, list[float | None]]:
     """unit → its value per period, for one unit (a province, or 00 nationally) or (unit None) every province."""
 

@@ -22,7 +22,7 @@ from api.params import ParamError
 from api.reports_sql import latest_revision_sql, next_revision_sql, reviews_sql, submissions_sql
 from api.state import ApiState, State
 from controlroom.catalog import NATIONAL
-from controlroom.indicators import Period, period_of
+from controlroom.indicators import Period
 from controlroom.reports import (
     REVIEW_STATE,
     Form,
@@ -30,10 +30,13 @@ from controlroom.reports import (
     check_fields,
     check_rules,
     default_forms,
+    due_periods,
     previous_period,
+    province_centers,
+    reporting_agency,
     review_problem,
 )
-from controlroom.schema import ms_to_iso, now_ms
+from controlroom.schema import ms_to_iso, now_ms, report_submitted_message
 
 router = APIRouter()
 _revision_lock = asyncio.Lock()  # one revision number per submission within this API process
@@ -129,6 +132,9 @@ async def submit(request: Request, state: State, who: Annotated[Principal, Depen
            "rule_problems": [b.doc() for b in broken]}
     await _audit(request, who, f"report.{status}", f"{form.code}/{p.label}/{unit}",
                  after={"revision": revision, "values": values})
+    if status == "submitted" and state.report_announcer is not None:  # the deadline alerts of this unit end
+        state.report_announcer.announce(report_submitted_message(form.code, p.label, unit, revision, now,
+                                                                  who.agency))
     return out
 
 
@@ -190,17 +196,21 @@ async def compliance(state: State, who: Annotated[Principal, Depends(require("vi
     now = now_ms()
     out = []
     for f in forms:
-        p = _period(f, period) if period else _last_due(f, now)
+        p = _period(f, period) if period else due_periods(f, now)[1]
         rows = await state.query(submissions_sql(state.warehouse.database, f.code, p.label, None, history=True))
         reviewed = await review_states(state, f, [p.label])
         units = [NATIONAL, *sorted(who.provinces or state.catalog.provinces)]  # a scoped key: its provinces
+        centers = province_centers(state.catalog)
         per_unit = []
         for unit in units:
             mine = [r for r in rows if r["unit"] == unit and r["status"] == "submitted"]
             first = min(mine, key=lambda r: int(r["revision"])) if mine else None
             last = max(mine, key=lambda r: int(r["revision"])) if mine else None
             review_state = reviewed.get((unit, p.label, int(last["revision"])), "submitted") if last else None
-            per_unit.append({"unit": unit, "submitted": bool(mine), "on_time": bool(first and first["on_time"]),
+            in_time = bool(first and first["on_time"])  # judged on the first submission
+            per_unit.append({"unit": unit, "agency": reporting_agency(f, unit, centers),
+                             "status": "on_time" if in_time else "late" if mine else "missing",
+                             "submitted": bool(mine), "on_time": in_time,
                              "state": review_state,
                              "revisions": len([r for r in rows if r["unit"] == unit]),
                              "first_submitted_at": ms_to_iso(int(first["submitted_at_ms"])) if first else None})
@@ -243,11 +253,3 @@ def _submission_out(r: dict[str, Any]) -> dict[str, Any]:
 async def _latest_values(state: ApiState, form: Form, period: str, unit: str) -> dict[str, float] | None:
     rows = await state.query(latest_revision_sql(state.warehouse.database, form.code, period, unit))
     return {k: float(v) for k, v in dict(rows[0]["values"]).items()} if rows else None
-
-
-def _last_due(form: Form, now: int) -> Period:
-    """The latest period whose deadline has passed."""
-    p = period_of(form.periodicity, now)
-    while form.deadline_ms(p) > now:
-        p = period_of(form.periodicity, p.start_ms - 1)
-    return p

@@ -41,3 +41,23 @@ def reviews_sql(database: str, form: str, periods: list[str]) -> tuple[str, dict
     return (f"SELECT unit, period, revision, step, reviewed_by, toUnixTimestamp64Milli(reviewed_at) AS at_ms, comment "
             f"FROM {db}.report_reviews FINAL WHERE form = {{form:String}} AND period IN ({inside}) "
             "ORDER BY at_ms"), params
+
+
+def submitted_reports_sql(database: str, since_ms: int,
+                          reports: list[tuple[str, str]] | None = None) -> tuple[str, dict[str, Any]]:
+    """Each report submitted (not only drafted) since `since_ms`, of these (form, period) pairs if given: its latest
+    revision, its first submission, whether that was on time and who sent it (what the alerter is told,
+    api/report_events.py; the wall's reports tile)."""
+    db = check_identifier(database)
+    params: dict[str, Any] = {"since": since_ms}
+    only = ""
+    if reports is not None:
+        for n, (form, period) in enumerate(reports):
+            params[f"f{n}"], params[f"p{n}"] = form, period
+        pairs = ", ".join(f"({{f{n}:String}}, {{p{n}:String}})" for n in range(len(reports)))
+        only = f"AND (form, period) IN ({pairs}) " if reports else "AND 0 "
+    return (f"SELECT form, period, unit, max(revision) AS revision, "
+            "toUnixTimestamp64Milli(min(submitted_at)) AS first_ms, argMin(agency, submitted_at) AS agency, "
+            f"argMin(on_time, submitted_at) AS on_time FROM {db}.report_submissions FINAL WHERE status = 'submitted' "
+            f"AND submitted_at >= fromUnixTimestamp64Milli({{since:Int64}}) {only}GROUP BY form, period, unit "
+            "ORDER BY form, period, unit"), params

@@ -26,6 +26,7 @@ if TYPE_CHECKING:  # the routers' own types; they import this module
     from api.auth import Security
     from api.overview_cache import OverviewCache
     from api.readonly_sql import AnalystQueries
+    from api.report_events import ReportAnnouncer
     from api.scope import Scopes
     from api.wall_stream import WallHub
 
@@ -49,6 +50,7 @@ class ApiState:
     sink: EmbeddedSink | None = None
     sink_task: asyncio.Task[None] | None = None
     base_rule_docs: list[dict[str, Any]] | None = None  # the rules file, read on first use
+    report_announcer: ReportAnnouncer | None = None  # report submissions → the alerter (set by api/app.py)
     # per database read (api/scope.py): the project's, and each province scope's views; created on first use
     overview_caches: dict[str, OverviewCache] = field(default_factory=dict)
     wall_hubs: dict[str, WallHub] = field(default_factory=dict)
@@ -71,7 +73,11 @@ class ApiState:
         async with self._lock:
             if self._producer is None:
                 producer = make_producer(self.settings)
-                await producer.start()
+                try:
+                    await producer.start()
+                except BaseException:  # no broker: close what start() opened (a retry makes a new one)
+                    await producer.stop()
+                    raise
                 self._producer = producer
             missing = [t for t in topics if t not in self._ready_topics]
             if missing:
@@ -86,6 +92,8 @@ class ApiState:
                                                              *self.overview_caches.values()]
         for part in parts:
             await part.close()
+        if self.report_announcer is not None:
+            await self.report_announcer.close()
         if self._producer is not None:
             await self._producer.stop()
         await asyncio.to_thread(self.analyst.close)

@@ -13,6 +13,7 @@ refresh per API process, and hands the rows to `build_wall`.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -22,6 +23,8 @@ import orjson
 from controlroom.alerts.incident_rules import incident_type_name
 from controlroom.alerts.inhibit import inhibition_note
 from controlroom.catalog import HEADLINE_FEEDS, Catalog, Feed
+from controlroom.indicators import Period, plan_vs_actual
+from controlroom.reports import Form, due_periods
 from controlroom.schema import ms_to_iso
 
 SEVERITY_ORDER = ("info", "warning", "critical")
@@ -77,7 +80,9 @@ def project(catalog: Catalog) -> dict[str, tuple[float, float]]:
     lons = [p.lon for p in catalog.provinces.values()]
     k = math.cos(math.radians((min(lats) + max(lats)) / 2))
     w, h = (max(lons) - min(lons)) * k, max(lats) - min(lats)
-    scale = min((MAP_W - 2 * MAP_PAD) / w, (MAP_H - 2 * MAP_PAD) / h)
+    # a key scoped to one province has a map of one point: no extent to scale (it was a division by zero)
+    scale = min((MAP_W - 2 * MAP_PAD) / w if w else math.inf, (MAP_H - 2 * MAP_PAD) / h if h else math.inf)
+    scale = 1.0 if scale == math.inf else scale
     x0 = (MAP_W - w * scale) / 2
     y0 = (MAP_H - h * scale) / 2
     return {p.code: (round(x0 + (p.lon - min(lons)) * k * scale, 1), round(y0 + (max(lats) - p.lat) * scale, 1))
@@ -159,13 +164,73 @@ def wall_alerts(catalog: Catalog, firing: list[dict[str, Any]]) -> list[dict[str
     } for a in firing[:ALERTS_SHOWN]]
 
 
+# --- the periodic half (issue 16): reports due / overdue, headline indicators against their plan ------------
+
+def report_periods(forms: Mapping[str, Form], now_ms: int) -> list[tuple[Form, str, Period]]:
+    """(form, stage, period) the reports tile counts: per form, the ended period whose deadline is still ahead
+    ("due", if any) and the latest period whose deadline has passed ("overdue")."""
+    out: list[tuple[Form, str, Period]] = []
+    for form in forms.values():
+        due, overdue = due_periods(form, now_ms)
+        if due is not None:
+            out.append((form, "due", due))
+        out.append((form, "overdue", overdue))
+    return out
+
+
+def reports_tile(periods: list[tuple[Form, str, Period]], units: list[str], rows: list[dict[str, Any]],
+                 now_ms: int) -> dict[str, Any]:
+    """submitted_reports_sql rows of `periods` → per form and stage: expected (the units), submitted, on time, missing
+    (as GET /reports/compliance counts them); and the totals per stage. `units`: 00 and the provinces shown."""
+    done = {(str(r["form"]), str(r["period"]), str(r["unit"])): bool(r["on_time"]) for r in rows}
+    forms: list[dict[str, Any]] = []
+    for form, stage, period in periods:
+        sent = [done[k] for u in units if (k := (form.code, period.label, u)) in done]
+        deadline = form.deadline_ms(period)
+        forms.append({"form": form.code, "name_vi": form.name_vi, "name_en": form.name_en, "stage": stage,
+                      "period": period.label, "deadline": ms_to_iso(deadline),
+                      "days": round(abs(deadline - now_ms) / 86_400_000, 1), "expected": len(units),
+                      "submitted": len(sent), "on_time": sum(sent), "missing": len(units) - len(sent)})
+    forms.sort(key=lambda f: (f["stage"] != "due", f["deadline"] if f["stage"] == "due" else "", -f["missing"]))
+
+    def total(stage: str) -> dict[str, Any]:
+        mine = [f for f in forms if f["stage"] == stage]
+        return {"forms": len(mine), **{k: sum(f[k] for f in mine) for k in ("expected", "submitted", "on_time",
+                                                                            "missing")},
+                "next_deadline": min((f["deadline"] for f in mine), default=None) if stage == "due" else None}
+
+    return {"due": total("due"), "overdue": total("overdue"), "forms": forms}
+
+
+def indicator_rows(rows: list[dict[str, Any]], now_ms: int) -> list[dict[str, Any]]:
+    """Plan versus actual per headline indicator and unit (rows: indicator, unit, year, periods, values, target),
+    with the share of the year elapsed: a summed indicator on plan has reached about that share of its target."""
+    out = []
+    for r in rows:
+        ind, periods = r["indicator"], r["periods"]
+        year_start, year_end = periods[0].start_ms, periods[-1].end_ms
+        figures = plan_vs_actual(ind, periods, r["values"], r["target"], now_ms)
+        out.append({"indicator": ind.id, "name_vi": ind.name_vi, "name_en": ind.name_en, "unit": ind.unit,
+                    "aggregation": ind.aggregation, "province": r["unit"], "year": r["year"],
+                    "year_elapsed_pct": round(100.0 * (now_ms - year_start) / (year_end - year_start), 1),
+                    **{k: figures[k] for k in ("target", "actual_to_date", "actual_pct_of_plan", "projection",
+                                               "projection_pct_of_plan")}})
+    return out
+
+
 def build_wall(catalog: Catalog, overview: dict[str, Any], firing: list[dict[str, Any]],
                trends: dict[str, list[dict[str, Any]]], *, refresh_s: float,
-               incidents: list[dict[str, Any]] | None = None, trend_from_ms: int | None = None) -> dict[str, Any]:
+               incidents: list[dict[str, Any]] | None = None, trend_from_ms: int | None = None,
+               periodic: dict[str, Any] | None = None) -> dict[str, Any]:
     """The wall snapshot. `overview`: read_overview's result; `firing`: alerts_sql rows (state firing, worst
     first); `trends`: trends_sql rows per headline feed, from `trend_from_ms` (trend_window); `incidents`:
-    incidents_sql rows (open and acknowledged, worst and newest first)."""
+    incidents_sql rows (open and acknowledged, worst and newest first); `periodic`: {"reports": reports_tile,
+    "indicators": indicator_rows}, the periodic half (none: empty)."""
     feeds = {f["id"]: f for f in overview["feeds"]}
+    truncated = len(firing) >= ALERTS_READ
+    # a report not submitted is the reports tile's to show: on the map it would drown what is happening now
+    report_alerts = sum(1 for a in firing if a.get("rule_type") == "report_deadline")
+    firing = [a for a in firing if a.get("rule_type") != "report_deadline"]
     tiles = []
     for cat in overview["categories"]:
         feed_id = HEADLINE_FEEDS[cat["id"]]
@@ -206,13 +271,16 @@ def build_wall(catalog: Catalog, overview: dict[str, Any], firing: list[dict[str
         "alerts": alerts,
         "alerts_firing": len(firing),
         "alerts_by_severity": {s: sum(1 for a in firing if a["severity"] == s) for s in SEVERITY_ORDER},
-        "alerts_truncated": len(firing) >= ALERTS_READ,
+        "alerts_truncated": truncated,
+        "report_alerts_firing": report_alerts,
         "incidents": active[:INCIDENTS_SHOWN],
         "incidents_active": len(active),
         "feeds": [{"id": f["id"], "name_vi": f["name_vi"], "name_en": f["name_en"], "category": f["category"],
                    "status": f["status"], "series_expected": f["series_expected"],
                    "series_reporting": f["series_reporting"], "last_ts": f["last_ts"]} for f in overview["feeds"]],
         "health": health,
+        "reports": (periodic or {}).get("reports"),
+        "indicators": (periodic or {}).get("indicators", []),
     }
 
 

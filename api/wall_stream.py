@@ -31,8 +31,11 @@ from fastapi.responses import Response, StreamingResponse
 from api.alerts_sql import alerts_sql
 from api.auth import require
 from api.incidents_sql import incidents_sql
+from api.indicators import values_by_unit  # the API's own: the panel shows what /indicators/{id}/plan says
+from api.indicators_sql import targets_sql
 from api.overview import feed_figures, read_series_latest
 from api.overview_cache import overview_cache
+from api.reports_sql import submitted_reports_sql
 from api.scope import provinces_of, scoped_catalog
 from api.series_sql import communes_sql, trends_sql
 from api.sse import sse_frame, sse_response
@@ -43,11 +46,16 @@ from api.wall import (
     INCIDENTS_READ,
     build_province,
     build_wall,
+    indicator_rows,
     place_feeds,
+    report_periods,
+    reports_tile,
     trend_window,
 )
-from controlroom.catalog import HEADLINE_FEEDS, Catalog
+from controlroom.catalog import HEADLINE_FEEDS, NATIONAL, Catalog
+from controlroom.indicators import HEADLINE_INDICATORS, default_indicators, period_of, year_periods
 from controlroom.logs import get_logger
+from controlroom.reports import default_forms
 from controlroom.schema import ms_to_iso
 from controlroom.security import Principal
 
@@ -67,6 +75,7 @@ def _asset(name: str) -> bytes:
 
 
 Snapshot = Callable[[int], Awaitable[dict[str, Any]]]
+PERIODIC_REFRESH_S = 30.0  # reports and monthly indicators change slowly: read twice a minute, not every refresh
 
 
 async def _trends(state: ApiState, db: str, feeds: list[str], province: str | None,
@@ -88,18 +97,48 @@ async def _alerts_and_incidents(state: ApiState, db: str, province: str | None) 
     return firing, incidents
 
 
+async def periodic_figures(state: ApiState, catalog: Catalog, now_ms: int) -> dict[str, Any]:
+    """The reports tile and the indicator panel of a wall showing `catalog`'s provinces. Read from the project's
+    database (submissions carry a unit, not a province column: a scope's views hold none of them), limited here
+    as GET /reports/compliance and /indicators limit a scoped key: its provinces, and the national figures only
+    for a national wall (a national total sums other provinces)."""
+    db = state.warehouse.database
+    scoped = set(catalog.provinces) != set(state.catalog.provinces)
+    periods = report_periods(default_forms(), now_ms)
+    rows = await state.query(submitted_reports_sql(db, 0, [(f.code, p.label) for f, _, p in periods]))
+    reports = reports_tile(periods, [NATIONAL, *sorted(catalog.provinces)], rows, now_ms)
+    units = sorted(catalog.provinces) if scoped else [NATIONAL]
+    year = int(period_of("year", now_ms).label)
+    found = []
+    for ind in (default_indicators()[i] for i in HEADLINE_INDICATORS):
+        mine = [u for u in units if ("national" if u == NATIONAL else "provincial") in ind.levels]
+        if not mine:
+            continue
+        periods_ = year_periods(ind, year)
+        values = await values_by_unit(state, ind, None if scoped else NATIONAL, periods_)
+        targets = {str(r["prov"]): float(r["value"]) for r in await state.query(targets_sql(db, ind.id, year, None))}
+        found += [{"indicator": ind, "unit": u, "year": year, "periods": periods_,
+                   "values": values.get(u, [None] * len(periods_)), "target": targets.get(u)} for u in mine]
+    return {"reports": reports, "indicators": indicator_rows(found, now_ms)}
+
+
 def national_snapshot(state: ApiState, overview: Callable[[], Awaitable[dict[str, Any]]], db: str,
                       catalog: Catalog) -> Snapshot:
     """The national wall; `overview` is /overview's shared snapshot: the wall shows exactly what /overview says.
     `db` is the project's database or a province scope's views (api/scope.py), `catalog` the provinces it shows."""
+    periodic: dict[str, Any] = {}
+    read_at = [-PERIODIC_REFRESH_S]
 
     async def snapshot(now_ms: int) -> dict[str, Any]:
         doc = await overview()
         firing, incidents = await _alerts_and_incidents(state, db, None)
         window = trend_window(now_ms)
         trends = await _trends(state, db, list(HEADLINE_FEEDS.values()), None, window)
+        if time.monotonic() - read_at[0] >= PERIODIC_REFRESH_S:
+            periodic.update(await periodic_figures(state, catalog, now_ms))
+            read_at[0] = time.monotonic()
         return build_wall(catalog, doc, firing, trends, refresh_s=state.settings.wall_refresh_s,
-                          incidents=incidents, trend_from_ms=window[0])
+                          incidents=incidents, trend_from_ms=window[0], periodic=periodic)
 
     return snapshot
 

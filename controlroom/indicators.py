@@ -275,6 +275,11 @@ PROJECTION_METHODS = {
 }
 
 
+# the wall's indicator panel (plan versus actual), one or two per area the center watches month by month
+HEADLINE_INDICATORS = ("fdi_registered_m", "public_investment_disbursed_m", "budget_revenue_m", "exports_m",
+                       "new_enterprises_m", "full_online_share_m", "dossiers_on_time_share_m")
+
+
 def year_periods(ind: Indicator, year: int) -> list[Period]:
     start = parse_period("year", f"{year:04d}")
     return periods_between(ind.periodicity, start.start_ms, start.end_ms)

@@ -25,6 +25,7 @@ from controlroom.schema import (
     LATE_TOPIC,
     LIVE_TOPIC,
     NOTES_TOPIC,
+    REPORTS_TOPIC,
 )
 from controlroom.settings import Settings
 
@@ -35,7 +36,9 @@ SINGLE_PARTITION_TOPICS = (CONTROL_TOPIC,)
 KEPT_TOPICS = (CONTROL_TOPIC,)
 # Read from the start to rebuild a state that is the newest record of each key: the notifier's deliveries (key:
 # idempotency key) and the Alertmanager pusher's alerts (key: alert id). Compacted, so they stay bounded.
-COMPACTED_TOPICS = (ALERTS_TOPIC, DELIVERIES_TOPIC)
+# The report submissions (reports.submitted, key form|period|unit) are read whole by the alerter to know who has
+# reported; compaction keeps one record per report.
+COMPACTED_TOPICS = (ALERTS_TOPIC, DELIVERIES_TOPIC, REPORTS_TOPIC)
 
 # Consumer groups (the sink, the notifier, the Faust worker): on Tansu a group join waits about
 # session_timeout/2, so every member keeps the session short (real Kafka is content with these too).
@@ -61,7 +64,7 @@ def all_topics(catalog: Catalog) -> list[str]:
 
 def system_topics(catalog: Catalog) -> list[str]:
     """Every topic the system uses; `make up` and each service create the missing ones."""
-    return [*all_topics(catalog), LIVE_TOPIC, *SINGLE_PARTITION_TOPICS]
+    return [*all_topics(catalog), LIVE_TOPIC, REPORTS_TOPIC, *SINGLE_PARTITION_TOPICS]
 
 
 class StartEnd:

@@ -234,6 +234,26 @@ def _sum(expr: str, values: dict[str, float]) -> float:
     return total
 
 
+def province_centers(catalog: Catalog) -> dict[str, str]:
+    """province code → its center in the registry (ioc_<code>): who submits the province's reports."""
+    return {b.province: b.id for b in catalog.registry.bodies.values() if b.province}
+
+
+def reporting_agency(form: Form, unit: str, centers: dict[str, str]) -> str:
+    """Who submits a unit's report: the form's national submitter for 00, else the province's center."""
+    return form.national_submitter if unit == NATIONAL else centers.get(unit, "")
+
+
+def due_periods(form: Form, now_ms: int) -> tuple[Period | None, Period]:
+    """(the ended period whose deadline is still ahead, or None; the latest period whose deadline has passed)."""
+    p = period_of(form.periodicity, now_ms)
+    while form.deadline_ms(p) > now_ms:
+        p = period_of(form.periodicity, p.start_ms - 1)
+    after = period_of(form.periodicity, p.end_ms)
+    due = after if after.end_ms <= now_ms < form.deadline_ms(after) else None
+    return due, p
+
+
 def previous_period(form: Form, period: Period) -> Period | None:
     """The period before, within the same year (cumulative figures restart in January)."""
     before = period_of(form.periodicity, period.start_ms - 1)

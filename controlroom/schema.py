@@ -510,6 +510,37 @@ ALERT_EVENTS = ("pending", "firing", "resolved", "repeat", "acknowledged", "esca
 SEVERITIES = ("info", "warning", "critical")
 
 
+# a report submitted (API → alerter): the report deadline rules' input; key form|period|unit, compacted
+REPORTS_TOPIC = "reports.submitted"
+
+
+class ReportSubmitted(TypedDict):
+    """Topic reports.submitted: a unit has submitted (not drafted) a report form for a period."""
+
+    form: str
+    period: str
+    unit: str
+    revision: int
+    submitted_at: int  # epoch ms
+    agency: str
+
+
+def report_submitted_message(form: str, period: str, unit: str, revision: int, submitted_at_ms: int,
+                             agency: str) -> ReportSubmitted:
+    return {"form": form, "period": period, "unit": unit, "revision": revision, "submitted_at": submitted_at_ms,
+            "agency": agency}
+
+
+def report_submitted_key(doc: ReportSubmitted) -> bytes:
+    """One record per report (compaction keeps the latest revision; any submission counts)."""
+    return f"{doc['form']}|{doc['period']}|{doc['unit']}".encode()
+
+
+def read_report_submitted(raw: bytes | None) -> ReportSubmitted:
+    return cast(ReportSubmitted, _checked(_decoded(raw, "report submitted"),
+                                          frozenset({"form", "period", "unit", "submitted_at"}), "report submitted"))
+
+
 def fingerprint(rule_id: str, feed: str, province: str, dkey: str) -> str:
     """One alert per (rule, feed, province, dims): a condition that stays true is one alert, not many."""
     return f"{rule_id}|{feed}|{province}|{dkey}"

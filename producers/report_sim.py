@@ -17,8 +17,8 @@ if TYPE_CHECKING:
     import httpx
 
 from controlroom.catalog import NATIONAL
-from controlroom.indicators import Period, period_of
-from controlroom.reports import Form, FormField
+from controlroom.indicators import Period
+from controlroom.reports import Form, FormField, due_periods
 
 MAX_WAITS = 20  # rate-limited answers waited out per request
 ON_TIME_SHARE = 0.85  # of the units, for the period now due
@@ -31,16 +31,6 @@ class Planned:
     period: str
     unit: str
     values: dict[str, float]
-
-
-def due_periods(form: Form, now_ms: int) -> tuple[Period | None, Period]:
-    """(the ended period whose deadline is still ahead, or None; the latest period whose deadline has passed)."""
-    p = period_of(form.periodicity, now_ms)
-    while form.deadline_ms(p) > now_ms:
-        p = period_of(form.periodicity, p.start_ms - 1)
-    after = period_of(form.periodicity, p.end_ms)
-    due = after if after.end_ms <= now_ms < form.deadline_ms(after) else None
-    return due, p
 
 
 def plan(forms: dict[str, Form], provinces: list[str], now_ms: int, seed: int) -> list[Planned]:

@@ -50,12 +50,14 @@ from controlroom.schema import (
     DLQ_TOPIC,
     LATE_TOPIC,
     LIVE_TOPIC,
+    REPORTS_TOPIC,
     AlertEvent,
     now_ms,
     read_control,
     read_dead_letter,
     read_late,
     read_live_windows,
+    read_report_submitted,
     read_window,
 )
 from controlroom.settings import Settings
@@ -63,7 +65,7 @@ from streams.incidents import IncidentRunner
 
 log = get_logger("alerter")
 
-INPUTS = (CONTROL_TOPIC, LIVE_TOPIC, AGG_TOPIC, DLQ_TOPIC, LATE_TOPIC)
+INPUTS = (CONTROL_TOPIC, LIVE_TOPIC, AGG_TOPIC, DLQ_TOPIC, LATE_TOPIC, REPORTS_TOPIC)
 
 
 def state_path(settings: Settings) -> Path:
@@ -103,6 +105,8 @@ class Alerter:
                 return self.core.on_dead_letter(read_dead_letter(value))
             if topic == LATE_TOPIC:
                 return self.core.on_late(read_late(value))
+            if topic == REPORTS_TOPIC:
+                return self.core.on_report(read_report_submitted(value))
             command = read_control(value)
             self.incidents.on_control(command)
             return self.core.on_control(command)

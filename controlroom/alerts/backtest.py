@@ -222,6 +222,9 @@ def plan_backtest(rule_doc: Any, current_doc: Mapping[str, Any] | None, from_ms:
     the one given, e.g. by the benchmark)."""
     check_range(from_ms, to_ms)
     rule = parse_candidate(rule_doc, catalog, current_doc)
+    if rule.type == "report_deadline":  # judged on submissions, which are not windows of a feed
+        raise BacktestError("rule.type: a report_deadline rule cannot be backtested: GET /reports/compliance "
+                            "says who reported on time for past periods")
     current = None if current_doc is None else parse_rule(dict(current_doc), "current", catalog)
     rules = [rule] if current is None else [rule, current]
     res, why = (resolution, "as asked") if resolution is not None else choose_resolution(rules, catalog, from_ms,

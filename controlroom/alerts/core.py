@@ -6,6 +6,7 @@ Inputs and what they feed:
 - agg.1m (closed windows): every window rule, and the "total" of the data-quality share;
 - feeds.dlq / feeds.late: the "rejected" / "late" of the data-quality share, per minute received;
 - alerts.control: rule changes (hot reload, versioned), silences, acknowledgements;
+- reports.submitted: who has submitted which report form for which period (report deadline rules);
 - the clock: staleness, pending → firing, repeats, escalations; `resumed(now)` once the caller has caught up
   with its inputs after a (re)start (staleness counts silence from then: see controlroom/alerts/evaluate.py).
 Inhibition rules (controlroom/alerts/inhibit.py), when given, mute the notifications of alerts explained by
@@ -26,7 +27,7 @@ from controlroom.alerts.evaluate import Condition, RuleEngine
 from controlroom.alerts.inhibit import Inhibitor, InhibitRule, labels_of
 from controlroom.alerts.lifecycle import AlertBook, LifecycleError
 from controlroom.alerts.rules import RuleError, effective_rule_docs, parse_rule
-from controlroom.board_uids import EXPLORER_UID  # the Grafana board an alert links to
+from controlroom.board_uids import COMPLIANCE_UID, EXPLORER_UID  # the Grafana boards an alert links to
 from controlroom.catalog import Catalog
 from controlroom.logs import get_logger
 from controlroom.schema import (
@@ -34,6 +35,7 @@ from controlroom.schema import (
     ControlCommand,
     DeadLetter,
     LateReading,
+    ReportSubmitted,
     WindowMessage,
     alert_id_of,
     dims_key,
@@ -48,7 +50,11 @@ ALL = "$__all"  # Grafana's URL value for a variable's "All"
 
 
 def board_link(grafana_url: str, event: Mapping[str, Any]) -> str:
-    """The feed explorer on the alert's series, from an hour before it began to ten minutes after now."""
+    """The feed explorer on the alert's series, from an hour before it began to ten minutes after now; a report
+    deadline alert: the Reporting compliance board on its form."""
+    if event.get("rule_type") == "report_deadline":
+        form = urlencode({"var-form": event["feed"]})
+        return f"{grafana_url.rstrip('/')}/d/{COMPLIANCE_UID}/reporting-compliance?{form}"
     dkey = dims_key(dict(event.get("dims") or {}))
     query = {"var-feed": event["feed"], "var-province": event["province"] or ALL, "var-dims": dkey or ALL,
              "from": int(event["starts_at"]) - 3_600_000, "to": int(event["event_at"]) + 600_000}
@@ -107,6 +113,9 @@ class AlertingCore:
             return []
         minute = int(doc.get("detected_ms") or 0) // MINUTE_MS * MINUTE_MS
         return self._apply(self.engine.on_quality(feed, minute, 1, 0, 1))
+
+    def on_report(self, doc: ReportSubmitted) -> list[AlertEvent]:
+        return self._apply(self.engine.on_report(doc))
 
     def on_control(self, msg: ControlCommand) -> list[AlertEvent]:
         """A command from the API. Each is idempotent; a bad one is logged and skipped, never fatal."""

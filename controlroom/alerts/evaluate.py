@@ -35,8 +35,10 @@ from typing import Any
 
 import orjson
 
+from controlroom.alerts import deadlines
 from controlroom.alerts.rules import ANY_FEED, TEMPLATE_FIELDS, Rule
 from controlroom.catalog import NATIONAL, Catalog
+from controlroom.reports import Form, default_forms, province_centers, reporting_agency
 from controlroom.schema import dims_key, fingerprint, ms_to_iso, series_key
 
 HOUR_MS = 3_600_000
@@ -55,6 +57,7 @@ _STATE_PARAMS: dict[str, tuple[str, ...]] = {
     "anomaly": ("metric", "alpha", "tz_offset_h", "seasonal"),
     "data_quality": ("period_s",),
     "target": ("kind", "numerator", "denominator", "by", "period_s", "metric", "tz_offset_h"),
+    "report_deadline": (),  # its state is the ledger of submissions, shared by every report rule
 }
 
 
@@ -119,6 +122,11 @@ class RuleEngine:
         # not already alerting is counted from no earlier than this
         self.resumed_ms: int | None = None
         self.owned_provinces: frozenset[str] | None = None  # None: this engine judges every province
+        self.reports = deadlines.SubmissionLedger()  # the reports known submitted (topic reports.submitted)
+        self.report_forms: Mapping[str, Form] = default_forms()
+        self._report_units = [NATIONAL, *sorted(catalog.provinces)]  # as GET /reports/compliance expects them
+        self._centers = province_centers(catalog)
+        self._ledger_pruned_ms = 0
         for feed, province, dims in catalog.iter_series():
             self.last_seen[series_key(feed.id, province, dims_key(dims))] = [None, feed.id, province, dims]
         self.replace_rules(rules)
@@ -273,11 +281,11 @@ class RuleEngine:
                                 f"receiving before{'' if last is None else ': last reading ' + ms_to_iso(last)})"}
 
     def tick(self, now_ms: int) -> list[Condition]:
-        """Time-driven rules (staleness): a series silent long enough fires with nothing arriving at all.
+        """Time-driven rules (staleness, report deadlines): a series silent long enough fires with nothing arriving.
         A rule with `scope: feed` judges each feed as a whole: more than `min_silent_pct` of its series silent."""
         if self.resumed_ms is None:
             self.resumed_ms = now_ms
-        out: list[Condition] = []
+        out = self._report_deadlines(now_ms)
         rules = [r for r in self.rules.values() if r.type == "staleness"]
         if not rules:
             return out
@@ -345,6 +353,59 @@ class RuleEngine:
             if c is not None:
                 out.append(c)
         return out
+
+    # --- report deadlines (controlroom/alerts/deadlines.py) ------------------------------------------
+
+    def on_report(self, doc: Mapping[str, Any]) -> list[Condition]:
+        """A report submitted (topic reports.submitted): its unit's deadline alerts end now, not at the next tick."""
+        form, period, unit, at = str(doc["form"]), str(doc["period"]), str(doc["unit"]), int(doc["submitted_at"])
+        self.reports.record(form, period, unit, at)
+        out: list[Condition] = []
+        for rule in self.rules.values():
+            if rule.type == "report_deadline":
+                c = self._report_ended(rule, fingerprint(rule.id, form, unit, dims_key({"period": period})), at)
+                if c is not None:
+                    out.append(c)
+        return out
+
+    def _report_deadlines(self, now_ms: int) -> list[Condition]:
+        """Each report rule on every (form, period, unit) it judges now; transitions only (tick runs every second)."""
+        if now_ms - self._ledger_pruned_ms > HOUR_MS:
+            self.reports.prune(self.report_forms, now_ms)
+            self._ledger_pruned_ms = now_ms
+        out: list[Condition] = []
+        for rule in [r for r in self.rules.values() if r.type == "report_deadline"]:
+            forms = {c: f for c, f in self.report_forms.items() if rule.feed in (ANY_FEED, c)}
+            units = [u for u in self._report_units if not rule.provinces or u in rule.provinces]
+            seen: set[str] = set()
+            for due in deadlines.judged(rule.params, forms, units, self.reports, now_ms):
+                dims = {"period": due.period.label}
+                fp = fingerprint(rule.id, due.form.code, due.unit, dims_key(dims))
+                seen.add(fp)
+                if due.missing == (fp in self.active):
+                    continue
+                ev, ctx = deadlines.describe(rule.params, due, now_ms,
+                                             reporting_agency(due.form, due.unit, self._centers))
+                c = self._emit(rule, due.form.code, due.unit, dims, due.missing, ctx["value"],
+                               self._evidence(rule, ev), now_ms, rule.severity, ctx)
+                if c is not None:
+                    out.append(c)
+            for fp in [fp for fp, rid in self.active.items() if rid == rule.id and fp not in seen]:
+                c = self._report_ended(rule, fp, now_ms)  # its period left the rule's window
+                if c is not None:
+                    out.append(c)
+        return out
+
+    def _report_ended(self, rule: Rule, fp: str, at: int) -> Condition | None:
+        """The alert `fp` of a report rule ends: the unit submitted, or its period is no longer judged."""
+        if fp not in self.active:
+            return None
+        _, form, unit, dkey = fp.split("|", 3)
+        period = dkey.partition("=")[2]
+        submitted = self.reports.submitted_at(form, period, unit)
+        ev = self._evidence(rule, {**deadlines.out_of_window_evidence(rule.params, submitted is not None),
+                                   "form": form, "period": period, "unit": unit, "submitted_at_ms": submitted})
+        return self._emit(rule, form, unit, {"period": period}, False, None, ev, at, rule.severity, {})
 
     def seed_plan(self, rule_id: str, province: str, dims: Mapping[str, str], year: int, cumulative: float) -> None:
         """Start a plan rule's cumulative sum from history (the warehouse), e.g. on a first start mid-year:
@@ -612,7 +673,7 @@ class RuleEngine:
 
     def snapshot(self) -> bytes:
         return orjson.dumps({"v": SNAPSHOT_VERSION, "resumed_ms": self.resumed_ms, "last_seen": self.last_seen,
-                             "active": self.active, "state": self._state})
+                             "active": self.active, "state": self._state, "reports": self.reports.snapshot()})
 
     def restore(self, data: bytes) -> None:
         """Load a snapshot taken by any engine; state of rules that changed shape since is dropped."""
@@ -622,6 +683,7 @@ class RuleEngine:
         self.resumed_ms = doc.get("resumed_ms", doc.get("started_ms"))  # "started_ms": snapshots before restarts
         self.last_seen.update(doc["last_seen"])
         self.active = dict(doc["active"])
+        self.reports.restore(doc.get("reports") or {})  # absent from snapshots before report rules
         for rid, (sig, st) in doc["state"].items():
             if rid in self._state and self._state[rid][0] == sig:
                 self._state[rid] = (sig, st)

@@ -20,9 +20,10 @@ from typing import Any
 
 from controlroom.catalog import NATIONAL, Catalog, Feed, default_catalog, read_yaml
 from controlroom.errors import ControlRoomError
+from controlroom.reports import default_forms
 from controlroom.schema import SEVERITIES
 
-RULE_TYPES = ("threshold", "rate_of_change", "anomaly", "staleness", "data_quality", "target")
+RULE_TYPES = ("threshold", "rate_of_change", "anomaly", "staleness", "data_quality", "target", "report_deadline")
 METRICS = ("avg", "sum", "min", "max", "last", "count")
 DIRECTIONS = ("up", "down", "both")
 ANY_FEED = "*"
@@ -34,6 +35,7 @@ TEMPLATE_FIELDS = frozenset({
     "dims", "value", "value_text", "metric", "level", "threshold", "op", "baseline", "deviation", "z", "change_pct",
     "reference", "lookback_min", "silent_s", "silent_min", "cadences", "silent_series", "series_total",
     "share_pct", "limit_pct", "period_min", "ratio_pct", "target_pct", "plan", "actual", "behind_pct",
+    "form", "form_vi", "form_en", "period", "deadline", "agency", "days_left", "days_late",  # report_deadline
 })
 
 _COMMON_FIELDS = ("id", "version", "type", "feed", "severity", "for_s", "repeat_interval_s", "escalate_after_s",
@@ -275,9 +277,32 @@ def _p_target(p: dict[str, Any], where: str, rule: Rule, feed: Feed | None) -> d
             "metric": _choice(p.get("metric", "sum"), f"{where}.metric", METRICS)}
 
 
+def _p_report(p: dict[str, Any], where: str, rule: Rule, feed: Feed | None) -> dict[str, Any]:
+    """report_deadline (controlroom/alerts/deadlines.py): `feed` is a report form's code, or "*" for every form."""
+    stage = _choice(p.get("stage"), f"{where}.stage", ("reminder", "overdue"))
+    if stage == "reminder":
+        _no_unknown(p, ("stage", "days_before"), where)
+        return {"stage": stage, "days_before": _number(p.get("days_before", 3), f"{where}.days_before", lo=0,
+                                                       hi=366, lo_open=True)}
+    _no_unknown(p, ("stage", "grace_s", "judge_for_days"), where)
+    return {"stage": stage, "grace_s": _number(p.get("grace_s", 0), f"{where}.grace_s", lo=0, hi=366 * 86_400),
+            "judge_for_days": _number(p.get("judge_for_days", 31), f"{where}.judge_for_days", lo=0, hi=366,
+                                      lo_open=True)}
+
+
+def _report_rule_fields(raw: dict[str, Any], where: str) -> None:
+    """A report_deadline rule names a form (or "*") as its feed; it has no series, so no dims, overrides or
+    agencies (a unit's agency is its reporter: filter units with `provinces`)."""
+    if raw["feed"] != ANY_FEED and raw["feed"] not in default_forms():
+        raise RuleError(f"{where}.feed: unknown report form {raw['feed']!r} (a code from reports.yaml, or '*')")
+    for name in ("dims", "overrides", "agencies"):
+        if raw.get(name):
+            raise RuleError(f"{where}.{name}: not for a report_deadline rule")
+
+
 _PARAMS: dict[str, ParamCheck] = {
     "threshold": _p_threshold, "rate_of_change": _p_rate, "anomaly": _p_anomaly,
-    "staleness": _p_staleness, "data_quality": _p_quality, "target": _p_target,
+    "staleness": _p_staleness, "data_quality": _p_quality, "target": _p_target, "report_deadline": _p_report,
 }
 _NEEDS_FEED = ("target",)  # a ratio names dims, a plan is about one feed: "*" makes no sense
 
@@ -304,7 +329,9 @@ def parse_rule(raw: Any, where: str, catalog: Catalog) -> Rule:
     rtype = _choice(raw["type"], f"{where}.type", RULE_TYPES)
     feed_id = raw["feed"]
     feed: Feed | None = None
-    if feed_id == ANY_FEED:
+    if rtype == "report_deadline":
+        _report_rule_fields(raw, where)
+    elif feed_id == ANY_FEED:
         if rtype in _NEEDS_FEED:
             raise RuleError(f"{where}.feed: a {rtype} rule needs one feed, not '*'")
     elif not isinstance(feed_id, str) or feed_id not in catalog.feeds:

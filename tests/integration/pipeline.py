@@ -74,6 +74,16 @@ def wait_http(url: str, proc: subprocess.Popen[bytes], log_path: Path, timeout_s
         time.sleep(0.1)
 
 
+def wait_until(check: Callable[[], Any], what: str, timeout_s: float = 30.0) -> Any:
+    """Poll `check` (blocking) until it returns something true; fail naming `what` after timeout_s."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if found := check():
+            return found
+        time.sleep(0.1)
+    raise AssertionError(f"no {what} within {timeout_s:.0f} s")
+
+
 async def wait_for(check: Callable[[], Any], timeout_s: float = 90.0, what: str = "condition") -> Any:
     """Poll `check` (sync, run in a thread) until it returns a truthy value."""
     deadline = time.monotonic() + timeout_s

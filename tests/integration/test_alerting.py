@@ -26,7 +26,7 @@ from controlroom.schema import agency_headers
 from controlroom.settings import Settings
 from tests.conftest import free_port, register_secret
 from tests.integration.api_client import Keys, api_client
-from tests.integration.pipeline import reading, services
+from tests.integration.pipeline import reading, services, wait_until
 from tests.integration.receivers import Hit, Receiver, http_receiver
 
 pytestmark = pytest.mark.integration
@@ -173,14 +173,6 @@ def pipe(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pipeline]:
     finally:
         stop_process(broker, 10.0)
 
-
-def wait_until(check: Any, what: str, timeout_s: float = 30.0) -> Any:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if found := check():
-            return found
-        time.sleep(0.1)
-    raise AssertionError(f"no {what} within {timeout_s:.0f} s")
 
 
 def now_ms() -> int:

@@ -159,7 +159,8 @@ def test_submissions_revisions_rules_and_compliance(make_settings) -> None:  # t
 
 def test_the_report_simulator_submits_through_the_api_once(make_settings) -> None:  # type: ignore[no-untyped-def]
     from controlroom.catalog import default_catalog
-    from producers.report_sim import due_periods, plan, submit_round
+    from controlroom.reports import due_periods
+    from producers.report_sim import plan, submit_round
 
     forms, provinces, now = default_forms(), sorted(default_catalog().provinces), now_ms()
     planned = plan(forms, provinces, now, seed=42)

@@ -171,6 +171,11 @@ def test_up_restarts_a_killed_worker_and_api_with_nothing_lost(tmp_path: Path, b
         # the agencies' periodic reports arrive too (the report simulator, through the API)
         poll(lambda: sum(f["submitted"] for f in client.get("/reports/compliance").json()["forms"]) > 0, 60,
              "simulated reports in /reports/compliance", up)
+        # and a unit that missed a deadline raises an alert, from the one alert engine (shipped rule report_overdue:
+        # monthly forms are due every month, and the simulator leaves most units missing for the period overdue)
+        poll(lambda: [a for a in client.get("/alerts", params={"state": "firing", "limit": 5000}).json()
+                      if a["rule_id"] == "report_overdue" and a["rule_type"] == "report_deadline"], 60,
+             "a report overdue alert in /alerts", up)
 
         def q(sql: str) -> int:
             r = client.post("/query", json={"sql": sql})

@@ -5,8 +5,8 @@ from __future__ import annotations
 from datetime import datetime
 
 from controlroom.catalog import default_catalog
-from controlroom.reports import check_fields, check_rules, default_forms
-from producers.report_sim import due_periods, plan
+from controlroom.reports import check_fields, check_rules, default_forms, due_periods
+from producers.report_sim import plan
 
 
 def ms(text: str) -> int:

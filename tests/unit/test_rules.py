@@ -65,7 +65,7 @@ def test_default_rules_water_alarm_and_staleness_of_every_series() -> None:
     [c] = e.on_window(win("water_level", "01", S1, T0, 1100, 1160))
     assert (c.fingerprint, c.active, c.severity) == ("water_level_alarm|water_level|01|station=s1", True, "critical")
     assert c.summary_vi == "Mực nước Thành phố Hà Nội trạm station=s1: 1160 cm vượt báo động III (1150 cm)"
-    assert e.tick(T0) == []
+    assert [c for c in e.tick(T0) if c.rule.type != "report_deadline"] == []  # reports: test_report_deadlines
     fired = e.tick(T0 + 3_600_000)  # an hour with nothing more at all: every series the catalog expects
     lost = [c for c in fired if c.rule.id == "connection_lost"]
     assert len(lost) == len(list(CAT.iter_series())) == 2146
@@ -80,7 +80,8 @@ def test_default_rules_water_alarm_and_staleness_of_every_series() -> None:
     ({"params": {"metric": "max", "above": "high"}}, "rules[0].params.above: must be a number"),
     ({"feed": "nope"}, "rules[0].feed: unknown feed 'nope'"),
     ({"type": "magic"},
-     "rules[0].type: must be one of threshold, rate_of_change, anomaly, staleness, data_quality, target"),
+     "rules[0].type: must be one of threshold, rate_of_change, anomaly, staleness, data_quality, target, "
+     "report_deadline"),
     ({"severity": "urgent"}, "rules[0].severity: must be one of info, warning, critical"),
     ({"version": 0}, "rules[0].version: must be >= 1"),
     ({"for_s": -1}, "rules[0].for_s: must be >= 0"),

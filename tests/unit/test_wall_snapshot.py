@@ -206,3 +206,72 @@ def test_province_page_figures_are_overviews_over_its_series(catalog: Catalog) -
                                                     "readings": 4, "value": 12.0, "last": ms_to_iso(NOW - 5_000)}]
     assert places["water_level"]["communes"][0]["value"] == 300.5  # a gauge: the average of its readings
     assert places["hotline_calls"]["communes_in_province"] == 168
+
+
+# --- the periodic half: reports due / overdue, indicators against plan ------------------------------------
+
+def test_reports_tile_counts_due_and_overdue_per_form_as_compliance_does() -> None:
+    from api.wall import report_periods, reports_tile
+    from controlroom.reports import default_forms
+
+    forms = {c: f for c, f in default_forms().items() if c in ("BC_NHIEMVU_THANG", "BC_KTXH_THANG")}
+    now = 1_796_140_800_000  # 2026-12-01T17:00:00Z = 2 December, 00:00 in Vietnam
+    periods = report_periods(forms, now)
+    # November is due for both (tasks by 5 December, the socio-economic report by the 20th); October overdue
+    assert [(f.code, stage, p.label) for f, stage, p in periods] == [
+        ("BC_KTXH_THANG", "due", "2026-11"), ("BC_KTXH_THANG", "overdue", "2026-10"),
+        ("BC_NHIEMVU_THANG", "due", "2026-11"), ("BC_NHIEMVU_THANG", "overdue", "2026-10")]
+    units = ["00", "01", "79"]
+    rows = [{"form": "BC_NHIEMVU_THANG", "period": "2026-11", "unit": "01", "on_time": 1},
+            {"form": "BC_NHIEMVU_THANG", "period": "2026-10", "unit": "79", "on_time": 0},
+            {"form": "BC_NHIEMVU_THANG", "period": "2026-10", "unit": "00", "on_time": 1},
+            {"form": "BC_KTXH_THANG", "period": "2026-10", "unit": "48", "on_time": 1}]  # not a unit shown
+    tile = reports_tile(periods, units, rows, now)
+    assert tile["due"] == {"forms": 2, "expected": 6, "submitted": 1, "on_time": 1, "missing": 5,
+                           "next_deadline": "2026-12-05T17:00:00.000Z"}
+    assert tile["overdue"] == {"forms": 2, "expected": 6, "submitted": 2, "on_time": 1, "missing": 4,
+                               "next_deadline": None}
+    first = tile["forms"][0]  # the due ones first, the nearest deadline first
+    assert (first["form"], first["stage"], first["days"], first["missing"]) == ("BC_NHIEMVU_THANG", "due", 4.0, 2)
+
+
+def test_indicator_rows_state_plan_actual_and_the_share_of_the_year(catalog: Catalog) -> None:
+    from api.wall import indicator_rows
+    from controlroom.indicators import default_indicators, year_periods
+
+    ind = default_indicators()["fdi_registered_m"]
+    periods = year_periods(ind, 2026)
+    now = periods[3].start_ms  # 1 April, Vietnamese time: three months complete
+    values = [10.0, 20.0, 30.0, 5.0] + [None] * 8
+    [row_] = indicator_rows([{"indicator": ind, "unit": "00", "year": 2026, "periods": periods, "values": values,
+                              "target": 400.0}], now)
+    assert (row_["indicator"], row_["province"], row_["actual_to_date"], row_["target"]) == (
+        "fdi_registered_m", "00", 65.0, 400.0)
+    assert row_["actual_pct_of_plan"] == 65.0 / 4 and row_["projection"] == 240.0  # 20 a month run rate x 12
+    assert row_["year_elapsed_pct"] == round(100 * (now - periods[0].start_ms)
+                                             / (periods[-1].end_ms - periods[0].start_ms), 1) == 24.7
+    [no_plan] = indicator_rows([{"indicator": ind, "unit": "01", "year": 2026, "periods": periods,
+                                 "values": [None] * 12, "target": None}], now)
+    assert (no_plan["actual_to_date"], no_plan["actual_pct_of_plan"], no_plan["projection"]) == (None, None, None)
+
+
+def test_report_deadline_alerts_stay_off_the_map_and_are_counted_apart(catalog: Catalog) -> None:
+    overview = build_overview(catalog, [], now_ms=NOW, dead_letters_recent=0, late_recent=0)
+    base = {"rule_id": "r", "summary_vi": "", "summary_en": "", "starts_at_ms": NOW, "ack_by": ""}
+    firing = [{**base, "alert_id": "a1", "severity": "warning", "rule_type": "report_deadline",
+               "feed": "BC_NHIEMVU_THANG", "province": "01"},
+              {**base, "alert_id": "a2", "severity": "info", "rule_type": "threshold", "feed": "water_level",
+               "province": "79"}]
+    wall = build_wall(catalog, overview, firing, {}, refresh_s=5.0, periodic={"reports": {"due": {}}})
+    assert [a["alert_id"] for a in wall["alerts"]] == ["a2"] and wall["alerts_firing"] == 1
+    assert wall["report_alerts_firing"] == 1
+    assert {p["code"]: p["severity"] for p in wall["provinces"]}["01"] is None
+    assert wall["reports"] == {"due": {}} and wall["indicators"] == []
+
+
+def test_a_map_of_one_province_is_its_centre(catalog: Catalog) -> None:
+    """A key scoped to one province: the map has no extent to scale (it divided by zero)."""
+    import dataclasses
+
+    one = dataclasses.replace(catalog, provinces={"01": catalog.provinces["01"]})
+    assert project(one) == {"01": (MAP_W / 2, MAP_H / 2)}

@@ -31,6 +31,11 @@
       back: "← Toàn quốc", p_feeds: "luồng đang báo", p_series: "chuỗi đang báo", p_communes: "xã, phường",
       places: "Ở đâu trong tỉnh (1 giờ qua)", places_of: "{a} / {b} xã, phường có tin", no_places: "chưa có tin nào nêu xã, phường",
       readings: "bản tin",
+      reports: "Báo cáo định kỳ", rep_due: "chưa nộp, đến hạn", rep_overdue: "quá hạn chưa nộp",
+      rep_due_sub: "{a} / {b} đã nộp · hạn {d}", rep_none_due: "không có kỳ nào đến hạn",
+      rep_over_sub: "{a} nộp trễ · {f} biểu mẫu",
+      indicators: "Chỉ tiêu: thực hiện so với kế hoạch", of_plan: "{p} % KH", no_plan: "chưa có KH",
+      projection: "→ {p} %", more_indicators: "và {n} dòng khác",
     },
     en: {
       title: "National operations center", feeds_reporting: "feeds reporting", series_reporting: "series reporting",
@@ -53,6 +58,11 @@
       back: "← National", p_feeds: "feeds reporting", p_series: "series reporting", p_communes: "communes and wards",
       places: "Where in the province (last hour)", places_of: "{a} / {b} communes reporting", no_places: "no reading named a commune yet",
       readings: "readings",
+      reports: "Periodic reports", rep_due: "missing, due soon", rep_overdue: "overdue, missing",
+      rep_due_sub: "{a} / {b} submitted · due {d}", rep_none_due: "no period due now",
+      rep_over_sub: "{a} submitted late · {f} forms",
+      indicators: "Indicators: actual against plan", of_plan: "{p} % of plan", no_plan: "no plan",
+      projection: "→ {p} %", more_indicators: "and {n} more rows",
     },
   };
   // /wall/province/79: the same page shows one province (its feeds, alerts, communes) from its own stream
@@ -339,6 +349,74 @@
     }
   }
 
+  const INDICATOR_ROWS = 7;  // what fits the panel; the rest is counted under it
+
+  // Reports due / overdue (GET /reports/compliance's counts, over every form) and the headline indicators
+  // against their yearly plan (GET /indicators/{id}/plan's figures), refreshed twice a minute by the API.
+  function renderPeriodic(s) {
+    const r = s.reports;
+    const panel = $("reports-panel");
+    if (r) {
+      panel.dataset.due = JSON.stringify(r.due);
+      panel.dataset.overdue = JSON.stringify(r.overdue);
+      const day = (iso) => new Date(iso).toLocaleDateString(lang === "vi" ? "vi-VN" : "en-GB",
+        { day: "2-digit", month: "2-digit", timeZone: "Asia/Ho_Chi_Minh" });
+      $("rep-due").querySelector(".n").textContent = r.due.forms ? fmt(r.due.missing) : "–";
+      // the deadline is the end of its day: the day shown is the one before that instant
+      $("rep-due").querySelector(".sub").textContent = r.due.forms
+        ? t("rep_due_sub").replace("{a}", fmt(r.due.submitted)).replace("{b}", fmt(r.due.expected))
+          .replace("{d}", day(new Date(new Date(r.due.next_deadline).getTime() - 1).toISOString()))
+        : t("rep_none_due");
+      const over = $("rep-overdue").querySelector(".n");
+      over.textContent = fmt(r.overdue.missing);
+      over.className = r.overdue.missing > 0 ? "n bad" : "n";
+      $("rep-overdue").querySelector(".sub").textContent = t("rep_over_sub")
+        .replace("{a}", fmt(r.overdue.submitted - r.overdue.on_time)).replace("{f}", fmt(r.overdue.forms));
+    }
+    const rows = s.indicators || [];
+    $("ind-year").textContent = rows.length ? String(rows[0].year) : "";
+    const body = document.querySelector("#indicators tbody");
+    body.replaceChildren();
+    for (const i of rows.slice(0, INDICATOR_ROWS)) {
+      const tr = el("tr", "indicator");
+      tr.dataset.indicator = i.indicator;
+      tr.dataset.province = i.province;
+      for (const k of ["actual_to_date", "target", "actual_pct_of_plan", "projection_pct_of_plan"]) {
+        tr.dataset[k.replace(/_([a-z])/g, (_m, c) => c.toUpperCase())] = JSON.stringify(i[k]);
+      }
+      const name = el("td", "name", (lang === "vi" ? i.name_vi : i.name_en) +
+        (i.province !== "00" ? " · " + i.province : ""));
+      name.title = name.textContent;
+      const bar = el("td", "bar");
+      const track = el("span", "track");
+      if (i.actual_pct_of_plan !== null) {
+        // a summed indicator on plan has reached the share of the year elapsed (the white mark)
+        const fill = el("i", i.aggregation === "sum" && i.actual_pct_of_plan < i.year_elapsed_pct ? "behind" : null);
+        fill.style.width = Math.min(100, Math.max(1, i.actual_pct_of_plan)) + "%";
+        track.append(fill);
+        if (i.aggregation === "sum") {
+          const mark = el("b");
+          mark.style.left = Math.min(100, i.year_elapsed_pct) + "%";
+          track.append(mark);
+        }
+      }
+      if (i.target === null) {  // no plan to measure against: the figure itself
+        bar.classList.add("actual");
+        bar.textContent = fmt(i.actual_to_date) + " " + i.unit;
+      } else {
+        bar.append(track);
+      }
+      const pct = i.actual_pct_of_plan === null ? (i.target === null ? t("no_plan") : "–")
+        : t("of_plan").replace("{p}", fmt(i.actual_pct_of_plan, 0));
+      tr.append(name, bar, el("td", "pct", pct), el("td", "proj", i.projection_pct_of_plan === null ? ""
+        : t("projection").replace("{p}", fmt(i.projection_pct_of_plan, 0))));
+      body.append(tr);
+    }
+    const more = rows.length - Math.min(rows.length, INDICATOR_ROWS);
+    $("more-indicators").hidden = more <= 0;
+    $("more-indicators").textContent = more > 0 ? t("more_indicators").replace("{n}", fmt(more)) : "";
+  }
+
   function renderTotals(s) {
     const x = s.totals;
     $("t-feeds").textContent = x.feeds_reporting + " / " + x.feeds;
@@ -360,6 +438,7 @@
       renderIncidents(snap);
       renderAlerts(snap);
       renderSide(snap);
+      renderPeriodic(snap);
     }
     $("updated").textContent = t("updated") + " " + new Date(snap.generated_at).toLocaleTimeString(lang === "vi" ? "vi-VN" : "en-GB");
     document.body.dataset.generatedAt = snap.generated_at;
