@@ -119,6 +119,7 @@ def contract_tables(catalog: Catalog) -> dict[str, pa.Table]:
     return {
         "contracts": pa.table({
             "agency": [c.agency for c in cs], "feed": [c.feed for c in cs],
+            "province": [catalog.registry.bodies[c.agency].province for c in cs],
             "cadence_s": pa.array([c.cadence_s for c in cs], pa.float64()),
             "series": pa.array([len(c.series) for c in cs], pa.uint32()),
             "per_hour_min": pa.array([c.per_hour_min for c in cs], pa.float64()),

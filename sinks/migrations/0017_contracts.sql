@@ -16,6 +16,8 @@
 --   quality       100 × weighted mean of the judged measures: completeness 0.4, the others 0.2 each, timeliness
 --                 counted met (1) at or above the promised share (controlroom/contracts.py, WEIGHTS, hour_quality)
 -- agency_scores_daily  per agency and day (Vietnam time, UTC+7): the mean quality of its contract-hours, the score.
+-- `province`: a provincial center's province, '' for a central body: a province-scoped key's views (api/scope.py)
+--                   show its own center's contracts and score, not the national bodies' (their figures span provinces).
 -- Readings and late readings count in the hour of their event time; dead letters in the hour they were received.
 
 ALTER TABLE {db}.dead_letters ADD COLUMN IF NOT EXISTS agency LowCardinality(String) DEFAULT '';
@@ -23,7 +25,7 @@ ALTER TABLE {db}.dead_letters ADD COLUMN IF NOT EXISTS agency LowCardinality(Str
 ALTER TABLE {db}.late_readings ADD COLUMN IF NOT EXISTS agency LowCardinality(String) DEFAULT '';
 
 CREATE TABLE IF NOT EXISTS {db}.contracts (
-    agency String, feed String, cadence_s Float64, series UInt32, per_hour_min Float64, per_hour_max Float64,
+    agency String, province String, feed String, cadence_s Float64, series UInt32, per_hour_min Float64, per_hour_max Float64,
     timeliness_pct Float64
 ) ENGINE = MergeTree ORDER BY (agency, feed);
 
@@ -37,7 +39,7 @@ FROM {db}.agg_1h_final
 GROUP BY bucket;
 
 CREATE OR REPLACE VIEW {db}.contract_hourly AS
-SELECT agency, feed, hour, minutes, series, reported, readings, late, too_late, dead, band_min, band_max,
+SELECT agency, province, feed, hour, minutes, series, reported, readings, late, too_late, dead, band_min, band_max,
        timeliness_pct, completeness, timeliness, validity, volume,
        -- least() is spelt out as if(): least(1, NULL) is 1, not NULL, in some ClickHouse versions
        100 * (0.4 * ifNull(completeness, 0) + 0.2 * if(timeliness IS NULL, 0,
@@ -47,7 +49,7 @@ SELECT agency, feed, hour, minutes, series, reported, readings, late, too_late, 
            / nullIf(0.4 * (completeness IS NOT NULL) + 0.2 * (timeliness IS NOT NULL) + 0.2 * (validity IS NOT NULL)
                     + 0.2 * (volume IS NOT NULL), 0) AS quality
 FROM (
-    SELECT c.agency AS agency, c.feed AS feed, h.hour AS hour, h.minutes AS minutes, c.series AS series,
+    SELECT c.agency AS agency, c.province AS province, c.feed AS feed, h.hour AS hour, h.minutes AS minutes, c.series AS series,
            g.reported AS reported, g.readings AS readings, l.late AS late, l.too_late AS too_late, d.dead AS dead,
            c.per_hour_min * h.minutes / 60 AS band_min, c.per_hour_max * h.minutes / 60 AS band_max,
            c.timeliness_pct AS timeliness_pct, h.minutes * 60 >= 2 * c.cadence_s AS judged,
@@ -79,7 +81,7 @@ FROM (
 );
 
 CREATE OR REPLACE VIEW {db}.agency_scores_daily AS
-SELECT agency, toDate(hour, 'Asia/Ho_Chi_Minh') AS day, avg(quality) AS score, count() AS contract_hours,
+SELECT agency, any(province) AS province, toDate(hour, 'Asia/Ho_Chi_Minh') AS day, avg(quality) AS score, count() AS contract_hours,
        avg(completeness) AS completeness, avg(timeliness) AS timeliness, avg(validity) AS validity,
        avg(volume) AS volume, argMin(feed, quality) AS worst_feed, min(quality) AS worst_quality
 FROM {db}.contract_hourly

@@ -33,6 +33,14 @@ def insert(wh: Warehouse, table: str, rows: list[dict[str, Any]]) -> None:
     wh.insert_arrow(table_in(wh.database, table), pa.Table.from_pylist(full, schema))
 
 
+def window_row(feed: str, province: str, dkey: str, start: datetime, count: int, agency: str) -> dict[str, Any]:
+    """An agg_1m row of `count` readings of one series, sent by `agency`."""
+    return {"feed": feed, "province": province, "dims_key": dkey, "window_start": start,
+            "window_end": start + timedelta(minutes=1), "count": count, "sum": 1.0 * count,
+            "last_ts": start + timedelta(seconds=30), "closed_at": start + timedelta(seconds=70), "agency": agency,
+            "dims": [tuple(kv.split("=")) for kv in dkey.split(",") if kv]}
+
+
 def windows_of(c: Contract, rng: random.Random) -> tuple[list[dict[str, Any]], dict[tuple[str, datetime], list[int]]]:
     """agg_1m rows of a contract's series over both hours; per hour: [series reported, readings]."""
     rows: list[dict[str, Any]] = []
@@ -51,12 +59,8 @@ def windows_of(c: Contract, rng: random.Random) -> tuple[list[dict[str, Any]], d
             for s in range(0, minutes * 60, step):
                 if rng.random() < 0.05:
                     continue  # a missed window
-                start = hour + timedelta(seconds=s)
                 count = per_window * surplus
-                rows.append({"feed": c.feed, "province": province, "dims_key": dkey, "window_start": start,
-                             "window_end": start + timedelta(minutes=1), "count": count, "sum": 1.0 * count,
-                             "last_ts": start + timedelta(seconds=30), "closed_at": start + timedelta(seconds=70),
-                             "agency": c.agency, "dims": [tuple(kv.split("=")) for kv in dkey.split(",") if kv]})
+                rows.append(window_row(c.feed, province, dkey, hour + timedelta(seconds=s), count, c.agency))
                 n += count
             if n:
                 acc[0] += 1
