@@ -35,6 +35,7 @@ from typing import Any
 
 import orjson
 
+from controlroom.alerts.contract_rule import ContractJudge
 from controlroom.alerts.rules import ANY_FEED, TEMPLATE_FIELDS, Rule
 from controlroom.catalog import NATIONAL, Catalog
 from controlroom.schema import dims_key, fingerprint, ms_to_iso, series_key
@@ -50,7 +51,7 @@ DEFAULT_SUMMARY_EN = "{rule_id}: {feed_en} – {province_en} {dims}: {value_text
 # params that shape a rule's accumulated state: a new version that changes only the others
 # (thresholds, k, severity, texts…) keeps the state, so an anomaly baseline is not re-learned
 _STATE_PARAMS: dict[str, tuple[str, ...]] = {
-    "threshold": (), "staleness": (),
+    "threshold": (), "staleness": (), "contract": (),
     "rate_of_change": ("metric", "lookback_s", "mode"),
     "anomaly": ("metric", "alpha", "tz_offset_h", "seasonal"),
     "data_quality": ("period_s",),
@@ -103,7 +104,7 @@ def _year_bounds(ms: int, tz_h: float) -> tuple[int, int, int]:
     return local.year, int(start.timestamp() * 1000), int(end.timestamp() * 1000)
 
 
-class RuleEngine:
+class RuleEngine(ContractJudge):
     def __init__(self, rules: Iterable[Rule], catalog: Catalog, *, window_s: int = 60,
                  allowed_lateness_s: float = 10.0) -> None:
         self.catalog = catalog
@@ -277,7 +278,7 @@ class RuleEngine:
         A rule with `scope: feed` judges each feed as a whole: more than `min_silent_pct` of its series silent."""
         if self.resumed_ms is None:
             self.resumed_ms = now_ms
-        out: list[Condition] = []
+        out: list[Condition] = self.judge_contracts(now_ms)
         rules = [r for r in self.rules.values() if r.type == "staleness"]
         if not rules:
             return out
