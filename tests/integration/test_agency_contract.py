@@ -12,7 +12,6 @@ from __future__ import annotations
 import dataclasses
 import secrets
 import time
-from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -26,7 +25,7 @@ from controlroom.schema import agency_headers
 from producers.simulator import Simulator, parse_incident
 from tests.conftest import register_secret
 from tests.integration.api_client import api_client
-from tests.integration.pipeline import services
+from tests.integration.pipeline import poll, services
 from tests.integration.receivers import http_receiver
 
 pytestmark = pytest.mark.integration
@@ -44,17 +43,6 @@ rules:
     params: {min_completeness_pct: 90, cadences: 1, min_silence_s: 30}
     summary: {vi: "Vi phạm cam kết: {agency_vi} – {feed_vi}", en: "Contract breached: {agency_en} – {feed_en}"}
 """
-
-
-def wait(check: Callable[[], Any], what: str, timeout_s: float = 120.0) -> Any:
-    deadline = time.monotonic() + timeout_s
-    last = None
-    while time.monotonic() < deadline:
-        last = check()
-        if last:
-            return last
-        time.sleep(0.5)
-    raise AssertionError(f"timed out waiting for {what}; last: {last!r}")
 
 
 def hours_of_one_day(now: int) -> tuple[int, int]:
@@ -102,7 +90,7 @@ def test_a_silent_agency_loses_score_and_raises_a_contract_alert(broker: str, ma
             return next((h for h in r.json()["history"] if h["day"] == day), None)
 
         sent_a = publish(b)
-        before = wait(lambda: (s := day_score("hydromet")) and s["score"] > 99.5 and s, "hour A scored")
+        before = poll(lambda: (s := day_score("hydromet")) and s["score"] > 99.5 and s, "hour A scored")
         print(f"hour A: {sent_a} readings; hydromet's score for {day}: {before['score']:.1f}")
         r = client.post("/subscriptions", headers=keys.header("admin"), json={
             "name": "trực ban dữ liệu", "channel": "webhook", "target": receiver.url("/duty"), "tier": "primary",
@@ -119,13 +107,13 @@ def test_a_silent_agency_loses_score_and_raises_a_contract_alert(broker: str, ma
                                     headers=keys.header("viewer")).json()
                 return next((x for x in alerts if x["state"] == "firing"), None)
 
-            alert = wait(breach, "the contract alert", timeout_s=150)
+            alert = poll(breach, "the contract alert", timeout_s=150)
             print(f"hour B and live: {sent_b}+ readings; contract alert firing after {time.monotonic() - began:.0f} s")
-            hit = wait(lambda: next((h for h in receiver.at("/duty") if alert["alert_id"] in h.body.decode()), None),
+            hit = poll(lambda: next((h for h in receiver.at("/duty") if alert["alert_id"] in h.body.decode()), None),
                        "the webhook of the contract alert", timeout_s=30)
             others = client.get("/alerts", params={"state": "all"},
                                 headers=keys.header("viewer")).json()
-        after = wait(lambda: (s := day_score("hydromet")) and s["contract_hours"] >= 2 and s, "hour B scored")
+        after = poll(lambda: (s := day_score("hydromet")) and s["contract_hours"] >= 2 and s, "hour B scored")
         steady = day_score("evn_nldc")
         listed = {x["id"]: x for x in client.get("/agencies", headers=keys.header("viewer")).json()}
     print(f"hydromet {day}: {before['score']:.1f} → {after['score']:.1f} over {after['contract_hours']} contract-hours;"
