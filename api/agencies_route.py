@@ -3,12 +3,11 @@ and quality score, and one body's score history (controlroom/contracts.py, migra
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request
 
-from api.agencies_sql import contract_day_sql, daily_scores_sql
+from api.agencies_sql import contract_day_sql, daily_scores_sql, vn_day
 from api.auth import require
 from api.models import AgencyDetailOut, AgencyOut
 from api.state import ApiState, State
@@ -17,13 +16,7 @@ from controlroom.registry import Body
 from controlroom.schema import now_ms
 
 router = APIRouter(dependencies=[Depends(require("viewer"))])
-VN = timedelta(hours=7)
 _MEASURES = ("quality", "completeness", "timeliness", "validity", "volume")
-
-
-def vn_day(ms: int, days_back: int = 0) -> str:
-    """The Vietnamese calendar day (YYYY-MM-DD) of `ms`, or `days_back` days before it."""
-    return (datetime.fromtimestamp(ms / 1000, UTC) + VN - timedelta(days=days_back)).date().isoformat()
 
 
 def _contract_out(c: Contract, today: dict[str, Any] | None) -> dict[str, Any]:

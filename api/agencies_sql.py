@@ -6,11 +6,18 @@ centers only (api/scope.py), so their scores are all it sees.
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from controlroom.warehouse import check_identifier
 
 VN_TZ = "Asia/Ho_Chi_Minh"  # a score's day is the operations center's day
+VN = timedelta(hours=7)
+
+
+def vn_day(ms: int, days_back: int = 0) -> str:
+    """The Vietnamese calendar day (YYYY-MM-DD) of `ms`, or `days_back` days before it."""
+    return (datetime.fromtimestamp(ms / 1000, UTC) + VN - timedelta(days=days_back)).date().isoformat()
 
 
 def daily_scores_sql(database: str, since_day: str, agency: str | None = None) -> tuple[str, dict[str, Any]]:

@@ -19,7 +19,7 @@ import orjson
 import pytest
 from confluent_kafka import Producer
 
-from api.agencies_route import vn_day
+from api.agencies_sql import vn_day
 from controlroom.catalog import default_catalog
 from controlroom.schema import agency_headers
 from producers.simulator import Simulator, parse_incident
