@@ -17,7 +17,7 @@ from api.wall import AGENCY_TREND_DAYS
 from controlroom.broker import free_port
 from controlroom.catalog import Catalog
 from sinks.rows import AGG
-from tests.integration.browser import LiveApi, chromium, serve_api
+from tests.integration.browser import LiveApi, chromium, open_wall, serve_api
 from tests.integration.test_contract_measures import insert, window_row
 
 pytestmark = pytest.mark.integration
@@ -54,11 +54,7 @@ def test_agencies_view_in_chromium_matches_the_api(live_api: LiveApi, catalog: C
     with chromium(tmp_path / "profile", viewport={"width": 1920, "height": 1080}, locale="vi-VN",
                   timezone_id="Asia/Ho_Chi_Minh") as browser:
         page, watch = browser.page, browser.watch
-        page.goto(live_api.url + "/wall", wait_until="load")
-        page.wait_for_selector("#key-dialog:not([hidden])", timeout=10_000)
-        page.fill("#key-input", live_api.viewer)
-        page.click("#key-submit")
-        page.wait_for_selector("body[data-generated-at]", timeout=30_000)
+        open_wall(page, live_api)
         page.click("#to-agencies")  # the national wall links to the view
         page.wait_for_url("**/wall/agencies", timeout=10_000)
         page.wait_for_selector("#agencies .agency", timeout=30_000)
