@@ -108,20 +108,37 @@ def national_snapshot(state: ApiState, overview: Callable[[], Awaitable[dict[str
     return snapshot
 
 
-async def _agency_rows(state: ApiState, db: str, days: list[str]) -> tuple[list[dict[str, Any]],
-                                                                          list[dict[str, Any]]]:
-    """Daily scores over `days` and today's contract figures (api/agencies_sql.py), of every body."""
-    daily = await state.query(daily_scores_sql(db, days[0]))
-    return daily, await state.query(contract_day_sql(db, days[-1]))
+AgencyRows = tuple[list[dict[str, Any]], list[dict[str, Any]]]
+# the agencies' figures move by the hour, and reading them costs about 0.5 s on 30 days of history (README): a hub
+# reads them at most once a minute, not at every refresh
+AGENCY_REFRESH_S = 60.0
+
+
+def agency_reader(state: ApiState, db: str) -> Callable[[list[str]], Awaitable[AgencyRows]]:
+    """Daily scores over `days` and today's contract figures (api/agencies_sql.py) of every body, re-read when the
+    days change or AGENCY_REFRESH_S has passed."""
+    memo: dict[str, Any] = {}
+
+    async def read(days: list[str]) -> AgencyRows:
+        now = time.monotonic()
+        if memo.get("days") != days or now - float(memo["at"]) >= AGENCY_REFRESH_S:
+            daily = await state.query(daily_scores_sql(db, days[0]))
+            memo.update(days=days, at=now, rows=(daily, await state.query(contract_day_sql(db, days[-1]))))
+        rows: AgencyRows = memo["rows"]
+        return rows
+
+    return read
 
 
 def agencies_snapshot(state: ApiState, db: str, provinces: frozenset[str] | None) -> Snapshot:
     """The agencies view: every body's score today, trend and worst contract, read from the caller's database (a
     province scope's views hold its centers' figures only: `provinces` keeps the rows to those)."""
 
+    read = agency_reader(state, db)
+
     async def snapshot(now_ms: int) -> dict[str, Any]:
         days = trend_days(now_ms)
-        daily, contracts = await _agency_rows(state, db, days)
+        daily, contracts = await read(days)
         return build_agencies(state.catalog, daily, contracts, days=days, generated_at=ms_to_iso(now_ms),
                               refresh_s=state.settings.wall_refresh_s, provinces=provinces)
 
@@ -133,6 +150,8 @@ def province_snapshot(state: ApiState, code: str) -> Snapshot:
     Read from the project's database: a caller sees a province page only when the province is in its scope
     (wall_stream), and then every row of that province is its to read."""
 
+    read = agency_reader(state, state.warehouse.database)
+
     async def snapshot(now_ms: int) -> dict[str, Any]:
         db, catalog = state.warehouse.database, state.catalog
         rows = await read_series_latest(state.query, db, catalog, now_ms)
@@ -142,7 +161,7 @@ def province_snapshot(state: ApiState, code: str) -> Snapshot:
         trends = await _trends(state, db, [f["id"] for f in feeds], code, window)
         communes = await state.query(communes_sql(db, place_feeds(catalog), code, window[0]))
         days = trend_days(now_ms)
-        agencies = wall_agencies(catalog, *await _agency_rows(state, db, days), days, frozenset({code}))
+        agencies = wall_agencies(catalog, *await read(days), days, frozenset({code}))
         return build_province(catalog, code, feeds, firing, trends, communes, generated_at=ms_to_iso(now_ms),
                               refresh_s=state.settings.wall_refresh_s, trend_from_ms=window[0], incidents=incidents,
                               agencies=agencies)
