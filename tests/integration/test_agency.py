@@ -55,6 +55,10 @@ def test_ingest_records_the_keys_agency(broker: str, make_settings) -> None:  # 
         while len(stored()) < 2 and time.monotonic() < deadline:
             time.sleep(0.3)
         assert stored() == [["ag-c", "citizen_feedback", "ioc_79"], ["ag-w", "water_level", "hydromet"]]
+        # the refused reading is dead-lettered charged to the key's agency (the validity of its contract)
+        dead = client.post("/query", json={"sql": "SELECT reason, agency FROM dead_letters"},
+                           headers=keys.header("viewer")).json()["rows"]
+        assert dead == [["not_allowed", "ioc_79"]]
 
 
 def test_agencies_lists_the_registry(make_settings) -> None:  # type: ignore[no-untyped-def]
