@@ -14,6 +14,7 @@ body), dims = {"agency": body id}, so each body's contract has its own fingerpri
 
 from __future__ import annotations
 
+import functools
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -25,6 +26,14 @@ if TYPE_CHECKING:
     from controlroom.contracts import Contract
 
 SILENT_EXAMPLES = 10  # silent series a contract alert names in its evidence
+
+
+@functools.cache
+def series_keys(c: Contract) -> tuple[str, ...]:
+    """The engine's keys of a contract's series (computed once: the clock asks every second)."""
+    from controlroom.schema import series_key  # schema imports the catalog: no cycle at import
+
+    return tuple(series_key(c.feed, province, dkey) for province, dkey in c.series)
 
 
 def contract_applies(rule: Rule, c: Contract) -> bool:
@@ -52,7 +61,7 @@ class ContractJudge:
                   ctx: Mapping[str, Any]) -> Condition | None: ...
 
     def judge_contracts(self, now_ms: int) -> list[Condition]:
-        from controlroom.schema import fingerprint, series_key  # schema imports the catalog: no cycle at import
+        from controlroom.schema import fingerprint  # schema imports the catalog: no cycle at import
 
         out: list[Condition] = []
         rules = [r for r in self.rules.values() if r.type == "contract"]
@@ -63,8 +72,7 @@ class ContractJudge:
                     continue
                 judged = silent = 0
                 examples: list[str] = []
-                for province, dkey in c.series:
-                    key = series_key(c.feed, province, dkey)
+                for key in series_keys(c):
                     seen = self.last_seen.get(key)
                     verdict = self._silence("", seen[0] if seen else None, p, c.cadence_s, now_ms)[0]
                     if verdict is None:
