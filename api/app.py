@@ -21,6 +21,7 @@ from fastapi.responses import JSONResponse
 
 from api import (
     admin,
+    agencies_route,
     alerts,
     alerts_stream,
     cap,
@@ -59,8 +60,8 @@ log = get_logger("api")
 
 ROUTERS = (ingest.router, admin.router, query_route.router, alerts_stream.router, alerts.router, cap.router,
            incidents.router, indicators.router, reports.router, wall_stream.router,
-           health.router, metrics_route.router, reference.router, series_route.router, overview_route.router,
-           docs.router)  # /docs and /redoc from files this API serves (no CDN: api/docs.py)
+           health.router, metrics_route.router, reference.router, agencies_route.router, series_route.router,
+           overview_route.router, docs.router)  # /docs and /redoc from files this API serves (no CDN: api/docs.py)
 
 
 def agencies_text() -> str:

@@ -118,7 +118,7 @@ async def ingest(request: Request, principal: Annotated[Principal, Depends(requi
             results.append(ReadingResult(index=i, event_id=event_id, status="accepted"))
         else:
             dlq = dead_letter(verdict, raw, source_topic="ingest", partition=0, offset=i, received_ms=now_ms,
-                              dlq_id=f"ingest:{request_id}:{i}")
+                              dlq_id=f"ingest:{request_id}:{i}", agency=principal.agency)
             sends.append(await producer.send(DLQ_TOPIC, orjson.dumps(dlq), key=principal.agency.encode(),
                                              timestamp_ms=now_ms))
             results.append(ReadingResult(index=i, event_id=event_id, status="rejected", reason=verdict.reason,

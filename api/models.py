@@ -76,6 +76,47 @@ class AgencyOut(BaseModel):
     province: str = Field(description="a provincial center's province code ('' for a central body)")
     feeds: list[str] = Field(description="the feeds it supplies (its readings carry its id in header `agency`)")
     contact: str = Field(description="role address for escalation")
+    score_today: float | None = Field(None, description="today's quality score 0–100 (Vietnam day; README, \"Feed "
+                                                        "contracts and the quality score\"); null: nothing judged yet")
+    worst_contract: str | None = Field(None, description="the feed of its lowest-scoring contract today")
+    contracts: list[ContractOut] = Field(default_factory=list, description="its feed contracts, with today's measures")
+
+
+class ContractDayOut(BaseModel):
+    quality: float | None = Field(description="0–100: the mean over the day's judged hours")
+    completeness: float | None = Field(description="share of the contract's series that reported, per hour (mean)")
+    timeliness: float | None = Field(description="share of readings not late (mean of the hours)")
+    validity: float | None = Field(description="share of readings not dead-lettered (mean of the hours)")
+    volume: float | None = Field(description="1 inside the band of readings per hour, less outside (mean)")
+    readings: int
+    late: int
+    dead: int
+    hours: int = Field(description="hours judged")
+
+
+class ContractOut(BaseModel):
+    feed: str
+    series: int = Field(description="series it must cover (provinces × dimension values)")
+    provinces: int = Field(description="provinces those series are in")
+    cadence_s: float
+    readings_per_hour: list[float] = Field(description="the band: [min, max]")
+    timeliness_pct: float = Field(description="promised share of readings within the lateness allowance")
+    today: ContractDayOut | None = None
+
+
+class DayScoreOut(BaseModel):
+    day: str
+    score: float
+    contract_hours: int
+    completeness: float | None
+    timeliness: float | None
+    validity: float | None
+    volume: float | None
+    worst_feed: str
+
+
+class AgencyDetailOut(AgencyOut):
+    history: list[DayScoreOut] = Field(description="the daily score, oldest first")
 
 
 class Point(BaseModel):

@@ -1,4 +1,4 @@
-"""GET /feeds, /provinces and /agencies: the catalog and the registry the other endpoints take their ids from."""
+"""GET /feeds and /provinces: the catalog the other endpoints take their ids from (the registry: api/agencies.py)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from typing import Any
 from fastapi import APIRouter, Depends
 
 from api.auth import require
-from api.models import AgencyOut, FeedsOut, ProvinceOut
+from api.models import FeedsOut, ProvinceOut
 from api.state import State
 
 router = APIRouter(dependencies=[Depends(require("viewer"))])
@@ -35,11 +35,3 @@ async def feeds(state: State) -> Any:
 async def provinces(state: State) -> Any:
     return [{"code": p.code, "name_vi": p.name_vi, "name_en": p.name_en, "kind": p.kind, "lat": p.lat,
              "lon": p.lon, "legacy_codes": list(p.legacy_codes)} for p in state.catalog.provinces.values()]
-
-
-@router.get("/agencies", response_model=list[AgencyOut],
-            summary="The connected bodies (controlroom/data/agencies.yaml): who supplies which feed")
-async def agencies(state: State) -> Any:
-    return [{"id": b.id, "type": b.type, "name_vi": b.name_vi, "name_en": b.name_en, "parent": b.parent,
-             "province": b.province, "feeds": list(b.feeds), "contact": b.contact}
-            for b in state.catalog.registry.bodies.values()]

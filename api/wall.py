@@ -20,6 +20,7 @@ from typing import Any
 
 import orjson
 
+from api.agencies_sql import vn_day
 from controlroom.alerts.incident_rules import incident_type_name
 from controlroom.alerts.inhibit import inhibition_note
 from controlroom.catalog import HEADLINE_FEEDS, Catalog, Feed
@@ -316,11 +317,12 @@ def province_communes(catalog: Catalog, code: str, rows: list[dict[str, Any]]) -
 
 def build_province(catalog: Catalog, code: str, feeds: list[dict[str, Any]], firing: list[dict[str, Any]],
                    trends: dict[str, list[dict[str, Any]]], communes: list[dict[str, Any]], *, generated_at: str,
-                   refresh_s: float, trend_from_ms: int, incidents: list[dict[str, Any]] | None = None
-                   ) -> dict[str, Any]:
+                   refresh_s: float, trend_from_ms: int, incidents: list[dict[str, Any]] | None = None,
+                   agencies: list[dict[str, Any]] | None = None) -> dict[str, Any]:
     """One province's page: a tile per provincial feed (`feeds`: overview.feed_figures for the province; the
     sparkline from `trends`, trends_sql rows of the province per feed), its firing alerts and open incidents
-    (alerts_sql / incidents_sql rows of the province), and where inside it (`communes`: communes_sql rows)."""
+    (alerts_sql / incidents_sql rows of the province), and where inside it (`communes`: communes_sql rows);
+    `agencies`: its center's row of the agencies view (wall_agencies)."""
     p = catalog.provinces[code]
     tiles = [{**feed_tile(catalog.feeds[f["id"]], f, trends.get(f["id"], []), trend_from_ms),
               "category": f["category"], "status": f["status"], "series_expected": f["series_expected"],
@@ -342,4 +344,61 @@ def build_province(catalog: Catalog, code: str, feeds: list[dict[str, Any]], fir
         "incidents": active[:INCIDENTS_SHOWN],
         "incidents_active": len(active),
         "places": province_communes(catalog, code, communes),
+        "agencies": agencies or [],
     }
+
+
+AGENCY_TREND_DAYS = 7  # the agencies view: each body's daily score over the last week
+
+
+def trend_days(now_ms: int) -> list[str]:
+    """The Vietnamese days of the agencies' trend, oldest first, today last."""
+    return [vn_day(now_ms, back) for back in range(AGENCY_TREND_DAYS - 1, -1, -1)]
+
+
+def wall_agencies(catalog: Catalog, daily: list[dict[str, Any]], contracts: list[dict[str, Any]], days: list[str],
+                  provinces: frozenset[str] | None = None) -> list[dict[str, Any]]:
+    """One row per body with a contract (of `provinces` only, when given: a province's centers), worst score today
+    first, those not judged today last. `daily`: daily_scores_sql rows over `days`; `contracts`: contract_day_sql
+    rows of today (the last of `days`)."""
+    scores: dict[str, dict[str, float]] = {}
+    for r in daily:
+        scores.setdefault(str(r["agency"]), {})[str(r["day"])] = float(r["score"])
+    worst: dict[str, dict[str, Any]] = {}
+    for r in contracts:
+        if r["quality"] is not None and (r["agency"] not in worst or r["quality"] < worst[r["agency"]]["quality"]):
+            worst[str(r["agency"])] = r
+    count: dict[str, int] = {}
+    for c in catalog.contracts.values():
+        count[c.agency] = count.get(c.agency, 0) + 1
+    rows = []
+    for agency, n in sorted(count.items()):
+        body = catalog.registry.bodies[agency]
+        if provinces is not None and body.province not in provinces:
+            continue
+        mine, w = scores.get(agency, {}), worst.get(agency)
+        feed = catalog.feeds[str(w["feed"])] if w else None
+        place = catalog.provinces.get(body.province)
+        # a card's label: a province's center by its province (their full names all begin alike)
+        label_vi, label_en = (f"TTĐH {place.name_vi}", f"{place.name_en} IOC") if place else (body.name_vi,
+                                                                                            body.name_en)
+        rows.append({"id": agency, "name_vi": body.name_vi, "name_en": body.name_en, "label_vi": label_vi,
+                     "label_en": label_en, "type": body.type,
+                     "province": body.province, "contracts": n, "score": mine.get(days[-1]),
+                     "trend": [[d, mine.get(d)] for d in days],
+                     "worst_feed": feed.id if feed else None, "worst_feed_vi": feed.name_vi if feed else None,
+                     "worst_feed_en": feed.name_en if feed else None,
+                     "worst_quality": float(w["quality"]) if w else None})
+    rows.sort(key=lambda r: (r["score"] is None, r["score"] or 0.0, r["id"]))
+    return rows
+
+
+def build_agencies(catalog: Catalog, daily: list[dict[str, Any]], contracts: list[dict[str, Any]], *,
+                   days: list[str], generated_at: str, refresh_s: float,
+                   provinces: frozenset[str] | None = None) -> dict[str, Any]:
+    """The agencies view of the wall: every body's score today, its week's trend and its worst contract today."""
+    rows = wall_agencies(catalog, daily, contracts, days, provinces)
+    judged = [r["score"] for r in rows if r["score"] is not None]
+    return {"generated_at": generated_at, "refresh_s": refresh_s, "day": days[-1], "days": days, "agencies": rows,
+            "judged": len(judged), "mean_score": sum(judged) / len(judged) if judged else None,
+            "below_80": sum(1 for s in judged if s < 80)}

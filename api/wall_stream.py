@@ -23,11 +23,12 @@ import contextlib
 import time
 from collections.abc import Awaitable, Callable
 from importlib import resources
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, HTTPException, Request
 from fastapi.responses import Response, StreamingResponse
 
+from api.agencies_sql import contract_day_sql, daily_scores_sql
 from api.alerts_sql import alerts_sql
 from api.auth import require
 from api.incidents_sql import incidents_sql
@@ -44,13 +45,16 @@ from api.wall import (
     ALERTS_READ,
     INCIDENT_STATES,
     INCIDENTS_READ,
+    build_agencies,
     build_province,
     build_wall,
     indicator_rows,
     place_feeds,
     report_periods,
     reports_tile,
+    trend_days,
     trend_window,
+    wall_agencies,
 )
 from controlroom.catalog import HEADLINE_FEEDS, NATIONAL, Catalog
 from controlroom.indicators import HEADLINE_INDICATORS, default_indicators, period_of, year_periods
@@ -143,10 +147,49 @@ def national_snapshot(state: ApiState, overview: Callable[[], Awaitable[dict[str
     return snapshot
 
 
+AgencyRows = tuple[list[dict[str, Any]], list[dict[str, Any]]]
+# the agencies' figures move by the hour, and reading them costs about 0.5 s on 30 days of history (README): a hub
+# reads them at most once a minute, not at every refresh
+AGENCY_REFRESH_S = 60.0
+
+
+def agency_reader(state: ApiState, db: str) -> Callable[[list[str]], Awaitable[AgencyRows]]:
+    """Daily scores over `days` and today's contract figures (api/agencies_sql.py) of every body, re-read when the
+    days change or AGENCY_REFRESH_S has passed."""
+    memo: dict[str, Any] = {}
+
+    async def read(days: list[str]) -> AgencyRows:
+        now = time.monotonic()
+        if memo.get("days") != days or now - float(memo["at"]) >= AGENCY_REFRESH_S:
+            daily = await state.query(daily_scores_sql(db, days[0]))
+            memo.update(days=days, at=now, rows=(daily, await state.query(contract_day_sql(db, days[-1]))))
+        rows: AgencyRows = memo["rows"]
+        return rows
+
+    return read
+
+
+def agencies_snapshot(state: ApiState, db: str, provinces: frozenset[str] | None) -> Snapshot:
+    """The agencies view: every body's score today, trend and worst contract, read from the caller's database (a
+    province scope's views hold its centers' figures only: `provinces` keeps the rows to those)."""
+
+    read = agency_reader(state, db)
+
+    async def snapshot(now_ms: int) -> dict[str, Any]:
+        days = trend_days(now_ms)
+        daily, contracts = await read(days)
+        return build_agencies(state.catalog, daily, contracts, days=days, generated_at=ms_to_iso(now_ms),
+                              refresh_s=state.settings.wall_refresh_s, provinces=provinces)
+
+    return snapshot
+
+
 def province_snapshot(state: ApiState, code: str) -> Snapshot:
     """One province's page: /overview's figures over its series, its alerts and incidents, sparklines, communes.
     Read from the project's database: a caller sees a province page only when the province is in its scope
     (wall_stream), and then every row of that province is its to read."""
+
+    read = agency_reader(state, state.warehouse.database)
 
     async def snapshot(now_ms: int) -> dict[str, Any]:
         db, catalog = state.warehouse.database, state.catalog
@@ -156,16 +199,19 @@ def province_snapshot(state: ApiState, code: str) -> Snapshot:
         window = trend_window(now_ms)
         trends = await _trends(state, db, [f["id"] for f in feeds], code, window)
         communes = await state.query(communes_sql(db, place_feeds(catalog), code, window[0]))
+        days = trend_days(now_ms)
+        agencies = wall_agencies(catalog, *await read(days), days, frozenset({code}))
         return build_province(catalog, code, feeds, firing, trends, communes, generated_at=ms_to_iso(now_ms),
-                              refresh_s=state.settings.wall_refresh_s, trend_from_ms=window[0], incidents=incidents)
+                              refresh_s=state.settings.wall_refresh_s, trend_from_ms=window[0], incidents=incidents,
+                              agencies=agencies)
 
     return snapshot
 
 
 class WallHub:
     """Computes a snapshot once per refresh and fans it out: one per API process and database read for the national
-    wall (ApiState.wall_hubs: the project's, each province scope's), one per province page being watched
-    (ApiState.province_hubs)."""
+    wall (ApiState.wall_hubs: the project's, each province scope's, and the agencies view's of each), one per
+    province page being watched (ApiState.province_hubs)."""
 
     def __init__(self, state: ApiState, snapshot: Snapshot, event: str = "wall") -> None:
         self.state = state
@@ -218,10 +264,17 @@ class WallHub:
                 await self._task
 
 
-async def hub_of(request: Request, province: str | None = None) -> WallHub:
-    """The national hub of the caller's database (national, or its province scope's views), or a province page's
-    hub; created on first use."""
+async def hub_of(request: Request, province: str | None = None, view: str | None = None) -> WallHub:
+    """The national hub of the caller's database (national, or its province scope's views), its agencies view's, or
+    a province page's hub; created on first use."""
     state = api_state(request)
+    if view == "agencies":
+        database = await state.database_for(request)
+        key = f"agencies:{database}"  # beside the national hubs, one per database read
+        if key not in state.wall_hubs:
+            scope = provinces_of(getattr(request.state, "principal", None)) or None
+            state.wall_hubs[key] = WallHub(state, agencies_snapshot(state, database, scope), "agencies")
+        return state.wall_hubs[key]
     if province is not None:
         if province not in state.province_hubs:
             state.province_hubs[province] = WallHub(state, province_snapshot(state, province), "province")
@@ -264,6 +317,13 @@ async def province_page(request: Request, code: str) -> Response:
     return _page()  # the same page: wall.js reads the province from the address
 
 
+@router.get("/wall/agencies", summary="The live wall's agencies view (HTML): each body's quality score today, its "
+                                      "week's trend and its worst contract",
+            responses={200: {"content": {"text/html": {}}}})
+async def agencies_page() -> Response:
+    return _page()  # the same page: wall.js reads the view from the address
+
+
 @router.get("/wall/static/{name}", include_in_schema=False)
 async def wall_static(name: str) -> Response:
     if name not in STATIC:
@@ -274,10 +334,10 @@ async def wall_static(name: str) -> Response:
 # Not in the OpenAPI schema: a never-ending stream only stalls schema-driven clients and fuzzers (README documents it).
 @router.get("/wall/stream", summary="Wall snapshots live (Server-Sent Events, event `wall`)", include_in_schema=False)
 async def wall_stream(request: Request, who: Annotated[Principal, Depends(require("viewer"))],
-                      province: str | None = None) -> StreamingResponse:
+                      province: str | None = None, view: Literal["agencies"] | None = None) -> StreamingResponse:
     code = _province_param(request, province)
     if code is not None and who.provinces and code not in who.provinces:
         raise HTTPException(404, f"no province {code!r} for this key")  # as if it did not exist: scoped keys
-    hub = await hub_of(request, code)
+    hub = await hub_of(request, code, view)
     queue = hub.subscribe()
     return sse_response(request, queue, lambda: hub.unsubscribe(queue), lambda frame: (frame, False))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import csv
 import itertools
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from functools import cache, cached_property
 from importlib import resources
@@ -14,6 +14,7 @@ from typing import Any, Literal
 import yaml
 
 from controlroom.communes import COMMUNE_DIM, Commune, library_communes
+from controlroom.contracts import Contract, parse_contracts
 from controlroom.errors import CatalogError
 from controlroom.registry import Registry, parse_registry
 
@@ -86,6 +87,11 @@ class Province:
     legacy_codes: tuple[str, ...]
 
 
+def feed_provinces(feed: Feed, provinces: Iterable[str]) -> list[str]:
+    """The provinces of a feed's series: every province, or the national code for a national feed."""
+    return [NATIONAL] if feed.scope == "national" else sorted(provinces)
+
+
 @dataclass(frozen=True)
 class Catalog:
     categories: dict[str, Category]
@@ -94,6 +100,7 @@ class Catalog:
     legacy_to_current: dict[str, str]
     communes: dict[str, Commune] = field(default_factory=dict)  # by commune code (five digits)
     registry: Registry = field(default_factory=Registry)  # connected bodies (agencies.yaml); empty: nobody sends
+    contracts: dict[str, Contract] = field(default_factory=dict)  # by `agency/feed` (agencies.yaml, `contracts:`)
 
     @cached_property
     def communes_by_province(self) -> dict[str, tuple[Commune, ...]]:
@@ -113,7 +120,7 @@ class Catalog:
         return self.legacy_to_current.get(code)
 
     def series_provinces(self, feed: Feed) -> list[str]:
-        return [NATIONAL] if feed.scope == "national" else sorted(self.provinces)
+        return feed_provinces(feed, self.provinces)
 
     def iter_series(self) -> Iterator[tuple[Feed, str, dict[str, str]]]:
         """Every expected series: (feed, province, dims)."""
@@ -242,7 +249,9 @@ def parse_catalog(feeds_doc: dict[str, Any], provinces_rows: list[dict[str, str]
             raise CatalogError(f"commune {c.code} ({c.name}) names province {c.province}, not in provinces.csv")
         by_code[c.code] = c
     registry = parse_registry(agencies_doc, feeds, {c: (p.name_vi, p.name_en) for c, p in provinces.items()})
-    return Catalog(categories, feeds, provinces, legacy, by_code, registry)
+    series = [(f.id, p) for f in feeds.values() for p in feed_provinces(f, provinces)]
+    contracts = parse_contracts((agencies_doc or {}).get("contracts"), feeds, registry, series)
+    return Catalog(categories, feeds, provinces, legacy, by_code, registry, contracts)
 
 
 def _data_file(name: str) -> Path:

@@ -45,7 +45,11 @@ class Registry:
         return self.local.get((feed, province)) or self.central.get(feed, "")
 
     def supplier_of_alert(self, event: Mapping[str, Any]) -> str:
-        """The `agency` label of an alert event: the supplier of its series ('' for a feed-wide alert)."""
+        """The `agency` label of an alert event: the body a contract alert names (dims.agency), else the supplier of
+        its series ('' for a feed-wide alert)."""
+        named = (event.get("dims") or {}).get("agency")
+        if isinstance(named, str) and named in self.bodies:
+            return named
         return self.supplier(str(event.get("feed")), str(event.get("province")))
 
     def sender_denial(self, agency: str | None, feed: str, province: str) -> str | None:

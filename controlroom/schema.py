@@ -361,11 +361,13 @@ class DeadLetter(TypedDict):
     source_partition: int
     source_offset: int
     received_ms: int
+    agency: NotRequired[str]  # the body that sent it (its header `agency`, the /ingest key's); '' when unknown
 
 
 def dead_letter(rejection: Rejection, payload: bytes | None, *, source_topic: str, partition: int,
-                offset: int, received_ms: int, dlq_id: str | None = None) -> DeadLetter:
-    """A dead letter. Its id is the source position when it came from Kafka, so a replay dedupes."""
+                offset: int, received_ms: int, dlq_id: str | None = None, agency: str = "") -> DeadLetter:
+    """A dead letter. Its id is the source position when it came from Kafka, so a replay dedupes. `agency`: who
+    sent it, so the contract's validity (share not dead-lettered) is charged to that body."""
     text = (payload or b"")[:65536].decode("utf-8", errors="replace")
     return {
         "dlq_id": dlq_id or f"{source_topic}:{partition}:{offset}",
@@ -377,6 +379,7 @@ def dead_letter(rejection: Rejection, payload: bytes | None, *, source_topic: st
         "source_partition": partition,
         "source_offset": offset,
         "received_ms": received_ms,
+        "agency": agency,
     }
 
 
@@ -478,6 +481,7 @@ class LateReading(TypedDict):
     detected_ms: int
     status: str
     window_start: int
+    agency: NotRequired[str]  # the body that sent it (timeliness of its contract)
 
 
 def late_message(r: Reading, *, source_topic: str, partition: int, offset: int, watermark_ms: int,
@@ -491,6 +495,7 @@ def late_message(r: Reading, *, source_topic: str, partition: int, offset: int, 
         "value": r.value, "watermark": watermark_ms, "source_topic": source_topic,
         "source_partition": partition, "source_offset": offset, "detected_ms": detected_ms,
         "status": LATE_AMENDED if amend else LATE_TOO_LATE, "window_start": r.ts_ms - r.ts_ms % size,
+        "agency": r.agency,
     }
 
 

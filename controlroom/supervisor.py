@@ -254,6 +254,7 @@ def banner(settings: Settings, bootstrap: str, broker_note: str, admin_key: str 
         f"  wall      {api}/wall        (the live national wall in a browser; asks once for a viewer key)",
         f"  indicators {api}/indicators  (136 periodic indicators; /indicators/new_enterprises_m, …/plan, …/ranking)",
         f"  reports   {api}/reports/compliance  (who reported on time; the simulator submits as the agencies)",
+        f"  agencies  {api}/agencies  (contracts and today's quality score per body; {api}/wall/agencies on the wall)",
         f"  API docs  {api}/docs",
         f"  Kafka     {bootstrap}{broker_note}",
         f"  metrics   {api}/metrics  (Prometheus text: the API and its sink)",

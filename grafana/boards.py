@@ -20,6 +20,7 @@ from grafana_foundation_sdk.cog import builder as cogbuilder
 from grafana_foundation_sdk.models import dashboard as dash
 
 from controlroom.board_uids import (
+    AGENCIES_UID,
     COMPLIANCE_UID,
     EXPLORER_UID,
     INDICATORS_UID,
@@ -667,6 +668,75 @@ def compliance_board() -> dash_b.Dashboard:
             .with_panel(review_steps(Pos(16, 12, 8, 12))))
 
 
+# --- Agencies: the connected bodies' contracts and quality score (migration 0017) ---------------------------
+
+# the measures of contract_hourly over a range, in percent; aliases never reuse a column name (ClickHouse would read
+# the alias, an aggregate, inside another aggregate)
+AGENCY_MEASURES = ("round(avg(quality), 1) AS score, " + ", ".join(
+    f"round(100 * avg({m}), 1) AS {m}_pct" for m in ("completeness", "timeliness", "validity", "volume")))
+
+
+def agency_ranking_sql() -> str:
+    """Per body over the range: the mean quality of its contract-hours (the daily score's formula over the range),
+    the four measures and its worst contract-hour's feed; worst first."""
+    return (f"SELECT agency, {AGENCY_MEASURES}, count() AS contract_hours, argMin(feed, quality) AS worst_feed "
+            f"FROM {DB}.contract_hourly WHERE $__timeFilter(hour) AND quality IS NOT NULL "
+            "GROUP BY agency ORDER BY score ASC, agency LIMIT 200")
+
+
+def agency_ranking(pos: Pos) -> cogbuilder.Builder[dash.Panel]:
+    return P.table("Xếp hạng cơ quan · Agencies ranked", [Q(agency_ranking_sql())], pos,
+                   description="Each connected body over the range: its quality score (mean quality 0–100 of its "
+                               "contract-hours: completeness 0.4, timeliness, validity and volume 0.2 each, as GET "
+                               "/agencies), the four measures, its worst contract; worst first. A click drills down.",
+                   links=[P.board_link("Cơ quan · Agency ${__data.fields.agency}", AGENCIES_UID,
+                                       agency="${__data.fields.agency}")])
+
+
+def agency_daily_sql() -> str:
+    return (f"SELECT toDateTime(day) AS time, score FROM {DB}.agency_scores_daily "
+            "WHERE agency = '${agency}' AND $__timeFilter(toDateTime(day)) ORDER BY time")
+
+
+def agency_daily(pos: Pos) -> cogbuilder.Builder[dash.Panel]:
+    return P.timeseries("Điểm theo ngày · Daily score", [Q(agency_daily_sql(), time_series=True)], pos,
+                        description="The selected body's daily quality score (Vietnamese days), as GET "
+                                    "/agencies/{id} returns its history.")
+
+
+def agency_contracts_sql() -> str:
+    return (f"SELECT feed, {AGENCY_MEASURES}, sum(readings) AS readings_in, sum(late) AS late_in, "
+            f"sum(dead) AS dead_in, count() AS hours FROM {DB}.contract_hourly "
+            "WHERE agency = '${agency}' AND $__timeFilter(hour) AND quality IS NOT NULL GROUP BY feed ORDER BY score")
+
+
+def agency_contracts(pos: Pos) -> cogbuilder.Builder[dash.Panel]:
+    return P.table("Các hợp đồng · Contracts of the agency", [Q(agency_contracts_sql())], pos,
+                   description="The selected body's feed contracts over the range: score and measures, readings, "
+                               "late readings and dead letters. A click opens the feed in the explorer.",
+                   links=[to_explorer()])
+
+
+def agency_hourly_sql() -> str:
+    return (f"SELECT hour AS time, feed, quality FROM {DB}.contract_hourly "
+            "WHERE agency = '${agency}' AND $__timeFilter(hour) ORDER BY time")
+
+
+def agency_hourly(pos: Pos) -> cogbuilder.Builder[dash.Panel]:
+    return P.timeseries("Chất lượng theo giờ · Quality per hour", [Q(agency_hourly_sql(), time_series=True)], pos,
+                        description="Each contract's quality per received hour (0–100): a silent hour is 0.")
+
+
+def agencies_board() -> dash_b.Dashboard:
+    return (new_board("Cơ quan cung cấp · Agencies", AGENCIES_UID, "agencies", "5m", "now-7d")
+            .with_variable(P.query_variable("agency", "Agency", f"SELECT DISTINCT agency FROM {DB}.contracts "
+                                            "ORDER BY agency", multi=False, include_all=False))
+            .with_panel(agency_ranking(Pos(0, 0, 24, 12)))
+            .with_panel(agency_daily(Pos(0, 12, 8, 10)))
+            .with_panel(agency_hourly(Pos(8, 12, 16, 10)))
+            .with_panel(agency_contracts(Pos(0, 22, 24, 10))))
+
+
 # --- all boards --------------------------------------------------------------------------------------
 
 @dataclass(frozen=True, slots=True)
@@ -678,7 +748,8 @@ class Board:
 def all_boards(catalog: Catalog) -> list[Board]:
     boards = [Board("national-wall", lambda: national_wall(catalog)), Board("province", province_board),
               Board("feed-explorer", feed_explorer), Board("pipeline-health", pipeline_health),
-              Board("indicators", indicators_board), Board("reporting-compliance", compliance_board)]
+              Board("indicators", indicators_board), Board("reporting-compliance", compliance_board),
+              Board("agencies", agencies_board)]
     for cat in catalog.categories.values():
         boards.append(Board(f"category-{cat.id.replace('_', '-')}", functools.partial(category_board, catalog, cat)))
     return boards

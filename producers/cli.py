@@ -129,7 +129,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--rate", type=float, default=None, help="multiply every feed's reporting rate (default SIM_RATE)")
     p.add_argument("--incident", action="append", default=[], metavar="SPEC",
                    help="inject an incident, e.g. spike:feed=hotline_calls,province=01,factor=5,start=+60,duration=300 "
-                        "(kinds: spike, drop, silent, malformed, late)")
+                        "(kinds: spike, drop, silent, malformed, late; filters feed, province, agency)")
     p.add_argument("--scenario", action="append", default=[], metavar="SPEC",
                    help="move related feeds together so an incident forms, e.g. flood:province=46 "
                         "(options start=+0, duration=3600, ramp=300; see producers/scenarios.py)")

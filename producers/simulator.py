@@ -30,7 +30,8 @@ Message = tuple[str, bytes, bytes]  # (topic, key, value)
 @dataclass(frozen=True, slots=True)
 class Incident:
     """spike/drop: values × factor (+ add) · silent: nothing sent · malformed/late: a `fraction` of readings
-    become bad or arrive `delay_s` late. Optional feed/province filters, and `dims` ("name=value" strings: a
+    become bad or arrive `delay_s` late. Optional feed/province/agency filters (agency: the series whose supplier is
+    that body, e.g. `silent:agency=hydromet` breaks its feed contract), and `dims` ("name=value" strings: a
     series matches when, for each name listed, its value is one listed); active in [start_ms, end_ms).
     `ramp_s`: a spike's factor grows from 1 to `factor` over that long (a river rising, not jumping)."""
 
@@ -45,12 +46,15 @@ class Incident:
     dims: frozenset[str] = frozenset()
     add: float = 0.0
     ramp_s: float = 0.0
+    agency: str | None = None
 
     KINDS = ("spike", "drop", "silent", "malformed", "late")
 
-    def applies(self, feed: str, province: str, ts_ms: int, dims: dict[str, str] | None = None) -> bool:
+    def applies(self, feed: str, province: str, ts_ms: int, dims: dict[str, str] | None = None,
+                agency: str = "") -> bool:
         if not (self.start_ms <= ts_ms < self.end_ms and (self.feed is None or self.feed == feed)
-                and (self.province is None or self.province == province)):
+                and (self.province is None or self.province == province)
+                and (self.agency is None or self.agency == agency)):
             return False
         if self.dims:
             names = {d.partition("=")[0] for d in self.dims}
@@ -74,7 +78,7 @@ def parse_incident(spec: str, now_ms: int) -> Incident:
         if not sep:
             raise ValueError(f"incident option {part!r} must be key=value")
         opts[key.strip()] = value.strip()
-    unknown = set(opts) - {"feed", "province", "factor", "fraction", "delay", "start", "duration"}
+    unknown = set(opts) - {"feed", "province", "agency", "factor", "fraction", "delay", "start", "duration"}
     if unknown:
         raise ValueError(f"unknown incident option(s): {', '.join(sorted(unknown))}")
     try:
@@ -85,7 +89,8 @@ def parse_incident(spec: str, now_ms: int) -> Incident:
         default_factor = {"spike": "5", "drop": "0.1"}.get(kind, "1")
         return Incident(kind, start_ms, start_ms + duration_ms, opts.get("feed"), opts.get("province"),
                         float(opts.get("factor", default_factor)), float(opts.get("fraction", "1" if kind in (
-                            "spike", "drop", "silent") else "0.2")), float(opts.get("delay", "120")))
+                            "spike", "drop", "silent") else "0.2")), float(opts.get("delay", "120")),
+                        agency=opts.get("agency"))
     except ValueError as exc:
         raise ValueError(f"incident {spec!r}: {exc}") from exc
 
@@ -144,6 +149,7 @@ class _Series:
     seq: int = 0
     communes: tuple[str, ...] = ()  # where its readings happen (feeds with communes: true); () for none
     commune_weights: tuple[float, ...] = ()  # cumulative: a few communes of a province see most of it
+    agency: str = ""  # its supplier (Registry.supplier): the body it is sent as
 
 
 COMMUNE_HOTSPOTS = 12  # communes of a province a counter's readings are spread over (weights 1, 1/2, 1/3…)
@@ -172,6 +178,10 @@ class Simulator:
         self.seed = seed
         self.rate = rate
         self.incidents = tuple(incidents)
+        for inc in self.incidents:
+            if inc.agency is not None and inc.agency not in catalog.registry.bodies:
+                raise ValueError(f"incident {inc.kind}: agency={inc.agency!r} is not a body of the registry "
+                                 f"(agencies.yaml)")
         self.rng = random.Random(seed)
         self.incident_rng = random.Random(seed + 1)  # separate: incidents never change the underlying data
         self.commune_rng = random.Random(seed + 2)  # separate too: communes never change the values
@@ -188,7 +198,8 @@ class Simulator:
             scale = 1.0 if feed.sim.get("flat_scale") else province_scale(province, kind)
             places, cum = commune_choice(catalog, feed, province, f"{seed}-{i}")
             self.series.append(_Series(i, feed, province, dims, weight, scale, float(feed.sim.get("base", 1.0))
-                                       * scale, communes=places, commune_weights=cum))
+                                       * scale, communes=places, commune_weights=cum,
+                                       agency=catalog.registry.supplier(feed.id, province)))
             first = start_ms + self.rng.randrange(0, min(FIRST_READING_WITHIN_MS, int(feed.cadence_s * 1000)))
             self._heap.append((first, i))
         heapq.heapify(self._heap)
@@ -211,7 +222,7 @@ class Simulator:
 
     def _incident(self, kind: str, s: _Series, ts_ms: int) -> Incident | None:
         for inc in self.incidents:
-            if inc.kind == kind and inc.applies(s.feed.id, s.province, ts_ms, s.dims):
+            if inc.kind == kind and inc.applies(s.feed.id, s.province, ts_ms, s.dims, s.agency):
                 return inc
         return None
 

@@ -109,6 +109,25 @@ def reference_tables(catalog: Catalog) -> dict[str, pa.Table]:
         "communes": pa.table({"code": [c.code for c in communes], "name": [c.name for c in communes],
                               "province": [c.province for c in communes], "kind": [c.kind for c in communes]}),
         "indicators": indicator_table(catalog),
+        **contract_tables(catalog),
+    }
+
+
+def contract_tables(catalog: Catalog) -> dict[str, pa.Table]:
+    """The feed contracts (agencies.yaml, `contracts:`): one row each, and one row per series each must cover."""
+    cs = list(catalog.contracts.values())
+    return {
+        "contracts": pa.table({
+            "agency": [c.agency for c in cs], "feed": [c.feed for c in cs],
+            "province": [catalog.registry.bodies[c.agency].province for c in cs],
+            "cadence_s": pa.array([c.cadence_s for c in cs], pa.float64()),
+            "series": pa.array([len(c.series) for c in cs], pa.uint32()),
+            "per_hour_min": pa.array([c.per_hour_min for c in cs], pa.float64()),
+            "per_hour_max": pa.array([c.per_hour_max for c in cs], pa.float64()),
+            "timeliness_pct": pa.array([c.timeliness_pct for c in cs], pa.float64())}),
+        "contract_series": pa.table({
+            "agency": [c.agency for c in cs for _ in c.series], "feed": [c.feed for c in cs for _ in c.series],
+            "province": [p for c in cs for p, _ in c.series], "dims_key": [k for c in cs for _, k in c.series]}),
     }
 
 

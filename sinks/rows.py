@@ -94,13 +94,13 @@ SCHEMAS: dict[str, pa.Schema] = {
         ("dlq_id", pa.string()), ("reason", pa.string()), ("field", pa.string()), ("detail", pa.string()),
         ("payload", pa.string()), ("feed", pa.string()), ("source_topic", pa.string()),
         ("source_partition", pa.uint32()), ("source_offset", pa.int64()), ("received_at", TS),
-        ("kafka_offset", pa.uint64()),
+        ("kafka_offset", pa.uint64()), ("agency", pa.string()),
     ]),
     LATE: pa.schema([
         ("event_id", pa.string()), ("feed", pa.string()), ("province", pa.string()), ("dims", DIMS),
         ("dims_key", pa.string()), ("ts", TS), ("value", pa.float64()), ("watermark", TS),
         ("source_topic", pa.string()), ("source_partition", pa.uint32()), ("source_offset", pa.int64()),
-        ("detected_at", TS), ("status", pa.string()),
+        ("detected_at", TS), ("status", pa.string()), ("agency", pa.string()),
     ]),
     ALERT_EVENTS: pa.schema([
         ("alert_id", pa.string()), ("seq", pa.uint64()), ("fingerprint", pa.string()), ("rule_id", pa.string()),
@@ -209,7 +209,7 @@ def _dead_row(rec: Record, d: dict[str, Any], catalog: Catalog) -> tuple[Any, ..
     return (_str(d, "dlq_id"), _str(d, "reason"), _str(d, "field", ""), _str(d, "detail", ""),
             _str(d, "payload", ""), feed_of_dead_letter(d, catalog), _str(d, "source_topic", ""),
             _uint(d, "source_partition", 0), _int(d, "source_offset", -1),
-            _int(d, "received_ms", rec.timestamp_ms), rec.offset)
+            _int(d, "received_ms", rec.timestamp_ms), rec.offset, _str(d, "agency", ""))
 
 
 def _late_row(rec: Record, d: dict[str, Any], catalog: Catalog) -> tuple[Any, ...]:
@@ -217,7 +217,7 @@ def _late_row(rec: Record, d: dict[str, Any], catalog: Catalog) -> tuple[Any, ..
     return (_str(d, "event_id"), _str(d, "feed"), _str(d, "province"), list(dims.items()), dims_key(dims),
             _int(d, "ts"), _num(d, "value"), _int(d, "watermark"), _str(d, "source_topic"),
             _uint(d, "source_partition"), _int(d, "source_offset"), _int(d, "detected_ms"),
-            _str(d, "status", LATE_TOO_LATE))
+            _str(d, "status", LATE_TOO_LATE), _str(d, "agency", ""))
 
 
 def _optional_num(d: dict[str, Any], k: str) -> float | None:

@@ -255,9 +255,10 @@ class Worker:
         """The message's valid readings, and how many were rejected (each goes to feeds.dlq with its reason)."""
         feed = self.catalog.feed_for_topic(msg.topic)
         ref_ms = round(msg.timestamp * 1000)  # the broker's timestamp: same verdict as the sink
+        agency = agency_of(msg.headers)
         verdicts = decode_message(msg.value, self.catalog, ref_ms=ref_ms, max_future_ms=self.max_future_ms,
                                   max_past_ms=self.max_past_ms, topic_feed=feed.id if feed else None,
-                                  agency=agency_of(msg.headers))
+                                  agency=agency)
         valid: list[tuple[int, Reading]] = []
         for i, v in enumerate(verdicts):
             if isinstance(v, Reading):
@@ -266,7 +267,8 @@ class Worker:
             self.counters.rejected += 1
             suffix = f":{i}" if len(verdicts) > 1 else ""
             dlq = dead_letter(v, msg.value, source_topic=msg.topic, partition=msg.partition, offset=msg.offset,
-                              received_ms=wall, dlq_id=f"{msg.topic}:{msg.partition}:{msg.offset}{suffix}")
+                              received_ms=wall, dlq_id=f"{msg.topic}:{msg.partition}:{msg.offset}{suffix}",
+                              agency=agency or "")
             await self.send(DLQ_TOPIC, msg.key, dlq)
         return valid, len(verdicts) - len(valid)
 

@@ -36,6 +36,7 @@ from typing import Any
 import orjson
 
 from controlroom.alerts import deadlines
+from controlroom.alerts.contract_rule import ContractJudge
 from controlroom.alerts.rules import ANY_FEED, TEMPLATE_FIELDS, Rule
 from controlroom.catalog import NATIONAL, Catalog
 from controlroom.reports import Form, default_forms, province_centers, reporting_agency
@@ -52,7 +53,7 @@ DEFAULT_SUMMARY_EN = "{rule_id}: {feed_en} – {province_en} {dims}: {value_text
 # params that shape a rule's accumulated state: a new version that changes only the others
 # (thresholds, k, severity, texts…) keeps the state, so an anomaly baseline is not re-learned
 _STATE_PARAMS: dict[str, tuple[str, ...]] = {
-    "threshold": (), "staleness": (),
+    "threshold": (), "staleness": (), "contract": (),
     "rate_of_change": ("metric", "lookback_s", "mode"),
     "anomaly": ("metric", "alpha", "tz_offset_h", "seasonal"),
     "data_quality": ("period_s",),
@@ -106,7 +107,7 @@ def _year_bounds(ms: int, tz_h: float) -> tuple[int, int, int]:
     return local.year, int(start.timestamp() * 1000), int(end.timestamp() * 1000)
 
 
-class RuleEngine:
+class RuleEngine(ContractJudge):
     def __init__(self, rules: Iterable[Rule], catalog: Catalog, *, window_s: int = 60,
                  allowed_lateness_s: float = 10.0) -> None:
         self.catalog = catalog
@@ -285,7 +286,7 @@ class RuleEngine:
         A rule with `scope: feed` judges each feed as a whole: more than `min_silent_pct` of its series silent."""
         if self.resumed_ms is None:
             self.resumed_ms = now_ms
-        out = self._report_deadlines(now_ms)
+        out: list[Condition] = self._report_deadlines(now_ms) + self.judge_contracts(now_ms)
         rules = [r for r in self.rules.values() if r.type == "staleness"]
         if not rules:
             return out

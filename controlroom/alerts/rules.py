@@ -23,7 +23,8 @@ from controlroom.errors import ControlRoomError
 from controlroom.reports import default_forms
 from controlroom.schema import SEVERITIES
 
-RULE_TYPES = ("threshold", "rate_of_change", "anomaly", "staleness", "data_quality", "target", "report_deadline")
+RULE_TYPES = ("threshold", "rate_of_change", "anomaly", "staleness", "data_quality", "target", "report_deadline",
+              "contract")
 METRICS = ("avg", "sum", "min", "max", "last", "count")
 DIRECTIONS = ("up", "down", "both")
 ANY_FEED = "*"
@@ -35,7 +36,8 @@ TEMPLATE_FIELDS = frozenset({
     "dims", "value", "value_text", "metric", "level", "threshold", "op", "baseline", "deviation", "z", "change_pct",
     "reference", "lookback_min", "silent_s", "silent_min", "cadences", "silent_series", "series_total",
     "share_pct", "limit_pct", "period_min", "ratio_pct", "target_pct", "plan", "actual", "behind_pct",
-    "form", "form_vi", "form_en", "period", "deadline", "agency", "days_left", "days_late",  # report_deadline
+    "form", "form_vi", "form_en", "period", "deadline", "days_left", "days_late",  # report_deadline
+    "agency", "agency_vi", "agency_en",  # contract rules: the body whose contract is breached
 })
 
 _COMMON_FIELDS = ("id", "version", "type", "feed", "severity", "for_s", "repeat_interval_s", "escalate_after_s",
@@ -300,9 +302,20 @@ def _report_rule_fields(raw: dict[str, Any], where: str) -> None:
             raise RuleError(f"{where}.{name}: not for a report_deadline rule")
 
 
+def _p_contract(p: dict[str, Any], where: str, rule: Rule, feed: Feed | None) -> dict[str, Any]:
+    """A feed contract (agencies.yaml) breached: fewer than min_completeness_pct of its series reporting, a series
+    reporting while its last reading is within max(cadences × the contract's cadence, min_silence_s)."""
+    _no_unknown(p, ("min_completeness_pct", "cadences", "min_silence_s"), where)
+    return {"min_completeness_pct": _number(p.get("min_completeness_pct", 90), f"{where}.min_completeness_pct",
+                                            lo=0, hi=100, lo_open=True),
+            "cadences": _number(p.get("cadences", 3), f"{where}.cadences", lo=0, lo_open=True),
+            "min_silence_s": _number(p.get("min_silence_s", 150), f"{where}.min_silence_s", lo=0)}
+
+
 _PARAMS: dict[str, ParamCheck] = {
     "threshold": _p_threshold, "rate_of_change": _p_rate, "anomaly": _p_anomaly,
     "staleness": _p_staleness, "data_quality": _p_quality, "target": _p_target, "report_deadline": _p_report,
+    "contract": _p_contract,
 }
 _NEEDS_FEED = ("target",)  # a ratio names dims, a plan is about one feed: "*" makes no sense
 

@@ -46,6 +46,15 @@ class LiveApi:
         return r.json()
 
 
+def open_wall(page: Page, api: LiveApi) -> None:
+    """/wall on a fresh profile: it asks for the viewer key once; given, the first snapshot is shown."""
+    page.goto(api.url + "/wall", wait_until="load")
+    page.wait_for_selector("#key-dialog:not([hidden])", timeout=10_000)  # asks for the key once
+    page.fill("#key-input", api.viewer)
+    page.click("#key-submit")
+    page.wait_for_selector("body[data-generated-at]", timeout=30_000)
+
+
 @contextmanager
 def serve_api(settings: Settings) -> Iterator[LiveApi]:
     """The API served by uvicorn on settings.api_port (in a thread of this process, so the test can seed its chDB)."""

@@ -96,6 +96,18 @@ async def wait_for(check: Callable[[], Any], timeout_s: float = 90.0, what: str 
     raise AssertionError(f"timed out after {timeout_s:.0f} s waiting for {what}; last value: {last!r}")
 
 
+def poll(check: Callable[[], Any], what: str, timeout_s: float = 90.0, every_s: float = 0.5) -> Any:
+    """Call `check` until it returns a truthy value, which is returned (sync twin of wait_for)."""
+    deadline = time.monotonic() + timeout_s
+    last: Any = None
+    while time.monotonic() < deadline:
+        last = check()
+        if last:
+            return last
+        time.sleep(every_s)
+    raise AssertionError(f"timed out after {timeout_s:.0f} s waiting for {what}; last value: {last!r}")
+
+
 def reading(event_id: str, feed: str, province: str, ts_ms: int, value: float, **dims: str) -> bytes:
     return orjson.dumps({"event_id": event_id, "feed": feed, "province": province, "ts": ts_ms,
                          "value": value, "dims": dims, "source": "test"})

@@ -20,6 +20,7 @@ ENDPOINTS = [
     ("GET", "/feeds", None, "viewer"),
     ("GET", "/provinces", None, "viewer"),
     ("GET", "/agencies", None, "viewer"),
+    ("GET", "/agencies/hydromet", None, "viewer"),
     ("GET", "/overview", None, "viewer"),
     ("GET", "/series?feed=water_level", None, "viewer"),
     ("GET", "/indicators", None, "viewer"),

@@ -176,10 +176,12 @@ def seed(wh: ChdbWarehouse) -> None:
 
 
 def ctx(range_s: int = 3600, *, interval_ms: int = 60_000, province: Any = ALL, dims: Any = ALL,
-        feed: str = "water_level", indicator: str = "hotline_calls_m", form: str = "BC_NHIEMVU_THANG") -> QueryContext:
+        feed: str = "water_level", indicator: str = "hotline_calls_m", form: str = "BC_NHIEMVU_THANG",
+        agency: str = "hotlines") -> QueryContext:
     return QueryContext(from_ms=NOW_MS - range_s * 1000, to_ms=NOW_MS, interval_ms=interval_ms, variables={
         "feed": Variable(feed), "province": Variable(province, options=["01", "48", "79"]),
-        "dims": Variable(dims, options=["station=s1"]), "indicator": Variable(indicator), "form": Variable(form)})
+        "dims": Variable(dims, options=["station=s1"]), "indicator": Variable(indicator), "form": Variable(form),
+        "agency": Variable(agency)})
 
 
 def run(wh: ChdbWarehouse, sql: str, c: QueryContext | None = None) -> list[dict[str, Any]]:
@@ -211,7 +213,8 @@ def check_columns(kind: str, target: dict[str, Any], rows: list[dict[str, Any]],
 
 def test_every_panel_query_runs_and_has_its_columns(wh: ChdbWarehouse) -> None:
     boards = board_files()
-    assert len(boards) == 13  # national wall, province, explorer, pipeline health, indicators, compliance, 7 categories
+    assert len(boards) == 14  # national wall, province, explorer, pipeline health, indicators, compliance, agencies,
+    # 7 categories
     ran = 0
     for board in boards.values():
         for uid, title, kind, target in targets(board):
@@ -452,3 +455,31 @@ def test_reporting_compliance_board(wh: ChdbWarehouse) -> None:
     finally:
         wh.command(f"TRUNCATE TABLE {DB}.report_submissions")
         wh.command(f"TRUNCATE TABLE {DB}.report_reviews")
+
+
+def test_agencies_board_ranks_bodies_and_drills_down(wh: ChdbWarehouse) -> None:
+    """The Agencies board over the seed (hotlines' calls in 01 and 79 for 40 days, hydromet's stations): its ranking
+    is the mean quality of each body's contract-hours, recomputed here from contract_hourly; the drill-down's daily
+    score is agency_scores_daily's (GET /agencies/{id}), its contracts table the body's feeds."""
+    range_s = 7 * 86_400
+    hourly = wh.query(f"SELECT agency, feed, quality FROM {DB}.contract_hourly WHERE quality IS NOT NULL AND "
+                      f"hour >= toDateTime({(NOW_MS // 1000) - range_s}) AND hour <= toDateTime({NOW_MS // 1000})")
+    by_agency: dict[str, list[float]] = {}
+    for r in hourly:
+        by_agency.setdefault(r["agency"], []).append(r["quality"])
+    ranked = run(wh, panel_sql("agencies", "Agencies ranked"), ctx(range_s))
+    assert {r["agency"]: r["score"] for r in ranked} == {
+        a: pytest.approx(round(sum(q) / len(q), 1), abs=0.051) for a, q in by_agency.items()}
+    assert [r["score"] for r in ranked] == sorted(r["score"] for r in ranked)  # worst first
+    hotlines = next(r for r in ranked if r["agency"] == "hotlines")
+    assert 0 < hotlines["score"] < 100 and hotlines["worst_feed"] == "hotline_calls"
+    assert len(ranked) == len({c.agency for c in default_catalog().contracts.values()})  # every body, judged
+    daily = run(wh, panel_sql("agencies", "Daily score"), ctx(range_s))
+    stored = wh.query(f"SELECT toDateTime(day) AS time, score FROM {DB}.agency_scores_daily "
+                      "WHERE agency = 'hotlines' ORDER BY time")
+    assert len(daily) >= 7 and [r["score"] for r in daily] == pytest.approx(
+        [r["score"] for r in stored if r["time"] in {d["time"] for d in daily}])
+    contracts = run(wh, panel_sql("agencies", "Contracts of the agency"), ctx(range_s))
+    assert [r["feed"] for r in contracts] == ["hotline_calls"] and contracts[0]["readings_in"] > 0
+    water = run(wh, panel_sql("agencies", "Contracts of the agency"), ctx(range_s, agency="hydromet"))
+    assert [r["feed"] for r in water] == ["water_level"] and water[0]["dead_in"] == 0

@@ -114,7 +114,7 @@ def test_sync_pushes_datasource_and_boards_idempotently(grafana: tuple[FakeGrafa
     state, url = grafana
     first = sync(url, TOKEN, ENV)
     assert first.datasource == "created" and first.folder == "created"
-    assert sorted(first.dashboards) == expected_uids() and len(first.dashboards) == 13
+    assert sorted(first.dashboards) == expected_uids() and len(first.dashboards) == 14
     ds = state.datasources["controlroom-clickhouse"]
     assert ds["type"] == "grafana-clickhouse-datasource"
     assert ds["jsonData"]["host"] == "clickhouse" and ds["jsonData"]["defaultDatabase"] == "controlroom"
@@ -165,7 +165,7 @@ def test_unreachable_grafana_and_the_cli(grafana: tuple[FakeGrafana, str], monke
         return out, err
 
     assert main(["grafana", "sync", "--url", url]) == 0
-    assert "13 boards" in output()[0]
+    assert "14 boards" in output()[0]
     monkeypatch.setenv("GRAFANA_TOKEN", "bad")
     assert main(["grafana", "sync", "--url", url]) == 2
     assert "401" in output()[1]
@@ -173,5 +173,5 @@ def test_unreachable_grafana_and_the_cli(grafana: tuple[FakeGrafana, str], monke
     monkeypatch.setenv("GRAFANA_TOKEN", TOKEN)
     assert main(["grafana", "sync", "--url", url]) == 2
     assert "CLICKHOUSE_READONLY_PASSWORD" in output()[1]
-    assert len(state.dashboards) == 13
+    assert len(state.dashboards) == 14
     assert not [s for s in seen if TOKEN in s or PASSWORD in s]  # read here, so checked here

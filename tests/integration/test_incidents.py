@@ -11,7 +11,6 @@ last 14 minutes are published at once: event time moves the windows, so nothing 
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -30,7 +29,7 @@ from producers.scenarios import parse_scenario
 from producers.simulator import Simulator
 from tests.conftest import free_port
 from tests.integration.api_client import Keys, api_client
-from tests.integration.pipeline import services
+from tests.integration.pipeline import poll, services
 
 pytestmark = pytest.mark.integration
 
@@ -53,14 +52,7 @@ class Flood:
         return self.client.post(path, json=body, headers=self.keys.header(role))
 
     def wait(self, check: Any, what: str, timeout_s: float = 90.0) -> Any:
-        deadline = time.monotonic() + timeout_s
-        last: Any = None
-        while time.monotonic() < deadline:
-            last = check()
-            if last:
-                return last
-            time.sleep(0.3)
-        raise AssertionError(f"no {what} within {timeout_s:.0f} s; last: {last!r}")
+        return poll(check, what, timeout_s, every_s=0.3)
 
 
 def flood_messages(end_ms: int) -> list[tuple[str, bytes, bytes]]:

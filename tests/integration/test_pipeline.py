@@ -130,16 +130,18 @@ async def test_known_readings_give_exact_results_across_a_worker_crash(
     ]
     hourly = q("SELECT feed, agency FROM DB.agg_1h FINAL ORDER BY feed")  # the rollups carry it too
     assert {(h["feed"], h["agency"]) for h in hourly} == {("hotline_calls", "hotlines"), ("water_level", "hydromet")}
-    late = q("SELECT event_id, toUnixTimestamp64Milli(watermark) AS wm, status FROM DB.late_readings FINAL")
-    assert [(r["event_id"], int(r["wm"]) - T0, r["status"]) for r in late] == [("w-late", 3 * MIN - 10_000, "amended")]
-    dead = q("SELECT reason, field, detail, source_topic FROM DB.dead_letters FINAL ORDER BY reason")
-    assert [(d["reason"], d["field"], d["source_topic"]) for d in dead] == [
-        ("feed_topic_mismatch", "feed", "feeds.water_level"),
-        ("malformed", "", "feeds.water_level"),
-        ("missing_agency", "header.agency", "feeds.water_level"),
-        ("out_of_range", "value", "feeds.water_level"),
-        ("unknown_province", "province", "feeds.hotline_calls"),
-        ("wrong_agency", "header.agency", "feeds.water_level"),
+    late = q("SELECT event_id, toUnixTimestamp64Milli(watermark) AS wm, status, agency FROM DB.late_readings FINAL")
+    assert [(r["event_id"], int(r["wm"]) - T0, r["status"], r["agency"]) for r in late] == [
+        ("w-late", 3 * MIN - 10_000, "amended", "hydromet")]  # its sender: the timeliness of its contract
+    dead = q("SELECT reason, field, detail, source_topic, agency FROM DB.dead_letters FINAL ORDER BY reason")
+    # each charged to the header that sent it (the validity of its contract); none without one
+    assert [(d["reason"], d["field"], d["source_topic"], d["agency"]) for d in dead] == [
+        ("feed_topic_mismatch", "feed", "feeds.water_level", "hydromet"),
+        ("malformed", "", "feeds.water_level", "hydromet"),
+        ("missing_agency", "header.agency", "feeds.water_level", ""),
+        ("out_of_range", "value", "feeds.water_level", "hydromet"),
+        ("unknown_province", "province", "feeds.hotline_calls", "hotlines"),
+        ("wrong_agency", "header.agency", "feeds.water_level", "moh"),
     ]
     assert [d["detail"] for d in dead if d["field"] == "header.agency"] == [
         "header `agency` is missing", "header `agency` 'moh' does not supply feed water_level"]

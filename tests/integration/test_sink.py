@@ -145,12 +145,14 @@ def messages() -> list[Msg]:
     agg = window_message(feed="hotline_calls", province="79", dims={"line": "113"}, window_start_ms=T0, window_s=60,
                          count=2, total=10.0, vmin=3.0, vmax=7.0, last=3.0, last_ts_ms=T0 + 35_000,
                          closed_ms=T0 + 200_000, source_partition=1)
-    late_r = Reading("w-late", "water_level", "01", T0 + 30_000, 999.0, {"station": "s1"}, "test", "01")
+    late_r = Reading("w-late", "water_level", "01", T0 + 30_000, 999.0, {"station": "s1"}, "test", "01",
+                     agency="hydromet")
     late = late_message(late_r, source_topic="feeds.water_level", partition=2, offset=17,
                         watermark_ms=T0 + 170_000, detected_ms=T0 + 180_000, amend=False)
     bad = reading("bad-range", "water_level", "01", T0 + 2_000, 99_999, station="s1")
     dlq = dead_letter(Rejection(OUT_OF_RANGE, "value", "99999 outside [-500, 3000] cm"), bad,
-                      source_topic="feeds.water_level", partition=3, offset=4, received_ms=T0 + 9_000)
+                      source_topic="feeds.water_level", partition=3, offset=4, received_ms=T0 + 9_000,
+                      agency="hydromet")
     pair = orjson.dumps([orjson.loads(reading("w3", "water_level", "01", T0 + 3_000, 105.0, station="s2")),
                          orjson.loads(reading("bad-in-array", "water_level", "01", T0, 1e9, station="s2"))])
     return [
@@ -212,12 +214,12 @@ async def test_writer_writes_exact_rows_and_commits_what_it_wrote(
             "dlq_id": "feeds.water_level:3:4", "reason": "out_of_range", "field": "value",
             "detail": "99999 outside [-500, 3000] cm", "payload": msgs[4][2].decode(), "feed": "water_level",
             "source_topic": "feeds.water_level", "source_partition": 3, "source_offset": 4,
-            "received_at": dt(T0 + 9_000), "kafka_offset": at[7][1]}]
+            "received_at": dt(T0 + 9_000), "kafka_offset": at[7][1], "agency": "hydromet"}]  # its sender
         assert q(wh, "SELECT * FROM DB.late_readings FINAL") == [{
             "event_id": "w-late", "feed": "water_level", "province": "01", "dims": {"station": "s1"},
             "dims_key": "station=s1", "ts": dt(T0 + 30_000), "value": 999.0, "watermark": dt(T0 + 170_000),
             "source_topic": "feeds.water_level", "source_partition": 2, "source_offset": 17,
-            "detected_at": dt(T0 + 180_000), "status": "too_late"}]
+            "detected_at": dt(T0 + 180_000), "status": "too_late", "agency": "hydromet"}]
 
         # the raw readings' windows, which no worker closed, were recomputed by the sink: one per series, minute
         # and partition, each equal to its readings

@@ -45,7 +45,7 @@ from controlroom.schema import (
 from producers.simulator import Simulator
 from sinks.writer import SinkWriter
 from tests.conftest import register_secret
-from tests.integration.browser import LiveApi, chromium, serve_api
+from tests.integration.browser import LiveApi, chromium, open_wall, serve_api
 from tests.integration.pipeline import sent_record
 
 pytestmark = pytest.mark.integration
@@ -262,11 +262,7 @@ def test_wall_in_chromium_matches_overview(live_api: WallApi, catalog: Catalog, 
     with chromium(tmp_path / "chromium-profile", viewport={"width": 1920, "height": 1080}, locale="vi-VN",
                   timezone_id="Asia/Ho_Chi_Minh") as browser:
         page, watch = browser.page, browser.watch
-        page.goto(live_api.url + "/wall", wait_until="load")
-        page.wait_for_selector("#key-dialog:not([hidden])", timeout=10_000)  # asks for the key once
-        page.fill("#key-input", live_api.viewer)
-        page.click("#key-submit")
-        page.wait_for_selector("body[data-generated-at]", timeout=30_000)
+        open_wall(page, live_api)
         shown = page_figures(page)
         overview = live_api.get("/overview")
         t_first = time.monotonic() - started
@@ -451,11 +447,7 @@ def test_wall_drills_down_to_a_province(live_api: WallApi, catalog: Catalog, tmp
     with chromium(tmp_path / "chromium-profile", viewport={"width": 1920, "height": 1080}, locale="vi-VN",
                   timezone_id="Asia/Ho_Chi_Minh") as browser:
         page, watch = browser.page, browser.watch
-        page.goto(live_api.url + "/wall", wait_until="load")
-        page.wait_for_selector("#key-dialog:not([hidden])", timeout=10_000)
-        page.fill("#key-input", live_api.viewer)
-        page.click("#key-submit")
-        page.wait_for_selector("body[data-generated-at]", timeout=30_000)
+        open_wall(page, live_api)
         page.click(f'#map a[data-code="{code}"] circle')  # the province on the national map
         page.wait_for_url(f"**/wall/province/{code}", timeout=10_000)
         page.wait_for_selector("#p-tiles .tile", timeout=30_000)  # the stored key: no second question

@@ -18,8 +18,8 @@ def test_committed_json_matches_the_code(catalog: Catalog) -> None:
 
 def test_board_shapes(catalog: Catalog) -> None:
     boards = {name: json.loads(text) for name, text in generate(catalog).items()}
-    assert len(boards) == 6 + len(catalog.categories) == 13
-    assert len({b["uid"] for b in boards.values()}) == 13
+    assert len(boards) == 7 + len(catalog.categories) == 14
+    assert len({b["uid"] for b in boards.values()}) == 14
     wall = boards["national-wall.json"]
     assert wall["refresh"] == "5s"
     types = [p["type"] for p in wall["panels"]]

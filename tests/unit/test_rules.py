@@ -73,7 +73,12 @@ def test_default_rules_water_alarm_and_staleness_of_every_series() -> None:
     down = {c.fingerprint for c in fired if c.rule.id == "feed_down"}
     assert down == {f"feed_down|{f.id}||" for f in CAT.feeds.values()
                     if len(CAT.series_provinces(f)) * len(f.dim_combinations()) >= 2}
-    assert len(fired) == len(lost) + len(down)
+    # and every body's contract: none of its series reporting
+    breached = {c.fingerprint for c in fired if c.rule.id == "contract_breach"}
+    assert len(breached) == len(CAT.contracts) == 58
+    assert "contract_breach|water_level||agency=hydromet" in breached
+    assert "contract_breach|citizen_feedback|79|agency=ioc_79" in breached  # a center's: its province
+    assert len(fired) == len(lost) + len(down) + len(breached)
 
 
 @pytest.mark.parametrize(("change", "message"), [
@@ -81,7 +86,7 @@ def test_default_rules_water_alarm_and_staleness_of_every_series() -> None:
     ({"feed": "nope"}, "rules[0].feed: unknown feed 'nope'"),
     ({"type": "magic"},
      "rules[0].type: must be one of threshold, rate_of_change, anomaly, staleness, data_quality, target, "
-     "report_deadline"),
+     "report_deadline, contract"),
     ({"severity": "urgent"}, "rules[0].severity: must be one of info, warning, critical"),
     ({"version": 0}, "rules[0].version: must be >= 1"),
     ({"for_s": -1}, "rules[0].for_s: must be >= 0"),

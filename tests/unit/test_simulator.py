@@ -130,3 +130,19 @@ def test_parse_incident() -> None:
                           ("spike:colour=red", "unknown incident option"), ("spike:factor=lots", "factor")]:
         with pytest.raises(ValueError, match=message):
             parse_incident(spec, 0)
+
+
+def test_a_silent_agency_sends_nothing_of_the_series_it_supplies(catalog: Catalog) -> None:
+    silent = parse_incident("silent:agency=hydromet,start=+60,duration=180", MON_10_LOCAL)
+    assert silent.agency == "hydromet"
+    msgs = Simulator(catalog, seed=1, start_ms=MON_10_LOCAL, incidents=[silent]).between(
+        MON_10_LOCAL, MON_10_LOCAL + 300_000)
+    water = [d["ts"] for d in docs(msgs) if d["feed"] == "water_level"]
+    assert water and not [t for t in water if MON_10_LOCAL + 60_000 <= t < MON_10_LOCAL + 240_000]
+    assert any(t >= MON_10_LOCAL + 240_000 for t in water)  # and it comes back
+    others = [d for d in docs(msgs) if d["feed"] != "water_level"
+              and MON_10_LOCAL + 60_000 <= d["ts"] < MON_10_LOCAL + 240_000]
+    # every other body keeps sending (each feed reporting at least once a minute has readings in those 3 minutes)
+    assert {d["feed"] for d in others} >= {f.id for f in catalog.feeds.values() if f.cadence_s <= 60} - {"water_level"}
+    with pytest.raises(ValueError, match="agency='nobody' is not a body of the registry"):
+        Simulator(catalog, seed=1, start_ms=MON_10_LOCAL, incidents=[parse_incident("silent:agency=nobody", 0)])

@@ -102,12 +102,12 @@ def test_agg_late_and_dead_letter_rows(catalog: Catalog) -> None:
     agg = window_message(feed="hotline_calls", province="79", dims={"line": "113"}, window_start_ms=T0, window_s=60,
                          count=2, total=10.0, vmin=3.0, vmax=7.0, last=3.0, last_ts_ms=T0 + 35_000,
                          closed_ms=T0 + 200_000, source_partition=3)
-    r = Reading("e1", "water_level", "08", T0 + 30_000, 999.0, {"station": "s2"}, "src", "02")
+    r = Reading("e1", "water_level", "08", T0 + 30_000, 999.0, {"station": "s2"}, "src", "02", agency="hydromet")
     late = late_message(r, source_topic="feeds.water_level", partition=1, offset=55, watermark_ms=T0 + 170_000,
                         detected_ms=T0 + 180_000)
     bad = reading("x", "water_level", "01", T0, 99_999, station="s1")
     dlq = dead_letter(Rejection(OUT_OF_RANGE, "value", "too high"), bad, source_topic="feeds.water_level",
-                      partition=2, offset=9, received_ms=T0 + 5)
+                      partition=2, offset=9, received_ms=T0 + 5, agency="hydromet")
     out = convert([Record("agg.1m", 0, 3, T0 + 1, orjson.dumps(agg)),
                    Record("feeds.late", 1, 4, T0 + 2, orjson.dumps(late)),
                    Record("feeds.dlq", 2, 5, T0 + 3, orjson.dumps(dlq))], catalog)
@@ -123,11 +123,11 @@ def test_agg_late_and_dead_letter_rows(catalog: Catalog) -> None:
         "event_id": "e1", "feed": "water_level", "province": "08", "dims": [("station", "s2")],
         "dims_key": "station=s2", "ts": dt(T0 + 30_000), "value": 999.0, "watermark": dt(T0 + 170_000),
         "source_topic": "feeds.water_level", "source_partition": 1, "source_offset": 55,
-        "detected_at": dt(T0 + 180_000), "status": "amended"}]
+        "detected_at": dt(T0 + 180_000), "status": "amended", "agency": "hydromet"}]  # the sender: its timeliness
     assert out.tables["dead_letters"].to_pylist() == [{
         "dlq_id": "feeds.water_level:2:9", "reason": "out_of_range", "field": "value", "detail": "too high",
         "payload": bad.decode(), "feed": "water_level", "source_topic": "feeds.water_level", "source_partition": 2,
-        "source_offset": 9, "received_at": dt(T0 + 5), "kafka_offset": 5}]
+        "source_offset": 9, "received_at": dt(T0 + 5), "kafka_offset": 5, "agency": "hydromet"}]  # its validity
 
 
 def test_the_workers_windows_and_amending_late_readings_are_triggers_not_rows(catalog: Catalog) -> None:

@@ -10,6 +10,7 @@ from api.wall import (
     MAP_W,
     TREND_MINUTES,
     TrendPoint,
+    build_agencies,
     build_province,
     build_wall,
     incident_type_name,
@@ -17,6 +18,7 @@ from api.wall import (
     trend_delta_pct,
     trend_points,
     trend_window,
+    wall_agencies,
     worst,
 )
 from controlroom.catalog import HEADLINE_FEEDS, Catalog
@@ -275,3 +277,23 @@ def test_a_map_of_one_province_is_its_centre(catalog: Catalog) -> None:
 
     one = dataclasses.replace(catalog, provinces={"01": catalog.provinces["01"]})
     assert project(one) == {"01": (MAP_W / 2, MAP_H / 2)}
+
+
+def test_agencies_view_ranks_bodies_worst_first_with_trend_and_worst_contract(catalog: Catalog) -> None:
+    days = ["2026-11-30", "2026-12-01", "2026-12-02"]
+    daily = [{"agency": "hydromet", "day": "2026-12-01", "score": 90.0}, {"agency": "hydromet", "day": "2026-12-02",
+                                                                          "score": 60.0},
+             {"agency": "ioc_79", "day": "2026-12-02", "score": 95.0}]
+    contracts = [{"agency": "hydromet", "feed": "water_level", "quality": 60.0},
+                 {"agency": "mof", "feed": "commodity_prices", "quality": None}]
+    snap = build_agencies(catalog, daily, contracts, days=days, generated_at="2026-12-02T03:00:00Z", refresh_s=5)
+    rows = {r["id"]: r for r in snap["agencies"]}
+    assert [r["id"] for r in snap["agencies"][:2]] == ["hydromet", "ioc_79"]  # judged, worst first; the rest after
+    assert rows["hydromet"]["trend"] == [["2026-11-30", None], ["2026-12-01", 90.0], ["2026-12-02", 60.0]]
+    assert (rows["hydromet"]["worst_feed"], rows["hydromet"]["worst_quality"]) == ("water_level", 60.0)
+    assert rows["mof"]["score"] is None and rows["mof"]["worst_feed"] is None
+    assert rows["ioc_79"]["label_en"] == "Ho Chi Minh City IOC" and rows["hydromet"]["label_vi"] == \
+        "Cục Khí tượng Thủy văn"
+    assert (snap["judged"], snap["below_80"], snap["mean_score"]) == (2, 1, 77.5)
+    mine = wall_agencies(catalog, daily, contracts, days, frozenset({"79"}))
+    assert [r["id"] for r in mine] == ["ioc_79"]  # a province page: its center only

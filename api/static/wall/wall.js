@@ -36,6 +36,9 @@
       rep_over_sub: "{a} nộp trễ · {f} biểu mẫu",
       indicators: "Chỉ tiêu: thực hiện so với kế hoạch", of_plan: "{p} % KH", no_plan: "chưa có KH",
       projection: "→ {p} %", more_indicators: "và {n} dòng khác",
+      agencies_link: "Cơ quan", agencies_title: "Chất lượng cung cấp dữ liệu theo cơ quan",
+      agencies_sub: "điểm hôm nay, 7 ngày qua · {a} cơ quan được chấm · {b} dưới 80", worst: "kém nhất",
+      no_score: "chưa chấm", center_score: "Điểm cung cấp dữ liệu của trung tâm hôm nay",
     },
     en: {
       title: "National operations center", feeds_reporting: "feeds reporting", series_reporting: "series reporting",
@@ -63,10 +66,15 @@
       rep_over_sub: "{a} submitted late · {f} forms",
       indicators: "Indicators: actual against plan", of_plan: "{p} % of plan", no_plan: "no plan",
       projection: "→ {p} %", more_indicators: "and {n} more rows",
+      agencies_link: "Agencies", agencies_title: "Data delivery quality by agency",
+      agencies_sub: "today's score, last 7 days · {a} bodies scored · {b} below 80", worst: "worst",
+      no_score: "not scored", center_score: "Data delivery score of its center today",
     },
   };
   // /wall/province/79: the same page shows one province (its feeds, alerts, communes) from its own stream
   const PROVINCE = (location.pathname.match(/^\/wall\/province\/(\d{2})\/?$/) || [])[1] || null;
+  // /wall/agencies: the connected bodies' quality scores, from the stream's agencies view
+  const AGENCIES = /^\/wall\/agencies\/?$/.test(location.pathname);
   let lang = localStorage.getItem(LANG) === "en" ? "en" : "vi";
   let snap = null;
   let lastAt = 0;
@@ -300,6 +308,10 @@
     }));
     renderAlerts(s);
     renderIncidents(s);
+    const center = s.agencies[0];
+    $("p-agency").dataset.score = JSON.stringify(center ? center.score : null);
+    $("p-agency").textContent = center ? "· " + t("center_score") + ": " + (center.score === null ? t("no_score")
+      : fmt(center.score, 0)) : "";
     const box = $("p-places");
     box.replaceChildren();
     for (const f of s.places) {
@@ -325,6 +337,26 @@
       }
       box.append(block);
     }
+  }
+
+  // A body's card: its name, its worst contract today, its score today and its week as a sparkline.
+  function agencyEl(a) {
+    const e = el("div", "agency " + (a.score === null ? "none" : a.score >= 90 ? "good" : a.score >= 70 ? "fair" : "poor"));
+    e.dataset.agency = a.id;
+    e.dataset.score = JSON.stringify(a.score);
+    e.dataset.trend = JSON.stringify(a.trend.map((p) => p[1]));
+    e.dataset.worst = a.worst_feed || "";
+    e.append(el("span", "name", lang === "vi" ? a.label_vi : a.label_en),
+      el("span", "score", a.score === null ? "–" : fmt(a.score, 0)), spark(a.trend.map((p) => p[1])),
+      el("span", "worst", a.worst_feed ? t("worst") + ": " + (lang === "vi" ? a.worst_feed_vi : a.worst_feed_en) +
+        " (" + fmt(a.worst_quality, 0) + ")" : t("no_score")));
+    e.title = lang === "vi" ? a.name_vi : a.name_en;
+    return e;
+  }
+
+  function renderAgencies(s) {
+    $("a-sub").textContent = s.day + " · " + t("agencies_sub").replace("{a}", fmt(s.judged)).replace("{b}", fmt(s.below_80));
+    $("agencies").replaceChildren(...s.agencies.map(agencyEl));
   }
 
   function renderSide(s) {
@@ -431,6 +463,8 @@
     if (!snap) return;
     if (PROVINCE) {
       renderProvince(snap);
+    } else if (AGENCIES) {
+      renderAgencies(snap);
     } else {
       renderTotals(snap);
       renderTiles(snap);
@@ -459,7 +493,7 @@
     }
     if (!data.length) return;
     const payload = JSON.parse(data.join("\n"));
-    if (event === (PROVINCE ? "province" : "wall")) {
+    if (event === (PROVINCE ? "province" : AGENCIES ? "agencies" : "wall")) {
       snap = payload;
       lastAt = Date.now();
       setStatus("live");
@@ -487,7 +521,8 @@
     setStatus(snap ? "stale" : "connecting");
     let resp;
     try {
-      resp = await fetch(PROVINCE ? "/wall/stream?province=" + PROVINCE : "/wall/stream", { headers: { Authorization: "Bearer " + key, Accept: "text/event-stream" },
+      const url = PROVINCE ? "/wall/stream?province=" + PROVINCE : AGENCIES ? "/wall/stream?view=agencies" : "/wall/stream";
+      resp = await fetch(url, { headers: { Authorization: "Bearer " + key, Accept: "text/event-stream" },
         cache: "no-store", signal: mine.signal });
     } catch (e) {
       if (!mine.signal.aborted) { setStatus("stale"); retry(); }
@@ -528,6 +563,10 @@
       document.body.classList.add("province");
       $("province-view").hidden = false;
       $("p-center").append($("incidents-panel"), $("alerts-panel"));  // the same panels, the province's rows
+    }
+    if (AGENCIES) {
+      document.body.classList.add("agencies");
+      $("agencies-view").hidden = false;
     }
     $("lang").addEventListener("click", () => {
       lang = lang === "vi" ? "en" : "vi";
