@@ -10,6 +10,7 @@ import json
 import os
 import platform
 import resource
+import signal
 import subprocess
 import sys
 import tempfile
@@ -38,6 +39,7 @@ N_NAIVE = int(os.environ.get("BENCH_NAIVE_READINGS", "30000"))
 SOAK_S = float(os.environ.get("BENCH_SOAK_S", "180"))  # the latency run; BENCH_SOAK_S=600 for the 10-minute RSS check
 LATENCY_RATE = float(os.environ.get("BENCH_LATENCY_RATE", "10000"))
 SCALE_OUT = tuple(int(n) for n in os.environ.get("BENCH_SCALE_OUT", "1,2,4").split(","))
+PROFILE_DIR = os.environ.get("BENCH_PROFILE_DIR")  # set: each worker runs under py-spy, a flame graph per run there
 
 
 def log(msg: str) -> None:
@@ -96,6 +98,17 @@ def _env(settings: Settings, data_dir: Path, app_id: str) -> dict[str, str]:
                 TOPIC_PARTITIONS=str(settings.topic_partitions))
 
 
+def _profile(pid: int, name: str) -> subprocess.Popen[bytes] | None:
+    """py-spy sampling process `pid` when BENCH_PROFILE_DIR is set (py-spy: the dev extra); collapsed stacks
+    in <dir>/<name>.txt once it gets SIGINT."""
+    if not PROFILE_DIR:
+        return None
+    Path(PROFILE_DIR).mkdir(parents=True, exist_ok=True)
+    return subprocess.Popen([str(Path(sys.executable).parent / "py-spy"), "record", "--nonblocking", "-r", "100",
+                             "-f", "raw", "-o", str(Path(PROFILE_DIR) / f"{name}.txt"), "--pid", str(pid)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
 def _cpu_s(pid: int) -> float:
     try:
         fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
@@ -117,12 +130,14 @@ def run_workers(settings: Settings, messages: list[Message], expect: int, data_d
         procs.append(subprocess.Popen([sys.executable, "-m", "controlroom.cli", "worker"],
                                       env=_env(settings, data_dir / f"w{i}", app_id), cwd=ROOT,
                                       stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True))
+    profilers = [_profile(p.pid, f"{app_id}-w{i}") for i, p in enumerate(procs)]
     alerter = None
     if with_alerter:
         alerter = subprocess.Popen([sys.executable, "-m", "controlroom.cli", "alerter"],
                                    env=_env(settings, data_dir / "alerter", app_id), cwd=ROOT,
                                    stderr=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
     latest = [0] * workers
+    batches = [0] * workers
     guarantees: set[str] = set()  # what the workers say they run: at_least_once, or exactly_once (transactions)
     lock = threading.Lock()
 
@@ -132,7 +147,7 @@ def run_workers(settings: Settings, messages: list[Message], expect: int, data_d
             if '"streams progress"' in line:
                 d = orjson.loads(line)
                 with lock:
-                    latest[i] = d["readings"]
+                    latest[i], batches[i] = d["readings"], d.get("batches", 0)
             elif '"partitions assigned"' in line:
                 guarantees.add(str(orjson.loads(line).get("processing_guarantee")))
 
@@ -144,15 +159,18 @@ def run_workers(settings: Settings, messages: list[Message], expect: int, data_d
     first: float | None = None
     deadline = time.monotonic() + 600
     alerter_cpu0 = _cpu_s(alerter.pid) if alerter else 0.0
+    worker_cpu0 = 0.0
     while time.monotonic() < deadline:
         with lock:
             total = sum(latest)
         if total and first is None:
             first, first_total = time.monotonic(), total
+            worker_cpu0 = sum(_cpu_s(p.pid) for p in procs)
         if total >= expect:
             break
         time.sleep(0.05)
     elapsed = time.monotonic() - (first or time.monotonic())
+    worker_cpu = sum(_cpu_s(p.pid) for p in procs) - worker_cpu0
     counted = expect - first_total if first is not None else 0
     with lock:
         absorbed = sum(latest)
@@ -162,6 +180,10 @@ def run_workers(settings: Settings, messages: list[Message], expect: int, data_d
               "readings_per_s": round(counted / elapsed) if elapsed else 0.0,
               "messages_per_s": round(counted / elapsed * n_msgs / expect) if elapsed else 0.0,
               "peak_rss_mb": max(round(_rss_kb(p.pid) / 1024, 1) for p in procs),
+              # CPU seconds per wall second, all workers: under 1 per worker means it waited (for fetches, or
+              # for a core: the machine is shared)
+              "worker_cpu_share": round(worker_cpu / elapsed, 2) if elapsed else 0.0,
+              "messages_per_batch": round(n_msgs / max(1, sum(batches)), 1),
               "processing_guarantee": ",".join(sorted(guarantees))}
     if alerter is not None:
         time.sleep(2.0)  # the open windows' last live updates
@@ -172,6 +194,10 @@ def run_workers(settings: Settings, messages: list[Message], expect: int, data_d
     if after is not None:
         # while the workers still run (e.g. read what they published); the settings name their group
         result.update(after(settings.model_copy(update={"streams_app_id": app_id})))
+    for prof in profilers:
+        if prof is not None:
+            prof.send_signal(signal.SIGINT)
+            prof.wait(60)
     for p in procs:
         p.terminate()
     for p in procs:
