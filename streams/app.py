@@ -38,6 +38,7 @@ from controlroom.schema import (
     DeadLetter,
     LateReading,
     Reading,
+    Rejection,
     WindowMessage,
     agency_of,
     dead_letter,
@@ -264,11 +265,7 @@ class Worker:
 
     async def _validated(self, msg: Any, wall: int) -> tuple[list[tuple[int, Reading]], int]:
         """The message's valid readings, and how many were rejected (each goes to feeds.dlq with its reason)."""
-        feed = self.catalog.feed_for_topic(msg.topic)
-        ref_ms = round(msg.timestamp * 1000)  # the broker's timestamp: same verdict as the sink
-        verdicts = decode_message(msg.value, self.catalog, ref_ms=ref_ms, max_future_ms=self.max_future_ms,
-                                  max_past_ms=self.max_past_ms, topic_feed=feed.id if feed else None,
-                                  agency=agency_of(msg.headers))
+        verdicts = message_verdicts(msg, self.catalog, max_future_ms=self.max_future_ms, max_past_ms=self.max_past_ms)
         valid: list[tuple[int, Reading]] = []
         for i, v in enumerate(verdicts):
             if isinstance(v, Reading):
@@ -377,6 +374,16 @@ class Worker:
         behind = sum(1 for tp in owned if not self.caught_up(tp.topic, tp.partition, check))
         log.info("streams progress", open_windows=self.engine.open_windows(), partitions=len(owned),
                  partitions_behind=behind, **self.counters.report())
+
+
+def message_verdicts(msg: Any, catalog: Catalog, *, max_future_ms: int,
+                     max_past_ms: int) -> list[Reading | Rejection]:
+    """The verdicts on one Faust ConsumerMessage of a feed topic, against the broker's timestamp: the sink judges
+    the same record the same way (sinks/rows.convert; tests/unit/test_verdict_parity.py)."""
+    feed = catalog.feed_for_topic(msg.topic)
+    return decode_message(msg.value, catalog, ref_ms=round(msg.timestamp * 1000), max_future_ms=max_future_ms,
+                          max_past_ms=max_past_ms, topic_feed=feed.id if feed else None,
+                          agency=agency_of(msg.headers))
 
 
 def build_app(settings: Settings, catalog: Catalog) -> faust.App:
