@@ -110,7 +110,7 @@ def faust_app(settings: Settings) -> faust.App:
         # offsets (and the coalesced changelog) every commit interval (2.8 s), or after this many messages
         broker_commit_every=10_000,
         # large polls and fetches: the worker otherwise idles between small fetch round-trips
-        broker_max_poll_records=settings.stream_batch_max,
+        broker_max_poll_records=settings.stream_batch_max,  # the first fetch; then BulkSource sizes them
         consumer_max_fetch_size=4 << 20,
     )
 
@@ -398,7 +398,8 @@ def build_app(settings: Settings, catalog: Catalog) -> faust.App:
     async def process(stream: faust.StreamT) -> None:
         faust_patches.before_commit(app.consumer, worker.write_changelog)
         aiter(stream.channel)  # subscribes: Faust's conductor and consumer group assign the source partitions
-        bulk = faust_patches.BulkSource(app, frozenset(catalog.topics), settings.stream_batch_max)
+        bulk = faust_patches.BulkSource(app, frozenset(catalog.topics), settings.stream_batch_max,
+                                        settings.stream_fetch_max)
         await bulk.consume(worker.process)
 
     @app.timer(0.5)
