@@ -97,7 +97,7 @@ def _env(settings: Settings, data_dir: Path, app_id: str) -> dict[str, str]:
     return dict(os.environ, KAFKA_BOOTSTRAP=settings.kafka_bootstrap,
                 KAFKA_IDEMPOTENCE=str(settings.kafka_idempotence).lower(),
                 KAFKA_TRANSACTIONS=str(settings.kafka_transactions).lower(),
-                DATA_DIR=str(data_dir), LOG_FORMAT="json", STREAMS_REPORT_S="0.5", STREAMS_APP_ID=app_id,
+                DATA_DIR=str(data_dir), LOG_FORMAT="json", STREAMS_REPORT_S="0.2", STREAMS_APP_ID=app_id,
                 TOPIC_PARTITIONS=str(settings.topic_partitions))
 
 
@@ -145,6 +145,7 @@ def run_workers(settings: Settings, messages: list[Message], expect: int, data_d
                                    stderr=subprocess.DEVNULL, stdout=subprocess.DEVNULL)
     latest = [0] * workers
     batches = [0] * workers
+    zero_at = [0.0] * workers  # when each worker last said it had absorbed nothing
     guarantees: set[str] = set()  # what the workers say they run: at_least_once, or exactly_once (transactions)
     lock = threading.Lock()
 
@@ -155,6 +156,8 @@ def run_workers(settings: Settings, messages: list[Message], expect: int, data_d
                 d = orjson.loads(line)
                 with lock:
                     latest[i], batches[i] = d["readings"], d.get("batches", 0)
+                    if not d["readings"]:
+                        zero_at[i] = time.monotonic()
             elif '"partitions assigned"' in line:
                 guarantees.add(str(orjson.loads(line).get("processing_guarantee")))
 
@@ -164,22 +167,24 @@ def run_workers(settings: Settings, messages: list[Message], expect: int, data_d
         time.sleep(8 + 4 * workers)  # group joins on Tansu take ~session timeout / 2 each
         asyncio.run(publish(settings, messages))
     n_msgs = len(messages)
+    # the clock starts at the last progress line that still said 0 (a backlog may be absorbed within one line)
     first: float | None = None
     deadline = time.monotonic() + 600
     alerter_cpu0 = _cpu_s(alerter.pid) if alerter else 0.0
     worker_cpu0 = 0.0
     while time.monotonic() < deadline:
         with lock:
-            total = sum(latest)
-        if total and first is None:
-            first, first_total = time.monotonic(), total
-            worker_cpu0 = sum(_cpu_s(p.pid) for p in procs)
+            total, zero = sum(latest), max(zero_at)
+        if not total:
+            worker_cpu0 = sum(_cpu_s(p.pid) for p in procs)  # about its CPU time at that line
+        elif first is None:
+            first = zero or time.monotonic()
         if total >= expect:
             break
         time.sleep(0.05)
     elapsed = time.monotonic() - (first or time.monotonic())
     worker_cpu = sum(_cpu_s(p.pid) for p in procs) - worker_cpu0
-    counted = expect - first_total if first is not None else 0
+    counted = expect if first is not None else 0
     with lock:
         absorbed = sum(latest)
     result = {"workers": float(workers), "readings": float(expect), "absorbed": float(absorbed),
