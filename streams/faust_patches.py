@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
@@ -93,6 +94,10 @@ class BulkSource:
             # batch is enough, since the batch is acked as a whole
             batch[-1].tracked = True
             consumer.unacked.add(batch[-1])
+            # what Faust's stream sensor records per event: its consumer thread warns of a stalled stream without it
+            inbound, now = self.app.monitor.stream_inbound_time, time.monotonic()
+            for tp in {m.tp for m in batch}:
+                inbound[tp] = now
             await handle(batch)  # on an exception nothing is acked: the offsets stay where they were
             ack_all(consumer, batch)
 
