@@ -23,7 +23,7 @@ from controlroom.catalog import Catalog
 from controlroom.errors import WarehouseError
 from controlroom.kafka import all_topics, ensure_topics, make_consumer, polls
 from controlroom.logs import get_logger
-from controlroom.schema import agency_of, now_ms
+from controlroom.schema import now_ms
 from controlroom.settings import Settings
 from controlroom.warehouse import Warehouse, table_in
 from sinks import healer, recompute, rows
@@ -261,8 +261,7 @@ class SinkWriter:
             async for polled in polls(consumer, stop, log, timeout_ms=200, max_records=self.settings.sink_batch_rows,
                                       lag_group=self.settings.sink_group_id):
                 for tp, recs in polled.items():
-                    self._pending.extend(Record(tp.topic, tp.partition, r.offset, r.timestamp, r.value,
-                                                agency_of(r.headers)) for r in recs)
+                    self._pending.extend(Record.from_kafka(r) for r in recs)
                     metrics.SINK_RECORDS.labels(tp.topic).inc(len(recs))
                 if self._due(last_flush):
                     await self._flush(consumer, stop)

@@ -1,6 +1,7 @@
 """The streams worker (Faust): validate → window → emit. Logic lives in pure modules; this wires it.
 
-Per micro-batch (`take_events`): decode and validate each message (one reading, or a JSON array
+Per micro-batch (whole consumer fetches, handed over by faust_patches.BulkSource: Faust's per-event path
+cost ~100 µs a message): decode and validate each message (one reading, or a JSON array
 of readings from a batched source), send rejects to feeds.dlq with the reason, absorb valid
 readings into 1-minute windows (one changelog write per touched window), report late readings
 on feeds.late. A timer closes windows whose end passed the watermark, publishes them on agg.1m,
@@ -12,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import defaultdict
+from collections.abc import Callable
 from typing import Any
 
 import faust
@@ -36,6 +38,7 @@ from controlroom.schema import (
     DeadLetter,
     LateReading,
     Reading,
+    Rejection,
     WindowMessage,
     agency_of,
     dead_letter,
@@ -59,6 +62,7 @@ CHANGELOG_END = b"end|"  # closes every changelog write (see write_changelog); n
 class Counters:
     def __init__(self) -> None:
         self.messages = 0
+        self.batches = 0  # micro-batches (messages / batches: what one bulk hand-over holds)
         self.readings = 0
         self.rejected = 0
         self.late = 0
@@ -82,6 +86,7 @@ class Counters:
 def faust_app(settings: Settings) -> faust.App:
     """The Faust application: raw bytes in and out, state rebuilt from the changelog, bounded batches."""
     faust_patches.shorten_fetch_wait()
+    faust_patches.bulk_fetch()
     return faust.App(
         settings.streams_app_id,
         broker=f"kafka://{settings.kafka_bootstrap}",
@@ -105,7 +110,7 @@ def faust_app(settings: Settings) -> faust.App:
         # offsets (and the coalesced changelog) every commit interval (2.8 s), or after this many messages
         broker_commit_every=10_000,
         # large polls and fetches: the worker otherwise idles between small fetch round-trips
-        broker_max_poll_records=settings.stream_batch_max,
+        broker_max_poll_records=settings.stream_batch_max,  # the first fetch; then BulkSource sizes them
         consumer_max_fetch_size=4 << 20,
     )
 
@@ -160,7 +165,13 @@ class Worker:
     # --- partitions ----------------------------------------------------------------------------------------
 
     def owned(self, topic: str, partition: int) -> bool:
+        # the assignor builds this set anew on each call: callers that check many partitions use owned_now()
         return TP(topic, partition) in self.app.assignor.assigned_actives()
+
+    def owned_now(self) -> Callable[[str, int], bool]:
+        """`owned` against the assignment as it stands now, for one pass over many windows or partitions."""
+        actives = self.app.assignor.assigned_actives()
+        return lambda topic, partition: TP(topic, partition) in actives
 
     def next_offset(self, tp: TP) -> int:
         """The next offset this worker reads on a source partition: just past what it was handed, or, when nothing
@@ -171,11 +182,11 @@ class Worker:
         consumer: Any = self.app.consumer  # faust's Consumer keeps the offsets it started from (untyped, private)
         return int(consumer._committed_offset.get(tp) or 0)  # noqa: SLF001 (Faust has no public getter)
 
-    def caught_up(self, topic: str, partition: int) -> bool:
+    def caught_up(self, topic: str, partition: int, owned: Callable[[str, int], bool] | None = None) -> bool:
         """Nothing left to read on this partition: the broker's high watermark is reached by the next offset (a
         worker restarted after the last reading has nothing to read, and its restored windows must close)."""
         tp = TP(topic, partition)
-        if not self.owned(topic, partition):
+        if not (owned or self.owned)(topic, partition):
             return False
         high = self.app.consumer.highwater(tp)
         return high is not None and self.next_offset(tp) >= high
@@ -215,14 +226,15 @@ class Worker:
 
     # --- one micro-batch -----------------------------------------------------------------------------------
 
-    async def process(self, events: list[Any]) -> None:
+    async def process(self, messages: list[Any]) -> None:
+        """One micro-batch of Faust ConsumerMessages (faust_patches.BulkSource: whole fetches)."""
         wall = now_ms()
         started = time.perf_counter()
         per_tp: dict[tuple[str, int], list[tuple[int, Reading]]] = defaultdict(list)
         rejected: dict[str, int] = defaultdict(int)  # per feed topic, for /metrics
-        for event in events:
-            msg = event.message
-            self.counters.messages += 1
+        self.counters.messages += len(messages)
+        self.counters.batches += 1
+        for msg in messages:
             self.read_through[(msg.topic, msg.partition)] = msg.offset
             valid, bad = await self._validated(msg, wall)
             rejected[msg.topic] += bad
@@ -253,12 +265,8 @@ class Worker:
 
     async def _validated(self, msg: Any, wall: int) -> tuple[list[tuple[int, Reading]], int]:
         """The message's valid readings, and how many were rejected (each goes to feeds.dlq with its reason)."""
-        feed = self.catalog.feed_for_topic(msg.topic)
-        ref_ms = round(msg.timestamp * 1000)  # the broker's timestamp: same verdict as the sink
-        agency = agency_of(msg.headers)
-        verdicts = decode_message(msg.value, self.catalog, ref_ms=ref_ms, max_future_ms=self.max_future_ms,
-                                  max_past_ms=self.max_past_ms, topic_feed=feed.id if feed else None,
-                                  agency=agency)
+        agency = agency_of(msg.headers)  # a dead letter records its sender
+        verdicts = message_verdicts(msg, self.catalog, max_future_ms=self.max_future_ms, max_past_ms=self.max_past_ms)
         valid: list[tuple[int, Reading]] = []
         for i, v in enumerate(verdicts):
             if isinstance(v, Reading):
@@ -319,8 +327,10 @@ class Worker:
             return  # windows are only complete once the changelog has been replayed
         wall = now_ms()
         started = time.perf_counter()
-        self.engine.advance_idle(wall, self.caught_up)  # moved watermarks: in the changelog by the next commit
-        due = self.engine.due_windows(self.owned)
+        owned = self.owned_now()
+        # moved watermarks: in the changelog by the next commit
+        self.engine.advance_idle(wall, lambda topic, partition: self.caught_up(topic, partition, owned))
+        due = self.engine.due_windows(owned)
         for key, _partition, _w in due:
             self.live.forget(key)
         await self.publish_live(wall)  # updates held back by the throttle
@@ -361,10 +371,21 @@ class Worker:
                  recovered_before=self.app.tables.recovery.completed.is_set())  # type: ignore[attr-defined]
 
     def report(self) -> None:
+        check = self.owned_now()
         owned = [tp for tp in self.app.assignor.assigned_actives() if tp.topic in self.source_topics]
-        behind = sum(1 for tp in owned if not self.caught_up(tp.topic, tp.partition))
+        behind = sum(1 for tp in owned if not self.caught_up(tp.topic, tp.partition, check))
         log.info("streams progress", open_windows=self.engine.open_windows(), partitions=len(owned),
                  partitions_behind=behind, **self.counters.report())
+
+
+def message_verdicts(msg: Any, catalog: Catalog, *, max_future_ms: int,
+                     max_past_ms: int) -> list[Reading | Rejection]:
+    """The verdicts on one Faust ConsumerMessage of a feed topic, against the broker's timestamp: the sink judges
+    the same record the same way (sinks/rows.convert; tests/unit/test_verdict_parity.py)."""
+    feed = catalog.feed_for_topic(msg.topic)
+    return decode_message(msg.value, catalog, ref_ms=round(msg.timestamp * 1000), max_future_ms=max_future_ms,
+                          max_past_ms=max_past_ms, topic_feed=feed.id if feed else None,
+                          agency=agency_of(msg.headers))
 
 
 def build_app(settings: Settings, catalog: Catalog) -> faust.App:
@@ -378,10 +399,10 @@ def build_app(settings: Settings, catalog: Catalog) -> faust.App:
     @app.agent(source)
     async def process(stream: faust.StreamT) -> None:
         faust_patches.before_commit(app.consumer, worker.write_changelog)
-        # take_events is on faust's Stream but missing from its StreamT type
-        async for events in stream.take_events(settings.stream_batch_max,  # type: ignore[attr-defined]
-                                               within=settings.stream_batch_within_s):
-            await worker.process(events)
+        aiter(stream.channel)  # subscribes: Faust's conductor and consumer group assign the source partitions
+        bulk = faust_patches.BulkSource(app, frozenset(catalog.topics), settings.stream_batch_max,
+                                        settings.stream_fetch_max)
+        await bulk.consume(worker.process)
 
     @app.timer(0.5)
     async def close_windows() -> None:

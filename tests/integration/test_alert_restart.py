@@ -133,7 +133,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Pipeline, 
     settings = Settings(data_dir=tmp / "data", clickhouse_url=f"chdb://{tmp / 'warehouse'}",  # type: ignore[arg-type]
                         kafka_bootstrap=f"127.0.0.1:{port}", kafka_idempotence=False, log_format="console",
                         topic_partitions=2, allowed_lateness_s=1.0, idle_advance_after_s=1.0, live_interval_s=0.2,
-                        alerter_tick_s=0.5, stream_batch_within_s=0.05, alert_rules_file=tmp / "rules.yaml",
+                        alerter_tick_s=0.5, alert_rules_file=tmp / "rules.yaml",
                         alert_inhibit_file=tmp / "inhibit.yaml")
     s = Stack(settings, tmp)
     flow = Flow(settings)

@@ -81,7 +81,7 @@ def flood(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Flood]:
     settings = Settings(data_dir=tmp / "data", clickhouse_url=f"chdb://{tmp / 'warehouse'}",  # type: ignore[arg-type]
                         kafka_bootstrap=f"127.0.0.1:{port}", kafka_idempotence=False, log_format="console",
                         topic_partitions=2, allowed_lateness_s=1.0, live_interval_s=0.2, alerter_tick_s=0.5,
-                        stream_batch_within_s=0.05, alert_rules_file=rules)  # type: ignore[arg-type]
+                        alert_rules_file=rules)  # type: ignore[arg-type]
     try:
         with api_client(settings) as (client, keys), services(settings, tmp, "worker", "alerter") as procs:
             producer = Producer({"bootstrap.servers": settings.kafka_bootstrap, "linger.ms": 5})

@@ -153,6 +153,26 @@ def test_live_throttle_sends_first_touch_at_once_then_at_most_once_per_interval(
     assert t.take(T0 + 5000) == []
 
 
+def test_live_throttle_a_window_offered_after_its_interval_goes_at_once() -> None:
+    """take() looks only at windows touched since, or whose interval just ended: one not touched when its interval
+    ended is due as soon as it is touched again; others wait their own interval."""
+    a = ClosedWindow("water_level", "01", {}, T0, WindowAgg.first(1.0, T0, 0))
+    b = ClosedWindow("water_level", "02", {}, T0, WindowAgg.first(1.0, T0, 0))
+    t = LiveThrottle(1000)
+    t.offer(b"a", 0, a)
+    assert t.take(T0) == [(0, a)]
+    t.offer(b"b", 1, b)
+    assert t.take(T0 + 600) == [(1, b)]
+    assert t.take(T0 + 1000) == []  # a's interval ended while nothing of it waited
+    t.offer(b"a", 0, a)
+    t.offer(b"b", 1, b)
+    assert t.take(T0 + 1001) == [(0, a)]  # a at once; b only 1 s after it was sent
+    assert t.take(T0 + 1600) == [(1, b)]
+    t.offer(b"a", 0, a)
+    t.forget(b"a")
+    assert t.take(T0 + 5000) == []
+
+
 def live(vmax: float, *, start: int = T0, last_ts: int, offset: int, partition: int = 7,
          topic: str = "feeds.water_level") -> dict[str, Any]:
     """An open window of water_level|52|station=s1 as a worker publishes it on agg.live."""
