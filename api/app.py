@@ -39,6 +39,7 @@ from api import (
 )
 from api.auth import HardeningMiddleware, Security
 from api.keystore import AuditLog, KeyStore
+from api.memprobe import start_probe
 from api.params import ParamError
 from api.readonly_sql import AnalystQueries
 from api.report_events import ReportAnnouncer
@@ -106,11 +107,15 @@ def _lifespan(settings: Settings, catalog: Catalog,
                             TokenBucket(settings.rate_limit_per_s, settings.rate_limit_burst))
         state = ApiState(settings, catalog, warehouse, security, await asyncio.to_thread(AnalystQueries, settings),
                          alerts_stream.AlertFanout(settings), Scopes(warehouse))
+        probe = None
         try:
             await _start(app, state, agencies, stop)
+            probe = start_probe(warehouse, stop)  # opt-in: CONTROLROOM_TRACEMALLOC (api/memprobe.py)
             yield
         finally:
             stop.set()
+            if probe is not None:
+                await probe  # its last lines read the warehouse: before that closes
             await _close(app, state)
 
     return lifespan

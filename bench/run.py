@@ -358,8 +358,10 @@ def main() -> int:
             "includes the source's 1 s batching"),
     ]
     for name, r in sorted(lat["rss"].items()):
-        lines.append(row(f"RSS {name} over the latency run",
-                         f"{r['first_mb']} → {r['last_mb']} MB, peak {r['peak_mb']} MB"))
+        lines.append(row(f"RSS {name} over the latency run (minute 1 → end)",
+                         f"{r['minute_1_mb']} → {r['last_mb']} MB, peak {r['peak_mb']} MB",
+                         f"RssAnon (own) {r['rssanon_minute_1_mb']} → {r['rssanon_last_mb']} MB; "
+                         f"RssFile (mapped files) {r['rssfile_minute_1_mb']} → {r['rssfile_last_mb']} MB"))
     print("\n" + "\n".join(lines) + f"\n\nresults: {path.relative_to(ROOT)}  ({results['seconds']} s)")
     return 0
 
