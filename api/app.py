@@ -48,6 +48,7 @@ from api.state import ApiState
 from controlroom.catalog import Catalog, default_catalog
 from controlroom.errors import WarehouseError
 from controlroom.logs import get_logger
+from controlroom.native_memory import trim_periodically
 from controlroom.security import Agency, TokenBucket, load_agencies
 from controlroom.settings import Settings
 from controlroom.warehouse import open_warehouse
@@ -108,6 +109,7 @@ def _lifespan(settings: Settings, catalog: Catalog,
         state = ApiState(settings, catalog, warehouse, security, await asyncio.to_thread(AnalystQueries, settings),
                          alerts_stream.AlertFanout(settings), Scopes(warehouse))
         probe = None
+        trim = asyncio.create_task(trim_periodically(stop), name="malloc-trim")  # controlroom/native_memory.py
         try:
             await _start(app, state, agencies, stop)
             probe = start_probe(warehouse, stop)  # opt-in: CONTROLROOM_TRACEMALLOC (api/memprobe.py)
@@ -116,6 +118,7 @@ def _lifespan(settings: Settings, catalog: Catalog,
             stop.set()
             if probe is not None:
                 await probe  # its last lines read the warehouse: before that closes
+            await trim
             await _close(app, state)
 
     return lifespan

@@ -4,8 +4,8 @@ Off unless the variable is set (tracemalloc slows every allocation). When set, t
 startup and appends one JSON line every CONTROLROOM_TRACEMALLOC_EVERY_S seconds (60 by default): the process's
 VmRSS / RssAnon / RssFile, the Python heap tracemalloc sees, Arrow's memory pool and, in embedded mode, chDB's
 own accounting (MemoryTracking, every non-empty cache, jemalloc allocated/resident). The first sample keeps a
-tracemalloc snapshot; at shutdown a last line holds the 25 source lines whose Python memory grew most since then,
-so "what grows between minute 1 and the end" reads straight from the file.
+tracemalloc snapshot; at shutdown a last line holds the 25 source lines whose Python memory grew most from then to
+the last sample, so "what grows between minute 1 and the end" reads straight from the file.
 """
 
 from __future__ import annotations
@@ -77,7 +77,8 @@ class MemoryProbe:
         self.path, self.every_s, self.warehouse = path, every_s, warehouse
         self.t0 = time.monotonic()
         self.first: tracemalloc.Snapshot | None = None
-        self.first_at_s = 0.0
+        self.last: tracemalloc.Snapshot | None = None
+        self.first_at_s = self.last_at_s = 0.0
 
     def sample(self) -> dict[str, Any]:
         current, peak = tracemalloc.get_traced_memory()
@@ -99,13 +100,16 @@ class MemoryProbe:
         while not stop.is_set():
             with contextlib.suppress(TimeoutError):  # the interval elapsed: sample
                 await asyncio.wait_for(stop.wait(), self.every_s)
+            if stop.is_set():
+                break
             doc = await asyncio.to_thread(self.sample)
-            if self.first is None:  # the baseline the final diff is against: after the first interval
-                self.first, self.first_at_s = tracemalloc.take_snapshot(), doc["t_s"]
+            self.last = tracemalloc.take_snapshot()  # the diff's end: the last sample while running, not the
+            if self.first is None:  # shutdown's flush; its start: the first sample (after one interval)
+                self.first, self.first_at_s = self.last, doc["t_s"]
+            self.last_at_s = doc["t_s"]
             self.write(doc)
-        if self.first is not None:
-            self.write({"python_growth_since_s": self.first_at_s,
-                        "top": top_growth(self.first, tracemalloc.take_snapshot())})
+        if self.first is not None and self.last is not None:
+            self.write({"python_growth_s": [self.first_at_s, self.last_at_s], "top": top_growth(self.first, self.last)})
 
 
 def start_probe(warehouse: Warehouse, stop: asyncio.Event) -> asyncio.Task[None] | None:
