@@ -51,7 +51,7 @@ from controlroom.logs import get_logger
 from controlroom.native_memory import trim_periodically
 from controlroom.security import Agency, TokenBucket, load_agencies
 from controlroom.settings import Settings
-from controlroom.warehouse import open_warehouse
+from controlroom.warehouse import open_warehouse, release_engine_memory
 from sinks.migrate import migrate
 from sinks.writer import SinkWriter
 
@@ -109,7 +109,8 @@ def _lifespan(settings: Settings, catalog: Catalog,
         state = ApiState(settings, catalog, warehouse, security, await asyncio.to_thread(AnalystQueries, settings),
                          alerts_stream.AlertFanout(settings), Scopes(warehouse))
         probe = None
-        trim = asyncio.create_task(trim_periodically(stop), name="malloc-trim")  # controlroom/native_memory.py
+        trim = asyncio.create_task(trim_periodically(stop, lambda: release_engine_memory(warehouse)),
+                                   name="malloc-trim")  # controlroom/native_memory.py
         try:
             await _start(app, state, agencies, stop)
             probe = start_probe(warehouse, stop)  # opt-in: CONTROLROOM_TRACEMALLOC (api/memprobe.py)

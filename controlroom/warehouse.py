@@ -251,6 +251,14 @@ class ChdbWarehouse:
                     self._session = None
 
 
+def release_engine_memory(warehouse: Warehouse) -> None:
+    """Embedded: chDB's jemalloc gives its freed pages back (it kept 100+ MB of them between merges). A server's
+    memory is the server's: nothing to do. Failures are ignored: this only returns memory."""
+    if isinstance(warehouse, ChdbWarehouse):
+        with contextlib.suppress(WarehouseError):
+            warehouse.command("SYSTEM JEMALLOC PURGE")
+
+
 # --- ClickHouse server ------------------------------------------------------------------------------
 
 class ServerWarehouse:
