@@ -40,6 +40,7 @@ from api import (
 )
 from api.auth import HardeningMiddleware, Security
 from api.keystore import AuditLog, KeyStore
+from api.memprobe import start_probe
 from api.params import ParamError
 from api.readonly_sql import AnalystQueries
 from api.report_events import ReportAnnouncer
@@ -48,9 +49,10 @@ from api.state import ApiState
 from controlroom.catalog import Catalog, default_catalog
 from controlroom.errors import WarehouseError
 from controlroom.logs import get_logger
+from controlroom.native_memory import trim_periodically
 from controlroom.security import Agency, TokenBucket, load_agencies
 from controlroom.settings import Settings
-from controlroom.warehouse import open_warehouse
+from controlroom.warehouse import open_warehouse, release_engine_memory
 from sinks.migrate import migrate
 from sinks.writer import SinkWriter
 
@@ -107,11 +109,18 @@ def _lifespan(settings: Settings, catalog: Catalog,
                             TokenBucket(settings.rate_limit_per_s, settings.rate_limit_burst))
         state = ApiState(settings, catalog, warehouse, security, await asyncio.to_thread(AnalystQueries, settings),
                          alerts_stream.AlertFanout(settings), Scopes(warehouse))
+        probe = None
+        trim = asyncio.create_task(trim_periodically(stop, lambda: release_engine_memory(warehouse)),
+                                   name="malloc-trim")  # controlroom/native_memory.py
         try:
             await _start(app, state, agencies, stop)
+            probe = start_probe(warehouse, stop)  # opt-in: CONTROLROOM_TRACEMALLOC (api/memprobe.py)
             yield
         finally:
             stop.set()
+            if probe is not None:
+                await probe  # its last lines read the warehouse: before that closes
+            await trim
             await _close(app, state)
 
     return lifespan

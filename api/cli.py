@@ -17,7 +17,9 @@ def run(settings: Settings, _args: argparse.Namespace) -> int:
     import uvicorn  # imported here so `controlroom --help` stays fast
 
     from api.app import create_app
+    from controlroom.native_memory import tune_malloc
 
+    tune_malloc()  # before uvicorn's and chDB's threads exist: their malloc arenas follow it
     uvicorn.run(create_app(settings), host=settings.api_host, port=settings.api_port, log_config=None,
                 timeout_graceful_shutdown=5)  # open SSE streams (/wall, /alerts) must not hold up the shutdown
     return 0

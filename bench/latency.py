@@ -25,6 +25,7 @@ from typing import Any
 import httpx
 import orjson
 
+from api.memprobe import proc_status_mb
 from controlroom.broker import free_port, start_tansu
 from controlroom.catalog import default_catalog
 from controlroom.kafka import ensure_topics, make_consumer, make_producer, system_topics
@@ -34,6 +35,7 @@ from producers.simulator import Simulator
 
 ROOT = Path(__file__).resolve().parents[1]
 READINGS_PER_S_AT_RATE_1 = 46.5  # the catalog's 2,146 series at their cadences
+MEMORY_FIELDS = ("VmRSS", "RssAnon", "RssFile")
 PROBE_VALUE = 2900.0  # above every station's level III (shipped rules), inside the valid range
 
 
@@ -53,13 +55,7 @@ def percentiles(values: list[float]) -> dict[str, float]:
 
 
 def rss_mb(pid: int, field: str = "VmRSS") -> float:
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith(field + ":"):
-                return round(int(line.split()[1]) / 1024, 1)
-    except OSError:
-        pass
-    return 0.0
+    return proc_status_mb(pid, (field,)).get(field, 0.0)
 
 
 class Run:
@@ -74,7 +70,7 @@ class Run:
         self.live_pending: dict[str, int] = {}
         self.published = 0
         self.messages = 0
-        self.rss: dict[str, list[float]] = {}
+        self.rss: dict[str, list[dict[str, float]]] = {}  # VmRSS, RssAnon (private), RssFile (mapped files)
 
     async def generate(self, settings: Settings, t_end: float, t_measure: float) -> None:
         sim = Simulator(self.catalog, seed=7, rate=self.rate_per_s / READINGS_PER_S_AT_RATE_1,
@@ -154,8 +150,21 @@ class Run:
     async def sample_rss(self, pids: dict[str, int], t_end: float) -> None:
         while time.monotonic() < t_end:
             for name, pid in pids.items():
-                self.rss.setdefault(name, []).append(rss_mb(pid))
+                self.rss.setdefault(name, []).append(proc_status_mb(pid, MEMORY_FIELDS))
             await asyncio.sleep(5.0)
+
+
+def memory_figures(samples: list[dict[str, float]], peak_mb: float) -> dict[str, Any]:
+    """Per field: the first sample after the first minute, the last, and one a minute (sampled every 5 s).
+    RssAnon is the process's own memory; RssFile is mapped files (chDB's 555 MB library, shared, reclaimable)."""
+    minute_1 = samples[min(12, len(samples) - 1)]
+    out: dict[str, Any] = {"peak_mb": peak_mb}
+    for f in MEMORY_FIELDS:
+        key = "" if f == "VmRSS" else f.lower() + "_"
+        out[f"{key}minute_1_mb"] = minute_1.get(f, 0.0)
+        out[f"{key}last_mb"] = samples[-1].get(f, 0.0)
+        out[f"{key}each_minute_mb"] = [s.get(f, 0.0) for s in samples[::12]]
+    return out
 
 
 def _spawn(cmd: str, env: dict[str, str], log_path: Path) -> subprocess.Popen[bytes]:
@@ -226,9 +235,7 @@ def bench_latency(seconds: float = 120.0, rate_per_s: float = 10_000.0, warmup_s
                     p.kill()
             broker.terminate()
             broker.wait(10)
-    rss = {name: {"first_mb": v[1] if len(v) > 1 else v[0], "last_mb": v[-1], "peak_mb": peak.get(name, 0.0),
-                  "each_minute_mb": v[::12]}  # sampled every 5 s: flat or growing shows here
-           for name, v in run.rss.items() if v}
+    rss = {name: memory_figures(v, peak.get(name, 0.0)) for name, v in run.rss.items() if v}
     return {"seconds": seconds, "target_readings_per_s": rate_per_s,
             "published_readings_per_s": round(run.published / (seconds + warmup_s)),
             "messages_per_s": round(run.messages / (seconds + warmup_s)),
@@ -239,4 +246,8 @@ def bench_latency(seconds: float = 120.0, rate_per_s: float = 10_000.0, warmup_s
 
 
 if __name__ == "__main__":
-    print(orjson.dumps(bench_latency(float(os.environ.get("BENCH_SOAK_S", "60"))), option=orjson.OPT_INDENT_2).decode())
+    # a scaled run on a shared machine: BENCH_LATENCY_RATE=2500 BENCH_SOAK_S=300; the API's memory probe with
+    # CONTROLROOM_TRACEMALLOC=/tmp/api-mem.jsonl (api/memprobe.py)
+    print(orjson.dumps(bench_latency(float(os.environ.get("BENCH_SOAK_S", "60")),
+                                     float(os.environ.get("BENCH_LATENCY_RATE", "10000"))),
+                       option=orjson.OPT_INDENT_2).decode())

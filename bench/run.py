@@ -385,9 +385,12 @@ def latency_rows(lat: dict[str, Any]) -> list[str]:
         row(f"event → row in ClickHouse p50 / p95 / p99 ({at})", pcts(lat["event_to_stored_ms"]),
             "includes the source's 1 s batching"),
     ]
-    return lines + [row(f"RSS {name} over the latency run",
-                        f"{r['first_mb']} → {r['last_mb']} MB, peak {r['peak_mb']} MB")
-                    for name, r in sorted(lat["rss"].items())]
+    for name, r in sorted(lat["rss"].items()):
+        lines.append(row(f"RSS {name} over the latency run (minute 1 → end)",
+                         f"{r['minute_1_mb']} → {r['last_mb']} MB, peak {r['peak_mb']} MB",
+                         f"RssAnon (own) {r['rssanon_minute_1_mb']} → {r['rssanon_last_mb']} MB; "
+                         f"RssFile (mapped files) {r['rssfile_minute_1_mb']} → {r['rssfile_last_mb']} MB"))
+    return lines
 
 
 def run_parts(parts: set[str], results: dict[str, Any]) -> list[str]:

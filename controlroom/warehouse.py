@@ -167,6 +167,23 @@ def embedded_engine() -> Any:
                           "ClickHouse server") from exc
     return chdb
 
+# chDB takes a ClickHouse server's cache sizes, made for a machine of its own (mark and primary-index caches 5 GB
+# each, 5 GB for skip-index marks, 100 MB of query-condition cache). Embedded, they would share the API's memory:
+# bounded here, far above what the warehouse of one country needs (the 10M-row API bench reads through a few MB).
+CHDB_SERVER_SETTINGS = {
+    "mark_cache_size": 64 << 20,
+    "primary_index_cache_size": 64 << 20,
+    "index_mark_cache_size": 16 << 20,
+    "query_condition_cache_size": 16 << 20,
+    "compiled_expression_cache_size": 16 << 20,
+}
+
+
+def chdb_session_path(path: str) -> str:
+    """The session's connection string: the path, and the server settings as its startup arguments."""
+    return path + "?" + "&".join(f"{k}={v}" for k, v in CHDB_SERVER_SETTINGS.items())
+
+
 class ChdbWarehouse:
     """chDB session on a path. One lock around every call: the API calls from many threads."""
 
@@ -178,7 +195,7 @@ class ChdbWarehouse:
         self._lock = threading.Lock()
         Path(path).mkdir(parents=True, exist_ok=True)
         try:
-            self._session: Any = session.Session(path)
+            self._session: Any = session.Session(chdb_session_path(path))
         except Exception as exc:  # chDB raises plain RuntimeError; the path lock is the usual cause
             raise WarehouseError("cannot open the chDB warehouse (one process per path, one path per process): "
                                  f"{exc}") from exc
@@ -232,6 +249,14 @@ class ChdbWarehouse:
                     self._session.close()
                 finally:
                     self._session = None
+
+
+def release_engine_memory(warehouse: Warehouse) -> None:
+    """Embedded: chDB's jemalloc gives its freed pages back (it kept 100+ MB of them between merges). A server's
+    memory is the server's: nothing to do. Failures are ignored: this only returns memory."""
+    if isinstance(warehouse, ChdbWarehouse):
+        with contextlib.suppress(WarehouseError):
+            warehouse.command("SYSTEM JEMALLOC PURGE")
 
 
 # --- ClickHouse server ------------------------------------------------------------------------------

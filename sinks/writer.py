@@ -230,9 +230,11 @@ class SinkWriter:
             self.stats.committed.pop(f"{key[0]}:{key[1]}", None)
 
     def _consumer(self) -> AIOKafkaConsumer:
+        # 16 MB a fetch (was 64): a sink that falls behind holds its prefetched backlog in memory, which the API
+        # memory runs saw grow with the backlog (README Performance, API memory)
         return make_consumer(self.settings, group_id=self.settings.sink_group_id,
                              max_poll_records=max(self.settings.sink_batch_rows, 1000),
-                             fetch_max_bytes=64 << 20, max_partition_fetch_bytes=8 << 20)
+                             fetch_max_bytes=16 << 20, max_partition_fetch_bytes=8 << 20)
 
     def _due(self, last_flush: float) -> bool:
         if not self._pending:
