@@ -141,9 +141,10 @@ async def test_prometheus_reads_every_service(any_broker: str, make_settings, ca
     need(PROMTOOL)
     key = signing_key()
     ports = {name: free_port() for name in ("api", "worker", "alerter", "notifier", "sink", "simulate")}
-    # the worker takes 10 messages per batch, so the backlog lasts a few scrapes and its lag is seen above 0
+    # the worker fetches and takes 10 messages at a time, so the backlog lasts a few scrapes and its lag is seen
+    # above 0
     settings = make_settings(kafka_bootstrap=any_broker, notify_signing_key=key, api_port=ports["api"],
-                             stream_batch_max=10, alerter_tick_s=0.5)
+                             stream_batch_max=10, stream_fetch_max=10, alerter_tick_s=0.5)
     overrides: dict[str, dict[str, object]] = {name: {"metrics_port": port} for name, port in ports.items()}
     # the standalone sink: its own warehouse (chDB: one process per path) and group, so it stores everything too
     overrides["sink"].update(clickhouse_url=f"chdb://{tmp_path / 'sink-warehouse'}", sink_group_id="standalone-sink")
