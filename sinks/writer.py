@@ -34,7 +34,7 @@ log = get_logger("sink")
 
 MAX_BACKOFF_S = 30.0
 RECOMPUTE = "agg_1m recompute"  # a step of a batch's write, after its inserts (retried like a table)
-HEAL_CHUNK = 2_000  # windows checked per query (the SQL lists them)
+HEAL_CHUNK = recompute.WINDOWS_PER_QUERY  # windows checked per query (the SQL lists them)
 HEALED_MEMORY_S = 600  # how long a healed window is remembered, to tell a late worker from a lost window
 
 
@@ -156,11 +156,10 @@ class SinkWriter:
         """Write the windows whose raw readings are stored (recomputed from them); keep the others waiting.
         Blocking. Returns the number of windows written."""
         ready, waiting = recompute.split_ready([*self.waiting, *new], self.stored_through)
-        sql = recompute.recompute_sql(self.wh.database, ready, self.settings.window_s)
-        if sql is not None:
+        for sql in recompute.recompute_sqls(self.wh.database, ready, self.settings.window_s):
             try:
                 self.wh.command(sql)
-            except Exception as exc:
+            except Exception as exc:  # all kept waiting: a recompute written twice writes the same figures
                 raise WarehouseError(f"recompute of {len(ready)} windows failed: {exc}") from exc
         self.waiting = waiting
         n = len({t.window for t in ready})

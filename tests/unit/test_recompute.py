@@ -30,3 +30,26 @@ def test_one_statement_per_batch_each_window_once_and_values_quoted() -> None:
     assert sql.count(f"'station=s1', {T0}, 0") == 1  # two triggers of one window: recomputed once
     assert "'station=it\\'s'" in sql
     assert recompute_sql("controlroom", [], 60) is None
+
+
+def test_thousands_of_windows_are_split_into_statements_clickhouse_accepts() -> None:
+    """A worker catching up closes thousands of windows at once: each statement stays under ClickHouse's
+    max_query_size (256 KiB) with the catalog's longest names, and every window is in exactly one of them."""
+    from controlroom.catalog import default_catalog
+    from sinks.healer import WindowKey
+    from sinks.recompute import WINDOWS_PER_QUERY, check_sql, recompute_sqls
+
+    catalog = default_catalog()
+    feed, province, dims = max(catalog.iter_series(), key=lambda s: len(s[0].id) + len(s[1]) + len(str(s[2])))
+    dims_key = "|".join(f"{k}={v}" for k, v in sorted(dims.items())) + "x" * 40  # longer than any real one
+    n = 2 * WINDOWS_PER_QUERY + 500
+    triggers = [Trigger(feed.id, province, dims_key, T0 + i * 60_000, feed.topic, 3, 10**12, ("agg.1m", 3, i))
+                for i in range(n)]
+    sqls = recompute_sqls("controlroom", triggers + triggers[:10], 60)  # repeated triggers: one window each
+    assert len(sqls) == 3
+    assert all(len(sql.encode()) < 262_144 for sql in sqls)
+    assert sum(sql.count(f"'{dims_key}', ") for sql in sqls) == n
+    keys: list[WindowKey] = [(feed.id, province, dims_key, T0 + i * 60_000, feed.topic, 3)
+                             for i in range(WINDOWS_PER_QUERY)]
+    both = check_sql("controlroom", keys, 60)
+    assert both is not None and all(len(sql.encode()) < 262_144 for sql in both)
