@@ -510,7 +510,7 @@ def test_wall_drills_down_to_a_province(live_api: WallApi, catalog: Catalog, tmp
                                   for c, v in sums.items()), key=lambda x: (-x[1], x[0]))[:COMMUNES_SHOWN]
             got = [tuple(x) for x in shown["places"][feed_id]]
             assert [(c, n) for c, _v, n in got] == [(c, n) for c, _v, n in want_places], feed_id
-            # both sides round to 2 decimals, from sums added in different orders: a half-cent apart at most
+            # both sides round to 2 decimals, from sums added in different orders: one cent apart at most
             assert [v for _c, v, _n in got] == pytest.approx([v for _c, v, _n in want_places], abs=0.0100001)
             assert all(catalog.communes[c].province == code for c, _v, _n in got)
         assert shown["places"][SILENT_FEED] == [] and len(shown["places"]["hotline_calls"]) >= 3
