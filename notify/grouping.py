@@ -6,8 +6,11 @@ its `subject` is the incident, its jobs' keys ``incident-<incident_id>:<seq>:<su
 Each subscription sorts the events it hears of into groups by its `group_by` labels
 (controlroom.alerts.subscriptions.group_labels). A new group gathers for `group_wait_s`, then one
 notification carries every alert of the group (the latest event of each); after that the group notifies
-what changed at most once per `group_interval_s`. A resolved alert leaves its group once notified; a group
-with no alert left is forgotten, so the next alert starts a new one (with its wait).
+what changed at most once per `group_interval_s`. A change to a group notified longer than `group_interval_s`
+ago waits GATHER_MS (or `group_wait_s` when shorter) for the events that came with it: a feed recovering in
+34 provinces arrives on several partitions, read in several polls, and stays one notification. A resolved
+alert leaves its group once notified; a group with no alert left is forgotten, so the next alert starts a new
+one (with its wait).
 
 A notification *delivers* the events that joined since the group's last notification (its jobs: their
 idempotency keys ``<alert_id>:<seq>:<subscription_id>`` are what the notifier records as finished) and
@@ -89,6 +92,10 @@ class _Group:
     notified_ms: dict[str, int] = field(default_factory=dict)  # alert id → when last notified
 
 
+# how long a change to an idle group waits for the events that came with it (other partitions, the next poll)
+GATHER_MS = 1_000
+
+
 def group_key(labels: dict[str, str]) -> str:
     return "{" + ",".join(f'{k}="{v}"' for k, v in labels.items()) + "}"
 
@@ -116,9 +123,10 @@ class Dispatcher:
         shown = group.alerts.get(alert_id)
         if shown is None or int(shown["seq"]) <= int(job.event["seq"]):
             group.alerts[alert_id] = job.event
+        if group.last_sent_ms is not None and not group.pending:  # the first change since the last notification
+            gather = min(GATHER_MS, round(g_conf.wait_s * 1000))
+            group.due_ms = max(group.last_sent_ms + round(g_conf.interval_s * 1000), now_ms + gather)
         group.pending.append(job)
-        if group.last_sent_ms is not None:
-            group.due_ms = group.last_sent_ms + round(g_conf.interval_s * 1000)
         return True
 
     def due(self, now_ms: int) -> list[Notification]:

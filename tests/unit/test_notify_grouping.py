@@ -18,7 +18,7 @@ from controlroom.alerts.subscriptions import (
 from controlroom.catalog import Catalog
 from controlroom.schema import AlertEvent, alert_message, fingerprint
 from notify.formats import build_email, event_key, webhook_body
-from notify.grouping import Dispatcher, Job, Notification
+from notify.grouping import GATHER_MS, Dispatcher, Job, Notification
 
 T = 1_795_687_200_000
 
@@ -158,3 +158,28 @@ def test_grouping_fields_are_validated_and_round_trip(catalog: Catalog) -> None:
                          ({"repeat_interval_s": 5}, "repeat_interval_s: must be a number of seconds from 60")]:
         with pytest.raises(SubscriptionError, match=message.replace("[", r"\[").replace("]", r"\]")):
             subscription(catalog, **doc)
+
+
+def test_a_change_to_an_idle_group_gathers_what_came_with_it(catalog: Catalog) -> None:
+    """Three resolves read in two polls 300 ms apart (other partitions) make one notification, GATHER_MS after
+    the first; with group_wait_s 0 the subscription asked for no wait at all, and gets none."""
+    sub = subscription(catalog, group_wait_s=5, group_interval_s=60)
+    d = Dispatcher()
+    for i, p in enumerate(("01", "79", "31")):
+        add(d, sub, ev(p), T, i, catalog)
+    [first] = d.due(T + 5_000)
+    d.done(first, T + 5_000, finished=True)
+    idle = T + 5_000 + 120_000  # two intervals later
+    add(d, sub, ev("01", kind="resolved", seq=2), idle, 3, catalog)
+    assert d.due(idle) == [] and d.next_due_ms() == idle + GATHER_MS
+    add(d, sub, ev("79", kind="resolved", seq=2), idle + 300, 4, catalog)
+    add(d, sub, ev("31", kind="resolved", seq=2), idle + 300, 5, catalog)
+    assert d.next_due_ms() == idle + GATHER_MS  # later events do not push it back
+    [n] = d.due(idle + GATHER_MS)
+    assert n.status == "resolved" and [j.offset for j in n.jobs] == [3, 4, 5]
+    eager = subscription(catalog, group_wait_s=0, group_interval_s=60)
+    d2 = Dispatcher()
+    add(d2, eager, ev("01"), T, 0, catalog)
+    d2.done(d2.due(T)[0], T, finished=True)
+    add(d2, eager, ev("01", kind="resolved", seq=2), T + 120_000, 1, catalog)
+    assert len(d2.due(T + 120_000)) == 1

@@ -34,7 +34,7 @@ from controlroom.schema import (
 )
 from controlroom.settings import Settings
 from notify.formats import alertmanager_payload, build_email, event_key, event_name, webhook_body
-from notify.grouping import Dispatcher, Job
+from notify.grouping import GATHER_MS, Dispatcher, Job
 from notify.service import Notifier
 
 T = 1_795_687_200_000  # 2026-11-26T10:00:00Z = 17:00 in Hà Nội
@@ -152,9 +152,10 @@ def test_an_incident_is_its_own_group_with_keys_per_event(catalog: Catalog) -> N
     assert d.holding() == {}
     resolved = incident("resolved", 7, state="resolved")
     d.add(Job(event_key(resolved, s), resolved, s, tp_i, 12), group_labels(s, resolved, catalog), T + 70_000)
-    [last] = d.due(T + 70_000)  # group_interval_s after the first notification
+    assert d.due(T + 70_000) == []  # idle longer than group_interval_s: gathers what came with it first
+    [last] = d.due(T + 70_000 + GATHER_MS)
     assert last.key == f"incident-{IID}:7:ops" and last.status == "resolved"
-    d.done(last, T + 71_000, finished=True)
+    d.done(last, T + 72_000, finished=True)
     assert (s.id, f'{{incident_id="{IID}"}}') not in d.groups  # a resolved incident leaves, once notified
 
 
