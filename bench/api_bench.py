@@ -24,6 +24,7 @@ import numpy as np
 import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
+from pydantic import SecretStr
 
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
@@ -106,6 +107,7 @@ def readings_batch(series: Series, rng: np.random.Generator, first_id: int, ts_m
         "source": pa.array(np.full(n, "bench")), "ingested_at": ts, "kafka_topic": series.topic.take(idx),
         "kafka_partition": pa.array(np.zeros(n, np.uint32)),
         "kafka_offset": pa.array(np.arange(first_id, first_id + n, dtype=np.uint64)),
+        "commune": pa.array(np.full(n, "")), "agency": pa.array(np.full(n, "")),  # no commune; sender not judged here
     }).cast(schema)
 
 
@@ -185,7 +187,7 @@ def bench_api(n_rows: int = 10_000_000) -> dict[str, Any]:
     out: dict[str, Any] = {}
     with tempfile.TemporaryDirectory(prefix="cr-api-bench-") as tmp:
         url = f"chdb://{tmp}/warehouse"
-        wh = open_warehouse(Settings(clickhouse_url=url))
+        wh = open_warehouse(Settings(clickhouse_url=SecretStr(url)))
         try:
             migrate(wh, catalog)
             now = int(time.time() * 1000)
@@ -214,7 +216,7 @@ def bench_api(n_rows: int = 10_000_000) -> dict[str, Any]:
                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         try:
             base = f"http://127.0.0.1:{port}"
-            wait_healthy(f"{base}/healthz", [Child("api", proc)], 120.0)
+            wait_healthy(f"{base}/healthz", [Child("api", [], proc)], 120.0, lambda: False)
             for name, path, n in (("overview", "/overview", OVERVIEW_REQUESTS),
                                   ("series", "/series?feed=water_level&province=01", REQUESTS)):
                 log(f"load: {n} requests of {path}, {CONCURRENCY} in flight, from a second process")

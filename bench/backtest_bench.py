@@ -23,6 +23,7 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
+from pydantic import SecretStr
 
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
@@ -97,7 +98,7 @@ def bench_backtest() -> dict[str, Any]:
                 "params": {**shipped["params"], "above": 50}}
     out: dict[str, Any] = {"feed": FEED, "series": len(provinces), "days": DAYS}
     with tempfile.TemporaryDirectory() as tmp:
-        wh = open_warehouse(Settings(clickhouse_url=f"chdb://{tmp}/wh"))
+        wh = open_warehouse(Settings(clickhouse_url=SecretStr(f"chdb://{tmp}/wh")))
         try:
             migrate(wh, catalog)
             t = time.perf_counter()

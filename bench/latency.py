@@ -26,7 +26,7 @@ import httpx
 import orjson
 
 from api.memprobe import proc_status_mb
-from controlroom.broker import free_port, start_tansu
+from controlroom.broker import free_port, start_broker
 from controlroom.catalog import default_catalog
 from controlroom.kafka import ensure_topics, make_consumer, make_producer, system_topics
 from controlroom.schema import ALERTS_TOPIC, LIVE_TOPIC, agency_headers
@@ -186,19 +186,23 @@ def storage_latency(clickhouse_url: str, since_ms: int) -> dict[str, float]:
     return percentiles([float(r["d"]) for r in rows])
 
 
-def bench_latency(seconds: float = 120.0, rate_per_s: float = 10_000.0, warmup_s: float = 20.0) -> dict[str, Any]:
+def bench_latency(seconds: float = 120.0, rate_per_s: float = 10_000.0, warmup_s: float = 20.0,
+                  broker_kind: str = "tansu") -> dict[str, Any]:
+    """The whole system (API with its sink, worker, alerter) on a fresh broker (`broker_kind`: "tansu" or
+    "kafka"), fed `rate_per_s` readings for `seconds` after a warm-up."""
     run = Run(seconds, rate_per_s, warmup_s)
     keep = os.environ.get("BENCH_KEEP_DIR")  # keep the processes' logs for a post-mortem
     with tempfile.TemporaryDirectory() as tmp_dir:
         tmp = Path(keep or tmp_dir)
         tmp.mkdir(parents=True, exist_ok=True)
         port, api_port = free_port(), free_port()
-        broker = start_tansu(port, tmp / "tansu.log")
+        broker = start_broker(broker_kind, port, tmp / "kafka", tmp / "broker.log")
+        idempotence = "true" if broker_kind == "kafka" else "false"  # Tansu does not implement it
         url = f"chdb://{tmp / 'warehouse'}"
-        env = dict(os.environ, KAFKA_BOOTSTRAP=f"127.0.0.1:{port}", KAFKA_IDEMPOTENCE="false",
+        env = dict(os.environ, KAFKA_BOOTSTRAP=f"127.0.0.1:{port}", KAFKA_IDEMPOTENCE=idempotence,
                    DATA_DIR=str(tmp / "data"), CLICKHOUSE_URL=url, API_PORT=str(api_port), LOG_FORMAT="json",
                    STREAMS_APP_ID=f"bench-{time.time_ns()}")
-        settings = Settings(kafka_bootstrap=f"127.0.0.1:{port}", kafka_idempotence=False)
+        settings = Settings(kafka_bootstrap=f"127.0.0.1:{port}", kafka_idempotence=broker_kind == "kafka")
         procs: dict[str, subprocess.Popen[bytes]] = {}
         try:
             asyncio.run(ensure_topics(settings, system_topics(run.catalog)))
@@ -236,7 +240,7 @@ def bench_latency(seconds: float = 120.0, rate_per_s: float = 10_000.0, warmup_s
             broker.terminate()
             broker.wait(10)
     rss = {name: memory_figures(v, peak.get(name, 0.0)) for name, v in run.rss.items() if v}
-    return {"seconds": seconds, "target_readings_per_s": rate_per_s,
+    return {"broker": broker_kind, "seconds": seconds, "target_readings_per_s": rate_per_s,
             "published_readings_per_s": round(run.published / (seconds + warmup_s)),
             "messages_per_s": round(run.messages / (seconds + warmup_s)),
             "event_to_alert_ms": percentiles(run.alert_ms),
@@ -249,5 +253,6 @@ if __name__ == "__main__":
     # a scaled run on a shared machine: BENCH_LATENCY_RATE=2500 BENCH_SOAK_S=300; the API's memory probe with
     # CONTROLROOM_TRACEMALLOC=/tmp/api-mem.jsonl (api/memprobe.py)
     print(orjson.dumps(bench_latency(float(os.environ.get("BENCH_SOAK_S", "60")),
-                                     float(os.environ.get("BENCH_LATENCY_RATE", "10000"))),
+                                     float(os.environ.get("BENCH_LATENCY_RATE", "10000")),
+                                     broker_kind=os.environ.get("BENCH_BROKER", "tansu")),
                        option=orjson.OPT_INDENT_2).decode())

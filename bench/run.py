@@ -1,6 +1,7 @@
 """`make bench`: figures for the streams worker and the sink, each beside a baseline measured in the
 same run, so the ratio holds on a noisy machine. Writes bench/results/<date>-<host>.json and prints a
-markdown table. Real parts only: the embedded Tansu broker, the real worker process, chDB."""
+markdown table. Real parts only: the embedded Tansu broker and Apache Kafka (BENCH_BROKERS, default both: every figure
+that goes through a broker is measured on each), the real worker process, chDB."""
 
 from __future__ import annotations
 
@@ -21,12 +22,13 @@ from pathlib import Path
 from typing import Any
 
 import orjson
+from pydantic import SecretStr
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench.latency import READINGS_PER_S_AT_RATE_1, bench_latency  # noqa: E402
-from controlroom.broker import free_port, start_broker, stop_process  # noqa: E402
+from controlroom.broker import apache_kafka_problem, free_port, start_broker, stop_process  # noqa: E402
 from controlroom.catalog import default_catalog  # noqa: E402
 from controlroom.kafka import ensure_topics, system_topics  # noqa: E402
 from controlroom.runner import tune_gc  # noqa: E402
@@ -42,6 +44,7 @@ LATENCY_RATE = float(os.environ.get("BENCH_LATENCY_RATE", "10000"))
 SCALE_OUT = tuple(int(n) for n in os.environ.get("BENCH_SCALE_OUT", "1,2,4").split(",") if n)  # "": none
 N_SINGLE = int(os.environ.get("BENCH_SINGLE_READINGS", "200000"))  # one reading per message: worker and producers
 PARTS = ("streams", "producers", "sink", "latency", "api", "backtest")  # BENCH_PARTS=streams,sink: only those
+BROKERS = {"tansu": "Tansu", "kafka": "Apache Kafka"}  # BENCH_BROKERS=tansu: only the embedded broker
 PROFILE_DIR = os.environ.get("BENCH_PROFILE_DIR")  # set: each worker runs under py-spy, a flame graph per run there
 
 
@@ -262,30 +265,47 @@ def _with_broker(partitions: int, body: Any, broker_kind: str = "tansu", **overr
             stop_process(broker)
 
 
-def bench_streams(msgs: list[Message]) -> dict[str, object]:
-    out: dict[str, object] = {}
+def bench_streams(msgs: list[Message], broker_kind: str = "tansu", scale_out: tuple[int, ...] = SCALE_OUT,
+                  ) -> dict[str, object]:
+    out: dict[str, object] = {"broker": broker_kind}
     single = msgs[:min(len(msgs), N_SINGLE)]
-    log(f"streams: {len(single):,} readings, one per message, default rules on")
+    name = BROKERS[broker_kind]
+    log(f"streams on {name}: {len(single):,} readings, one per message, default rules on")
     out["worker_1_per_message"] = _with_broker(
-        4, lambda s, d: run_workers(s, batch_messages(single, 1), len(single), d, with_alerter=True))
+        4, lambda s, d: run_workers(s, batch_messages(single, 1), len(single), d, with_alerter=True), broker_kind)
     batched = batch_messages(msgs, 100, 60_000)
-    log(f"streams: {len(msgs):,} readings batched per province and minute (≤100 per message, "
+    log(f"streams on {name}: {len(msgs):,} readings batched per province and minute (≤100 per message, "
         f"{len(batched):,} messages), default rules on")
     out["worker_100_per_message"] = _with_broker(
-        4, lambda s, d: run_workers(s, batched, len(msgs), d, with_alerter=True))
-    log(f"streams baseline: naive per-event Faust Table on {N_NAIVE:,} readings")
+        4, lambda s, d: run_workers(s, batched, len(msgs), d, with_alerter=True), broker_kind)
+    log(f"streams baseline on {name}: naive per-event Faust Table on {N_NAIVE:,} readings")
 
     def naive(settings: Settings, _d: Path) -> dict[str, float]:
         asyncio.run(publish(settings, batch_messages(msgs[:N_NAIVE], 1)))
         return run_naive(settings, N_NAIVE)
 
-    out["naive_faust_table"] = _with_broker(4, naive)
+    out["naive_faust_table"] = _with_broker(4, naive, broker_kind)
     scale: dict[str, object] = {}
-    for n in SCALE_OUT:
-        log(f"scale-out: {n} worker(s) on 8 partitions")
-        scale[str(n)] = _with_broker(8, lambda s, d, n=n: run_workers(s, batched, len(msgs), d, workers=n))
+    for n in scale_out:
+        log(f"scale-out on {name}: {n} worker(s) on 8 partitions")
+        scale[str(n)] = _with_broker(8, lambda s, d, n=n: run_workers(s, batched, len(msgs), d, workers=n),
+                                     broker_kind)
     out["scale_out"] = scale
     return out
+
+
+def brokers() -> list[str]:
+    """The brokers asked for (BENCH_BROKERS) that can run here; Apache Kafka needs Java 17 and its jars (`make
+    kafka`): without them it is left out, and said so."""
+    asked = [b for b in os.environ.get("BENCH_BROKERS", ",".join(BROKERS)).split(",") if b]
+    unknown = sorted(set(asked) - set(BROKERS))
+    if unknown:
+        raise SystemExit(f"BENCH_BROKERS: unknown {unknown}; the brokers are {', '.join(BROKERS)}")
+    problem = apache_kafka_problem() if "kafka" in asked else None
+    if problem is not None:
+        log(f"*** Apache Kafka left out of this run: {problem} (`make kafka`)")
+        asked.remove("kafka")
+    return asked
 
 
 def bench_sink(msgs: list[Message]) -> dict[str, object]:
@@ -300,7 +320,7 @@ def bench_sink(msgs: list[Message]) -> dict[str, object]:
     records = [Record(t, 0, i, now, v, catalog.registry.supplier(t.removeprefix("feeds."), k.decode()))
                for i, (t, k, v) in enumerate(msgs)]  # each with its header `agency`, as the simulator sends it
     with tempfile.TemporaryDirectory() as tmp:
-        settings = Settings(clickhouse_url=f"chdb://{tmp}/wh")
+        settings = Settings(clickhouse_url=SecretStr(f"chdb://{tmp}/wh"))
         wh = open_warehouse(settings)
         try:
             catalog = default_catalog()
@@ -336,21 +356,26 @@ def _worker_text(w: dict[str, Any]) -> str:
             f"second; peak RSS {w['peak_rss_mb']} MB)")
 
 
+def on(result: dict[str, Any]) -> str:
+    """A row's broker, as the figure names it."""
+    return BROKERS[result.get("broker", "tansu")]
+
+
 def streams_rows(s: dict[str, Any]) -> list[str]:
     w1, w100, naive = s["worker_1_per_message"], s["worker_100_per_message"], s["naive_faust_table"]
     base = naive["readings_per_s"]
     naive_text = f"naive Faust Table {base:,.0f} readings/s"
     return [
-        row("worker, 1 reading/message, default rules on (target ≥ 50k/s, ≥ 15×)", _worker_text(w1), naive_text,
-            f"{w1['readings_per_s'] / base:.1f}×"),
-        row("worker, ≤100 readings/message, default rules on (target ≥ 100k/s, ≥ 25×)", _worker_text(w100),
-            naive_text, f"{w100['readings_per_s'] / base:.1f}×"),
-    ] + [row(f"scale-out, {n} worker(s), 8 partitions", f"{w['readings_per_s']:,.0f} readings/s")
+        row(f"worker, 1 reading/message, default rules on, {on(s)} (target ≥ 50k/s, ≥ 15×)", _worker_text(w1),
+            naive_text, f"{w1['readings_per_s'] / base:.1f}×"),
+        row(f"worker, ≤100 readings/message, default rules on, {on(s)} (target ≥ 100k/s, ≥ 25×)",
+            _worker_text(w100), naive_text, f"{w100['readings_per_s'] / base:.1f}×"),
+    ] + [row(f"scale-out, {n} worker(s), 8 partitions, {on(s)}", f"{w['readings_per_s']:,.0f} readings/s")
          for n, w in s.get("scale_out", {}).items()]
 
 
 def producers_rows(p: dict[str, Any]) -> list[str]:
-    return [row("producers, one reading per message (simulator, replay: librdkafka)",
+    return [row(f"producers, one reading per message, {on(p)} (simulator, replay: librdkafka)",
                 f"confluent-kafka {p['confluent_kafka_msgs_per_s']:,} msg/s",
                 f"aiokafka {p['aiokafka_msgs_per_s']:,} msg/s", f"{p['ratio']}×")]
 
@@ -378,7 +403,7 @@ def latency_rows(lat: dict[str, Any]) -> list[str]:
     def pcts(p: dict[str, float]) -> str:
         return f"{p.get('p50', 0):,.0f} / {p.get('p95', 0):,.0f} / {p.get('p99', 0):,.0f} ms (n={p.get('n', 0):,})"
 
-    at = f"at {lat['published_readings_per_s']:,} readings/s for {lat['seconds']:.0f} s"
+    at = f"{on(lat)}, at {lat['published_readings_per_s']:,} readings/s for {lat['seconds']:.0f} s"
     lines = [
         row(f"event → alert p50 / p95 / p99 ({at})", pcts(lat["event_to_alert_ms"]),
             f"worker's leg (event → open window) {pcts(lat['event_to_live_window_ms'])}"),
@@ -386,36 +411,45 @@ def latency_rows(lat: dict[str, Any]) -> list[str]:
             "includes the source's 1 s batching"),
     ]
     for name, r in sorted(lat["rss"].items()):
-        lines.append(row(f"RSS {name} over the latency run (minute 1 → end)",
+        lines.append(row(f"RSS {name} over the latency run, {on(lat)} (minute 1 → end)",
                          f"{r['minute_1_mb']} → {r['last_mb']} MB, peak {r['peak_mb']} MB",
                          f"RssAnon (own) {r['rssanon_minute_1_mb']} → {r['rssanon_last_mb']} MB; "
                          f"RssFile (mapped files) {r['rssfile_minute_1_mb']} → {r['rssfile_last_mb']} MB"))
     return lines
 
 
-def run_parts(parts: set[str], results: dict[str, Any]) -> list[str]:
-    """Run the parts asked for (BENCH_PARTS), in the order of a full run; their table rows."""
+def run_parts(parts: set[str], results: dict[str, Any], kinds: list[str]) -> list[str]:
+    """Run the parts asked for (BENCH_PARTS), in the order of a full run, those through a broker on each of
+    `kinds` (results[part] on the first, results["on_<kind>"][part] on the others); their table rows."""
     lines: list[str] = []
+
+    def where(kind: str) -> dict[str, Any]:
+        return results if kind == kinds[0] else results.setdefault(f"on_{kind}", {})
+
     if parts & {"streams", "sink", "producers"}:
         log(f"simulating about {N_READINGS:,} readings: one minute of every catalog series")
         msgs = readings(N_READINGS)
         results["readings"] = len(msgs)
-        if "streams" in parts:
-            results["streams"] = bench_streams(msgs)
-            lines += streams_rows(results["streams"])
+        for kind in kinds if "streams" in parts else []:
+            # the scale-out figures on the first broker only: a run of several minutes each
+            where(kind)["streams"] = bench_streams(msgs, kind, SCALE_OUT if kind == kinds[0] else ())
+            lines += streams_rows(where(kind)["streams"])
         if "producers" in parts:
             from bench.producers_bench import bench_producers
 
-            log("producers: aiokafka and confluent-kafka, one reading per message")
             singles = batch_messages(msgs[:N_SINGLE], 1)
-            results["producers"] = _with_broker(4, lambda st, _d: bench_producers(st, singles))
-            lines += producers_rows(results["producers"])
+            for kind in kinds:
+                log(f"producers on {BROKERS[kind]}: aiokafka and confluent-kafka, one reading per message")
+                where(kind)["producers"] = {"broker": kind, **_with_broker(
+                    4, lambda st, _d: bench_producers(st, singles), kind)}
+                lines += producers_rows(where(kind)["producers"])
         if "sink" in parts:
             results["sink"] = bench_sink(msgs)
             lines += sink_rows(results["sink"])
         del msgs
     if "latency" in parts:
-        results["latency"] = bench_latency(SOAK_S, LATENCY_RATE)
+        for kind in kinds:
+            where(kind)["latency"] = bench_latency(SOAK_S, LATENCY_RATE, broker_kind=kind)
     if "api" in parts:
         from bench.api_bench import bench_api
 
@@ -428,7 +462,8 @@ def run_parts(parts: set[str], results: dict[str, Any]) -> list[str]:
         results["backtest"] = bench_backtest()
         lines += [row(figure, value, comment) for figure, value, comment in table_rows(results["backtest"])]
     if "latency" in parts:
-        lines += latency_rows(results["latency"])
+        for kind in kinds:
+            lines += latency_rows(where(kind)["latency"])
     return lines
 
 
@@ -441,7 +476,9 @@ def main() -> int:
                                "host": platform.node(), "cpus": os.cpu_count(), "parts": sorted(parts),
                                # the machine is shared: the figures are only comparable beside their baselines
                                "load_average_at_start": os.getloadavg()}
-    lines = run_parts(parts, results)
+    kinds = brokers() if parts & {"streams", "producers", "latency"} else ["tansu"]
+    results["brokers"] = kinds
+    lines = run_parts(parts, results, kinds)
     results["load_average_at_end"] = os.getloadavg()
     results["bench_peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
     results["seconds"] = round(time.time() - started, 1)
