@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 
 import orjson
 
@@ -29,19 +30,29 @@ def run_migrate(settings: Settings) -> int:
 
 
 def run_sink(settings: Settings) -> int:
-    from controlroom.warehouse import open_warehouse
+    from controlroom.native_memory import trim_periodically, tune_malloc
+    from controlroom.warehouse import open_warehouse, release_engine_memory
     from sinks.migrate import migrate
     from sinks.writer import SinkWriter
 
     if settings.is_embedded_clickhouse:
         print("note: with a chdb:// warehouse the API process normally runs the sink (one process owns the "
               "chDB path); run this only while no API is running, or use a ClickHouse server.")
+    tune_malloc()  # as the API does (controlroom/native_memory.py): before chDB's threads make their arenas
     catalog = default_catalog()
     wh = open_warehouse(settings)
 
+    async def sink(stop: asyncio.Event) -> None:
+        trim = asyncio.create_task(trim_periodically(stop, lambda: release_engine_memory(wh)), name="malloc-trim")
+        try:
+            await SinkWriter(settings, catalog, wh).run(stop)
+        finally:
+            stop.set()
+            await trim
+
     try:
         migrate(wh, catalog)
-        run_until_signalled(SinkWriter(settings, catalog, wh).run)
+        run_until_signalled(sink)
     finally:
         wh.close()
     return 0
