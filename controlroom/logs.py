@@ -81,7 +81,9 @@ def configure_logging(level: str = "info", fmt: str = "auto", process: str = "")
     structlog.configure(
         processors=[*shared, structlog.processors.format_exc_info, renderer],
         wrapper_class=structlog.make_filtering_bound_logger(numeric),
-        logger_factory=structlog.PrintLoggerFactory(file=_CurrentStderr()),  # type: ignore[arg-type]
+        # one write per line (message and newline together): print() wrote them apart, and a line another thread
+        # logged in between (uvicorn's access log, through the stdlib handler) ended up glued to it
+        logger_factory=structlog.WriteLoggerFactory(file=_CurrentStderr()),  # type: ignore[arg-type]
         cache_logger_on_first_use=True,
     )
     formatter = structlog.stdlib.ProcessorFormatter(
