@@ -63,7 +63,7 @@ if str(ROOT) not in sys.path:  # `python bench/chaos.py` as well as `python -m b
     sys.path.insert(0, str(ROOT))
 
 from bench import chaos_oracle as oracle  # noqa: E402
-from controlroom.broker import free_port, start_broker, stop_process  # noqa: E402
+from controlroom.broker import free_port, has_idempotence, start_broker, stop_process  # noqa: E402
 from controlroom.catalog import Catalog, Feed, default_catalog  # noqa: E402
 from controlroom.kafka import ensure_topics, make_producer, system_topics  # noqa: E402
 from controlroom.schema import agency_headers, dims_key, fingerprint, series_key  # noqa: E402
@@ -436,7 +436,7 @@ class Scenario:
         rules = self.work / "rules.yaml"
         rules.write_text(alert_rules_yaml(self.alert_provinces))
         return Settings(
-            kafka_bootstrap=f"127.0.0.1:{broker_port}", kafka_idempotence=self.broker_kind == "kafka",  # not Tansu
+            kafka_bootstrap=f"127.0.0.1:{broker_port}", kafka_idempotence=has_idempotence(self.broker_kind),
             data_dir=self.work / "data",
             clickhouse_url=SecretStr(f"chdb://{self.work / 'warehouse'}"), api_port=api_port, alert_rules_file=rules,
             notify_signing_key=SecretStr(signing_key), log_format="json", streams_app_id=f"chaos-{self.seed}",

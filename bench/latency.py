@@ -26,7 +26,7 @@ import httpx
 import orjson
 
 from api.memprobe import proc_status_mb
-from controlroom.broker import free_port, start_broker
+from controlroom.broker import free_port, has_idempotence, start_broker
 from controlroom.catalog import default_catalog
 from controlroom.kafka import ensure_topics, make_consumer, make_producer, system_topics
 from controlroom.schema import ALERTS_TOPIC, LIVE_TOPIC, agency_headers
@@ -197,12 +197,12 @@ def bench_latency(seconds: float = 120.0, rate_per_s: float = 10_000.0, warmup_s
         tmp.mkdir(parents=True, exist_ok=True)
         port, api_port = free_port(), free_port()
         broker = start_broker(broker_kind, port, tmp / "kafka", tmp / "broker.log")
-        idempotence = "true" if broker_kind == "kafka" else "false"  # Tansu does not implement it
         url = f"chdb://{tmp / 'warehouse'}"
-        env = dict(os.environ, KAFKA_BOOTSTRAP=f"127.0.0.1:{port}", KAFKA_IDEMPOTENCE=idempotence,
+        settings = Settings(kafka_bootstrap=f"127.0.0.1:{port}", kafka_idempotence=has_idempotence(broker_kind))
+        env = dict(os.environ, KAFKA_BOOTSTRAP=settings.kafka_bootstrap,
+                   KAFKA_IDEMPOTENCE=str(settings.kafka_idempotence).lower(),
                    DATA_DIR=str(tmp / "data"), CLICKHOUSE_URL=url, API_PORT=str(api_port), LOG_FORMAT="json",
                    STREAMS_APP_ID=f"bench-{time.time_ns()}")
-        settings = Settings(kafka_bootstrap=f"127.0.0.1:{port}", kafka_idempotence=broker_kind == "kafka")
         procs: dict[str, subprocess.Popen[bytes]] = {}
         try:
             asyncio.run(ensure_topics(settings, system_topics(run.catalog)))

@@ -28,7 +28,13 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bench.latency import READINGS_PER_S_AT_RATE_1, bench_latency  # noqa: E402
-from controlroom.broker import apache_kafka_problem, free_port, start_broker, stop_process  # noqa: E402
+from controlroom.broker import (  # noqa: E402
+    apache_kafka_problem,
+    free_port,
+    has_idempotence,
+    start_broker,
+    stop_process,
+)
 from controlroom.catalog import default_catalog  # noqa: E402
 from controlroom.kafka import ensure_topics, system_topics  # noqa: E402
 from controlroom.runner import tune_gc  # noqa: E402
@@ -256,7 +262,7 @@ def _with_broker(partitions: int, body: Any, broker_kind: str = "tansu", **overr
     with tempfile.TemporaryDirectory() as tmp:
         broker = start_broker(broker_kind, port, Path(tmp) / "kafka", Path(tmp) / "broker.log")
         try:
-            settings = Settings(kafka_bootstrap=f"127.0.0.1:{port}", kafka_idempotence=broker_kind == "kafka",
+            settings = Settings(kafka_bootstrap=f"127.0.0.1:{port}", kafka_idempotence=has_idempotence(broker_kind),
                                 topic_partitions=partitions, **overrides)
             asyncio.run(ensure_topics(settings, system_topics(default_catalog())))
             (Path(tmp) / "run").mkdir()
@@ -430,10 +436,10 @@ def run_parts(parts: set[str], results: dict[str, Any], kinds: list[str]) -> lis
         log(f"simulating about {N_READINGS:,} readings: one minute of every catalog series")
         msgs = readings(N_READINGS)
         results["readings"] = len(msgs)
-        for kind in kinds if "streams" in parts else []:
-            # the scale-out figures on the first broker only: a run of several minutes each
-            where(kind)["streams"] = bench_streams(msgs, kind, SCALE_OUT if kind == kinds[0] else ())
-            lines += streams_rows(where(kind)["streams"])
+        if "streams" in parts:
+            for kind in kinds:  # the scale-out on the first broker only: a run of several minutes each
+                where(kind)["streams"] = bench_streams(msgs, kind, SCALE_OUT if kind == kinds[0] else ())
+                lines += streams_rows(where(kind)["streams"])
         if "producers" in parts:
             from bench.producers_bench import bench_producers
 

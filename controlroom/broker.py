@@ -284,6 +284,12 @@ def choose_broker(wanted: str) -> tuple[str, str]:
     return ("tansu", f"BROKER=auto: {problem}") if problem else ("kafka", "BROKER=auto: Java and Kafka's jars here")
 
 
+def has_idempotence(kind: str) -> bool:
+    """Whether the local broker `kind` gives producers ids (idempotent producers): Apache Kafka does, Tansu has no
+    InitProducerId."""
+    return kind == "kafka"
+
+
 def start_broker(kind: str, port: int, data_dir: Path, log_path: Path | None = None) -> subprocess.Popen[bytes]:
     """Start the local broker `kind` ("tansu": memory, `data_dir` unused; "kafka": data in `data_dir`)."""
     return start_apache_kafka(port, data_dir, log_path) if kind == "kafka" else start_tansu(port, log_path)

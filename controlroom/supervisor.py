@@ -32,7 +32,15 @@ from typing import Any, Literal
 
 import httpx
 
-from controlroom.broker import choose_broker, free_port, kafka_version, port_is_free, start_broker, stop_process
+from controlroom.broker import (
+    choose_broker,
+    free_port,
+    has_idempotence,
+    kafka_version,
+    port_is_free,
+    start_broker,
+    stop_process,
+)
 from controlroom.catalog import default_catalog
 from controlroom.errors import ControlRoomError, StartupError
 from controlroom.kafka import ensure_topics, system_topics
@@ -301,8 +309,7 @@ def run_up(settings: Settings, args: argparse.Namespace) -> int:
         else:  # its topics were in memory: restarting cannot help
             broker_name = "the embedded broker (Tansu, memory storage)"
             broker_note = f" (embedded Tansu, memory storage: empty at every start; {why})"
-        # idempotent producers where the broker has them (Tansu has no InitProducerId)
-        env.update(KAFKA_BOOTSTRAP=bootstrap, KAFKA_IDEMPOTENCE=str(kind == "kafka").lower())
+        env.update(KAFKA_BOOTSTRAP=bootstrap, KAFKA_IDEMPOTENCE=str(has_idempotence(kind)).lower())
     else:
         bootstrap = settings.kafka_bootstrap
     effective = settings.model_copy(update={"kafka_bootstrap": bootstrap})

@@ -36,7 +36,10 @@ def test_each_line_is_one_write_from_structlog_and_stdlib_threads() -> None:
 
     def log(i: int) -> None:
         for n in range(200):
-            ours.info("alert event", alert_id=f"a{i}-{n}") if i % 2 else theirs.info("GET /healthz %s", n)
+            if i % 2:
+                ours.info("alert event", alert_id=f"a{i}-{n}")
+            else:
+                theirs.info("GET /healthz %s", n)
 
     threads = [threading.Thread(target=log, args=(i,)) for i in range(4)]
     sys.stderr = stream
